@@ -1,0 +1,250 @@
+"""Value objects shared by the whole project. Times are epoch milliseconds (UTC), durations milliseconds."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+MINUTE = 60_000
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+
+Direction = Literal["above", "below"]
+Severity = Literal["info", "warning", "alarm", "critical"]
+SEVERITIES: tuple[str, ...] = ("info", "warning", "alarm", "critical")
+
+TEMP_MIN_C = -200.0
+TEMP_MAX_C = 100.0
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    device_id: str
+    ts: int  # epoch ms, UTC
+    temp_c: float
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One message's worth of valid readings from one device."""
+
+    device_id: str
+    readings: tuple[Reading, ...]
+    seq: int | None = None
+    sent_at: int | None = None
+    battery_pct: float | None = None
+    source: str = "mqtt"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a message (index None) or one of its readings (index i) was not stored."""
+
+    reason: str
+    detail: str
+    index: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParseResult:
+    batch: Batch | None
+    rejections: tuple[Rejection, ...] = ()
+
+    @property
+    def whole_message_rejected(self) -> bool:
+        return self.batch is None
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    id: str
+    direction: Direction
+    threshold_c: float
+    severity: Severity = "alarm"
+    delay_ms: int = 0
+    cumulative_ms: int | None = None
+    hysteresis_c: float = 0.2
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "direction": self.direction,
+            "threshold_c": self.threshold_c,
+            "severity": self.severity,
+            "delay_ms": self.delay_ms,
+            "cumulative_ms": self.cumulative_ms,
+            "hysteresis_c": self.hysteresis_c,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Limit:
+        return cls(
+            id=str(d["id"]),
+            direction=d["direction"],
+            threshold_c=float(d["threshold_c"]),
+            severity=d.get("severity", "alarm"),
+            delay_ms=int(d.get("delay_ms", 0)),
+            cumulative_ms=None if d.get("cumulative_ms") is None else int(d["cumulative_ms"]),
+            hysteresis_c=float(d.get("hysteresis_c", 0.2)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    id: str
+    name: str
+    limits: tuple[Limit, ...]
+    mkt_max_c: float | None = None
+    max_gap_ms: int = 30 * MINUTE
+    offline_after_ms: int = 30 * MINUTE
+    activation_energy_kj: float = 83.144
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "limits": [lim.to_dict() for lim in self.limits],
+            "mkt_max_c": self.mkt_max_c,
+            "max_gap_ms": self.max_gap_ms,
+            "offline_after_ms": self.offline_after_ms,
+            "activation_energy_kj": self.activation_energy_kj,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Profile:
+        return cls(
+            id=str(d["id"]),
+            name=str(d.get("name", d["id"])),
+            limits=tuple(Limit.from_dict(x) for x in d.get("limits", [])),
+            mkt_max_c=None if d.get("mkt_max_c") is None else float(d["mkt_max_c"]),
+            max_gap_ms=int(d.get("max_gap_ms", 30 * MINUTE)),
+            offline_after_ms=int(d.get("offline_after_ms", 30 * MINUTE)),
+            activation_energy_kj=float(d.get("activation_energy_kj", 83.144)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Excursion:
+    """One episode of one limit on one series (a device, or a shipment's logger)."""
+
+    series_id: str
+    limit_id: str
+    direction: Direction
+    threshold_c: float
+    severity: Severity
+    start_ts: int
+    end_ts: int | None  # None while open
+    duration_ms: int
+    peak_c: float
+    degree_minutes: float
+    alarm_ts: int | None = None
+    alarm_kind: Literal["consecutive", "cumulative", "mkt"] | None = None
+
+    @property
+    def id(self) -> str:
+        return stable_id("exc", self.series_id, self.limit_id, self.start_ts)
+
+    @property
+    def is_open(self) -> bool:
+        return self.end_ts is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "series_id": self.series_id,
+            "limit_id": self.limit_id,
+            "direction": self.direction,
+            "threshold_c": self.threshold_c,
+            "severity": self.severity,
+            "start_ts": self.start_ts,
+            "end_ts": self.end_ts,
+            "duration_ms": self.duration_ms,
+            "peak_c": self.peak_c,
+            "degree_minutes": self.degree_minutes,
+            "alarm_ts": self.alarm_ts,
+            "alarm_kind": self.alarm_kind,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A fact: something happened at ``ts``. Alerts are never deleted; their id is deterministic."""
+
+    id: str
+    type: str  # event type of PROTOCOLS.md, e.g. "excursion.alarm"
+    severity: Severity
+    device_id: str | None
+    ts: int
+    data: dict[str, Any] = field(default_factory=dict)
+    shipment_id: str | None = None
+    excursion_id: str | None = None
+
+
+def stable_id(*parts: object) -> str:
+    """A deterministic short id from its parts (same parts -> same id, whatever the process)."""
+    raw = "\x1f".join("" if p is None else str(p) for p in parts)
+    prefix = str(parts[0]) if parts else "id"
+    return f"{prefix}_{hashlib.sha256(raw.encode()).hexdigest()[:24]}"
+
+
+def _lim(id_: str, direction: Direction, t: float, sev: Severity, delay_min: float = 0,
+         cum_min: float | None = None) -> Limit:
+    return Limit(id_, direction, t, sev, int(delay_min * MINUTE),
+                 None if cum_min is None else int(cum_min * MINUTE))
+
+
+BUILTIN_PROFILES: dict[str, Profile] = {
+    p.id: p
+    for p in (
+        Profile(
+            "2-8C", "2-8 °C (refrigerated)",
+            (
+                _lim("high-warn", "above", 8.0, "warning", 15),
+                _lim("high", "above", 8.0, "alarm", 30, 240),
+                _lim("high-crit", "above", 25.0, "critical", 0),
+                _lim("low", "below", 2.0, "alarm", 10),
+                _lim("freeze", "below", 0.0, "critical", 0),
+            ),
+            mkt_max_c=8.0,
+        ),
+        Profile(
+            "15-25C", "15-25 °C (controlled room temperature)",
+            (
+                _lim("high-warn", "above", 25.0, "warning", 30),
+                _lim("high", "above", 25.0, "alarm", 60, 24 * 60),
+                _lim("high-crit", "above", 40.0, "critical", 0),
+                _lim("low", "below", 15.0, "alarm", 60),
+                _lim("low-crit", "below", 2.0, "critical", 0),
+            ),
+            mkt_max_c=25.0,
+        ),
+        Profile(
+            "-25-15C", "-25 to -15 °C (frozen)",
+            (
+                _lim("high", "above", -15.0, "alarm", 15, 120),
+                _lim("high-crit", "above", -5.0, "critical", 0),
+                _lim("low", "below", -25.0, "alarm", 30),
+            ),
+        ),
+        Profile(
+            "le-60C", "≤ -60 °C (ultra-cold)",
+            (
+                _lim("high-warn", "above", -70.0, "warning", 15),
+                _lim("high", "above", -60.0, "alarm", 5, 60),
+                _lim("high-crit", "above", -40.0, "critical", 0),
+            ),
+        ),
+        Profile(
+            "le-150C", "≤ -150 °C (vapour-phase liquid nitrogen, cell therapies)",
+            (
+                _lim("high-warn", "above", -160.0, "warning", 10),
+                _lim("high", "above", -150.0, "alarm", 0, 30),
+                _lim("high-crit", "above", -135.0, "critical", 0),
+            ),
+        ),
+    )
+}
+
+DEFAULT_PROFILE_ID = "2-8C"

@@ -1,0 +1,53 @@
+"""Ports: the small contracts the core needs from the outside world. Adapters implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from .clock import Clock
+from .model import Reading
+
+__all__ = ["Clock", "ReadingStore", "WriteResult", "Bucket"]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    accepted: int  # readings newly stored
+    duplicates: int  # readings already present with the same (device_id, ts): nothing changed
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One downsampled interval of a series: [ts, ts + interval)."""
+
+    ts: int
+    min_c: float
+    max_c: float
+    mean_c: float
+    count: int
+
+
+class ReadingStore(Protocol):
+    """The time series. Idempotent on (device_id, ts): a redelivered reading changes nothing."""
+
+    def write(self, readings: Sequence[Reading]) -> WriteResult: ...
+
+    def query(self, device_id: str, start: int | None = None, end: int | None = None,
+              limit: int | None = None, descending: bool = False) -> list[Reading]:
+        """Readings of one device with start <= ts < end, ordered by ts."""
+        ...
+
+    def arrays(self, device_id: str, start: int | None = None, end: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """(ts int64 ms, temp_c float64) arrays, sorted, for start <= ts < end."""
+        ...
+
+    def downsample(self, device_id: str, start: int, end: int, interval_ms: int) -> list[Bucket]: ...
+
+    def count(self, device_id: str | None = None) -> int: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,133 @@
+"""SQLite database: one file, WAL, per-thread connections, serialised write transactions, migrations.
+
+Migrations are the ``*.sql`` files of ``coldtrace/store/migrations`` applied once each, in name order,
+recorded in ``schema_migrations``. A feature adds a file; it never edits an applied one.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+from ..errors import StoreError
+
+log = logging.getLogger(__name__)
+
+
+def _migrations() -> list[tuple[str, str]]:
+    pkg = resources.files("coldtrace.store") / "migrations"
+    files = sorted((p.name, p.read_text(encoding="utf-8")) for p in pkg.iterdir() if p.name.endswith(".sql"))
+    return files
+
+
+class Database:
+    """A SQLite file shared by the threads of one process. ``path`` may be ':memory:' only in tests."""
+
+    def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
+        self.path = str(path)
+        self.synchronous = synchronous.upper()
+        if self.synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise StoreError(f"unknown sqlite synchronous mode {synchronous!r}")
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        try:
+            with self.write() as conn:
+                self._migrate(conn)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA cache_size=-65536")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
+        conn.row_factory = sqlite3.Row
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection (for reads; writes go through ``write()``)."""
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            c = self._local.conn = self._connect()
+        return c
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT), serialised within the process."""
+        with self._write_lock:
+            c = self.conn()
+            if c.in_transaction:  # nested: join the outer transaction
+                yield c
+                return
+            try:
+                c.execute("BEGIN IMMEDIATE")
+                yield c
+                c.execute("COMMIT")
+            except BaseException as exc:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"database write failed: {exc}") from exc
+                raise
+
+    def query(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+        try:
+            return self.conn().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"database read failed: {exc}") from exc
+
+    def query_one(self, sql: str, params: tuple | dict = ()) -> sqlite3.Row | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT"
+                     " NOT NULL DEFAULT CURRENT_TIMESTAMP)")
+        done = {r[0] for r in conn.execute("SELECT name FROM schema_migrations")}
+        for name, sql in _migrations():
+            if name in done:
+                continue
+            log.info("applying schema migration %s", name)
+            for stmt in _split_sql(sql):
+                conn.execute(stmt)
+            conn.execute("INSERT INTO schema_migrations (name) VALUES (?)", (name,))
+
+    def close(self) -> None:
+        with self._all_lock:
+            for c in self._all:
+                try:
+                    c.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
+        self._local = threading.local()
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements (sqlite3.complete_statement keeps triggers whole)."""
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        if not buf and line.strip().startswith("--"):
+            continue
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out

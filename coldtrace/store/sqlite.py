@@ -1,0 +1,83 @@
+"""ReadingStore on SQLite (embedded default): WITHOUT ROWID table keyed (device_id, ts), INSERT OR IGNORE."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import StoreError
+from ..model import Reading
+from ..ports import Bucket, WriteResult
+from .db import Database
+
+
+class SqliteReadingStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def write(self, readings: Sequence[Reading]) -> WriteResult:
+        if not readings:
+            return WriteResult(0, 0)
+        rows = [(r.device_id, r.ts, r.temp_c, r.seq) for r in readings]
+        try:
+            with self.db.write() as c:
+                before = c.total_changes
+                c.executemany("INSERT OR IGNORE INTO readings (device_id, ts, temp_c, seq) VALUES (?,?,?,?)",
+                              rows)
+                accepted = c.total_changes - before
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot store readings: {exc}") from exc
+        return WriteResult(accepted, len(rows) - accepted)
+
+    @staticmethod
+    def _range(device_id: str, start: int | None, end: int | None) -> tuple[str, list]:
+        where, params = "device_id = ?", [device_id]
+        if start is not None:
+            where += " AND ts >= ?"
+            params.append(start)
+        if end is not None:
+            where += " AND ts < ?"
+            params.append(end)
+        return where, params
+
+    def query(self, device_id: str, start: int | None = None, end: int | None = None,
+              limit: int | None = None, descending: bool = False) -> list[Reading]:
+        where, params = self._range(device_id, start, end)
+        sql = f"SELECT device_id, ts, temp_c, seq FROM readings WHERE {where} ORDER BY ts"
+        if descending:
+            sql += " DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return [Reading(r[0], r[1], r[2], r[3]) for r in self.db.query(sql, tuple(params))]
+
+    def arrays(self, device_id: str, start: int | None = None, end: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        where, params = self._range(device_id, start, end)
+        rows = self.db.conn().execute(f"SELECT ts, temp_c FROM readings WHERE {where} ORDER BY ts",
+                                      params).fetchall()
+        if not rows:
+            return np.empty(0, np.int64), np.empty(0, np.float64)
+        arr = np.array(rows, dtype=np.float64)
+        return arr[:, 0].astype(np.int64), arr[:, 1].copy()
+
+    def downsample(self, device_id: str, start: int, end: int, interval_ms: int) -> list[Bucket]:
+        interval_ms = max(1, int(interval_ms))
+        rows = self.db.query(
+            "SELECT (ts - ?) / ? AS b, MIN(temp_c), MAX(temp_c), AVG(temp_c), COUNT(*) FROM readings"
+            " WHERE device_id = ? AND ts >= ? AND ts < ? GROUP BY b ORDER BY b",
+            (start, interval_ms, device_id, start, end),
+        )
+        return [Bucket(start + r[0] * interval_ms, r[1], r[2], r[3], r[4]) for r in rows]
+
+    def count(self, device_id: str | None = None) -> int:
+        if device_id is None:
+            row = self.db.query_one("SELECT COUNT(*) FROM readings")
+        else:
+            row = self.db.query_one("SELECT COUNT(*) FROM readings WHERE device_id = ?", (device_id,))
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        pass

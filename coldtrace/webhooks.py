@@ -1,0 +1,293 @@
+"""Webhooks, the pure part: event bodies, Standard Webhooks v1 signatures, retry schedule, target safety.
+
+Everything here takes its inputs (time, randomness, a resolver) as arguments so the notifier, the API and
+the tests share one definition of what is sent and when. See docs/PROTOCOLS.md "Webhooks".
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
+import json
+import random
+import secrets as _secrets
+import socket
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from .clock import to_iso
+from .errors import ColdTraceError
+from .model import HOUR, MINUTE, SEVERITIES, Alert, stable_id
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
+SECRET_MIN_BYTES = 24
+SECRET_MAX_BYTES = 64
+TIMESTAMP_TOLERANCE_S = 5 * 60  # receivers refuse older/newer messages (replay protection)
+DELIVERY_TIMEOUT_S = 10.0
+
+# Delay before attempt n+1 (index 0: the first attempt, immediately). Ten attempts over about 3.3 days.
+RETRY_SCHEDULE_MS: tuple[int, ...] = (
+    0, 5_000, 5 * MINUTE, 30 * MINUTE, 2 * HOUR, 5 * HOUR, 10 * HOUR, 14 * HOUR, 20 * HOUR, 24 * HOUR,
+)
+MAX_ATTEMPTS = len(RETRY_SCHEDULE_MS)
+JITTER = 0.1  # +-10 % so a receiver coming back is not hit by every subscription at the same millisecond
+RETRY_AFTER_MIN_MS = 1_000
+RETRY_AFTER_MAX_MS = 24 * HOUR
+
+EVENT_TYPES: tuple[str, ...] = (
+    "excursion.opened", "excursion.alarm", "excursion.closed", "excursion.revised",
+    "device.offline", "device.online", "device.battery_low", "device.sensor_fault",
+    "calibration.failed", "calibration.drift", "calibration.due",
+    "alert.acknowledged", "alert.escalated", "alert.resolved", "shipment.decided", "webhook.ping",
+)
+
+
+class WebhookError(ColdTraceError):
+    code = "webhook"
+
+
+class InvalidSecret(WebhookError):
+    code = "invalid_secret"
+
+
+class UnsafeTarget(WebhookError):
+    """A subscription URL that ColdTrace refuses to call (scheme, or an internal address)."""
+
+    code = "unsafe_target"
+
+
+class SignatureError(WebhookError):
+    code = "invalid_signature"
+
+
+# ---------------------------------------------------------------- bodies
+
+
+def event_id_for(alert_id: str) -> str:
+    """The webhook-id of an alert's event: derived from the alert id, so a replayed emit cannot fork it."""
+    return stable_id("msg", alert_id)
+
+
+def event_body(alert: Alert) -> dict[str, Any]:
+    """The Standard Webhooks body {"type", "timestamp", "data"} of one alert.
+
+    ``timestamp`` is when the thing happened (the alert's reading time), not when it was sent, so a
+    retried delivery carries the same body byte for byte.
+    """
+    data: dict[str, Any] = dict(alert.data)
+    data.update({
+        "alert_id": alert.id,
+        "severity": alert.severity,
+        "device_id": alert.device_id,
+        "shipment_id": alert.shipment_id,
+        "excursion_id": alert.excursion_id,
+        "ts": to_iso(alert.ts),
+    })
+    return {"type": alert.type, "timestamp": to_iso(alert.ts), "data": data}
+
+
+def encode_body(body: Mapping[str, Any]) -> str:
+    """Canonical JSON text of a body: this exact text is stored, signed and sent."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, sort_keys=True, default=str)
+
+
+def outbox_row(alert: Alert, created_at: int | None = None) -> tuple[str, str, str, str, int]:
+    """(event_id, type, alert_id, payload, created_at) for ``INSERT INTO outbox`` (0001_core.sql).
+
+    ``created_at`` defaults to the alert's time; the pipeline passes its clock's now.
+    """
+    return (event_id_for(alert.id), alert.type, alert.id, encode_body(event_body(alert)),
+            alert.ts if created_at is None else int(created_at))
+
+
+OUTBOX_INSERT_SQL = ("INSERT OR IGNORE INTO outbox (event_id, type, alert_id, payload, created_at)"
+                     " VALUES (?, ?, ?, ?, ?)")
+
+
+# ---------------------------------------------------------------- secrets and signatures
+
+
+def generate_secret(nbytes: int = 32) -> str:
+    if not SECRET_MIN_BYTES <= nbytes <= SECRET_MAX_BYTES:
+        raise InvalidSecret(f"a secret has {SECRET_MIN_BYTES}-{SECRET_MAX_BYTES} random bytes, not {nbytes}")
+    return SECRET_PREFIX + base64.b64encode(_secrets.token_bytes(nbytes)).decode("ascii")
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_...`` secret (the base64-decoded bytes)."""
+    if not isinstance(secret, str) or not secret.startswith(SECRET_PREFIX):
+        raise InvalidSecret("a webhook secret starts with 'whsec_'")
+    try:
+        key = base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidSecret("a webhook secret is 'whsec_' + base64") from exc
+    if not SECRET_MIN_BYTES <= len(key) <= SECRET_MAX_BYTES:
+        raise InvalidSecret(
+            f"a webhook secret has {SECRET_MIN_BYTES}-{SECRET_MAX_BYTES} bytes, not {len(key)}")
+    return key
+
+
+def _as_bytes(body: str | bytes) -> bytes:
+    return body.encode("utf-8") if isinstance(body, str) else body
+
+
+def sign(secret: str, msg_id: str, timestamp_s: int, body: str | bytes) -> str:
+    """One ``v1,<base64 HMAC-SHA256("{id}.{timestamp}.{body}")>`` signature."""
+    signed = f"{msg_id}.{int(timestamp_s)}.".encode() + _as_bytes(body)
+    mac = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode("ascii")
+
+
+def signed_headers(secrets: Sequence[str], msg_id: str, timestamp_s: int, body: str | bytes
+                   ) -> dict[str, str]:
+    """The three Standard Webhooks headers; one signature per secret (two during a rotation)."""
+    if not secrets:
+        raise InvalidSecret("no secret to sign with")
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(timestamp_s)),
+        "webhook-signature": " ".join(sign(s, msg_id, timestamp_s, body) for s in secrets),
+        "content-type": "application/json",
+    }
+
+
+def verify(secret: str, headers: Mapping[str, str], body: str | bytes, now_s: int,
+           tolerance_s: int = TIMESTAMP_TOLERANCE_S) -> None:
+    """What a receiver does: raise SignatureError unless one v1 signature matches and the time is fresh."""
+    h = {k.lower(): v for k, v in headers.items()}
+    msg_id, ts, sigs = h.get("webhook-id"), h.get("webhook-timestamp"), h.get("webhook-signature")
+    if not msg_id or not ts or not sigs:
+        raise SignatureError("missing webhook-id, webhook-timestamp or webhook-signature")
+    try:
+        ts_i = int(ts)
+    except ValueError as exc:
+        raise SignatureError("webhook-timestamp is not an integer") from exc
+    if abs(now_s - ts_i) > tolerance_s:
+        raise SignatureError("webhook-timestamp is outside the tolerance")
+    expected = sign(secret, msg_id, ts_i, body).split(",", 1)[1]
+    for part in sigs.split():
+        version, _, value = part.partition(",")
+        if version == "v1" and hmac.compare_digest(value, expected):
+            return
+    raise SignatureError("no matching signature")
+
+
+# ---------------------------------------------------------------- retries
+
+
+def next_attempt_delay(attempts_made: int, rng: random.Random | None = None,
+                       retry_after_ms: int | None = None) -> int | None:
+    """Milliseconds to wait after ``attempts_made`` failed attempts; None when the schedule is exhausted.
+
+    A receiver's Retry-After replaces the scheduled delay (clamped to 1 s .. 24 h) but still counts as an
+    attempt, so a receiver answering "Retry-After: 0" forever cannot keep a delivery alive forever.
+    """
+    if attempts_made >= MAX_ATTEMPTS:
+        return None
+    if retry_after_ms is not None:
+        return min(max(retry_after_ms, RETRY_AFTER_MIN_MS), RETRY_AFTER_MAX_MS)
+    base = RETRY_SCHEDULE_MS[max(attempts_made, 0)]
+    r = rng.random() if rng is not None else random.random()
+    return int(base * (1 - JITTER + 2 * JITTER * r))
+
+
+def parse_retry_after(value: str | None, now_ms: int) -> int | None:
+    """Retry-After (delta seconds or an HTTP date) -> delay in ms, or None when absent or unreadable."""
+    if value is None:
+        return None
+    v = value.strip()
+    if not v:
+        return None
+    if v.isdigit():
+        return int(v) * 1000
+    try:
+        dt = parsedate_to_datetime(v)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if dt is None or dt.tzinfo is None:
+        return None
+    return max(0, int(dt.timestamp() * 1000) - now_ms)
+
+
+# ---------------------------------------------------------------- filters
+
+
+def matches(filters: Mapping[str, Any], event_type: str, severity: str | None, device_id: str | None
+            ) -> bool:
+    """Does an event pass a subscription's filters? Empty filter lists mean 'all'."""
+    types = filters.get("event_types") or ()
+    if types and not any(_type_match(t, event_type) for t in types):
+        return False
+    min_sev = filters.get("min_severity")
+    if min_sev and severity in SEVERITIES and SEVERITIES.index(severity) < SEVERITIES.index(min_sev):
+        return False
+    devices = filters.get("device_ids") or ()
+    return not (devices and device_id not in devices)
+
+
+def _type_match(pattern: str, event_type: str) -> bool:
+    if pattern.endswith(".*"):
+        return event_type.startswith(pattern[:-1])
+    return pattern == event_type
+
+
+# ---------------------------------------------------------------- target safety
+
+Resolver = Callable[[str, int], Iterable[str]]
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UnsafeTarget(f"cannot resolve {host!r}: {exc}") from exc
+    return [str(info[4][0]) for info in infos]
+
+
+def _internal(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return (addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_reserved
+            or addr.is_multicast or addr.is_unspecified or not addr.is_global)
+
+
+def check_target(url: str, allow_private: bool = False, resolver: Resolver = system_resolver) -> list[str]:
+    """Refuse a URL ColdTrace must not call; return the addresses its host resolves to.
+
+    Only http and https. Unless ``allow_private`` (tests, a demo, an on-site receiver), every resolved
+    address must be public: a subscription must not become a way to reach the host's own services, the
+    cloud metadata address (169.254.169.254) or the site network. Multicast and unspecified addresses
+    are refused even then.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UnsafeTarget(f"not a valid URL: {exc}") from exc
+    if parts.scheme not in ("http", "https"):
+        raise UnsafeTarget("a webhook URL is http:// or https://")
+    host = parts.hostname
+    if not host:
+        raise UnsafeTarget("a webhook URL needs a host")
+    if parts.username or parts.password:
+        raise UnsafeTarget("credentials in a webhook URL are not allowed; the signature authenticates")
+    port = port or (443 if parts.scheme == "https" else 80)
+    try:
+        addrs = [str(ipaddress.ip_address(host))]
+    except ValueError:
+        addrs = list(resolver(host, port))
+    if not addrs:
+        raise UnsafeTarget(f"{host!r} resolves to no address")
+    for a in addrs:
+        ip = ipaddress.ip_address(a.split("%", 1)[0])
+        if ip.is_multicast or ip.is_unspecified:
+            raise UnsafeTarget(f"{host!r} resolves to {a}, which cannot be a receiver")
+        if not allow_private and _internal(ip):
+            raise UnsafeTarget(f"{host!r} resolves to the internal address {a}; set "
+                               "COLDTRACE_WEBHOOKS__ALLOW_PRIVATE_TARGETS=true to allow it")
+    return addrs

@@ -1,0 +1,158 @@
+"""Pure webhook functions: bodies, Standard Webhooks signatures, retries, Retry-After, target safety."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+
+import pytest
+
+from coldtrace import webhooks as wh
+from coldtrace.model import HOUR, MINUTE, Alert
+
+# The Standard Webhooks specification's own test vector.
+SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SPEC_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+SPEC_TS = 1614265330
+SPEC_BODY = '{"test": 2432232314}'
+SPEC_SIG = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+def _alert(**kw) -> Alert:
+    d = dict(id="alert_1", type="excursion.alarm", severity="alarm", device_id="LOG-0001",
+             ts=1_795_687_200_000, data={"limit_id": "high", "peak_c": 9.1}, shipment_id="SHP-1",
+             excursion_id="exc_1")
+    d.update(kw)
+    return Alert(**d)
+
+
+def test_sign_matches_the_specification_vector():
+    assert wh.sign(SPEC_SECRET, SPEC_ID, SPEC_TS, SPEC_BODY) == SPEC_SIG
+    assert wh.sign(SPEC_SECRET, SPEC_ID, SPEC_TS, SPEC_BODY.encode()) == SPEC_SIG
+
+
+def test_verify_accepts_good_and_refuses_tampered_old_or_foreign():
+    h = wh.signed_headers([SPEC_SECRET], SPEC_ID, SPEC_TS, SPEC_BODY)
+    assert h["webhook-signature"] == SPEC_SIG
+    wh.verify(SPEC_SECRET, h, SPEC_BODY, now_s=SPEC_TS + 10)
+    with pytest.raises(wh.SignatureError):
+        wh.verify(SPEC_SECRET, h, SPEC_BODY.replace("2", "3"), now_s=SPEC_TS)
+    with pytest.raises(wh.SignatureError):
+        wh.verify(SPEC_SECRET, h, SPEC_BODY, now_s=SPEC_TS + 301)
+    with pytest.raises(wh.SignatureError):
+        wh.verify(wh.generate_secret(), h, SPEC_BODY, now_s=SPEC_TS)
+    with pytest.raises(wh.SignatureError):
+        wh.verify(SPEC_SECRET, {"webhook-id": SPEC_ID}, SPEC_BODY, now_s=SPEC_TS)
+
+
+def test_rotation_sends_two_signatures_each_verifiable_by_its_own_secret():
+    old, new = wh.generate_secret(), wh.generate_secret()
+    h = wh.signed_headers([new, old], "msg_x", 1000, b"{}")
+    assert len(h["webhook-signature"].split(" ")) == 2
+    wh.verify(old, h, b"{}", now_s=1000)
+    wh.verify(new, h, b"{}", now_s=1000)
+
+
+@pytest.mark.parametrize("n", [24, 32, 64])
+def test_generated_secrets_have_the_prefix_and_the_size(n):
+    s = wh.generate_secret(n)
+    assert s.startswith("whsec_")
+    assert len(base64.b64decode(s[6:])) == n
+    assert wh.secret_key(s) == base64.b64decode(s[6:])
+    assert wh.generate_secret(n) != s
+
+
+@pytest.mark.parametrize("bad", ["nope", "whsec_!!!", "whsec_" + base64.b64encode(b"x" * 8).decode(),
+                                 "whsec_" + base64.b64encode(b"x" * 65).decode()])
+def test_bad_secrets_are_refused(bad):
+    with pytest.raises(wh.InvalidSecret):
+        wh.secret_key(bad)
+    with pytest.raises(wh.InvalidSecret):
+        wh.generate_secret(16)
+
+
+def test_event_body_and_outbox_row_are_stable_and_complete():
+    a = _alert()
+    body = wh.event_body(a)
+    assert body["type"] == "excursion.alarm"
+    assert body["timestamp"] == "2026-11-26T10:00:00.000Z"
+    assert body["data"]["alert_id"] == "alert_1" and body["data"]["severity"] == "alarm"
+    assert body["data"]["device_id"] == "LOG-0001" and body["data"]["shipment_id"] == "SHP-1"
+    assert body["data"]["peak_c"] == 9.1
+    event_id, type_, alert_id, payload, created = wh.outbox_row(a, created_at=5)
+    assert (type_, alert_id, created) == ("excursion.alarm", "alert_1", 5)
+    assert json.loads(payload) == body
+    assert wh.outbox_row(a, created_at=5) == (event_id, type_, alert_id, payload, created)
+    assert wh.outbox_row(_alert(id="alert_2"))[0] != event_id
+    assert wh.outbox_row(a)[4] == a.ts
+
+
+def test_retry_schedule_is_the_documented_one_with_bounded_jitter():
+    rng = random.Random(7)
+    expected = [0, 5_000, 5 * MINUTE, 30 * MINUTE, 2 * HOUR, 5 * HOUR, 10 * HOUR, 14 * HOUR, 20 * HOUR,
+                24 * HOUR]
+    for attempts, base in enumerate(expected):
+        for _ in range(50):
+            d = wh.next_attempt_delay(attempts, rng)
+            assert 0.9 * base <= d <= 1.1 * base
+    assert wh.next_attempt_delay(10, rng) is None
+    spread = {wh.next_attempt_delay(3, rng) for _ in range(20)}
+    assert len(spread) > 1
+
+
+def test_retry_after_replaces_the_schedule_but_is_clamped():
+    assert wh.next_attempt_delay(1, retry_after_ms=120_000) == 120_000
+    assert wh.next_attempt_delay(1, retry_after_ms=0) == 1_000
+    assert wh.next_attempt_delay(1, retry_after_ms=10 * 24 * HOUR) == 24 * HOUR
+    assert wh.next_attempt_delay(10, retry_after_ms=5_000) is None
+
+
+def test_parse_retry_after_seconds_and_http_dates():
+    now = 1_795_687_200_000  # 2026-11-26T10:00:00Z
+    assert wh.parse_retry_after("120", now) == 120_000
+    assert wh.parse_retry_after(" 0 ", now) == 0
+    assert wh.parse_retry_after("Thu, 26 Nov 2026 10:01:00 GMT", now) == 60_000
+    assert wh.parse_retry_after("Thu, 26 Nov 2026 09:00:00 GMT", now) == 0
+    assert wh.parse_retry_after(None, now) is None
+    assert wh.parse_retry_after("soon", now) is None
+    assert wh.parse_retry_after("", now) is None
+
+
+def test_filters_by_type_severity_and_device():
+    f = {"event_types": ["excursion.*", "device.offline"], "min_severity": "alarm", "device_ids": ["A"]}
+    assert wh.matches(f, "excursion.alarm", "alarm", "A")
+    assert wh.matches(f, "device.offline", "critical", "A")
+    assert not wh.matches(f, "device.online", "critical", "A")
+    assert not wh.matches(f, "excursion.alarm", "warning", "A")
+    assert not wh.matches(f, "excursion.alarm", "alarm", "B")
+    assert wh.matches({}, "calibration.due", "info", None)
+
+
+def _resolver(table):
+    def resolve(host, port):
+        return table[host]
+    return resolve
+
+
+@pytest.mark.parametrize("url", [
+    "ftp://example.com/x", "file:///etc/passwd", "gopher://x", "http://", "https://user:pw@example.com/",
+    "http://127.0.0.1:8080/", "http://[::1]/", "http://10.1.2.3/", "http://192.168.1.1/",
+    "http://169.254.169.254/latest/meta-data", "http://[fe80::1]/", "http://[::ffff:127.0.0.1]/",
+    "http://0.0.0.0/", "http://100.64.0.1/", "http://internal.example/", "http://evil.example/",
+])
+def test_unsafe_targets_are_refused(url):
+    r = _resolver({"internal.example": ["10.0.0.5"], "evil.example": ["93.184.216.34", "127.0.0.1"]})
+    with pytest.raises(wh.UnsafeTarget):
+        wh.check_target(url, allow_private=False, resolver=r)
+
+
+def test_public_targets_pass_and_private_ones_pass_when_allowed():
+    r = _resolver({"hooks.example": ["93.184.216.34"], "localhost": ["127.0.0.1", "::1"]})
+    assert wh.check_target("https://hooks.example/in", resolver=r) == ["93.184.216.34"]
+    assert wh.check_target("http://localhost:9000/h", allow_private=True, resolver=r) == ["127.0.0.1", "::1"]
+    assert wh.check_target("http://127.0.0.1:9/", allow_private=True, resolver=r) == ["127.0.0.1"]
+    with pytest.raises(wh.UnsafeTarget):  # never an unspecified or multicast address
+        wh.check_target("http://0.0.0.0/", allow_private=True, resolver=r)
+    with pytest.raises(wh.UnsafeTarget):
+        wh.check_target("http://224.0.0.1/", allow_private=True, resolver=r)

@@ -1,0 +1,199 @@
+"""Decode incoming messages (native JSON v1 or SenML, PROTOCOLS.md) into a Batch and Rejections. Pure.
+
+Every failure has a stable reason code: bad_json, unknown_version, schema, device_mismatch, out_of_range,
+future_timestamp, too_large (unknown_device is decided by the pipeline, which knows the registry).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from .clock import parse_time
+from .model import TEMP_MAX_C, TEMP_MIN_C, Batch, ParseResult, Reading, Rejection
+
+MAX_BYTES = 256 * 1024
+MAX_READINGS = 10_000
+FUTURE_TOLERANCE_MS = 5 * 60_000
+DEVICE_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+SENML_CONTENT_TYPE = "application/senml+json"
+
+
+def _reject(reason: str, detail: str) -> ParseResult:
+    return ParseResult(None, (Rejection(reason, detail),))
+
+
+def valid_device_id(device_id: object) -> bool:
+    return isinstance(device_id, str) and DEVICE_ID_RE.fullmatch(device_id) is not None
+
+
+def parse_payload(data: bytes, *, topic_device_id: str | None, now_ms: int,
+                  content_type: str | None = None, source: str = "mqtt") -> ParseResult:
+    """Bytes of one message -> ParseResult. ``topic_device_id`` is the device the channel says it is from."""
+    if len(data) > MAX_BYTES:
+        return _reject("too_large", f"message is {len(data)} bytes, the limit is {MAX_BYTES}")
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return _reject("bad_json", f"not valid UTF-8 JSON: {exc}")
+    if isinstance(doc, list) or (content_type or "").startswith(SENML_CONTENT_TYPE):
+        if not isinstance(doc, list):
+            return _reject("schema", "SenML must be a JSON array of records")
+        return _parse_senml(doc, topic_device_id, now_ms, source)
+    if not isinstance(doc, dict):
+        return _reject("schema", "expected a JSON object (native v1) or a JSON array (SenML)")
+    return _parse_native(doc, topic_device_id, now_ms, source)
+
+
+def _check_value(temp: Any) -> str | None:
+    if isinstance(temp, bool) or not isinstance(temp, int | float):
+        return f"temp_c must be a number, got {type(temp).__name__}"
+    if not math.isfinite(temp):
+        return "temp_c is not finite"
+    if not TEMP_MIN_C <= temp <= TEMP_MAX_C:
+        return f"temp_c {temp} outside [{TEMP_MIN_C:g}, {TEMP_MAX_C:g}]"
+    return None
+
+
+def _reading(device_id: str, ts_raw: Any, temp: Any, now_ms: int, index: int,
+             rejections: list[Rejection], seq: int | None) -> Reading | None:
+    if ts_raw is None:
+        rejections.append(Rejection("schema", "reading has no ts", index))
+        return None
+    try:
+        ts = parse_time(ts_raw)
+    except (ValueError, TypeError, OverflowError) as exc:
+        rejections.append(Rejection("schema", f"bad ts {str(ts_raw)[:40]!r}: {exc}", index))
+        return None
+    problem = _check_value(temp)
+    if problem is not None:
+        reason = "schema" if "must be a number" in problem else "out_of_range"
+        rejections.append(Rejection(reason, problem, index))
+        return None
+    if ts > now_ms + FUTURE_TOLERANCE_MS:
+        rejections.append(Rejection("future_timestamp",
+                                    f"ts is {(ts - now_ms) / 1000:.0f} s ahead of the receiver's clock", index))
+        return None
+    if ts < 0:
+        rejections.append(Rejection("schema", "ts before 1970", index))
+        return None
+    return Reading(device_id, ts, float(temp), seq)
+
+
+def _parse_native(doc: dict[str, Any], topic_device_id: str | None, now_ms: int, source: str) -> ParseResult:
+    v = doc.get("v")
+    if v != 1:
+        return _reject("unknown_version", f"unknown payload version v={v!r} (this receiver reads v=1)")
+    device_id = doc.get("device_id")
+    if not valid_device_id(device_id):
+        return _reject("schema", "device_id missing or not matching [A-Za-z0-9._-]{1,64}")
+    if topic_device_id is not None and device_id != topic_device_id:
+        return _reject("device_mismatch", f"payload device_id {device_id!r} != channel device {topic_device_id!r}")
+    readings = doc.get("readings")
+    if not isinstance(readings, list):
+        return _reject("schema", "readings must be an array")
+    if len(readings) > MAX_READINGS:
+        return _reject("too_large", f"{len(readings)} readings, the limit is {MAX_READINGS}")
+    seq = doc.get("seq")
+    if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)):
+        return _reject("schema", "seq must be an integer")
+    battery = doc.get("battery_pct")
+    if battery is not None and (isinstance(battery, bool) or not isinstance(battery, int | float)
+                                or not 0 <= battery <= 100):
+        return _reject("schema", "battery_pct must be a number in [0, 100]")
+    sent_at = None
+    if doc.get("sent_at") is not None:
+        try:
+            sent_at = parse_time(doc["sent_at"])
+        except (ValueError, TypeError, OverflowError):
+            return _reject("schema", "sent_at is not RFC 3339 or epoch ms")
+    rejections: list[Rejection] = []
+    out: list[Reading] = []
+    for i, item in enumerate(readings):
+        if not isinstance(item, dict):
+            rejections.append(Rejection("schema", "reading must be an object", i))
+            continue
+        r = _reading(device_id, item.get("ts"), item.get("temp_c"), now_ms, i, rejections, seq)
+        if r is not None:
+            out.append(r)
+    batch = Batch(device_id, tuple(out), seq, sent_at, None if battery is None else float(battery), source)
+    return ParseResult(batch, tuple(rejections))
+
+
+_SENML_PREFIXES = ("urn:dev:id:",)
+
+
+def _senml_device(name: str) -> tuple[str | None, str]:
+    """Split a resolved SenML name into (device_id, record name)."""
+    for prefix in _SENML_PREFIXES:
+        if name.startswith(prefix):
+            rest = name[len(prefix):]
+            dev, sep, rec = rest.partition(":")
+            return (dev, rec) if sep else (None, name)
+    dev, sep, rec = name.partition("/")
+    return (dev, rec) if sep else (None, name)
+
+
+def _parse_senml(records: list[Any], topic_device_id: str | None, now_ms: int, source: str) -> ParseResult:
+    if len(records) > MAX_READINGS:
+        return _reject("too_large", f"{len(records)} records, the limit is {MAX_READINGS}")
+    bn, bt, bu, bver = "", 0.0, None, None
+    rejections: list[Rejection] = []
+    out: list[Reading] = []
+    device_id: str | None = None
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            rejections.append(Rejection("schema", "SenML record must be an object", i))
+            continue
+        if "bver" in rec:
+            bver = rec["bver"]
+            if bver not in (10,):
+                return _reject("unknown_version", f"unknown SenML version bver={bver!r}")
+        if "bn" in rec:
+            bn = str(rec["bn"])
+        if "bt" in rec:
+            if isinstance(rec["bt"], bool) or not isinstance(rec["bt"], int | float):
+                return _reject("schema", "SenML bt must be a number")
+            bt = float(rec["bt"])
+        if "bu" in rec:
+            bu = rec["bu"]
+        name = bn + str(rec.get("n", ""))
+        dev, rec_name = _senml_device(name)
+        if dev is None or not valid_device_id(dev):
+            rejections.append(Rejection("schema", f"SenML name {name!r} names no device", i))
+            continue
+        if topic_device_id is not None and dev != topic_device_id:
+            return _reject("device_mismatch", f"SenML device {dev!r} != channel device {topic_device_id!r}")
+        if device_id is None:
+            device_id = dev
+        elif dev != device_id:
+            return _reject("schema", "a SenML pack must describe a single device")
+        if rec_name not in ("temp", "temperature"):
+            continue  # other measurements of the pack (battery, humidity) are not readings
+        if "v" not in rec:
+            rejections.append(Rejection("schema", "SenML temp record has no numeric value v", i))
+            continue
+        unit = rec.get("u", bu)
+        value = rec["v"]
+        if unit == "K" and isinstance(value, int | float) and not isinstance(value, bool):
+            value = round(value - 273.15, 6)
+        elif unit not in ("Cel", None):
+            rejections.append(Rejection("schema", f"unsupported unit {unit!r} (Cel or K)", i))
+            continue
+        t = rec.get("t", 0)
+        if isinstance(t, bool) or not isinstance(t, int | float):
+            rejections.append(Rejection("schema", "SenML t must be a number", i))
+            continue
+        t_abs = bt + float(t)
+        if t_abs < 2**28:  # RFC 8428: small values are relative to now
+            t_abs = now_ms / 1000 + t_abs
+        r = _reading(dev, int(round(t_abs * 1000)), value, now_ms, i, rejections, None)
+        if r is not None:
+            out.append(r)
+    if device_id is None:
+        if topic_device_id is None:
+            return ParseResult(None, tuple(rejections) or (Rejection("schema", "empty SenML pack"),))
+        device_id = topic_device_id
+    return ParseResult(Batch(device_id, tuple(out), source=source), tuple(rejections))

@@ -1,0 +1,342 @@
+"""The one ingest path: payload -> quarantine | store (idempotent) -> excursion engine -> alerts + outbox.
+
+Everything a message causes is committed in one SQLite transaction (readings when the store is SQLite, device
+state, excursions, alerts and their webhook outbox rows), so a caller that acknowledges after ``ingest_*``
+returns never loses data, and a redelivered message changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import excursions as exc_engine
+from .clock import Clock, to_iso
+from .model import BUILTIN_PROFILES, Alert, Batch, Excursion, Profile, Reading, Rejection
+from .payload import parse_payload
+from .ports import ReadingStore
+from .store.db import Database
+
+log = logging.getLogger(__name__)
+
+RAW_CAP = 64 * 1024
+
+
+@dataclass(slots=True)
+class RawMessage:
+    data: bytes
+    source: str = "mqtt"
+    topic_device_id: str | None = None
+    content_type: str | None = None
+    topic: str | None = None
+
+
+@dataclass(slots=True)
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    alerts: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": [{"index": r.index, "reason": r.reason, "detail": r.detail} for r in self.rejected],
+        }
+
+
+def event_body(alert: Alert) -> dict:
+    """The webhook body of an alert (PROTOCOLS.md, Standard Webhooks)."""
+    data = {"alert_id": alert.id, "severity": alert.severity, "device_id": alert.device_id,
+            "shipment_id": alert.shipment_id, "ts": to_iso(alert.ts), **alert.data}
+    return {"type": alert.type, "timestamp": to_iso(alert.ts), "data": data}
+
+
+class Pipeline:
+    def __init__(self, db: Database, readings: ReadingStore, clock: Clock, *,
+                 default_profile: str = "2-8C", require_registration: bool = False) -> None:
+        self.db = db
+        self.readings = readings
+        self.clock = clock
+        self.default_profile = default_profile
+        self.require_registration = require_registration
+        self._engines: dict[str, exc_engine.SeriesEngine] = {}
+        self._lock = threading.RLock()
+        self.alerts_emitted = threading.Event()  # set after a commit that raised alerts (wakes the notifier)
+        self.counters: Counter[str] = Counter()
+        self._profiles: dict[str, Profile] = {}
+        self._ensure_builtin_profiles()
+
+    # ---- profiles -------------------------------------------------------------------------------------
+    def _ensure_builtin_profiles(self) -> None:
+        now = self.clock.now_ms()
+        with self.db.write() as c:
+            for p in BUILTIN_PROFILES.values():
+                c.execute("INSERT OR IGNORE INTO profiles (id, name, body, builtin, updated_at, updated_by)"
+                          " VALUES (?,?,?,1,?,'system')", (p.id, p.name, json.dumps(p.to_dict()), now))
+
+    def profile(self, profile_id: str | None) -> Profile:
+        pid = profile_id or self.default_profile
+        p = self._profiles.get(pid)
+        if p is None:
+            row = self.db.query_one("SELECT body FROM profiles WHERE id = ?", (pid,))
+            if row is None:
+                p = BUILTIN_PROFILES[self.default_profile]
+            else:
+                p = Profile.from_dict(json.loads(row[0]))
+            self._profiles[pid] = p
+        return p
+
+    def invalidate_profile(self, profile_id: str | None = None) -> None:
+        """A profile or an assignment changed: forget cached profiles and engines (they rebuild from the store)."""
+        with self._lock:
+            self._profiles.clear()
+            self._engines.clear()
+
+    # ---- ingest ---------------------------------------------------------------------------------------
+    def ingest_raw(self, data: bytes, *, source: str = "mqtt", topic_device_id: str | None = None,
+                   content_type: str | None = None, topic: str | None = None) -> IngestResult:
+        return self.ingest_raw_many([RawMessage(data, source, topic_device_id, content_type, topic)])
+
+    def ingest_raw_many(self, messages: Sequence[RawMessage]) -> IngestResult:
+        """Decode and ingest several messages in one transaction. Returns the summed result."""
+        now = self.clock.now_ms()
+        batches: list[Batch] = []
+        quarantine: list[tuple] = []
+        result = IngestResult()
+        for m in messages:
+            pr = parse_payload(m.data, topic_device_id=m.topic_device_id, now_ms=now,
+                               content_type=m.content_type, source=m.source)
+            dev = pr.batch.device_id if pr.batch else m.topic_device_id
+            raw = m.data[:RAW_CAP]
+            for rej in pr.rejections:
+                quarantine.append((now, m.source, m.topic, dev, rej.reason, rej.detail, rej.index, raw))
+                result.rejected.append(rej)
+            if pr.batch is not None:
+                batches.append(pr.batch)
+        self._commit(batches, quarantine, result, now, raw_by_batch=None)
+        return result
+
+    def ingest_batches(self, batches: Sequence[Batch], rejections: Iterable[tuple[str | None, Rejection]] = (),
+                       source: str = "serial") -> IngestResult:
+        """Already decoded batches (serial sources); ``rejections`` are (device_id, Rejection) to quarantine."""
+        now = self.clock.now_ms()
+        result = IngestResult()
+        quarantine = []
+        for dev, rej in rejections:
+            quarantine.append((now, source, None, dev, rej.reason, rej.detail, rej.index, None))
+            result.rejected.append(rej)
+        self._commit(list(batches), quarantine, result, now, raw_by_batch=None)
+        return result
+
+    def _commit(self, batches: list[Batch], quarantine: list[tuple], result: IngestResult, now: int,
+                raw_by_batch: None) -> None:
+        with self._lock, self.db.write() as c:
+            if self.require_registration and batches:
+                known = self._known_devices(c, {b.device_id for b in batches})
+                kept = []
+                for b in batches:
+                    if b.device_id in known:
+                        kept.append(b)
+                    else:
+                        rej = Rejection("unknown_device", f"device {b.device_id!r} is not registered")
+                        quarantine.append((now, b.source, None, b.device_id, rej.reason, rej.detail, None, None))
+                        result.rejected.append(rej)
+                batches = kept
+            if quarantine:
+                c.executemany("INSERT INTO quarantine (received_at, source, topic, device_id, reason, detail,"
+                              " reading_index, raw) VALUES (?,?,?,?,?,?,?,?)", quarantine)
+                for q in quarantine:
+                    self.counters[f"quarantined.{q[4]}"] += 1
+                    log.warning("quarantined from %s (%s): %s: %s", q[1], q[3], q[4], q[5])
+            all_readings = [r for b in batches for r in b.readings]
+            if all_readings:
+                wr = self.readings.write(all_readings)
+                result.accepted += wr.accepted
+                result.duplicates += wr.duplicates
+                self.counters["readings.accepted"] += wr.accepted
+                self.counters["readings.duplicates"] += wr.duplicates
+            self.counters["messages"] += len(batches)
+            alerts: list[Alert] = []
+            for dev, dev_batches in _group(batches).items():
+                alerts.extend(self._device_update(c, dev, dev_batches, now))
+            if alerts:
+                result.alerts += self.emit(c, alerts, now)
+        if result.alerts:
+            self.alerts_emitted.set()
+
+    @staticmethod
+    def _known_devices(c: sqlite3.Connection, ids: set[str]) -> set[str]:
+        marks = ",".join("?" * len(ids))
+        return {r[0] for r in c.execute(f"SELECT id FROM devices WHERE id IN ({marks})", tuple(ids))}
+
+    def _device_update(self, c: sqlite3.Connection, dev: str, batches: list[Batch], now: int) -> list[Alert]:
+        c.execute("INSERT OR IGNORE INTO devices (id, registered_at, profile_id) VALUES (?,?,NULL)", (dev, now))
+        row = c.execute("SELECT last_ts, last_seq, profile_id, evaluated_ts FROM devices WHERE id = ?",
+                        (dev,)).fetchone()
+        last_ts, last_seq, profile_id, evaluated_ts = row[0], row[1], row[2], row[3]
+        readings = [r for b in batches for r in b.readings]
+        gaps = 0
+        for b in batches:
+            if b.seq is not None:
+                if last_seq is not None and b.seq > last_seq + 1:
+                    gaps += b.seq - last_seq - 1
+                last_seq = b.seq if last_seq is None else max(last_seq, b.seq)
+        battery = next((b.battery_pct for b in reversed(batches) if b.battery_pct is not None), None)
+        newest = max(readings, key=lambda r: r.ts) if readings else None
+        if newest is not None and (last_ts is None or newest.ts >= last_ts):
+            c.execute("UPDATE devices SET last_ts = ?, last_temp_c = ? WHERE id = ?", (newest.ts, newest.temp_c, dev))
+        c.execute("UPDATE devices SET last_seen_at = ?, last_seq = ?, seq_gaps = seq_gaps + ?,"
+                  " battery_pct = COALESCE(?, battery_pct) WHERE id = ?", (now, last_seq, gaps, battery, dev))
+        if not readings:
+            return []
+        return self._evaluate(c, dev, profile_id, readings, evaluated_ts, now)
+
+    # ---- excursions -----------------------------------------------------------------------------------
+    def _evaluate(self, c: sqlite3.Connection, dev: str, profile_id: str | None, readings: list[Reading],
+                  evaluated_ts: int | None, now: int) -> list[Alert]:
+        profile = self.profile(profile_id)
+        eng = self._engines.get(dev)
+        ts = np.fromiter((r.ts for r in readings), np.int64, len(readings))
+        vals = np.fromiter((r.temp_c for r in readings), np.float64, len(readings))
+        ts, vals = exc_engine.normalise_series(ts, vals)
+        in_order = (eng is not None and eng.last_ts == evaluated_ts and eng.profile is profile
+                    and eng.last_ts is not None and int(ts[0]) > eng.last_ts)
+        if in_order:
+            touched = eng.feed(ts, vals)  # type: ignore[union-attr]
+            alerts = self._store_excursions(c, dev, touched, None, now)
+        else:
+            alerts = self._rebuild(c, dev, profile, now)
+            eng = self._engines[dev]
+        c.execute("UPDATE devices SET evaluated_ts = ? WHERE id = ?", (self._engines[dev].last_ts, dev))
+        return alerts
+
+    def _rebuild(self, c: sqlite3.Connection, dev: str, profile: Profile, now: int) -> list[Alert]:
+        """Re-evaluate the device's whole stored series (late data, restart, profile change)."""
+        t, v = self.readings.arrays(dev)
+        eng = exc_engine.SeriesEngine(dev, profile)
+        eng.feed(t, v)
+        self._engines[dev] = eng
+        new = eng.excursions()
+        old = {r["id"]: _row_to_excursion(r) for r in c.execute(
+            "SELECT * FROM excursions WHERE series_id = ? AND superseded = 0", (dev,))}
+        alerts = self._store_excursions(c, dev, new, old, now)
+        new_ids = {e.id for e in new}
+        for gone_id in set(old) - new_ids:
+            c.execute("UPDATE excursions SET superseded = 1, updated_at = ? WHERE id = ?", (now, gone_id))
+            if c.execute("SELECT 1 FROM alerts WHERE excursion_id = ? LIMIT 1", (gone_id,)).fetchone():
+                gone = old[gone_id]
+                alerts.append(exc_engine.revised_alert(gone, gone, dev, None, now))
+        return alerts
+
+    def _store_excursions(self, c: sqlite3.Connection, dev: str, excs: list[Excursion],
+                          old: dict[str, Excursion] | None, now: int) -> list[Alert]:
+        """Upsert excursions and derive their alerts. ``old`` (rebuilds only): the stored state to diff
+        against, so that a changed excursion that already alarmed yields ``excursion.revised``."""
+        alerts: list[Alert] = []
+        for e in excs:
+            prev = old.get(e.id) if old is not None else None
+            if old is not None and prev == e:
+                continue
+            c.execute(
+                "INSERT INTO excursions (id, series_id, device_id, shipment_id, limit_id, direction, threshold_c,"
+                " severity, start_ts, end_ts, duration_ms, peak_c, degree_minutes, alarm_ts, alarm_kind,"
+                " superseded, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,?)"
+                " ON CONFLICT(id) DO UPDATE SET end_ts=excluded.end_ts, duration_ms=excluded.duration_ms,"
+                " peak_c=excluded.peak_c, degree_minutes=excluded.degree_minutes, alarm_ts=excluded.alarm_ts,"
+                " alarm_kind=excluded.alarm_kind, severity=excluded.severity, superseded=0,"
+                " updated_at=excluded.updated_at",
+                (e.id, e.series_id, dev, None, e.limit_id, e.direction, e.threshold_c, e.severity, e.start_ts,
+                 e.end_ts, e.duration_ms, e.peak_c, e.degree_minutes, e.alarm_ts, e.alarm_kind, now),
+            )
+            implied = exc_engine.alerts_for(e, dev)
+            if prev is not None and _alerted(c, e.id) and _material_change(prev, e):
+                implied.append(exc_engine.revised_alert(prev, e, dev, None, now))
+            alerts.extend(implied)
+        return alerts
+
+    # ---- alerts ---------------------------------------------------------------------------------------
+    def emit(self, c: sqlite3.Connection, alerts: Sequence[Alert], now: int | None = None) -> int:
+        """Insert alerts (idempotent by id) and, for each new one, its webhook outbox row. Caller's txn."""
+        now = self.clock.now_ms() if now is None else now
+        new = 0
+        for a in alerts:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO alerts (id, type, severity, device_id, shipment_id, excursion_id, ts,"
+                " created_at, data) VALUES (?,?,?,?,?,?,?,?,?)",
+                (a.id, a.type, a.severity, a.device_id, a.shipment_id, a.excursion_id, a.ts, now,
+                 json.dumps(a.data)),
+            )
+            if cur.rowcount == 1:
+                new += 1
+                body = event_body(a)
+                c.execute("INSERT OR IGNORE INTO outbox (event_id, type, alert_id, payload, created_at)"
+                          " VALUES (?,?,?,?,?)", (a.id, a.type, a.id, json.dumps(body), now))
+                self.counters[f"alerts.{a.type}"] += 1
+                log.info("alert %s %s device=%s", a.type, a.severity, a.device_id)
+        return new
+
+    def emit_now(self, alerts: Sequence[Alert]) -> int:
+        """Emit alerts in a transaction of their own (clock-driven checks, API actions)."""
+        with self.db.write() as c:
+            n = self.emit(c, alerts)
+        if n:
+            self.alerts_emitted.set()
+        return n
+
+    def record_status(self, device_id: str, online: bool | None, raw: str) -> None:
+        """A device's birth message or last will (retained status topic)."""
+        now = self.clock.now_ms()
+        with self.db.write() as c:
+            c.execute("INSERT OR IGNORE INTO devices (id, registered_at) VALUES (?,?)", (device_id, now))
+            c.execute("UPDATE devices SET status_json = ?, online = COALESCE(?, online) WHERE id = ?",
+                      (raw[:4096], None if online is None else int(online), device_id))
+
+    def quarantine(self, *, source: str, reason: str, detail: str, raw: bytes | None = None,
+                   topic: str | None = None, device_id: str | None = None) -> None:
+        """Quarantine something that never reached the decoder (bad topic, serial line...)."""
+        now = self.clock.now_ms()
+        with self.db.write() as c:
+            c.execute("INSERT INTO quarantine (received_at, source, topic, device_id, reason, detail,"
+                      " reading_index, raw) VALUES (?,?,?,?,?,?,NULL,?)",
+                      (now, source, topic, device_id, reason, detail, None if raw is None else raw[:RAW_CAP]))
+        self.counters[f"quarantined.{reason}"] += 1
+        log.warning("quarantined from %s (%s): %s: %s", source, device_id or topic, reason, detail)
+
+    def tick(self, now_ms: int | None = None) -> int:
+        """Clock-driven checks (device health, escalation...). Returns the number of new alerts."""
+        return 0
+
+
+def _group(batches: Iterable[Batch]) -> dict[str, list[Batch]]:
+    out: dict[str, list[Batch]] = {}
+    for b in batches:
+        out.setdefault(b.device_id, []).append(b)
+    return out
+
+
+def _row_to_excursion(r: sqlite3.Row) -> Excursion:
+    return Excursion(r["series_id"], r["limit_id"], r["direction"], r["threshold_c"], r["severity"],
+                     r["start_ts"], r["end_ts"], r["duration_ms"], r["peak_c"], r["degree_minutes"],
+                     r["alarm_ts"], r["alarm_kind"])
+
+
+def _alerted(c: sqlite3.Connection, excursion_id: str) -> bool:
+    return c.execute("SELECT 1 FROM alerts WHERE excursion_id = ? AND type = 'excursion.alarm' LIMIT 1",
+                     (excursion_id,)).fetchone() is not None
+
+
+def _material_change(old: Excursion, new: Excursion) -> bool:
+    """A change QA must hear about: the alarm moved or vanished, or a closed excursion changed."""
+    if old.alarm_ts != new.alarm_ts or old.alarm_kind != new.alarm_kind:
+        return True
+    return old.end_ts is not None and old != new
+

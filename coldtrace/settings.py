@@ -1,0 +1,111 @@
+"""One Settings object, validated once at start (pydantic-settings, env prefix COLDTRACE_, nested with __).
+
+Example: COLDTRACE_MQTT__URL=mqtt://broker:1883, COLDTRACE_API__PORT=8080, COLDTRACE_DATA_DIR=/var/lib/coldtrace.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigError
+
+
+class MqttSettings(BaseModel):
+    url: str | None = None  # None: `coldtrace run` starts an embedded broker on 127.0.0.1
+    client_id: str = "coldtrace-collector"
+    shared_group: str | None = None  # e.g. "coldtrace" -> $share/coldtrace/coldtrace/v1/devices/+/readings
+    protocol: Literal["5", "3.1.1"] = "5"
+    username: str | None = None
+    password: SecretStr | None = None
+    session_expiry_s: int = 7 * 24 * 3600
+    receive_maximum: int = 1000
+    keepalive_s: int = 30
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        parse_mqtt_url(v)
+        return v
+
+
+class StoreSettings(BaseModel):
+    backend: Literal["sqlite", "influx"] = "sqlite"
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "FULL"
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_range_days: int = 400
+    page_limit: int = 10_000
+
+
+class IngestSettings(BaseModel):
+    require_registration: bool = False  # True: readings of unknown devices are quarantined (unknown_device)
+    batch_max_messages: int = 2000
+    batch_max_wait_ms: int = 20
+
+
+class WebhookSettings(BaseModel):
+    allow_private_targets: bool = False
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COLDTRACE_", env_nested_delimiter="__", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    log_level: str = "INFO"
+    default_profile: str = "2-8C"
+    tick_interval_s: float = 10.0
+    mqtt: MqttSettings = MqttSettings()
+    store: StoreSettings = StoreSettings()
+    api: ApiSettings = ApiSettings()
+    ingest: IngestSettings = IngestSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "coldtrace.db"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings from the environment plus explicit overrides; errors become one readable ConfigError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from None
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
+    """mqtt://host:port or mqtts://host:port -> (host, port, tls). Raises ValueError with a clear message."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise ValueError(f"MQTT URL {url!r} must start with mqtt:// or mqtts://")
+    if not parts.hostname:
+        raise ValueError(f"MQTT URL {url!r} has no host")
+    tls = parts.scheme in ("mqtts", "ssl")
+    try:
+        port = parts.port or (8883 if tls else 1883)
+    except ValueError:
+        raise ValueError(f"MQTT URL {url!r} has an invalid port") from None
+    return parts.hostname, port, tls
+
+
+def is_loopback_host(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.services import Mosquitto
+from tests.support.services import Influxd, Mosquitto
 
 
 @pytest.fixture
@@ -14,3 +14,35 @@ def mosquitto(tmp_path):
     broker.start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def influxd_server(tmp_path_factory):
+    """One influxd for the session (tests use their own database: see ``influx_db``)."""
+    server = Influxd(tmp_path_factory.mktemp("influxd"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def influx_db(influxd_server, request):
+    """A fresh database name on the session influxd, dropped after the test."""
+    import uuid
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    influxd_server.query(f'CREATE DATABASE "{name}"')
+    yield name
+    if influxd_server.ping():
+        influxd_server.query(f'DROP DATABASE "{name}"')
+
+
+@pytest.fixture
+def influxd(tmp_path):
+    """An influxd of this test's own (for outage tests that stop and start it)."""
+    d = tmp_path / "influxd"
+    d.mkdir()
+    server = Influxd(d)
+    server.start()
+    yield server
+    server.stop()

@@ -98,3 +98,88 @@ class Mosquitto:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+
+class Influxd:
+    """Debian's influxd (1.6) of our own on free loopback ports (HTTP and the RPC bind-address), data in
+    ``workdir``, reporting and self-monitoring off. stop()/start() keep ports and data, for outage tests.
+    With ``auth=True`` the HTTP API needs a user; ``admin()`` creates the first admin (allowed by 1.x
+    while no user exists)."""
+
+    def __init__(self, workdir: Path, auth: bool = False) -> None:
+        self.binary = find_binary("influxd", "/usr/bin/influxd")
+        if self.binary is None:
+            missing_service("influxd (Debian package influxdb)")
+        self.workdir = workdir
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.rpc_port = free_port()
+        self.auth = auth
+        self.proc: subprocess.Popen | None = None
+        self.conf = workdir / "influxdb.conf"
+        self.log = workdir / "influxd.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def write_conf(self) -> None:
+        d = self.workdir
+        self.conf.write_text(
+            "reporting-enabled = false\n"
+            f'bind-address = "127.0.0.1:{self.rpc_port}"\n'
+            f'[meta]\n  dir = "{d}/meta"\n  logging-enabled = false\n'
+            f'[data]\n  dir = "{d}/data"\n  wal-dir = "{d}/wal"\n  query-log-enabled = false\n'
+            '  cache-snapshot-memory-size = 8388608\n'
+            "[monitor]\n  store-enabled = false\n"
+            "[continuous_queries]\n  enabled = false\n"
+            "[retention]\n  enabled = false\n"
+            f'[http]\n  bind-address = "127.0.0.1:{self.port}"\n  log-enabled = false\n'
+            f"  auth-enabled = {'true' if self.auth else 'false'}\n"
+            '[logging]\n  level = "warn"\n  suppress-logo = true\n'
+        )
+
+    def ping(self) -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{self.url}/ping", timeout=0.5) as resp:
+                return resp.status == 204
+        except OSError:
+            return False
+
+    def start(self) -> None:
+        self.write_conf()
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([self.binary, "run", "-config", str(self.conf)],
+                                         stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while not self.ping():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"influxd did not start: {self.log.read_text()[-2000:]}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def query(self, q: str, db: str | None = None, user: tuple[str, str] | None = None) -> dict:
+        """Run InfluxQL (POST) straight over HTTP: for fixtures and assertions, not through our adapter."""
+        import base64
+        import json
+        import urllib.parse
+        import urllib.request
+
+        data = {"q": q, "epoch": "ms", **({"db": db} if db else {})}
+        req = urllib.request.Request(f"{self.url}/query", data=urllib.parse.urlencode(data).encode())
+        if user:
+            req.add_header("Authorization", "Basic " + base64.b64encode(":".join(user).encode()).decode())
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())

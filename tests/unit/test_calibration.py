@@ -280,3 +280,26 @@ def test_due_dates_and_stages():
     assert due_stage(due, due - 1) == "due_30"
     assert due_stage(due, due) == "expired"
     assert due_stage(None, due) is None
+
+
+# ----------------------------------------------------------------------------- certificate
+def test_certificate_pdf_text_carries_the_numbers():
+    import io
+
+    from pypdf import PdfReader
+
+    from coldtrace.certificate import CertificateData, CertificatePoint, render_certificate
+
+    pts = (CertificatePoint(-20.0, 60, -19.982, -19.874, 0.108, 0.012, 0.076, "pass"),
+           CertificatePoint(5.0, 60, 5.011, 5.456, 0.445, 0.015, 0.081, "indeterminate"),
+           CertificatePoint(25.0, 0, None, None, None, None, None, "no_data"))
+    data = CertificateData("CERT-1", "ses_1", "LOG-9", "as_found", "guarded", 0.5, T0, T0, T0 + 3_600_000,
+                           "REF-1", 0.06, "UKAS 0001/2026/17", "UKAS lab 0001 -> NPL ITS-90", 0.01, 0.02,
+                           "indeterminate", pts)
+    pdf = render_certificate(data)
+    assert pdf.startswith(b"%PDF")
+    with io.BytesIO(pdf) as f:
+        text = "\n".join(page.extract_text() for page in PdfReader(f).pages)
+    for needle in ("CERT-1", "LOG-9", "REF-1", "UKAS 0001/2026/17", "+0.108", "0.076", "+0.445", "0.081",
+                   "PASS", "INDETERMINATE", "NO_DATA", "-19.982", "guarded acceptance"):
+        assert needle in text, needle

@@ -36,9 +36,25 @@ class MqttSettings(BaseModel):
         return v
 
 
+class InfluxSettings(BaseModel):
+    """InfluxDB for readings (store.backend=influx): 1.x user/password or a 2.x/3.x token."""
+
+    url: str | None = None  # e.g. http://influxdb:8086
+    database: str = "coldtrace"  # 2.x: the database name of a DBRP mapping; 3.x: the database
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    batch_size: int = Field(5000, ge=1, le=100_000)
+    flush_interval_s: float = Field(1.0, gt=0)
+    timeout_s: float = Field(10.0, gt=0)
+    retry_budget_s: float = Field(60.0, ge=0)  # a write rides out an outage this long, then StoreError
+    create_database: bool = True
+
+
 class StoreSettings(BaseModel):
     backend: Literal["sqlite", "influx"] = "sqlite"
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "FULL"
+    influx: InfluxSettings = InfluxSettings()
 
 
 class ApiSettings(BaseModel):

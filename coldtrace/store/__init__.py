@@ -1,0 +1,37 @@
+"""Storage adapters. ``open_reading_store`` is the one place the readings backend is chosen."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..ports import ReadingStore
+    from ..settings import Settings
+    from .db import Database
+
+
+def open_reading_store(settings: Settings, db: Database) -> ReadingStore:
+    """SQLite in the metadata database (the embedded default), or InfluxDB when store.backend=influx."""
+    backend = settings.store.backend
+    if backend == "sqlite":
+        from .sqlite import SqliteReadingStore
+
+        return SqliteReadingStore(db)
+    if backend == "influx":
+        from .influx import InfluxReadingStore
+
+        cfg = settings.store.influx
+        if not cfg.url:
+            raise ConfigError("store.backend is influx but no InfluxDB url is set"
+                              " (COLDTRACE_STORE__INFLUX__URL=http://influxdb:8086)")
+        return InfluxReadingStore(
+            cfg.url, cfg.database,
+            username=cfg.username,
+            password=cfg.password.get_secret_value() if cfg.password else None,
+            token=cfg.token.get_secret_value() if cfg.token else None,
+            batch_size=cfg.batch_size, flush_interval_s=cfg.flush_interval_s, timeout_s=cfg.timeout_s,
+            retry_budget_s=cfg.retry_budget_s, create_database=cfg.create_database,
+        )
+    raise ConfigError(f"unknown store backend {backend!r} (sqlite or influx)")

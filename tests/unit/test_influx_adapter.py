@@ -124,3 +124,25 @@ def test_store_writes_in_batches_of_batch_size():
     writes = [r for r in fake.requests if r.url.path == "/write"]
     assert [len(gzip.decompress(r.content).splitlines()) for r in writes] == [4, 4, 2]
     store.close()
+
+
+def test_open_reading_store_chooses_the_backend_from_settings(tmp_path, monkeypatch):
+    from coldtrace.settings import load_settings
+    from coldtrace.store import open_reading_store
+    from coldtrace.store.db import Database
+    from coldtrace.store.sqlite import SqliteReadingStore
+
+    db = Database(tmp_path / "f.db")
+    assert isinstance(open_reading_store(load_settings(), db), SqliteReadingStore)
+    with pytest.raises(ConfigError, match="INFLUX__URL"):
+        open_reading_store(load_settings(store={"backend": "influx"}), db)
+    monkeypatch.setenv("COLDTRACE_STORE__BACKEND", "influx")
+    monkeypatch.setenv("COLDTRACE_STORE__INFLUX__URL", "http://127.0.0.1:8086")
+    monkeypatch.setenv("COLDTRACE_STORE__INFLUX__TOKEN", "tok")
+    monkeypatch.setenv("COLDTRACE_STORE__INFLUX__BATCH_SIZE", "1234")
+    store = open_reading_store(load_settings(), db)
+    assert isinstance(store, InfluxReadingStore) and store.batch_size == 1234
+    assert store.http.database == "coldtrace"
+    assert store.http._client.headers["Authorization"] == "Token tok"
+    store.close()
+    db.close()

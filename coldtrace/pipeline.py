@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import excursions as exc_engine
-from .clock import Clock, to_iso
+from . import webhooks
+from .clock import Clock
 from .model import BUILTIN_PROFILES, Alert, Batch, Excursion, Profile, Reading, Rejection
 from .payload import parse_payload
 from .ports import ReadingStore
@@ -51,13 +52,6 @@ class IngestResult:
             "duplicates": self.duplicates,
             "rejected": [{"index": r.index, "reason": r.reason, "detail": r.detail} for r in self.rejected],
         }
-
-
-def event_body(alert: Alert) -> dict:
-    """The webhook body of an alert (PROTOCOLS.md, Standard Webhooks)."""
-    data = {"alert_id": alert.id, "severity": alert.severity, "device_id": alert.device_id,
-            "shipment_id": alert.shipment_id, "ts": to_iso(alert.ts), **alert.data}
-    return {"type": alert.type, "timestamp": to_iso(alert.ts), "data": data}
 
 
 class Pipeline:
@@ -277,9 +271,7 @@ class Pipeline:
             )
             if cur.rowcount == 1:
                 new += 1
-                body = event_body(a)
-                c.execute("INSERT OR IGNORE INTO outbox (event_id, type, alert_id, payload, created_at)"
-                          " VALUES (?,?,?,?,?)", (a.id, a.type, a.id, json.dumps(body), now))
+                c.execute(webhooks.OUTBOX_INSERT_SQL, webhooks.outbox_row(a, created_at=now))
                 self.counters[f"alerts.{a.type}"] += 1
                 log.info("alert %s %s device=%s", a.type, a.severity, a.device_id)
         return new

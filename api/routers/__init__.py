@@ -1,0 +1,9 @@
+"""Routers of the API, one module per resource. Add a module name here to mount its ``router``."""
+
+ROUTER_MODULES: list[str] = [
+    "health",
+    "devices",
+    "alerts",
+    "excursions",
+    "quarantine",
+]

@@ -1,0 +1,45 @@
+"""Alerts: facts raised by the engines (never deleted)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from ..deps import ServicesDep, Viewer, parse_ts_param
+from ..errors import ApiError
+from ..schemas import AlertOut
+
+router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
+
+
+@router.get("", response_model=list[AlertOut], summary="Alerts, newest first, with filters")
+def list_alerts(services: ServicesDep, _: Viewer,
+                type: Annotated[str | None, Query(description="e.g. excursion.alarm")] = None,
+                severity: str | None = None, device_id: str | None = None, shipment_id: str | None = None,
+                state: Annotated[str | None, Query(description="open | acknowledged | resolved")] = None,
+                since: Annotated[str | None, Query(description="created at or after (RFC 3339 / ms)")] = None,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+                offset: Annotated[int, Query(ge=0)] = 0) -> list[AlertOut]:
+    where, params = [], []
+    for col, val in (("type", type), ("severity", severity), ("device_id", device_id),
+                     ("shipment_id", shipment_id), ("state", state)):
+        if val:
+            where.append(f"{col} = ?")
+            params.append(val)
+    t = parse_ts_param(since, "since")
+    if t is not None:
+        where.append("created_at >= ?")
+        params.append(t)
+    sql = "SELECT * FROM alerts" + (" WHERE " + " AND ".join(where) if where else "")
+    sql += " ORDER BY created_at DESC, ts DESC, id LIMIT ? OFFSET ?"
+    params += [limit, offset]
+    return [AlertOut.from_row(r) for r in services.db.query(sql, tuple(params))]
+
+
+@router.get("/{alert_id}", response_model=AlertOut)
+def get_alert(alert_id: str, services: ServicesDep, _: Viewer) -> AlertOut:
+    row = services.db.query_one("SELECT * FROM alerts WHERE id = ?", (alert_id,))
+    if row is None:
+        raise ApiError(404, "unknown_alert", f"no alert {alert_id!r}")
+    return AlertOut.from_row(row)

@@ -1,0 +1,93 @@
+"""Devices (loggers, references) and their readings."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from coldtrace.audit import record_audit
+from coldtrace.clock import to_iso
+from coldtrace.payload import DEVICE_ID_RE
+
+from ..deps import Admin, LimitDep, RangeDep, ServicesDep, Viewer
+from ..errors import ApiError
+from ..schemas import BucketOut, ChartOut, DeviceOut, ReadingOut, ReadingPage
+
+router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
+
+
+def _device_row(services, device_id: str):
+    row = services.db.query_one("SELECT * FROM devices WHERE id = ?", (device_id,))
+    if row is None:
+        raise ApiError(404, "unknown_device", f"no device {device_id!r}")
+    return row
+
+
+@router.get("", response_model=list[DeviceOut], summary="All devices with their last reading")
+def list_devices(services: ServicesDep, _: Viewer, kind: str | None = None,
+                 limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+                 offset: Annotated[int, Query(ge=0)] = 0) -> list[DeviceOut]:
+    sql, params = "SELECT * FROM devices", []
+    if kind:
+        sql += " WHERE kind = ?"
+        params.append(kind)
+    sql += " ORDER BY id LIMIT ? OFFSET ?"
+    params += [limit, offset]
+    return [DeviceOut.from_row(r) for r in services.db.query(sql, tuple(params))]
+
+
+class DeviceIn(BaseModel):
+    id: str = Field(pattern=DEVICE_ID_RE.pattern)
+    kind: Literal["logger", "reference", "gateway"] = "logger"
+    name: str | None = Field(None, max_length=200)
+    profile_id: str | None = None
+    monitored: bool = True
+
+
+@router.post("", response_model=DeviceOut, status_code=201, summary="Register a device")
+def register_device(body: DeviceIn, services: ServicesDep, principal: Admin) -> DeviceOut:
+    db = services.db
+    if body.profile_id and db.query_one("SELECT 1 FROM profiles WHERE id = ?", (body.profile_id,)) is None:
+        raise ApiError(400, "unknown_profile", f"no profile {body.profile_id!r}")
+    now = services.clock.now_ms()
+    with db.write() as c:
+        c.execute("INSERT INTO devices (id, kind, name, profile_id, monitored, registered_at) VALUES (?,?,?,?,?,?)"
+                  " ON CONFLICT(id) DO UPDATE SET kind=excluded.kind, name=excluded.name,"
+                  " profile_id=COALESCE(excluded.profile_id, devices.profile_id), monitored=excluded.monitored",
+                  (body.id, body.kind, body.name, body.profile_id, int(body.monitored), now))
+        record_audit(c, actor=principal.name, action="device.register", entity="device", entity_id=body.id,
+                     new=body.model_dump(), ts=now)
+    services.pipeline.invalidate_profile()
+    return DeviceOut.from_row(_device_row(services, body.id))
+
+
+@router.get("/{device_id}", response_model=DeviceOut)
+def get_device(device_id: str, services: ServicesDep, _: Viewer) -> DeviceOut:
+    return DeviceOut.from_row(_device_row(services, device_id))
+
+
+@router.get("/{device_id}/readings", response_model=ReadingPage,
+            summary="Readings in [from, to), oldest first; page with next_from")
+def readings(device_id: str, services: ServicesDep, _: Viewer, rng: RangeDep, limit: LimitDep) -> ReadingPage:
+    _device_row(services, device_id)
+    rows = services.readings.query(device_id, rng.start, rng.end, limit=limit + 1)
+    nxt = None
+    if len(rows) > limit:
+        nxt = to_iso(rows[limit].ts)
+        rows = rows[:limit]
+    return ReadingPage(device_id=device_id, next_from=nxt,
+                       items=[ReadingOut(ts=to_iso(r.ts) or "", ts_ms=r.ts, temp_c=r.temp_c, seq=r.seq) for r in rows])
+
+
+@router.get("/{device_id}/chart", response_model=ChartOut,
+            summary="Min/max/mean per interval, at most `points` buckets (for charts)")
+def chart(device_id: str, services: ServicesDep, _: Viewer, rng: RangeDep,
+          points: Annotated[int, Query(ge=10, le=5000)] = 1000) -> ChartOut:
+    _device_row(services, device_id)
+    interval = max(1000, -(-(rng.end - rng.start) // points))
+    buckets = services.readings.downsample(device_id, rng.start, rng.end, interval)
+    return ChartOut(device_id=device_id, interval_ms=interval, buckets=[
+        BucketOut(ts=to_iso(b.ts) or "", ts_ms=b.ts, min_c=b.min_c, max_c=b.max_c, mean_c=b.mean_c, count=b.count)
+        for b in buckets])

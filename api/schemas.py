@@ -1,0 +1,128 @@
+"""Response models (distinct from storage rows). Timestamps are RFC 3339 UTC strings plus epoch ms."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from pydantic import BaseModel
+
+from coldtrace.clock import to_iso
+
+
+class ReadingOut(BaseModel):
+    ts: str
+    ts_ms: int
+    temp_c: float
+    seq: int | None = None
+
+
+class ReadingPage(BaseModel):
+    device_id: str
+    items: list[ReadingOut]
+    next_from: str | None = None  # pass as ?from= to read the next page
+
+
+class BucketOut(BaseModel):
+    ts: str
+    ts_ms: int
+    min_c: float
+    max_c: float
+    mean_c: float
+    count: int
+
+
+class ChartOut(BaseModel):
+    device_id: str
+    interval_ms: int
+    buckets: list[BucketOut]
+
+
+class DeviceOut(BaseModel):
+    id: str
+    kind: str
+    name: str | None
+    profile_id: str | None
+    monitored: bool
+    registered_at: str | None
+    last_seen_at: str | None
+    last_ts: str | None
+    last_temp_c: float | None
+    battery_pct: float | None
+    seq_gaps: int
+    online: bool | None
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> DeviceOut:
+        return cls(id=r["id"], kind=r["kind"], name=r["name"], profile_id=r["profile_id"],
+                   monitored=bool(r["monitored"]), registered_at=to_iso(r["registered_at"]),
+                   last_seen_at=to_iso(r["last_seen_at"]), last_ts=to_iso(r["last_ts"]),
+                   last_temp_c=r["last_temp_c"], battery_pct=r["battery_pct"], seq_gaps=r["seq_gaps"],
+                   online=None if r["online"] is None else bool(r["online"]))
+
+
+class AlertOut(BaseModel):
+    id: str
+    type: str
+    severity: str
+    state: str
+    device_id: str | None
+    shipment_id: str | None
+    excursion_id: str | None
+    ts: str
+    created_at: str
+    data: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> AlertOut:
+        return cls(id=r["id"], type=r["type"], severity=r["severity"], state=r["state"], device_id=r["device_id"],
+                   shipment_id=r["shipment_id"], excursion_id=r["excursion_id"], ts=to_iso(r["ts"]) or "",
+                   created_at=to_iso(r["created_at"]) or "", data=json.loads(r["data"]))
+
+
+class ExcursionOut(BaseModel):
+    id: str
+    series_id: str
+    device_id: str
+    shipment_id: str | None
+    limit_id: str
+    direction: str
+    threshold_c: float
+    severity: str
+    start: str
+    end: str | None
+    open: bool
+    duration_min: float
+    peak_c: float
+    degree_minutes: float
+    alarm_at: str | None
+    alarm_kind: str | None
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> ExcursionOut:
+        return cls(id=r["id"], series_id=r["series_id"], device_id=r["device_id"], shipment_id=r["shipment_id"],
+                   limit_id=r["limit_id"], direction=r["direction"], threshold_c=r["threshold_c"],
+                   severity=r["severity"], start=to_iso(r["start_ts"]) or "", end=to_iso(r["end_ts"]),
+                   open=r["end_ts"] is None, duration_min=round(r["duration_ms"] / 60_000, 3), peak_c=r["peak_c"],
+                   degree_minutes=r["degree_minutes"], alarm_at=to_iso(r["alarm_ts"]), alarm_kind=r["alarm_kind"])
+
+
+class QuarantineOut(BaseModel):
+    id: int
+    received_at: str
+    source: str
+    topic: str | None
+    device_id: str | None
+    reason: str
+    detail: str
+    reading_index: int | None
+    raw_preview: str | None
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> QuarantineOut:
+        raw = r["raw"]
+        preview = None if raw is None else bytes(raw[:512]).decode("utf-8", "replace")
+        return cls(id=r["id"], received_at=to_iso(r["received_at"]) or "", source=r["source"], topic=r["topic"],
+                   device_id=r["device_id"], reason=r["reason"], detail=r["detail"],
+                   reading_index=r["reading_index"], raw_preview=preview)

@@ -1,0 +1,62 @@
+"""Build the running parts from Settings (the only place adapters are chosen). No work at import time."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from .clock import Clock, SystemClock
+from .errors import ConfigError
+from .pipeline import Pipeline
+from .ports import ReadingStore
+from .settings import Settings
+from .store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    readings: ReadingStore
+    pipeline: Pipeline
+    clock: Clock
+    extras: dict[str, Any] = field(default_factory=dict)  # e.g. the collector, for /health
+
+    def close(self) -> None:
+        self.readings.close()
+        self.db.close()
+
+
+def open_reading_store(settings: Settings, db: Database) -> ReadingStore:
+    try:  # the InfluxDB adapter decides for itself when configured
+        from .store import open_reading_store as factory  # type: ignore[attr-defined]
+    except ImportError:
+        factory = None
+    if factory is not None:
+        return factory(settings, db)
+    if settings.store.backend != "sqlite":
+        raise ConfigError(f"store backend {settings.store.backend!r} is not available")
+    from .store.sqlite import SqliteReadingStore
+
+    return SqliteReadingStore(db)
+
+
+def build_services(settings: Settings, clock: Clock | None = None) -> Services:
+    data_dir = settings.data_dir
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        probe = data_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"data directory {data_dir} cannot be written: {exc.strerror or exc}"
+                          " (choose another with --data-dir or COLDTRACE_DATA_DIR)") from exc
+    clock = clock or SystemClock()
+    db = Database(settings.db_path, synchronous=settings.store.sqlite_synchronous)
+    readings = open_reading_store(settings, db)
+    pipeline = Pipeline(db, readings, clock, default_profile=settings.default_profile,
+                        require_registration=settings.ingest.require_registration)
+    return Services(settings, db, readings, pipeline, clock)

@@ -1,0 +1,257 @@
+"""`coldtrace` command line: builds Settings, configures logging, wires the adapters, says what it does."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from .errors import ColdTraceError, ConfigError
+from .settings import Settings, is_loopback_host, load_settings
+
+log = logging.getLogger("coldtrace")
+
+# Modules that add subcommands: each has add_commands(subparsers), whose parsers set_defaults(handler=f),
+# f(args) -> exit code. Imported only when the parser is built.
+COMMAND_MODULES: list[str] = []
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("amqtt", "transitions", "httpx", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="where the database lives (COLDTRACE_DATA_DIR, default ./data)")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING (COLDTRACE_LOG_LEVEL)")
+
+
+def _mqtt_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mqtt-url", help="mqtt://HOST:PORT of the broker (COLDTRACE_MQTT__URL)")
+
+
+def _api_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--api-host", help="address to listen on (COLDTRACE_API__HOST, default 127.0.0.1)")
+    p.add_argument("--api-port", type=int, help="port to listen on (COLDTRACE_API__PORT, default 8080)")
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    over: dict = {}
+    if getattr(args, "data_dir", None):
+        over["data_dir"] = args.data_dir
+    if getattr(args, "log_level", None):
+        over["log_level"] = args.log_level
+    base = load_settings(**over)
+    mqtt = base.mqtt.model_copy()
+    api = base.api.model_copy()
+    if getattr(args, "mqtt_url", None):
+        from .settings import MqttSettings
+
+        mqtt = MqttSettings(**{**mqtt.model_dump(), "url": args.mqtt_url})  # validates the URL
+    if getattr(args, "api_host", None):
+        api.host = args.api_host
+    if getattr(args, "api_port", None) is not None:
+        api.port = args.api_port
+    return base.model_copy(update={"mqtt": mqtt, "api": api})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coldtrace", description="Cold-chain temperature and calibration"
+                                     " monitoring for clinical-trial supplies.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="collector + API (+ embedded broker, + simulator) in one process")
+    _common(run), _mqtt_opts(run), _api_opts(run)
+    run.add_argument("--mqtt-port", type=int, default=1883, help="port of the embedded broker (default 1883)")
+    run.add_argument("--simulate", action="store_true", help="add simulated loggers with real excursions")
+    run.add_argument("--loggers", type=int, default=12, help="simulated loggers (default 12)")
+    run.add_argument("--scenario", default="mixed", help="simulation scenario (default mixed)")
+    run.add_argument("--interval", type=float, default=5.0, help="seconds between simulated readings")
+
+    col = sub.add_parser("collector", help="the MQTT collector and the notifier")
+    _common(col), _mqtt_opts(col)
+
+    api = sub.add_parser("api", help="the HTTP API and QA pages")
+    _common(api), _api_opts(api)
+
+    sim = sub.add_parser("sim", help="simulated loggers publishing over MQTT")
+    _mqtt_opts(sim)
+    sim.add_argument("--loggers", type=int, default=12)
+    sim.add_argument("--scenario", default="mixed")
+    sim.add_argument("--interval", type=float, default=5.0, help="seconds between readings")
+    sim.add_argument("--history-hours", type=float, default=6.0, help="buffered past uploaded at start")
+    sim.add_argument("--log-level", default=None)
+
+    gw = sub.add_parser("gateway", help="edge gateway: serial instruments -> disk spool -> MQTT")
+    gw.add_argument("--config", required=True, help="gateway.toml")
+    gw.add_argument("--log-level", default=None)
+
+    for mod in COMMAND_MODULES:
+        importlib.import_module(mod).add_commands(sub)
+    return parser
+
+
+class _Shutdown:
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.event.set())
+
+    def wait(self) -> None:
+        while not self.event.wait(0.5):
+            pass
+
+
+def _start_api(services, settings: Settings):
+    import uvicorn
+
+    from api.app import create_app
+
+    app = create_app(settings, services=services)
+    config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port, log_level="warning",
+                            access_log=False)
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    thread = threading.Thread(target=server.run, name="api", daemon=True)
+    thread.start()
+    return server, thread
+
+
+def _check_exposure(settings: Settings, services) -> None:
+    from . import auth
+
+    auth.check_exposure(settings, services.db)
+
+
+def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only: bool = False) -> int:
+    from .wiring import build_services
+
+    settings = _settings_from(args)
+    _setup_logging(settings.log_level)
+    broker = None
+    sim = None
+    if not api_only and not settings.mqtt.url:
+        if args.command != "run":
+            raise ConfigError("no MQTT broker: pass --mqtt-url mqtt://HOST:PORT or set COLDTRACE_MQTT__URL")
+        from .embedded_broker import EmbeddedBroker
+
+        print(f"Starting the embedded MQTT broker on 127.0.0.1:{args.mqtt_port} ...", flush=True)
+        broker = EmbeddedBroker("127.0.0.1", args.mqtt_port)
+        broker.start()
+        settings = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(
+            update={"url": broker.url, "protocol": "3.1.1"})})
+    print(f"Opening the store in {settings.data_dir.resolve()} ...", flush=True)
+    services = build_services(settings)
+    if not collector_only:
+        if not is_loopback_host(settings.api.host):
+            _check_exposure(settings, services)
+        elif args.command == "run":
+            from . import auth
+
+            token = auth.ensure_bootstrap_admin(services.db)
+            if token:
+                print("\n  A bootstrap admin token was created (valid 24 h, shown once):\n"
+                      f"    {token}\n  Use it as 'Authorization: Bearer <token>'; create users with"
+                      " `coldtrace user add`.\n", flush=True)
+    workers: list = []
+    try:
+        if not api_only:
+            from collector.service import CollectorService
+
+            collector = CollectorService(services)
+            print(f"Connecting the collector to {settings.mqtt.url} ...", flush=True)
+            collector.start()
+            services.extras["collector"] = collector.mqtt
+            workers.append(collector)
+        if not collector_only:
+            server, _thread = _start_api(services, settings)
+            workers.append(server)
+            print(f"API and QA pages on http://{settings.api.host}:{settings.api.port}/ "
+                  f"(OpenAPI at /docs)", flush=True)
+        if getattr(args, "simulate", False):
+            from firmware_sim.mqtt_loggers import LoggerFleet, build_fleet
+            from .model import HOUR
+
+            now = services.clock.now_ms()
+            fleet = build_fleet(args.loggers, args.scenario, now, 6 * HOUR, int(args.interval * 1000))
+            sim = LoggerFleet(settings.mqtt.url or "", fleet, history_ms=6 * HOUR)
+            sim.start()
+            print(f"Simulating {args.loggers} loggers ({args.scenario}); the last 6 h are uploaded first,"
+                  f" then a reading every {args.interval:g} s per logger.", flush=True)
+        print("Running. Ctrl-C to stop.", flush=True)
+        _Shutdown().wait()
+        print("Stopping ...", flush=True)
+    finally:
+        if sim is not None:
+            sim.stop()
+        for w in reversed(workers):
+            if hasattr(w, "should_exit"):
+                w.should_exit = True
+            else:
+                w.stop()
+        services.close()
+        if broker is not None:
+            broker.stop()
+    return 0
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level or os.environ.get("COLDTRACE_LOG_LEVEL", "INFO"))
+    url = args.mqtt_url or load_settings().mqtt.url
+    if not url:
+        raise ConfigError("no MQTT broker: pass --mqtt-url mqtt://HOST:PORT or set COLDTRACE_MQTT__URL")
+    if args.scenario == "bench":
+        from firmware_sim.bench import main as bench_main
+
+        return bench_main(url)
+    from firmware_sim.mqtt_loggers import run_fleet_forever
+
+    try:
+        run_fleet_forever(url, args.loggers, args.scenario, args.interval, args.history_hours)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level or os.environ.get("COLDTRACE_LOG_LEVEL", "INFO"))
+    from gateway.service import main as gateway_main
+
+    return gateway_main(["--config", args.config])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "collector":
+            return cmd_run(args, collector_only=True)
+        if args.command == "api":
+            return cmd_run(args, api_only=True)
+        if args.command == "sim":
+            return cmd_sim(args)
+        if args.command == "gateway":
+            return cmd_gateway(args)
+        if hasattr(args, "handler"):
+            return int(args.handler(args))
+        parser.error(f"unknown command {args.command}")
+    except ColdTraceError as exc:
+        print(f"coldtrace: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # e.g. a bad --mqtt-url
+        print(f"coldtrace: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

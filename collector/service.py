@@ -1,0 +1,55 @@
+"""The collector process: MQTT source, clock tick (device health, escalations) and the webhook notifier."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+
+from coldtrace.errors import ColdTraceError
+from coldtrace.wiring import Services
+
+from .mqtt import MqttCollector
+
+log = logging.getLogger(__name__)
+
+
+class CollectorService:
+    def __init__(self, services: Services, *, with_notifier: bool = True) -> None:
+        self.services = services
+        s = services.settings
+        self.mqtt = MqttCollector(services.pipeline, s.mqtt, batch_max_messages=s.ingest.batch_max_messages,
+                                  batch_max_wait_ms=s.ingest.batch_max_wait_ms)
+        self._stop = threading.Event()
+        self._tick_thread: threading.Thread | None = None
+        self.notifier = None
+        if with_notifier:
+            try:
+                notifier_mod = importlib.import_module("collector.notifier")
+            except ImportError:
+                notifier_mod = None
+            if notifier_mod is not None and hasattr(notifier_mod, "build_notifier"):
+                self.notifier = notifier_mod.build_notifier(services)
+
+    def start(self, connect_timeout: float | None = None) -> None:
+        self.mqtt.start(connect_timeout=connect_timeout)
+        self._tick_thread = threading.Thread(target=self._tick_loop, name="collector-tick", daemon=True)
+        self._tick_thread.start()
+        if self.notifier is not None:
+            self.notifier.start()
+
+    def _tick_loop(self) -> None:
+        interval = self.services.settings.tick_interval_s
+        while not self._stop.wait(interval):
+            try:
+                self.services.pipeline.tick(self.services.clock.now_ms())
+            except ColdTraceError as exc:
+                log.error("clock tick failed: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.notifier is not None:
+            self.notifier.stop()
+        self.mqtt.stop()
+        if self._tick_thread:
+            self._tick_thread.join(5)

@@ -6,4 +6,8 @@ ROUTER_MODULES: list[str] = [
     "alerts",
     "excursions",
     "quarantine",
+    "auth",
+    "ingest",
+    "shipments",
+    "audit",
 ]

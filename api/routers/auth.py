@@ -1,0 +1,212 @@
+"""Log in and out of the QA pages (cookie session), who am I, users, API tokens and device tokens.
+
+Object-level rules: anyone signed in manages their own personal tokens; only an admin sees or revokes
+other people's tokens, creates service tokens, device tokens and users.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
+
+from coldtrace import auth
+from coldtrace.audit import record_audit
+from coldtrace.clock import parse_time, to_iso
+from coldtrace.model import DAY
+
+from ..deps import CSRF_HEADER, SESSION_COOKIE, Admin, CurrentPrincipal, ServicesDep, Viewer
+from ..errors import ApiError
+
+router = APIRouter(prefix="/api/v1", tags=["auth"])
+
+HumanRole = Literal["viewer", "qa", "admin"]
+
+
+class LoginIn(BaseModel):
+    username: Annotated[str, Field(min_length=1, max_length=64)]
+    password: Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+class SessionOut(BaseModel):
+    kind: str
+    name: str
+    role: str
+    user_id: str | None
+    full_name: str | None = None
+    device_ids: list[str] = []
+    csrf_token: str | None = None  # send it back as X-CSRF-Token on writes made with the cookie
+    csrf_header: str = CSRF_HEADER
+    expires_at: str | None = None
+
+
+class TokenIn(BaseModel):
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    role: HumanRole | None = None  # default: your own role (never above it)
+    expires: Annotated[int | str | None, Field(description="RFC 3339 or epoch ms; default 90 days")] = None
+    service: bool = False  # admin only: a token not tied to a person (cannot sign decisions)
+
+
+class TokenCreated(BaseModel):
+    id: str
+    token: str  # shown once
+    role: str
+    expires_at: str | None
+
+
+class TokenOut(BaseModel):
+    id: str
+    name: str
+    user_id: str | None
+    role: str
+    created_at: str
+    expires_at: str | None
+    revoked_at: str | None
+    last_used_at: str | None
+
+
+class DeviceTokenIn(BaseModel):
+    device_ids: Annotated[list[Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]],
+                          Field(min_length=1, max_length=1000)]
+    name: Annotated[str | None, Field(max_length=100)] = None
+
+
+class DeviceTokenCreated(BaseModel):
+    token: str  # shown once
+    device_ids: list[str]
+
+
+class UserIn(BaseModel):
+    username: Annotated[str, Field(pattern=r"^[A-Za-z0-9._@-]{2,64}$")]
+    full_name: Annotated[str, Field(min_length=1, max_length=200)]
+    password: Annotated[str, Field(min_length=auth.MIN_PASSWORD_LEN, max_length=1000)]
+    role: HumanRole
+
+
+class UserOut(BaseModel):
+    id: str
+    username: str
+    full_name: str
+    role: str
+    active: bool
+
+
+@router.post("/auth/login", response_model=SessionOut, summary="Username + password -> session cookie")
+def login(body: LoginIn, request: Request, response: Response, services: ServicesDep) -> SessionOut:
+    now = services.clock.now_ms()
+    p = auth.authenticate_password(services.db, body.username, body.password, now_ms=now)
+    with services.db.write() as c:
+        record_audit(c, actor=body.username, action="auth.login" if p else "auth.login_failed", entity="user",
+                     entity_id=p.user_id if p else None, ts=now)
+    if p is None or p.user_id is None:
+        raise ApiError(401, "login_failed", "wrong username or password, or the account is locked")
+    s = auth.create_session(services.db, p.user_id, now)
+    response.set_cookie(SESSION_COOKIE, s.token, max_age=(s.expires_at - now) // 1000, httponly=True,
+                        samesite="strict", secure=request.url.scheme == "https", path="/")
+    user = auth.get_user(services.db, p.user_id) or {}
+    return SessionOut(kind=p.kind, name=p.name, role=p.role, user_id=p.user_id, full_name=user.get("full_name"),
+                      csrf_token=s.csrf_token, expires_at=to_iso(s.expires_at))
+
+
+@router.post("/auth/logout", status_code=204)
+def logout(request: Request, services: ServicesDep, _: CurrentPrincipal) -> Response:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        auth.revoke_session(services.db, cookie, services.clock.now_ms())
+    resp = Response(status_code=204)
+    resp.delete_cookie(SESSION_COOKIE, path="/")
+    return resp
+
+
+@router.get("/auth/session", response_model=SessionOut, summary="Who am I")
+def session(request: Request, services: ServicesDep, p: CurrentPrincipal) -> SessionOut:
+    out = SessionOut(kind=p.kind, name=p.name, role=p.role, user_id=p.user_id, device_ids=sorted(p.device_ids))
+    if p.user_id:
+        out.full_name = (auth.get_user(services.db, p.user_id) or {}).get("full_name")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie and not request.headers.get("authorization"):
+        s = auth.authenticate_session(services.db, cookie, services.clock.now_ms())
+        if s is not None:
+            out.csrf_token, out.expires_at = s.csrf_token, to_iso(s.expires_at)
+    return out
+
+
+def _token_out(r: dict) -> TokenOut:
+    return TokenOut(id=r["id"], name=r["name"], user_id=r["user_id"], role=r["role"],
+                    created_at=to_iso(r["created_at"]) or "", expires_at=to_iso(r["expires_at"]),
+                    revoked_at=to_iso(r["revoked_at"]), last_used_at=to_iso(r["last_used_at"]))
+
+
+@router.get("/auth/tokens", response_model=list[TokenOut], summary="Your tokens (an admin sees all)")
+def list_tokens(services: ServicesDep, p: Viewer) -> list[TokenOut]:
+    rows = auth.list_tokens(services.db)
+    if p.role != "admin":
+        rows = [r for r in rows if r["user_id"] is not None and r["user_id"] == p.user_id]
+    return [_token_out(r) for r in rows]
+
+
+@router.post("/auth/tokens", response_model=TokenCreated, status_code=201)
+def create_token(body: TokenIn, services: ServicesDep, p: Viewer) -> TokenCreated:
+    now = services.clock.now_ms()
+    try:
+        expires = parse_time(body.expires) if body.expires not in (None, "") else now + 90 * DAY
+    except (ValueError, TypeError, OverflowError):
+        raise ApiError(400, "bad_time", "expires must be RFC 3339 with an offset or epoch milliseconds") from None
+    if body.service:
+        if p.role != "admin":
+            raise ApiError(403, "forbidden", "only an admin creates service tokens")
+        user = None
+    else:
+        if p.user_id is None:
+            raise ApiError(403, "forbidden", "a service token cannot create personal tokens")
+        user = p.user_id
+    role = body.role or (None if user else "viewer")
+    try:
+        raw = auth.create_token(services.db, user=user, role=role, name=body.name, expires=expires,
+                                actor=p.name, now_ms=now)
+    except ValueError as exc:
+        raise ApiError(400, "bad_token_request", str(exc)) from None
+    row = next(r for r in auth.list_tokens(services.db) if r["id"] == _token_id(services, raw))
+    return TokenCreated(id=row["id"], token=raw, role=row["role"], expires_at=to_iso(row["expires_at"]))
+
+
+def _token_id(services, raw: str) -> str:
+    row = services.db.query_one("SELECT id FROM api_tokens WHERE token_hash = ?", (auth.hash_token(raw),))
+    return row["id"] if row else ""
+
+
+@router.delete("/auth/tokens/{token_id}", status_code=204)
+def revoke_token(token_id: str, services: ServicesDep, p: Viewer) -> Response:
+    row = services.db.query_one("SELECT user_id FROM api_tokens WHERE id = ?", (token_id,))
+    dev = services.db.query_one("SELECT id FROM device_tokens WHERE id = ?", (token_id,))
+    if row is None and dev is None:
+        raise ApiError(404, "unknown_token", f"no token {token_id!r}")
+    own = row is not None and row["user_id"] is not None and row["user_id"] == p.user_id
+    if not own and p.role != "admin":
+        raise ApiError(404, "unknown_token", f"no token {token_id!r}")  # do not reveal others' tokens
+    auth.revoke_token(services.db, token_id, actor=p.name, now_ms=services.clock.now_ms())
+    return Response(status_code=204)
+
+
+@router.post("/auth/device-tokens", response_model=DeviceTokenCreated, status_code=201)
+def create_device_token(body: DeviceTokenIn, services: ServicesDep, p: Admin) -> DeviceTokenCreated:
+    raw = auth.create_device_token(services.db, body.device_ids, name=body.name, actor=p.name,
+                                   now_ms=services.clock.now_ms())
+    return DeviceTokenCreated(token=raw, device_ids=sorted(set(body.device_ids)))
+
+
+@router.get("/users", response_model=list[UserOut])
+def list_users(services: ServicesDep, _: Admin) -> list[UserOut]:
+    return [UserOut(**{**u, "active": bool(u["active"])}) for u in auth.list_users(services.db)]
+
+
+@router.post("/users", response_model=UserOut, status_code=201)
+def create_user(body: UserIn, services: ServicesDep, p: Admin) -> UserOut:
+    try:
+        uid = auth.create_user(services.db, body.username, body.full_name, body.password, body.role, actor=p.name,
+                               now_ms=services.clock.now_ms())
+    except ValueError as exc:
+        raise ApiError(400, "bad_user", str(exc)) from None
+    u = auth.get_user(services.db, uid) or {}
+    return UserOut(**{**u, "active": bool(u["active"])})

@@ -1,0 +1,90 @@
+"""HTTP ingest (PROTOCOLS.md): devices POST the native payload or SenML with a device token.
+
+The token is bound to devices: a payload for a device the token does not hold is refused (403) before
+anything is stored. Everything else goes through the one ingest path, ``Pipeline.ingest_raw``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+from pydantic import BaseModel
+
+from coldtrace.auth import Principal
+from coldtrace.payload import MAX_BYTES, SENML_CONTENT_TYPE, parse_payload
+
+from ..deps import CurrentPrincipal, ServicesDep
+from ..errors import ApiError
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/v1", tags=["ingest"])
+CONTENT_TYPES = ("application/json", SENML_CONTENT_TYPE)
+
+
+class RejectedOut(BaseModel):
+    index: int | None
+    reason: str
+
+
+class IngestOut(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: list[RejectedOut]
+
+
+def device_principal(principal: CurrentPrincipal) -> Principal:
+    if principal.kind != "device":
+        raise ApiError(403, "forbidden", "ingest needs a device token (ctd_...)")
+    return principal
+
+
+DeviceDep = Annotated[Principal, Depends(device_principal)]
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > MAX_BYTES:
+                raise ApiError(413, "too_large", f"the body is larger than {MAX_BYTES} bytes")
+        except ValueError:
+            raise ApiError(400, "bad_request", "invalid Content-Length") from None
+    buf = bytearray()
+    async for chunk in request.stream():
+        buf += chunk
+        if len(buf) > MAX_BYTES:
+            raise ApiError(413, "too_large", f"the body is larger than {MAX_BYTES} bytes")
+    return bytes(buf)
+
+
+@router.post("/ingest", status_code=202, response_model=IngestOut,
+             responses={400: {"description": "bad payload"}, 401: {"description": "no or unknown token"},
+                        403: {"description": "token not bound to the payload's device"},
+                        413: {"description": "body larger than 256 KiB"}},
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": {"type": "object"}},
+                 SENML_CONTENT_TYPE: {"schema": {"type": "array", "items": {"type": "object"}}}}}})
+async def ingest(request: Request, services: ServicesDep, device: DeviceDep,
+                 content_type: Annotated[str | None, Header()] = None) -> IngestOut:
+    ctype = (content_type or "application/json").split(";")[0].strip().lower()
+    if ctype not in CONTENT_TYPES:
+        raise ApiError(415, "unsupported_media_type", f"send one of {', '.join(CONTENT_TYPES)}")
+    data = await _read_body(request)
+    probe = parse_payload(data, topic_device_id=None, now_ms=services.clock.now_ms(), content_type=ctype,
+                          source="http")
+    if probe.batch is not None:
+        dev = probe.batch.device_id
+    else:  # the whole message is unreadable: quarantine it under the token's device when unambiguous
+        dev = next(iter(device.device_ids)) if len(device.device_ids) == 1 else None
+    if probe.batch is not None and dev not in device.device_ids:
+        log.warning("HTTP ingest refused: %s is not bound to device %s", device.name, dev)
+        raise ApiError(403, "device_not_allowed", f"this token may not send for device {dev!r}")
+    result = services.pipeline.ingest_raw(data, source="http", topic_device_id=dev, content_type=ctype)
+    if probe.batch is None:
+        first = probe.rejections[0] if probe.rejections else None
+        raise ApiError(400, first.reason if first else "bad_request",
+                       first.detail if first else "the payload cannot be read")
+    return IngestOut(accepted=result.accepted, duplicates=result.duplicates,
+                     rejected=[RejectedOut(index=r.index, reason=r.reason) for r in result.rejected])

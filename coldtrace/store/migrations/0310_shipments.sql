@@ -1,0 +1,59 @@
+-- Shipments (legs of a product lot's journey), their loggers, QA decisions with electronic signatures,
+-- and the lot stability budget alerts already raised.
+CREATE TABLE IF NOT EXISTS shipments (
+  id           TEXT PRIMARY KEY,
+  reference    TEXT NOT NULL UNIQUE,              -- the human reference, e.g. "SHP-2026-0042"
+  origin       TEXT NOT NULL,
+  destination  TEXT NOT NULL,
+  product      TEXT NOT NULL,
+  lot          TEXT NOT NULL,
+  profile_id   TEXT NOT NULL,
+  state        TEXT NOT NULL DEFAULT 'planned'
+               CHECK (state IN ('planned', 'in_transit', 'delivered', 'under_review', 'released',
+                                'quarantined', 'rejected')),
+  start_ts     INTEGER,                           -- departure (series window start, inclusive)
+  end_ts       INTEGER,                           -- delivery (series window end, exclusive)
+  created_at   INTEGER NOT NULL,
+  created_by   TEXT NOT NULL,
+  updated_at   INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS shipments_lot ON shipments (product, lot);
+CREATE INDEX IF NOT EXISTS shipments_state ON shipments (state);
+
+CREATE TABLE IF NOT EXISTS shipment_loggers (
+  shipment_id  TEXT NOT NULL REFERENCES shipments (id),
+  device_id    TEXT NOT NULL,
+  start_ts     INTEGER,                           -- NULL: from the shipment's start
+  end_ts       INTEGER,                           -- NULL: until the shipment's end
+  attached_at  INTEGER NOT NULL,
+  attached_by  TEXT NOT NULL,
+  PRIMARY KEY (shipment_id, device_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS shipment_loggers_device ON shipment_loggers (device_id);
+
+-- 21 CFR 11.50/11.70: a signed decision is never edited or removed; a later one supersedes it.
+CREATE TABLE IF NOT EXISTS shipment_decisions (
+  id               TEXT PRIMARY KEY,
+  shipment_id      TEXT NOT NULL REFERENCES shipments (id),
+  meaning          TEXT NOT NULL CHECK (meaning IN ('released', 'rejected', 'quarantined')),
+  reason           TEXT NOT NULL,
+  signer_user_id   TEXT NOT NULL,
+  signer_username  TEXT NOT NULL,
+  printed_name     TEXT NOT NULL,
+  signed_at        INTEGER NOT NULL,
+  supersedes_id    TEXT REFERENCES shipment_decisions (id),
+  supersede_reason TEXT,
+  record_hash      TEXT NOT NULL,                 -- sha256 of the evaluation the signer saw (signature/record link)
+  signature_hash   TEXT NOT NULL                  -- sha256 over the signature manifest and record_hash
+);
+CREATE INDEX IF NOT EXISTS shipment_decisions_shipment ON shipment_decisions (shipment_id, signed_at);
+
+CREATE TRIGGER IF NOT EXISTS shipment_decisions_no_update BEFORE UPDATE ON shipment_decisions
+BEGIN
+  SELECT RAISE(ABORT, 'signed decisions are never edited; sign a new decision that supersedes it');
+END;
+
+CREATE TRIGGER IF NOT EXISTS shipment_decisions_no_delete BEFORE DELETE ON shipment_decisions
+BEGIN
+  SELECT RAISE(ABORT, 'signed decisions are never removed');
+END;

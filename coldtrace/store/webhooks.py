@@ -1,0 +1,315 @@
+"""SQL of webhook subscriptions, deliveries and attempts (migration 0200_webhooks.sql).
+
+The notifier and the API share these functions; all state changes are single transactions so a process
+killed at any point leaves either the old or the new state, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import NotFound
+from ..webhooks import matches
+from .db import Database
+
+SUBSCRIPTION_PUBLIC = ("id, url, description, event_types, min_severity, device_ids, enabled, escalation,"
+                       " disabled_reason, created_at, created_by, updated_at, previous_expires_at")
+
+
+def _sub_dict(r: sqlite3.Row) -> dict[str, Any]:
+    """A subscription as the API shows it: never its secret."""
+    return {
+        "id": r["id"], "url": r["url"], "description": r["description"],
+        "event_types": json.loads(r["event_types"]), "min_severity": r["min_severity"],
+        "device_ids": json.loads(r["device_ids"]), "enabled": bool(r["enabled"]),
+        "escalation": bool(r["escalation"]), "disabled_reason": r["disabled_reason"],
+        "created_at": r["created_at"], "created_by": r["created_by"], "updated_at": r["updated_at"],
+        "rotation_expires_at": r["previous_expires_at"],
+    }
+
+
+def create_subscription(db: Database, *, url: str, secret: str, now: int, event_types: list[str] | None = None,
+                        min_severity: str | None = None, device_ids: list[str] | None = None,
+                        enabled: bool = True, escalation: bool = False, description: str = "",
+                        created_by: str | None = None) -> dict[str, Any]:
+    sid = "whsub_" + uuid.uuid4().hex[:20]
+    with db.write() as c:
+        c.execute(
+            "INSERT INTO webhook_subscriptions (id, url, description, secret, event_types, min_severity,"
+            " device_ids, enabled, escalation, created_at, created_by, updated_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (sid, url, description, secret, json.dumps(list(event_types or [])), min_severity,
+             json.dumps(list(device_ids or [])), int(enabled), int(escalation), now, created_by, now))
+    return get_subscription(db, sid)
+
+
+def get_subscription(db: Database, sid: str) -> dict[str, Any]:
+    r = db.query_one(f"SELECT {SUBSCRIPTION_PUBLIC} FROM webhook_subscriptions WHERE id = ?", (sid,))
+    if r is None:
+        raise NotFound(f"no webhook subscription {sid}")
+    return _sub_dict(r)
+
+
+def list_subscriptions(db: Database) -> list[dict[str, Any]]:
+    return [_sub_dict(r) for r in db.query(
+        f"SELECT {SUBSCRIPTION_PUBLIC} FROM webhook_subscriptions ORDER BY created_at, id")]
+
+
+_UPDATABLE = {"url", "description", "event_types", "min_severity", "device_ids", "escalation"}
+
+
+def update_subscription(db: Database, sid: str, changes: dict[str, Any], now: int) -> dict[str, Any]:
+    """Change filters, URL, description or escalation flag; ``enabled`` goes through set_enabled."""
+    sets, params = [], []
+    for k, v in changes.items():
+        if k not in _UPDATABLE:
+            continue
+        if k in ("event_types", "device_ids"):
+            v = json.dumps(list(v or []))
+        elif k == "escalation":
+            v = int(bool(v))
+        sets.append(f"{k} = ?")
+        params.append(v)
+    with db.write() as c:
+        if c.execute("SELECT 1 FROM webhook_subscriptions WHERE id = ?", (sid,)).fetchone() is None:
+            raise NotFound(f"no webhook subscription {sid}")
+        if sets:
+            c.execute(f"UPDATE webhook_subscriptions SET {', '.join(sets)}, updated_at = ? WHERE id = ?",
+                      (*params, now, sid))
+        if "enabled" in changes:
+            _set_enabled(c, sid, bool(changes["enabled"]), None, now)
+    return get_subscription(db, sid)
+
+
+def _set_enabled(c: sqlite3.Connection, sid: str, enabled: bool, reason: str | None, now: int) -> None:
+    c.execute("UPDATE webhook_subscriptions SET enabled = ?, disabled_reason = ?, updated_at = ? WHERE id = ?",
+              (int(enabled), None if enabled else reason, now, sid))
+    if enabled:  # deliveries held while disabled resume now: nothing is lost by a pause
+        c.execute("UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = ? WHERE subscription_id = ?"
+                  " AND state = 'disabled'", (now, sid))
+    else:
+        c.execute("UPDATE webhook_deliveries SET state = 'disabled', next_attempt_at = NULL"
+                  " WHERE subscription_id = ? AND state = 'pending'", (sid,))
+
+
+def set_enabled(db: Database, sid: str, enabled: bool, now: int, reason: str | None = None) -> dict[str, Any]:
+    with db.write() as c:
+        if c.execute("SELECT 1 FROM webhook_subscriptions WHERE id = ?", (sid,)).fetchone() is None:
+            raise NotFound(f"no webhook subscription {sid}")
+        _set_enabled(c, sid, enabled, reason, now)
+    return get_subscription(db, sid)
+
+
+def delete_subscription(db: Database, sid: str) -> None:
+    with db.write() as c:
+        if c.execute("DELETE FROM webhook_subscriptions WHERE id = ?", (sid,)).rowcount == 0:
+            raise NotFound(f"no webhook subscription {sid}")
+
+
+def rotate_secret(db: Database, sid: str, new_secret: str, now: int, overlap_ms: int) -> dict[str, Any]:
+    """New secret now; the old one keeps signing (a second signature) until now + overlap_ms."""
+    with db.write() as c:
+        cur = c.execute("UPDATE webhook_subscriptions SET previous_secret = secret, previous_expires_at = ?,"
+                        " secret = ?, updated_at = ? WHERE id = ?", (now + overlap_ms, new_secret, now, sid))
+        if cur.rowcount == 0:
+            raise NotFound(f"no webhook subscription {sid}")
+    return get_subscription(db, sid)
+
+
+def signing_secrets(row: sqlite3.Row | dict[str, Any], now: int) -> list[str]:
+    out = [row["secret"]]
+    if row["previous_secret"] and (row["previous_expires_at"] or 0) > now:
+        out.append(row["previous_secret"])
+    return out
+
+
+# ---------------------------------------------------------------- events and fan-out
+
+
+def insert_event(c: sqlite3.Connection, event_id: str, event_type: str, payload: str, now: int,
+                 alert_id: str | None = None, dispatched: bool = False) -> bool:
+    """An outbox row written by ColdTrace itself (escalations, acknowledgements, pings). Caller's txn."""
+    cur = c.execute("INSERT OR IGNORE INTO outbox (event_id, type, alert_id, payload, created_at, dispatched)"
+                    " VALUES (?,?,?,?,?,?)", (event_id, event_type, alert_id, payload, now, int(dispatched)))
+    return cur.rowcount == 1
+
+
+def _event_facts(c: sqlite3.Connection, row: sqlite3.Row) -> tuple[str | None, str | None]:
+    """(severity, device_id) of an outbox event, from its body (alerts may not be in `alerts`)."""
+    try:
+        data = json.loads(row["payload"]).get("data") or {}
+    except (ValueError, AttributeError):
+        data = {}
+    return data.get("severity"), data.get("device_id")
+
+
+def wants(sub: sqlite3.Row, event_type: str, severity: str | None, device_id: str | None) -> bool:
+    """Escalation subscriptions get alert.escalated (plus any type they list); others never get it unless
+    they list it. Then the type/severity/device filters apply."""
+    types = json.loads(sub["event_types"])
+    if event_type == "alert.escalated":
+        if not sub["escalation"] and "alert.escalated" not in types:
+            return False
+        types = []  # the escalation flag is the type filter
+    elif sub["escalation"] and not types:
+        return False
+    filters = {"event_types": types, "min_severity": sub["min_severity"], "device_ids": json.loads(sub["device_ids"])}
+    return matches(filters, event_type, severity, device_id)
+
+
+def fan_out(db: Database, now: int, limit: int = 500) -> int:
+    """Turn undispatched outbox rows into one delivery per matching enabled subscription, in one transaction.
+
+    A crash before COMMIT leaves the rows undispatched (done again, UNIQUE makes it harmless); after COMMIT
+    every delivery exists. Returns the number of events dispatched.
+    """
+    with db.write() as c:
+        events = c.execute("SELECT event_id, type, payload FROM outbox WHERE dispatched = 0"
+                           " ORDER BY created_at, event_id LIMIT ?", (limit,)).fetchall()
+        if not events:
+            return 0
+        subs = c.execute("SELECT * FROM webhook_subscriptions WHERE enabled = 1").fetchall()
+        for ev in events:
+            severity, device_id = _event_facts(c, ev)
+            for s in subs:
+                if wants(s, ev["type"], severity, device_id):
+                    c.execute("INSERT OR IGNORE INTO webhook_deliveries (subscription_id, event_id, event_type,"
+                              " state, next_attempt_at, created_at) VALUES (?,?,?,'pending',?,?)",
+                              (s["id"], ev["event_id"], ev["type"], now, now))
+        c.executemany("UPDATE outbox SET dispatched = 1 WHERE event_id = ?", [(e["event_id"],) for e in events])
+    return len(events)
+
+
+def add_delivery(c: sqlite3.Connection, sid: str, event_id: str, event_type: str, due_at: int) -> int:
+    """One delivery made by hand (a ping), due at ``due_at``. Caller's transaction."""
+    c.execute("INSERT OR IGNORE INTO webhook_deliveries (subscription_id, event_id, event_type, state,"
+              " next_attempt_at, created_at) VALUES (?,?,?,'pending',?,?)",
+              (sid, event_id, event_type, due_at, due_at))
+    return c.execute("SELECT id FROM webhook_deliveries WHERE subscription_id = ? AND event_id = ?",
+                     (sid, event_id)).fetchone()[0]
+
+
+# ---------------------------------------------------------------- delivery jobs
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    delivery_id: int
+    subscription_id: str
+    url: str
+    secrets: tuple[str, ...]
+    event_id: str
+    event_type: str
+    payload: str
+    attempts: int  # attempts already made
+
+
+_JOB_SQL = ("SELECT d.id, d.subscription_id, d.event_id, d.event_type, d.attempts, s.url, s.secret,"
+            " s.previous_secret, s.previous_expires_at, o.payload FROM webhook_deliveries d"
+            " JOIN webhook_subscriptions s ON s.id = d.subscription_id JOIN outbox o ON o.event_id = d.event_id")
+
+
+def _job(r: sqlite3.Row, now: int) -> Job:
+    return Job(r["id"], r["subscription_id"], r["url"], tuple(signing_secrets(r, now)), r["event_id"],
+               r["event_type"], r["payload"], r["attempts"])
+
+
+def claim_due(db: Database, now: int, lease_ms: int, limit: int = 100) -> list[Job]:
+    """Pending deliveries due at ``now``, oldest first, leased for ``lease_ms`` (pushed forward) so a second
+    worker does not send them too; a worker killed mid-attempt lets the lease expire and the retry happen."""
+    with db.write() as c:
+        rows = c.execute(_JOB_SQL + " WHERE d.state = 'pending' AND d.next_attempt_at <= ? AND s.enabled = 1"
+                         " ORDER BY d.next_attempt_at, d.id LIMIT ?", (now, limit)).fetchall()
+        c.executemany("UPDATE webhook_deliveries SET next_attempt_at = ? WHERE id = ?",
+                      [(now + lease_ms, r["id"]) for r in rows])
+    return [_job(r, now) for r in rows]
+
+
+def job_for(db: Database, delivery_id: int, now: int) -> Job:
+    r = db.query_one(_JOB_SQL + " WHERE d.id = ?", (delivery_id,))
+    if r is None:
+        raise NotFound(f"no webhook delivery {delivery_id}")
+    return _job(r, now)
+
+
+def next_due(db: Database) -> int | None:
+    r = db.query_one("SELECT MIN(next_attempt_at) FROM webhook_deliveries WHERE state = 'pending'")
+    return None if r is None else r[0]
+
+
+def record_attempt(db: Database, job: Job, *, started_at: int, status: int | None, latency_ms: int,
+                   error: str | None, response: str | None, outcome: str, next_attempt_at: int | None,
+                   trigger: str = "scheduled", now: int) -> None:
+    """One attempt and its consequence, atomically. ``outcome``: delivered | retry | failed | gone."""
+    with db.write() as c:
+        n = c.execute("SELECT attempts FROM webhook_deliveries WHERE id = ?", (job.delivery_id,)).fetchone()[0] + 1
+        c.execute("INSERT INTO webhook_attempts (delivery_id, attempt_no, trigger, started_at, status, latency_ms,"
+                  " error, response) VALUES (?,?,?,?,?,?,?,?)",
+                  (job.delivery_id, n, trigger, started_at, status, latency_ms, error, response))
+        if outcome == "delivered":
+            c.execute("UPDATE webhook_deliveries SET state = 'delivered', attempts = ?, delivered_at = ?,"
+                      " next_attempt_at = NULL, last_status = ?, last_error = NULL WHERE id = ?",
+                      (n, now, status, job.delivery_id))
+        elif outcome == "retry":
+            c.execute("UPDATE webhook_deliveries SET state = 'pending', attempts = ?, next_attempt_at = ?,"
+                      " last_status = ?, last_error = ? WHERE id = ? AND state != 'disabled'",
+                      (n, next_attempt_at, status, error, job.delivery_id))
+        elif outcome == "failed":
+            c.execute("UPDATE webhook_deliveries SET state = 'failed', attempts = ?, next_attempt_at = NULL,"
+                      " last_status = ?, last_error = ? WHERE id = ?", (n, status, error, job.delivery_id))
+        elif outcome == "gone":
+            c.execute("UPDATE webhook_deliveries SET attempts = ?, last_status = ?, last_error = ? WHERE id = ?",
+                      (n, status, error, job.delivery_id))
+            _set_enabled(c, job.subscription_id, False, "receiver answered 410 Gone", now)
+        else:
+            raise ValueError(f"unknown outcome {outcome!r}")
+
+
+def redeliver(db: Database, delivery_id: int, now: int) -> dict[str, Any]:
+    """Manual redelivery: the same event (same webhook-id) is sent again at once, whatever its state."""
+    with db.write() as c:
+        cur = c.execute("UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = ? WHERE id = ?",
+                        (now, delivery_id))
+        if cur.rowcount == 0:
+            raise NotFound(f"no webhook delivery {delivery_id}")
+    return get_delivery(db, delivery_id)
+
+
+# ---------------------------------------------------------------- listings
+
+
+def _delivery_dict(r: sqlite3.Row) -> dict[str, Any]:
+    return {k: r[k] for k in ("id", "subscription_id", "event_id", "event_type", "state", "attempts",
+                              "next_attempt_at", "created_at", "delivered_at", "last_status", "last_error")}
+
+
+def get_delivery(db: Database, delivery_id: int) -> dict[str, Any]:
+    r = db.query_one("SELECT * FROM webhook_deliveries WHERE id = ?", (delivery_id,))
+    if r is None:
+        raise NotFound(f"no webhook delivery {delivery_id}")
+    return _delivery_dict(r)
+
+
+def list_deliveries(db: Database, subscription_id: str | None = None, state: str | None = None,
+                    event_id: str | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    where, params = [], []
+    for col, val in (("subscription_id", subscription_id), ("state", state), ("event_id", event_id)):
+        if val is not None:
+            where.append(f"{col} = ?")
+            params.append(val)
+    sql = "SELECT * FROM webhook_deliveries"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
+    return [_delivery_dict(r) for r in db.query(sql, (*params, limit, offset))]
+
+
+def list_attempts(db: Database, delivery_id: int) -> list[dict[str, Any]]:
+    get_delivery(db, delivery_id)
+    return [dict(r) for r in db.query("SELECT id, delivery_id, attempt_no, trigger, started_at, status,"
+                                      " latency_ms, error, response FROM webhook_attempts WHERE delivery_id = ?"
+                                      " ORDER BY attempt_no", (delivery_id,))]

@@ -1,0 +1,133 @@
+"""A real HTTP webhook receiver on loopback that verifies every Standard Webhooks signature.
+
+Its ``mode`` decides the answer: "ok" (204), "error" (500), "slow" (sleeps past the client's timeout),
+"retry_after" (503 with Retry-After), "gone" (410); ``stop()`` closes the port (connection refused) and
+``start()`` reopens the same port. Every request is kept; ``delivered`` counts 2xx answers per webhook-id.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from coldtrace import webhooks as wh
+
+
+@dataclass
+class Received:
+    webhook_id: str
+    timestamp: int
+    body: bytes
+    status: int
+    signature_ok: bool
+    arrived: float  # time.monotonic()
+
+
+class WebhookReceiver:
+    def __init__(self, secrets: list[str] | None = None, now_s: Callable[[], int] | None = None,
+                 port: int = 0) -> None:
+        self.secrets = list(secrets or [])
+        self.now_s = now_s or (lambda: int(time.time()))
+        self.mode = "ok"
+        self.retry_after = "120"
+        self.slow_s = 2.0
+        self.requests: list[Received] = []
+        self.arrivals = 0  # requests that reached the handler, answered or not yet
+        self.bad_signatures: list[Received] = []
+        self.lock = threading.Lock()
+        self.on_receive: Callable[[Received], None] | None = None
+        self._port = port
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._release = threading.Event()  # ends "slow" sleeps at stop()
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._port}/hook"
+
+    def start(self) -> WebhookReceiver:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                owner._handle(self, body)
+
+        self._release.clear()
+        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
+        self._server.daemon_threads = True
+        self._port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._release.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _verify(self, headers: dict[str, str], body: bytes, now_s: int | None = None) -> bool:
+        if not self.secrets:
+            return False
+        now_s = self.now_s() if now_s is None else now_s
+        try:
+            for s in self.secrets:
+                wh.verify(s, headers, body, now_s=now_s)
+            return True
+        except wh.SignatureError:
+            return False
+
+    def _handle(self, h: BaseHTTPRequestHandler, body: bytes) -> None:
+        headers = {k.lower(): v for k, v in h.headers.items()}
+        ok = self._verify(headers, body)  # at arrival, as a real receiver would
+        mode = self.mode
+        with self.lock:
+            self.arrivals += 1
+        status = {"ok": 204, "error": 500, "slow": 204, "retry_after": 503, "gone": 410}[mode]
+        if mode == "slow":
+            self._release.wait(self.slow_s)
+            status = 599  # the client has given up; this answer is never read as a success
+        rec = Received(headers.get("webhook-id", ""), int(headers.get("webhook-timestamp", "0") or 0), body,
+                       status, ok, time.monotonic())
+        with self.lock:
+            self.requests.append(rec)
+            if not rec.signature_ok:
+                self.bad_signatures.append(rec)
+        if self.on_receive is not None and 200 <= status < 300:
+            self.on_receive(rec)
+        try:
+            h.send_response(status)
+            if mode == "retry_after":
+                h.send_header("Retry-After", self.retry_after)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+        except OSError:
+            pass  # the client hung up (timeout): exactly what a slow receiver sees
+
+    def delivered(self) -> Counter[str]:
+        """2xx answers per webhook-id."""
+        with self.lock:
+            return Counter(r.webhook_id for r in self.requests if 200 <= r.status < 300)
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.requests)

@@ -18,7 +18,7 @@ log = logging.getLogger("coldtrace")
 
 # Modules that add subcommands: each has add_commands(subparsers), whose parsers set_defaults(handler=f),
 # f(args) -> exit code. Imported only when the parser is built.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["coldtrace.cli_access"]
 
 
 def _setup_logging(level: str) -> None:

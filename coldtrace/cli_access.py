@@ -1,0 +1,133 @@
+"""`coldtrace user add`, `coldtrace token create`, `coldtrace mqtt-config`: access set-up from the shell.
+
+Secrets (tokens, generated MQTT passwords) are printed once; only their hashes are stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from .clock import SystemClock
+from .errors import ConfigError
+from .model import DAY
+
+
+def _db(args: argparse.Namespace):
+    from .settings import load_settings
+    from .store.db import Database
+
+    over = {"data_dir": args.data_dir} if getattr(args, "data_dir", None) else {}
+    settings = load_settings(**over)
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"data directory {settings.data_dir} cannot be created: {exc.strerror}") from exc
+    return settings, Database(settings.db_path, synchronous=settings.store.sqlite_synchronous)
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    pw = getpass.getpass("Password: ")
+    if pw != getpass.getpass("Repeat password: "):
+        raise ConfigError("the passwords differ")
+    return pw
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    from . import auth
+
+    _, db = _db(args)
+    try:
+        uid = auth.create_user(db, args.username, args.full_name, _password(args), args.role, actor="cli")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    finally:
+        db.close()
+    print(f"user {args.username} ({args.role}) created: {uid}")
+    return 0
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from . import auth
+
+    _, db = _db(args)
+    now = SystemClock().now_ms()
+    try:
+        if args.device:
+            token = auth.create_device_token(db, args.device, name=args.name, actor="cli", now_ms=now)
+            what = f"device token for {', '.join(sorted(set(args.device)))}"
+        else:
+            if not args.role and not args.user:
+                raise ConfigError("give --role (a service token), --user (a personal token) or --device")
+            expires = None if args.expires_days <= 0 else now + int(args.expires_days * DAY)
+            token = auth.create_token(db, user=args.user, role=args.role, name=args.name or "cli",
+                                      expires=expires, actor="cli", now_ms=now)
+            what = f"API token ({args.role or 'user role'})"
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    finally:
+        db.close()
+    print(f"{what}, shown once:\n{token}")
+    return 0
+
+
+def cmd_mqtt_config(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import mqtt_access
+
+    settings, db = _db(args)
+    try:
+        devices = set(args.device or [])
+        if not args.no_registered:
+            devices |= {r[0] for r in db.query("SELECT id FROM devices WHERE kind != 'gateway'")}
+    finally:
+        db.close()
+    collector_user = settings.mqtt.username or mqtt_access.DEFAULT_COLLECTOR_USER
+    collector_pw = settings.mqtt.password.get_secret_value() if settings.mqtt.password else None
+    try:
+        cfg = mqtt_access.write_config(Path(args.out), sorted(devices), collector_user=collector_user,
+                                       collector_password=collector_pw, rotate=args.rotate)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    print(f"wrote {cfg.password_file}, {cfg.acl_file} and {cfg.conf_file} ({len(devices)} devices);"
+          f" include {cfg.conf_file.name} in mosquitto.conf")
+    if cfg.new_credentials:
+        print("new MQTT credentials (username password), shown once:")
+        for user, pw in cfg.new_credentials.items():
+            print(f"  {user} {pw}")
+        if collector_user in cfg.new_credentials:
+            print(f"set COLDTRACE_MQTT__USERNAME={collector_user} and COLDTRACE_MQTT__PASSWORD for the collector")
+    return 0
+
+
+def add_commands(sub) -> None:
+    user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
+    add = user.add_parser("add", help="create a user (asks for the password)")
+    add.add_argument("username")
+    add.add_argument("--full-name", required=True, help="printed on electronic signatures")
+    add.add_argument("--role", required=True, choices=["viewer", "qa", "admin"])
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.add_argument("--data-dir")
+    add.set_defaults(handler=cmd_user_add)
+
+    tok = sub.add_parser("token", help="API and device tokens").add_subparsers(dest="token_command", required=True)
+    create = tok.add_parser("create", help="create a token (printed once)")
+    create.add_argument("--role", choices=["viewer", "qa", "admin"], help="service token role")
+    create.add_argument("--user", help="username: a personal token (role defaults to the user's)")
+    create.add_argument("--device", action="append", help="a device token bound to this device (repeatable)")
+    create.add_argument("--name", help="what the token is for")
+    create.add_argument("--expires-days", type=float, default=90.0, help="0: never (default 90)")
+    create.add_argument("--data-dir")
+    create.set_defaults(handler=cmd_token_create)
+
+    mq = sub.add_parser("mqtt-config", help="write Mosquitto password file + ACL: devices write only their topics")
+    mq.add_argument("--out", required=True, help="directory for passwd, acl, coldtrace.conf")
+    mq.add_argument("--device", action="append", help="a device id (repeatable); registered devices are added")
+    mq.add_argument("--no-registered", action="store_true", help="only the --device ids")
+    mq.add_argument("--rotate", action="append", help="give this user a new password (repeatable)")
+    mq.add_argument("--data-dir")
+    mq.set_defaults(handler=cmd_mqtt_config)

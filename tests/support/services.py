@@ -81,8 +81,9 @@ class Mosquitto:
 
     def start(self) -> None:
         self.write_conf()
-        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=open(self.log, "ab"),
-                                     stderr=subprocess.STDOUT)
+        with open(self.log, "ab") as logf:
+            self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=logf,
+                                         stderr=subprocess.STDOUT)
         try:
             wait_port(self.port)
         except TimeoutError:

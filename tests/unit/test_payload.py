@@ -1,0 +1,102 @@
+"""Decoding of the native v1 payload and SenML: every rejection code of PROTOCOLS.md."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from coldtrace.payload import MAX_BYTES, parse_payload
+
+NOW = 1_795_687_500_000  # 2026-11-26T10:05:00Z
+
+
+def native(**over):
+    doc = {"v": 1, "device_id": "LOG-0001", "seq": 7, "battery_pct": 87,
+           "readings": [{"ts": "2026-11-26T10:00:00Z", "temp_c": 4.52}, {"ts": 1795687500000, "temp_c": 4.61}]}
+    doc.update(over)
+    return json.dumps(doc).encode()
+
+
+def test_native_payload_decodes_both_timestamp_forms():
+    r = parse_payload(native(), topic_device_id="LOG-0001", now_ms=NOW)
+    assert r.rejections == ()
+    b = r.batch
+    assert b.device_id == "LOG-0001" and b.seq == 7 and b.battery_pct == 87.0
+    assert [(x.ts, x.temp_c) for x in b.readings] == [(1795687200000, 4.52), (1795687500000, 4.61)]
+
+
+def test_offsets_are_converted_to_utc_with_millisecond_precision():
+    doc = native(readings=[{"ts": "2026-11-26T11:00:00.1234+01:00", "temp_c": 5}])
+    r = parse_payload(doc, topic_device_id=None, now_ms=NOW)
+    assert r.batch.readings[0].ts == 1795687200123
+
+
+@pytest.mark.parametrize("data,reason", [
+    (b"{not json", "bad_json"),
+    (b"\xff\xfe\x00", "bad_json"),
+    (native(v=2), "unknown_version"),
+    (json.dumps({"device_id": "LOG-0001", "readings": []}).encode(), "unknown_version"),
+    (native(device_id="LOG-0002"), "device_mismatch"),
+    (native(device_id="bad id!"), "schema"),
+    (native(readings="nope"), "schema"),
+    (b"42", "schema"),
+    (b"x" * (MAX_BYTES + 1), "too_large"),
+    (native(readings=[{"ts": 1, "temp_c": 1}] * 10_001), "too_large"),
+])
+def test_whole_message_rejections(data, reason):
+    r = parse_payload(data, topic_device_id="LOG-0001", now_ms=NOW)
+    assert r.batch is None
+    assert [x.reason for x in r.rejections] == [reason]
+    assert r.rejections[0].detail
+
+
+def test_bad_readings_are_rejected_one_by_one_and_the_rest_kept():
+    doc = b'{"v":1,"device_id":"LOG-0001","readings":[' \
+          b'{"ts":1795687200000,"temp_c":4.5},' \
+          b'{"ts":1795687260000,"temp_c":NaN},' \
+          b'{"ts":1795687320000,"temp_c":-300},' \
+          b'{"ts":1795687380000,"temp_c":"cold"},' \
+          b'{"ts":1795697380000,"temp_c":4.0},' \
+          b'{"ts":"yesterday","temp_c":4.0},' \
+          b'{"temp_c":4.0},' \
+          b'{"ts":1795687440000,"temp_c":100}]}'
+    r = parse_payload(doc, topic_device_id="LOG-0001", now_ms=NOW)
+    assert [(x.ts, x.temp_c) for x in r.batch.readings] == [(1795687200000, 4.5), (1795687440000, 100.0)]
+    assert [(x.index, x.reason) for x in r.rejections] == [
+        (1, "out_of_range"), (2, "out_of_range"), (3, "schema"), (4, "future_timestamp"), (5, "schema"),
+        (6, "schema")]
+
+
+def test_future_tolerance_is_five_minutes():
+    ok = native(readings=[{"ts": NOW + 5 * 60_000, "temp_c": 4}])
+    late = native(readings=[{"ts": NOW + 5 * 60_000 + 1, "temp_c": 4}])
+    assert parse_payload(ok, topic_device_id=None, now_ms=NOW).rejections == ()
+    assert parse_payload(late, topic_device_id=None, now_ms=NOW).rejections[0].reason == "future_timestamp"
+
+
+def test_unknown_fields_are_ignored():
+    r = parse_payload(native(firmware="1.2", extra={"a": 1}), topic_device_id=None, now_ms=NOW)
+    assert len(r.batch.readings) == 2
+
+
+def test_senml_with_base_name_base_time_and_kelvin():
+    pack = [{"bn": "urn:dev:id:LOG-0009:", "bt": 1795687200, "bu": "Cel", "bver": 10},
+            {"n": "temp", "v": 4.25}, {"n": "temp", "t": 60, "v": 278.15, "u": "K"},
+            {"n": "battery", "v": 80, "u": "%"}]
+    r = parse_payload(json.dumps(pack).encode(), topic_device_id="LOG-0009", now_ms=NOW)
+    assert r.rejections == ()
+    assert [(x.ts, x.temp_c) for x in r.batch.readings] == [(1795687200000, 4.25), (1795687260000, 5.0)]
+
+
+def test_senml_slash_form_and_mismatch():
+    pack = [{"bn": "LOG-0003/", "n": "temp", "t": 1795687200, "v": 3.0}]
+    r = parse_payload(json.dumps(pack).encode(), topic_device_id=None, now_ms=NOW)
+    assert r.batch.device_id == "LOG-0003" and r.batch.readings[0].ts == 1795687200000
+    r = parse_payload(json.dumps(pack).encode(), topic_device_id="LOG-0004", now_ms=NOW)
+    assert r.batch is None and r.rejections[0].reason == "device_mismatch"
+
+
+def test_senml_content_type_requires_an_array():
+    r = parse_payload(b'{"v":1}', topic_device_id=None, now_ms=NOW, content_type="application/senml+json")
+    assert r.batch is None and r.rejections[0].reason == "schema"

@@ -1,0 +1,94 @@
+"""The command line as a person uses it: `coldtrace run --simulate`, and clear one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.support.services import free_port
+from tests.support.stack import wait_for
+
+pytestmark = pytest.mark.integration
+
+CLI = [sys.executable, "-m", "coldtrace.cli"]
+
+
+def _get(url: str, token: str | None = None):
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    with urllib.request.urlopen(req, timeout=5) as r:  # noqa: S310 - loopback only
+        return json.loads(r.read())
+
+
+def test_run_simulate_serves_the_api_with_readings_within_ten_seconds(tmp_path):
+    api_port, mqtt_port = free_port(), free_port()
+    out = tmp_path / "run.log"
+    with open(out, "wb") as f:
+        proc = subprocess.Popen([*CLI, "run", "--simulate", "--loggers", "4", "--data-dir", str(tmp_path / "d"),
+                                 "--api-port", str(api_port), "--mqtt-port", str(mqtt_port)],
+                                stdout=f, stderr=subprocess.STDOUT)
+    try:
+        t0 = time.monotonic()
+        wait_for(lambda: b"ct_" in out.read_bytes(), 10, "the bootstrap token")
+        token = re.search(rb"(ct_[A-Za-z0-9_-]+)", out.read_bytes()).group(1).decode()
+
+        def readings_arrived() -> bool:
+            try:
+                return _get(f"http://127.0.0.1:{api_port}/api/v1/metrics", token)["readings"] > 0
+            except OSError:
+                return False
+
+        wait_for(readings_arrived, 10, "simulated readings in the API")
+        assert time.monotonic() - t0 < 10
+        assert _get(f"http://127.0.0.1:{api_port}/api/v1/health")["status"] == "ok"
+        devices = _get(f"http://127.0.0.1:{api_port}/api/v1/devices", token)
+        assert len(devices) == 4
+        text = out.read_text()
+        assert "embedded MQTT broker" in text and "API and QA pages on" in text and "Simulating 4 loggers" in text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(20)
+    assert proc.returncode == 0
+
+
+def _run(args: list[str], timeout: float = 20, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def test_bad_mqtt_url_is_one_clear_line(tmp_path):
+    r = _run(["collector", "--mqtt-url", "http://broker:1883", "--data-dir", str(tmp_path)])
+    assert r.returncode == 2
+    assert "must start with mqtt:// or mqtts://" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_unwritable_data_dir_is_one_clear_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    r = _run(["api", "--data-dir", str(blocker / "sub")])
+    assert r.returncode == 2
+    assert "cannot be written" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_unreachable_broker_is_retried_with_back_off_and_said(tmp_path):
+    port = free_port()  # nothing listens there
+    out = tmp_path / "col.log"
+    with open(out, "wb") as f:
+        proc = subprocess.Popen([*CLI, "collector", "--mqtt-url", f"mqtt://127.0.0.1:{port}",
+                                 "--data-dir", str(tmp_path / "d")], stdout=f, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: out.read_text().count("retrying in") >= 2, 10, "two retries reported")
+        text = out.read_text()
+        assert "retrying in 1 s" in text and "retrying in 2 s" in text
+        assert "Traceback" not in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)

@@ -1,0 +1,196 @@
+"""Alert lifecycle with a controllable clock: people's actions, escalation and its repeats (delivered to a
+real receiver), self-resolution of ended excursions; every change recorded with who and when."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from coldtrace import alerts as lifecycle
+from coldtrace import webhooks as wh
+from coldtrace.clock import ManualClock
+from coldtrace.errors import Conflict, NotFound, StoreError
+from coldtrace.model import MINUTE
+from coldtrace.pipeline import Pipeline
+from coldtrace.store import webhooks as store
+from coldtrace.store.db import Database
+from coldtrace.store.sqlite import SqliteReadingStore
+from collector.notifier import Notifier
+from tests.support.webhook_receiver import WebhookReceiver
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def env(tmp_path):
+    clock = ManualClock()
+    db = Database(tmp_path / "ct.db")
+    pipeline = Pipeline(db, SqliteReadingStore(db), clock)
+    yield clock, db, pipeline
+    db.close()
+
+
+def _ingest(pipeline: Pipeline, device: str, start: int, temps: list[float], step: int = 5 * MINUTE) -> None:
+    rs = [{"ts": start + i * step, "temp_c": t} for i, t in enumerate(temps)]
+    r = pipeline.ingest_raw(json.dumps({"v": 1, "device_id": device, "readings": rs}).encode(),
+                            topic_device_id=device)
+    assert not r.rejected, r
+
+
+def _alert_id(db: Database, type_: str, severity: str | None = None) -> str:
+    sql, params = "SELECT id FROM alerts WHERE type = ?", [type_]
+    if severity:
+        sql += " AND severity = ?"
+        params.append(severity)
+    rows = db.query(sql + " ORDER BY ts", tuple(params))
+    assert rows, f"no {type_} alert"
+    return rows[0][0]
+
+
+def _outbox_types(db: Database, alert_id: str) -> list[str]:
+    return [r[0] for r in db.query("SELECT type FROM outbox WHERE alert_id = ? ORDER BY created_at, rowid",
+                                   (alert_id,))]
+
+
+def test_people_acknowledge_assign_comment_resolve_and_every_step_is_recorded(env):
+    clock, db, pipeline = env
+    _ingest(pipeline, "LOG-1", clock.now_ms() - 60 * MINUTE, [5.0] + [9.5] * 9)  # an alarm, still open
+    aid = _alert_id(db, "excursion.alarm", "alarm")
+    assert lifecycle.get(db, aid)["state"] == "open"
+    t_assign = clock.advance(MINUTE)
+    lifecycle.assign(db, aid, actor="alice", assignee="bob", now=t_assign, comment="bob is on site")
+    t_ack = clock.advance(2 * MINUTE)
+    a = lifecycle.acknowledge(db, aid, actor="bob", now=t_ack, comment="fridge door found open, closed")
+    assert (a["state"], a["acknowledged_by"], a["acknowledged_at"]) == ("acknowledged", "bob", t_ack)
+    assert a["ack_comment"] == "fridge door found open, closed" and a["assignee"] == "bob"
+    with pytest.raises(Conflict):
+        lifecycle.acknowledge(db, aid, actor="carol", now=t_ack + 1)
+    lifecycle.add_comment(db, aid, actor="carol", text="product quarantined pending QA", now=t_ack + 2)
+    with pytest.raises(ValueError):
+        lifecycle.resolve(db, aid, actor="carol", now=t_ack + 3, comment="  ")
+    r = lifecycle.resolve(db, aid, actor="carol", now=t_ack + 3, comment="stability data covers it")
+    assert (r["state"], r["resolved_by"], r["resolution"]) == ("resolved", "carol", "stability data covers it")
+    with pytest.raises(Conflict):
+        lifecycle.resolve(db, aid, actor="carol", now=t_ack + 4, comment="again")
+    with pytest.raises(Conflict):
+        lifecycle.assign(db, aid, actor="carol", assignee="dave", now=t_ack + 4)
+    lifecycle.add_comment(db, aid, actor="qa-lead", text="reviewed", now=t_ack + 5)  # allowed after
+    h = lifecycle.history(db, aid)
+    assert [(e["action"], e["actor"]) for e in h] == [
+        ("raised", "system"), ("assigned", "alice"), ("acknowledged", "bob"), ("commented", "carol"),
+        ("resolved", "carol"), ("commented", "qa-lead")]
+    assert [e["at"] for e in h[1:]] == [t_assign, t_ack, t_ack + 2, t_ack + 3, t_ack + 5]
+    assert h[1]["data"] == {"assignee": "bob", "previous": None}
+    # webhooks for the acknowledgement and the resolution, in the same transactions
+    assert _outbox_types(db, aid)[-2:] == ["alert.acknowledged", "alert.resolved"]
+    # the history is append-only, and the audit trail has the same actions
+    with pytest.raises(StoreError):
+        with db.write() as c:
+            c.execute("UPDATE alert_events SET actor = 'mallory'")
+    actions = [r[0] for r in db.query("SELECT action FROM audit_log WHERE entity = 'alert' AND entity_id = ?"
+                                      " ORDER BY id", (aid,))]
+    assert actions == ["alert.assigned", "alert.acknowledged", "alert.commented", "alert.resolved",
+                       "alert.commented"]
+    with pytest.raises(NotFound):
+        lifecycle.acknowledge(db, "alert_nope", actor="x", now=1)
+
+
+def test_unacknowledged_alarm_escalates_repeats_and_stops_when_acknowledged(env, tmp_path):
+    clock, db, pipeline = env
+    secret_esc, secret_ops = wh.generate_secret(), wh.generate_secret()
+    now_s = lambda: clock.now_ms() // 1000  # noqa: E731
+    pager = WebhookReceiver([secret_esc], now_s=now_s).start()
+    ops = WebhookReceiver([secret_ops], now_s=now_s).start()
+    notifier = Notifier(db, clock, allow_private_targets=True, timeout_s=2)
+    try:
+        store.create_subscription(db, url=pager.url, secret=secret_esc, now=clock.now_ms(), escalation=True)
+        store.create_subscription(db, url=ops.url, secret=secret_ops, now=clock.now_ms())
+        _ingest(pipeline, "LOG-1", clock.now_ms() - 60 * MINUTE, [5.0] + [9.5] * 9)
+        raised = clock.now_ms()
+        alarm = _alert_id(db, "excursion.alarm", "alarm")
+        warning = _alert_id(db, "excursion.alarm", "warning")
+        policy = lifecycle.AlertPolicy(max_escalations=3)
+
+        assert lifecycle.tick(db, raised + 30 * MINUTE - 1, policy).escalated == []
+        assert lifecycle.tick(db, raised + 30 * MINUTE, policy).escalated == [alarm]
+        assert lifecycle.tick(db, raised + 30 * MINUTE + 1, policy).escalated == []  # once per level
+        assert lifecycle.tick(db, raised + 90 * MINUTE - 1, policy).escalated == []
+        assert lifecycle.tick(db, raised + 90 * MINUTE, policy).escalated == [alarm]  # repeat after 60 min
+        a = lifecycle.get(db, alarm)
+        assert a["escalations"] == 2 and a["next_escalation_at"] == raised + 150 * MINUTE
+        clock.set(raised + 90 * MINUTE)
+        notifier.run_once()
+        # the pager (escalation subscription) got exactly the two escalations; ops got none of them
+        pager_types = [json.loads(r.body)["type"] for r in pager.requests]
+        assert pager_types == ["alert.escalated", "alert.escalated"]
+        bodies = [json.loads(r.body)["data"] for r in pager.requests]
+        assert sorted(b["level"] for b in bodies) == [1, 2] and {b["alert_id"] for b in bodies} == {alarm}
+        assert all(b["device_id"] == "LOG-1" and b["severity"] == "alarm" for b in bodies)
+        ops_types = {json.loads(r.body)["type"] for r in ops.requests}
+        assert "alert.escalated" not in ops_types and "excursion.alarm" in ops_types
+        assert pager.bad_signatures == [] and ops.bad_signatures == []
+
+        lifecycle.acknowledge(db, alarm, actor="bob", now=raised + 100 * MINUTE)
+        assert lifecycle.tick(db, raised + 10 * 60 * MINUTE, policy).escalated == []
+        assert lifecycle.get(db, warning)["escalations"] == 0  # warnings are never escalated
+        h = [e for e in lifecycle.history(db, alarm) if e["action"] == "escalated"]
+        assert [(e["actor"], e["data"]["level"]) for e in h] == [("system", 1), ("system", 2)]
+        assert "unacknowledged for 30 min" in h[0]["comment"]
+    finally:
+        notifier.close()
+        pager.stop()
+        ops.stop()
+
+
+def test_repeats_stop_at_the_cap_and_a_long_pause_escalates_once(env):
+    clock, db, pipeline = env
+    _ingest(pipeline, "LOG-9", clock.now_ms() - 10 * MINUTE, [5.0, 26.0, 27.0])  # critical, delay 0
+    crit = _alert_id(db, "excursion.alarm", "critical")
+    raised = clock.now_ms()
+    policy = lifecycle.AlertPolicy(max_escalations=3)
+    assert lifecycle.tick(db, raised + 15 * MINUTE, policy).escalated == [crit]
+    # the collector was down for 10 hours: one escalation now, not a burst of the missed ones
+    assert lifecycle.tick(db, raised + 10 * 60 * MINUTE, policy).escalated == [crit]
+    assert lifecycle.get(db, crit)["escalations"] == 2
+    assert lifecycle.tick(db, raised + 10 * 60 * MINUTE + 30 * MINUTE, policy).escalated == [crit]
+    assert lifecycle.get(db, crit)["next_escalation_at"] is None
+    assert lifecycle.tick(db, raised + 100 * 60 * MINUTE, policy).escalated == []
+    assert len(_outbox_types(db, crit)) == 1 + 3  # the alarm itself, three escalations
+
+
+def test_an_ended_excursion_resolves_itself_only_after_it_stayed_away(env):
+    clock, db, pipeline = env
+    t0 = clock.now_ms() - 4 * 60 * MINUTE
+    # episode 1: 09:00 .. 09:50 above 8 °C, then back in range
+    _ingest(pipeline, "LOG-2", t0, [5.0] + [9.5] * 10 + [5.0] * 4)
+    ep1_alarm = _alert_id(db, "excursion.alarm", "alarm")
+    ep1_end = db.query_one("SELECT end_ts FROM excursions WHERE limit_id = 'high'")[0]
+    lifecycle.acknowledge(db, ep1_alarm, actor="bob", now=clock.now_ms())
+    policy = lifecycle.AlertPolicy()
+    assert lifecycle.tick(db, ep1_end + 60 * MINUTE - 1, policy).resolved == []
+    # it comes back 40 minutes after it ended: not over yet
+    _ingest(pipeline, "LOG-2", ep1_end + 40 * MINUTE, [9.0, 9.2, 5.0])
+    ep2_end = ep1_end + 50 * MINUTE
+    assert lifecycle.tick(db, ep1_end + 60 * MINUTE, policy).resolved == []
+    assert lifecycle.tick(db, ep2_end + 60 * MINUTE - 1, policy).resolved == []
+    resolved = lifecycle.tick(db, ep2_end + 60 * MINUTE, policy).resolved
+    ids = {r[0] for r in db.query("SELECT id FROM alerts WHERE device_id = 'LOG-2'")}
+    assert set(resolved) == ids and ep1_alarm in resolved
+    a = lifecycle.get(db, ep1_alarm)
+    assert a["state"] == "resolved" and a["resolved_by"] == "system"
+    assert a["resolution"].startswith("Resolved automatically: the excursion ended at")
+    last = lifecycle.history(db, ep1_alarm)[-1]
+    assert (last["action"], last["actor"]) == ("auto_resolved", "system")
+    assert lifecycle.tick(db, ep2_end + 120 * MINUTE, policy).resolved == []  # once
+    body = json.loads(db.query_one("SELECT payload FROM outbox WHERE alert_id = ? AND type = 'alert.resolved'",
+                                   (ep1_alarm,))[0])
+    assert body["data"]["automatic"] is True and body["data"]["resolved_by"] == "system"
+
+
+def test_an_open_excursion_never_resolves_itself(env):
+    clock, db, pipeline = env
+    _ingest(pipeline, "LOG-3", clock.now_ms() - 60 * MINUTE, [5.0] + [9.5] * 12)
+    assert lifecycle.tick(db, clock.now_ms() + 48 * 60 * MINUTE,
+                          lifecycle.AlertPolicy(escalate_after_ms={})).resolved == []
+    assert {r[0] for r in db.query("SELECT state FROM alerts")} == {"open"}

@@ -72,6 +72,16 @@ class IngestSettings(BaseModel):
 
 class WebhookSettings(BaseModel):
     allow_private_targets: bool = False
+    # webhook notifier and alert lifecycle (coldtrace.webhooks, collector.notifier, coldtrace.alerts)
+    timeout_s: float = Field(10.0, gt=0, le=60)
+    workers: int = Field(8, ge=1, le=64)
+    rotation_overlap_hours: float = Field(24.0, ge=0)  # the old secret keeps signing this long
+    escalate_critical_min: float | None = 15.0  # unacknowledged critical alert -> alert.escalated
+    escalate_alarm_min: float | None = 30.0
+    repeat_critical_min: float | None = 30.0
+    repeat_alarm_min: float | None = 60.0
+    max_escalations: int = Field(12, ge=1)
+    auto_resolve_after_min: float | None = 60.0  # an ended excursion's alerts resolve after this quiet time
 
 
 class Settings(BaseSettings):

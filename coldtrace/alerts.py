@@ -50,6 +50,19 @@ class AlertPolicy:
     auto_resolve_after_ms: int | None = 60 * MINUTE  # None: never resolve by itself
 
 
+def policy_from_settings(ws: Any) -> AlertPolicy:
+    """The policy of a ``WebhookSettings`` section (minutes there, ms here; None disables a step)."""
+
+    def ms(v: float | None) -> int | None:
+        return None if v is None else int(v * MINUTE)
+
+    after = {"critical": ms(ws.escalate_critical_min), "alarm": ms(ws.escalate_alarm_min)}
+    repeat = {"critical": ms(ws.repeat_critical_min), "alarm": ms(ws.repeat_alarm_min)}
+    return AlertPolicy(escalate_after_ms={k: v for k, v in after.items() if v is not None},
+                       repeat_every_ms={k: v for k, v in repeat.items() if v is not None},
+                       max_escalations=ws.max_escalations, auto_resolve_after_ms=ms(ws.auto_resolve_after_min))
+
+
 # ---------------------------------------------------------------- reads
 
 

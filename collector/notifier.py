@@ -17,11 +17,14 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
+from coldtrace import alerts
 from coldtrace import webhooks as wh
 from coldtrace.clock import Clock, to_iso
 from coldtrace.store import webhooks as store
@@ -180,3 +183,51 @@ class Notifier:
 
 def _iso(ms: int) -> str:
     return to_iso(ms) or ""
+
+
+class NotifierWorker:
+    """The notifier loop and the alert-lifecycle clock (escalation, self-resolution) as threads of a
+    process; what ``collector.service`` and ``coldtrace run`` start."""
+
+    def __init__(self, notifier: Notifier, tick: Callable[[int], object] | None, clock: Clock,
+                 tick_interval_s: float) -> None:
+        self.notifier = notifier
+        self._tick = tick
+        self._clock = clock
+        self._interval = tick_interval_s
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        self._threads = [threading.Thread(target=self.notifier.run_forever, args=(self._stop,),
+                                          name="notifier", daemon=True)]
+        if self._tick is not None:
+            self._threads.append(threading.Thread(target=self._tick_loop, name="alert-lifecycle", daemon=True))
+        for t in self._threads:
+            t.start()
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                if self._tick is not None:
+                    self._tick(self._clock.now_ms())
+                self.notifier.wake()  # escalations just written go out now
+            except Exception:  # the loop owns recovery
+                log.exception("alert lifecycle tick failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.notifier.wake()
+        for t in self._threads:
+            t.join(10)
+        self.notifier.close()
+
+
+def build_notifier(services: Any) -> NotifierWorker:
+    """Wire a notifier from the running Services: woken by the pipeline's alerts_emitted event."""
+    ws = services.settings.webhooks
+    notifier = Notifier(services.db, services.clock, allow_private_targets=ws.allow_private_targets,
+                        timeout_s=ws.timeout_s, workers=ws.workers, wake=services.pipeline.alerts_emitted)
+    policy = alerts.policy_from_settings(ws)
+    return NotifierWorker(notifier, lambda now: alerts.tick(services.db, now, policy), services.clock,
+                          services.settings.tick_interval_s)

@@ -274,3 +274,34 @@ def test_notifier_killed_mid_retry_and_restarted_loses_nothing(tmp_path):
     assert all(c == 1 for c in delivered.values())
     assert receiver.bad_signatures == []
     db.close()
+
+
+def test_wired_worker_wakes_on_emit_and_escalates_on_its_own_clock(tmp_path):
+    from coldtrace.settings import load_settings
+    from coldtrace.wiring import build_services
+    from collector.notifier import build_notifier
+
+    settings = load_settings(data_dir=tmp_path, tick_interval_s=0.05,
+                             webhooks={"allow_private_targets": True, "escalate_alarm_min": 1.0})
+    clock = ManualClock()
+    services = build_services(settings, clock=clock)
+    secret = wh.generate_secret()
+    receiver = WebhookReceiver([secret], now_s=lambda: clock.now_ms() // 1000).start()
+    store.create_subscription(services.db, url=receiver.url, secret=secret, now=clock.now_ms(),
+                              event_types=["excursion.alarm"])
+    store.create_subscription(services.db, url=receiver.url, secret=secret, now=clock.now_ms(), escalation=True)
+    worker = build_notifier(services)
+    worker.notifier.poll_interval_s = 30.0  # so only the pipeline's wake can explain a prompt delivery
+    worker.start()
+    try:
+        time.sleep(0.2)  # the loop is now sleeping
+        services.pipeline.emit_now([_alert(1, clock.now_ms())])
+        _wait(lambda: len(receiver.delivered()) == 1, timeout=10)
+        clock.advance(MINUTE)  # the lifecycle tick escalates the unacknowledged alarm and wakes the notifier
+        _wait(lambda: len(receiver.delivered()) == 2, timeout=10)
+    finally:
+        worker.stop()
+        receiver.stop()
+        services.close()
+    types = [r.body for r in receiver.requests]
+    assert b'"type":"alert.escalated"' in types[1] and receiver.bad_signatures == []

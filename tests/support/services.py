@@ -126,6 +126,7 @@ class Influxd:
 
     def write_conf(self) -> None:
         d = self.workdir
+        d.mkdir(parents=True, exist_ok=True)
         self.conf.write_text(
             "reporting-enabled = false\n"
             f'bind-address = "127.0.0.1:{self.rpc_port}"\n'

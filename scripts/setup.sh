@@ -60,6 +60,7 @@ if [[ $WITH_TEST == 1 && -f package.json ]]; then
   if command -v npm >/dev/null; then
     echo "==> Installing the QA pages' JavaScript (npm ci)"
     npm ci --silent --no-audit --no-fund
+    bash scripts/vendor_js.sh  # refresh the committed copy served by the API (api/static/vendor)
   else
     echo "npm is missing: install Node.js 18+ (apt-get install nodejs npm)" >&2
     exit 1

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from coldtrace.audit import record_audit
 from coldtrace.clock import to_iso
 from coldtrace.payload import DEVICE_ID_RE
+from coldtrace.store.rollup import chart_grid
 
 from ..deps import Admin, LimitDep, RangeDep, ServicesDep, Viewer
 from ..errors import ApiError
@@ -86,8 +87,8 @@ def readings(device_id: str, services: ServicesDep, _: Viewer, rng: RangeDep, li
 def chart(device_id: str, services: ServicesDep, _: Viewer, rng: RangeDep,
           points: Annotated[int, Query(ge=10, le=5000)] = 1000) -> ChartOut:
     _device_row(services, device_id)
-    interval = max(1000, -(-(rng.end - rng.start) // points))
-    buckets = services.readings.downsample(device_id, rng.start, rng.end, interval)
+    start, interval = chart_grid(rng.start, rng.end, points)  # long ranges: 10-minute aligned (fast rollup)
+    buckets = services.readings.downsample(device_id, start, rng.end, interval)
     return ChartOut(device_id=device_id, interval_ms=interval, buckets=[
         BucketOut(ts=to_iso(b.ts) or "", ts_ms=b.ts, min_c=b.min_c, max_c=b.max_c, mean_c=b.mean_c, count=b.count)
         for b in buckets])

@@ -102,6 +102,7 @@ CREATE TABLE IF NOT EXISTS calibration_ewma (
   point_index  INTEGER NOT NULL,
   mu0          REAL NOT NULL,
   sigma        REAL NOT NULL,
+  n0           INTEGER NOT NULL,                   -- baseline pairs (mu0's standard error widens the limits)
   z            REAL NOT NULL,
   i            INTEGER NOT NULL,
   last_ts      INTEGER NOT NULL,                   -- newest paired DUT reading consumed

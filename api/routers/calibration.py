@@ -1,0 +1,225 @@
+"""Calibration: sessions, results, certificates, device calibration state, drift, reverse traceability."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, Field, field_validator
+
+from coldtrace import calibration_records as records
+from coldtrace.audit import record_audit
+from coldtrace.calibration_service import CalibrationService, SessionSpec, calibration_status
+from coldtrace.certificate import render_certificate
+from coldtrace.clock import parse_time
+from coldtrace.errors import Conflict
+from coldtrace.payload import DEVICE_ID_RE
+from coldtrace.wiring import Services
+
+from ..deps import QA, ServicesDep, Viewer
+from ..errors import ApiError
+
+router = APIRouter(prefix="/api/v1/calibration", tags=["calibration"])
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def calibration_service(services: Services) -> CalibrationService:
+    """The process's one CalibrationService (kept in Services.extras so the tick and the API share it)."""
+    svc = services.extras.get("calibration")
+    if svc is None:
+        svc = services.extras.setdefault("calibration", CalibrationService(
+            services.db, services.readings, services.pipeline, services.clock))
+    return svc
+
+
+def _time(v: str | int | None, name: str) -> int | None:
+    if v is None:
+        return None
+    try:
+        return parse_time(v)
+    except (ValueError, TypeError, OverflowError):
+        raise ApiError(400, "bad_time", f"{name} must be RFC 3339 with an offset or epoch milliseconds") from None
+
+
+class DutIn(BaseModel):
+    device_id: str = Field(pattern=DEVICE_ID_RE.pattern)
+    resolution_c: float | None = Field(None, gt=0, le=10)
+
+
+class SessionIn(BaseModel):
+    reference_id: str = Field(pattern=DEVICE_ID_RE.pattern)
+    duts: list[DutIn] = Field(min_length=1, max_length=200)
+    set_points: list[float] = Field(min_length=1, max_length=20)
+    mpe_c: float = Field(gt=0, le=20)
+    rule: Literal["guarded", "simple"] = "guarded"
+    kind: Literal["as_found", "as_left"] = "as_found"
+    capture_min: float = Field(10.0, ge=1, le=240)
+    tolerance_c: float = Field(1.0, gt=0, le=10)
+    u_medium_c: float = Field(0.0, ge=0, le=5)
+    u_ref_c: float | None = Field(None, ge=0, le=5, description="U_ref (k=2); default: the reference's state")
+    start: str | int | None = Field(None, description="follow readings from here (default: now)")
+    start_ms: int | None = None
+    notes: str | None = Field(None, max_length=2000)
+
+    @field_validator("set_points")
+    @classmethod
+    def _range(cls, v: list[float]) -> list[float]:
+        if any(not -200 <= x <= 100 for x in v):
+            raise ValueError("set points must lie in [-200, 100] °C")
+        return v
+
+
+class DeviceCalibrationIn(BaseModel):
+    last_calibrated_at: str | int | None = None
+    interval_days: float | None = Field(None, gt=0, le=3650)
+    certificate_ref: str | None = Field(None, max_length=200)
+    expanded_uncertainty_c: float | None = Field(None, ge=0, le=5)
+    resolution_c: float | None = Field(None, gt=0, le=10)
+    traceability: str | None = Field(None, max_length=2000)
+    status: Literal["valid", "failed", "indeterminate"] | None = None
+
+
+class HistoryIn(BaseModel):
+    set_point_c: float
+    ts: str | int
+    error_c: float
+    expanded_u_c: float = Field(ge=0, le=5)
+    mpe_c: float = Field(gt=0, le=20)
+    certificate_ref: str = Field(min_length=1, max_length=200)
+
+
+# ---------------------------------------------------------------- sessions
+@router.post("/sessions", status_code=201, summary="Start a calibration session (followed on live readings)")
+def create_session(body: SessionIn, services: ServicesDep, p: QA) -> dict[str, Any]:
+    start = body.start_ms if body.start_ms is not None else _time(body.start, "start")
+    spec = SessionSpec(body.reference_id, {d.device_id: d.resolution_c for d in body.duts},
+                       tuple(body.set_points), body.mpe_c, body.rule, body.kind, int(body.capture_min * 60_000),
+                       body.tolerance_c, body.u_medium_c, body.u_ref_c, start, p.name, body.notes)
+    if len(spec.duts) != len(body.duts):
+        raise ApiError(400, "duplicate_dut", "a device appears twice among the devices under test")
+    try:
+        with services.db.write() as c:  # the session and its audit record in one transaction
+            sid = calibration_service(services).create_session(spec)
+            record_audit(c, actor=p.name, action="calibration.session.create", entity="calibration_session",
+                         entity_id=sid, new=body.model_dump(), ts=services.clock.now_ms())
+    except ValueError as exc:
+        raise ApiError(400, "bad_session", str(exc)) from None
+    return records.session_detail(services.db, sid)
+
+
+@router.get("/sessions", summary="Calibration sessions, newest first")
+def list_sessions(services: ServicesDep, _: Viewer, reference_id: str | None = None, device_id: str | None = None,
+                  state: Literal["running", "completed", "cancelled"] | None = None,
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                  offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
+    return records.list_sessions(services.db, reference_id=reference_id, device_id=device_id, state=state,
+                                 limit=limit, offset=offset)
+
+
+@router.get("/sessions/{session_id}", summary="A session with its stable windows and results")
+def get_session(session_id: str, services: ServicesDep, _: Viewer) -> dict[str, Any]:
+    return records.session_detail(services.db, session_id)
+
+
+@router.post("/sessions/{session_id}/evaluate", summary="Advance the session on the readings stored so far")
+def evaluate_session(session_id: str, services: ServicesDep, _: QA) -> dict[str, Any]:
+    records.session_row(services.db, session_id)
+    calibration_service(services).advance(session_id, services.clock.now_ms())
+    return records.session_detail(services.db, session_id)
+
+
+@router.post("/sessions/{session_id}/cancel", summary="Stop following a running session")
+def cancel_session(session_id: str, services: ServicesDep, p: QA) -> dict[str, Any]:
+    calibration_service(services).cancel_session(session_id)
+    with services.db.write() as c:
+        record_audit(c, actor=p.name, action="calibration.session.cancel", entity="calibration_session",
+                     entity_id=session_id, ts=services.clock.now_ms())
+    return records.session_detail(services.db, session_id)
+
+
+@router.delete("/sessions/{session_id}", status_code=204, summary="Delete a session that captured nothing")
+def delete_session(session_id: str, services: ServicesDep, p: QA) -> Response:
+    with services.db.write() as c:
+        records.session_row(c, session_id)
+        if c.execute("SELECT 1 FROM calibration_points WHERE session_id = ? LIMIT 1", (session_id,)).fetchone():
+            raise Conflict(f"session {session_id} has captured set points; cancel it instead (records are kept)")
+        for table in ("calibration_ewma", "calibration_session_duts", "calibration_sessions"):
+            col = "id" if table == "calibration_sessions" else "session_id"
+            c.execute(f"DELETE FROM {table} WHERE {col} = ?", (session_id,))
+        record_audit(c, actor=p.name, action="calibration.session.delete", entity="calibration_session",
+                     entity_id=session_id, ts=services.clock.now_ms())
+    return Response(status_code=204)
+
+
+@router.get("/sessions/{session_id}/results", summary="Per device and set point: n, e, s, u, U, decision")
+def session_results(session_id: str, services: ServicesDep, _: Viewer,
+                    device_id: str | None = None) -> list[dict[str, Any]]:
+    records.session_row(services.db, session_id)
+    return records.session_results(services.db, session_id, device_id)
+
+
+@router.get("/sessions/{session_id}/certificates/{device_id}.pdf", response_class=Response,
+            summary="Calibration certificate of one device under test (PDF)")
+def certificate_pdf(session_id: str, device_id: str, services: ServicesDep, _: Viewer) -> Response:
+    data = records.certificate_data(services.db, session_id, device_id, services.clock.now_ms())
+    name = _SAFE_NAME.sub("_", data.certificate_id)
+    return Response(render_certificate(data), media_type="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'})
+
+
+# ---------------------------------------------------------------- devices
+@router.get("/devices/{device_id}", summary="A device's calibration state and whether it may be used")
+def device_state(device_id: str, services: ServicesDep, _: Viewer) -> dict[str, Any]:
+    now = services.clock.now_ms()
+    return {"device_id": device_id, "state": records.device_calibration(services.db, device_id),
+            "status": calibration_status(services.db, device_id, now)}
+
+
+@router.put("/devices/{device_id}", summary="Record a device's calibration state (e.g. an external certificate)")
+def set_device_state(device_id: str, body: DeviceCalibrationIn, services: ServicesDep, p: QA) -> dict[str, Any]:
+    if not DEVICE_ID_RE.fullmatch(device_id):
+        raise ApiError(400, "bad_device_id", "device id must match [A-Za-z0-9._-]{1,64}")
+    fields = body.model_dump(exclude_unset=True)
+    if "last_calibrated_at" in fields:
+        fields["last_calibrated_at"] = _time(fields["last_calibrated_at"], "last_calibrated_at")
+        fields.setdefault("status", "valid")
+        fields["due_alerted"] = None
+    now = services.clock.now_ms()
+    with services.db.write() as c:
+        old = records.device_calibration(c, device_id)
+        records.upsert_device_calibration(c, device_id, now, **fields)
+        record_audit(c, actor=p.name, action="calibration.device.update", entity="device", entity_id=device_id,
+                     old=old, new=fields, ts=now)
+    return device_state(device_id, services, p)
+
+
+@router.get("/devices/{device_id}/drift", summary="Long-term drift per set point from as-found history")
+def device_drift(device_id: str, services: ServicesDep, _: Viewer) -> dict[str, Any]:
+    svc = calibration_service(services)
+    return {"device_id": device_id,
+            "set_points": records.device_drift(services.db, device_id,
+                                               max_rate_c_per_year=svc.max_drift_c_per_year)}
+
+
+@router.post("/devices/{device_id}/history", status_code=201,
+             summary="Import a past as-found result (an external certificate) into the drift history")
+def add_history(device_id: str, body: HistoryIn, services: ServicesDep, p: QA) -> dict[str, Any]:
+    ts = _time(body.ts, "ts")
+    now = services.clock.now_ms()
+    with services.db.write() as c:
+        c.execute("INSERT OR REPLACE INTO calibration_history (device_id, set_point_c, ts, error_c, expanded_u_c,"
+                  " mpe_c, source) VALUES (?,?,?,?,?,?,?)", (device_id, body.set_point_c, ts, body.error_c,
+                                                             body.expanded_u_c, body.mpe_c,
+                                                             f"import:{body.certificate_ref}"))
+        record_audit(c, actor=p.name, action="calibration.history.import", entity="device", entity_id=device_id,
+                     new=body.model_dump(), ts=now)
+    return device_drift(device_id, services, p)
+
+
+@router.get("/references/{reference_id}/devices",
+            summary="Reverse traceability: devices calibrated against this reference")
+def calibrated_against(reference_id: str, services: ServicesDep, _: Viewer) -> list[dict[str, Any]]:
+    return records.devices_calibrated_against(services.db, reference_id)

@@ -1,0 +1,183 @@
+"""Simulated calibration bench: a bath stepping through set points, a reference thermometer, loggers under test.
+
+The bath relaxes exponentially to each set point (time constant ``tau_bath``) and holds it long enough for
+ColdTrace to see the reference settle (10 min stable), then capture. Each logger sees the bath through its
+own first-order lag, adds an offset, an optional linear drift (°C per hour, the "bad" logger), noise, and
+rounds to its resolution. The reference adds only a little noise.
+
+Time is simulated: ``bench_series`` generates timestamps, nothing waits. ``run_bench`` publishes the whole
+bench over MQTT as native v1 payloads (PROTOCOLS.md) with timestamps ending at "now" (a bench replayed in
+seconds), which is what ``coldtrace sim --scenario bench`` runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from coldtrace.clock import SystemClock
+from coldtrace.errors import TransportError
+from coldtrace.model import MINUTE
+from coldtrace.settings import parse_mqtt_url
+
+log = logging.getLogger(__name__)
+
+SECOND = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class BenchLogger:
+    device_id: str
+    offset_c: float = 0.0
+    drift_c_per_h: float = 0.0
+    noise_c: float = 0.012
+    resolution_c: float = 0.01
+    tau_s: float = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class BenchSpec:
+    set_points: tuple[float, ...] = (-20.0, 5.0, 25.0)
+    hold_ms: int = 50 * MINUTE  # per set point: settle, 10 min stable window, capture, margin
+    ambient_c: float = 22.0
+    tau_bath_s: float = 90.0
+    bath_noise_c: float = 0.004
+    reference_id: str = "BENCH-REF-1"
+    reference_noise_c: float = 0.003
+    reference_resolution_c: float = 0.001
+    reference_U_c: float = 0.03
+    reference_interval_ms: int = 5 * SECOND
+    logger_interval_ms: int = 30 * SECOND
+    loggers: tuple[BenchLogger, ...] = field(default_factory=lambda: (
+        BenchLogger("BENCH-LOG-1", offset_c=0.08),
+        BenchLogger("BENCH-LOG-2", offset_c=-0.12),
+        BenchLogger("BENCH-LOG-3", offset_c=0.15, drift_c_per_h=0.25),  # drifts out during the session
+    ))
+    seed: int = 7
+
+    @property
+    def duration_ms(self) -> int:
+        return self.hold_ms * len(self.set_points)
+
+    @property
+    def drifting(self) -> list[str]:
+        return [lg.device_id for lg in self.loggers if lg.drift_c_per_h]
+
+
+def bath_profile(spec: BenchSpec, start_ms: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Bath temperature every second: exponential approach to each set point plus a little controller noise."""
+    t = start_ms + np.arange(0, spec.duration_ms + 1, SECOND, dtype=np.int64)
+    temp = np.empty(t.size)
+    prev = spec.ambient_c
+    per = spec.hold_ms // SECOND
+    for k, sp in enumerate(spec.set_points):
+        seg = np.arange(per + (1 if k == len(spec.set_points) - 1 else 0), dtype=np.float64)
+        a, b = k * per, k * per + seg.size
+        temp[a:b] = sp + (prev - sp) * np.exp(-seg / spec.tau_bath_s)
+        prev = float(temp[b - 1])
+    # slow controller wander: smoothed noise, so the bath is still but not perfectly flat
+    wander = np.convolve(rng.normal(0, spec.bath_noise_c * 4, t.size), np.ones(30) / 30, mode="same")
+    return t, temp + wander
+
+
+def _lag(temp: np.ndarray, tau_s: float) -> np.ndarray:
+    """First-order sensor lag at 1 s steps (exact discretisation)."""
+    a = 1.0 - np.exp(-1.0 / tau_s)
+    out = np.empty_like(temp)
+    y = temp[0]
+    for i, v in enumerate(temp):
+        y += a * (v - y)
+        out[i] = y
+    return out
+
+
+def bench_series(spec: BenchSpec, start_ms: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every device's readings: {device_id: (ts ms, temp °C)}. Deterministic for a given spec and start."""
+    rng = np.random.default_rng(spec.seed)
+    t, bath = bath_profile(spec, start_ms, rng)
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    step = spec.reference_interval_ms // SECOND
+    rt = t[::step]
+    rc = bath[::step] + rng.normal(0, spec.reference_noise_c, rt.size)
+    out[spec.reference_id] = (rt, np.round(rc / spec.reference_resolution_c) * spec.reference_resolution_c)
+    step = spec.logger_interval_ms // SECOND
+    for lg in spec.loggers:
+        sensed = _lag(bath, lg.tau_s)[::step]
+        lt = t[::step]
+        hours = (lt - start_ms) / 3_600_000
+        v = sensed + lg.offset_c + lg.drift_c_per_h * hours + rng.normal(0, lg.noise_c, lt.size)
+        out[lg.device_id] = (lt, np.round(np.round(v / lg.resolution_c) * lg.resolution_c, 6))
+    return out
+
+
+def native_payloads(device_id: str, ts: np.ndarray, temp: np.ndarray, *, batch: int = 120,
+                    first_seq: int = 1) -> list[bytes]:
+    """The device's readings as native v1 messages of at most ``batch`` readings each."""
+    msgs = []
+    for k, i in enumerate(range(0, ts.size, batch)):
+        body = {"v": 1, "device_id": device_id, "seq": first_seq + k, "battery_pct": 100,
+                "readings": [{"ts": int(a), "temp_c": round(float(b), 4)}
+                             for a, b in zip(ts[i:i + batch], temp[i:i + batch], strict=True)]}
+        msgs.append(json.dumps(body, separators=(",", ":")).encode())
+    return msgs
+
+
+@dataclass(frozen=True, slots=True)
+class BenchRun:
+    spec: BenchSpec
+    start_ms: int
+    end_ms: int
+    readings: dict[str, int]  # device id -> readings published
+    messages: int
+
+    def session_request(self, mpe_c: float = 0.5) -> dict:
+        """A session body for POST /api/v1/calibration/sessions matching this bench."""
+        return {"reference_id": self.spec.reference_id, "set_points": list(self.spec.set_points),
+                "duts": [{"device_id": lg.device_id, "resolution_c": lg.resolution_c} for lg in self.spec.loggers],
+                "mpe_c": mpe_c, "u_ref_c": self.spec.reference_U_c, "start_ms": self.start_ms}
+
+
+def run_bench(mqtt_url: str, *, spec: BenchSpec | None = None, start_ms: int | None = None,
+              client_id: str = "coldtrace-bench-sim", timeout_s: float = 30.0) -> BenchRun:
+    """Publish a whole bench run over MQTT (QoS 1) and return what was sent.
+
+    ``start_ms`` None: the run ends now (all timestamps in the past, so none is refused as "future").
+    Messages are sent in time order across devices, as a live bench would deliver them.
+    """
+    spec = spec or BenchSpec()
+    if start_ms is None:
+        start_ms = SystemClock().now_ms() - spec.duration_ms - MINUTE
+    series = bench_series(spec, start_ms)
+    host, port, tls = parse_mqtt_url(mqtt_url)
+    queue: list[tuple[int, str, bytes]] = []
+    for dev, (ts, temp) in series.items():
+        batch = 120 if dev == spec.reference_id else 20
+        for k, msg in enumerate(native_payloads(dev, ts, temp, batch=batch)):
+            queue.append((int(ts[min(k * batch + batch - 1, ts.size - 1)]), dev, msg))
+    queue.sort(key=lambda x: x[0])
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id)
+    if tls:
+        client.tls_set()
+    try:
+        client.connect(host, port, 30)
+    except OSError as exc:
+        raise TransportError(f"bench simulator cannot reach the broker {host}:{port}: {exc}") from exc
+    client.loop_start()
+    try:
+        infos = [client.publish(f"coldtrace/v1/devices/{dev}/readings", msg, qos=1) for _, dev, msg in queue]
+        for info in infos:
+            info.wait_for_publish(timeout_s)
+            if not info.is_published():
+                raise TransportError("bench simulator: broker did not acknowledge a message in time")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    counts = {dev: int(ts.size) for dev, (ts, _) in series.items()}
+    log.info("bench: published %d readings of %d devices in %d messages (%s .. %s)", sum(counts.values()),
+             len(counts), len(queue), start_ms, start_ms + spec.duration_ms)
+    return BenchRun(spec, start_ms, start_ms + spec.duration_ms, counts, len(queue))

@@ -156,14 +156,15 @@ class Pipeline:
                 wr = self.readings.write(all_readings)
                 result.accepted += wr.accepted
                 result.duplicates += wr.duplicates
-                self.counters["readings.accepted"] += wr.accepted
-                self.counters["readings.duplicates"] += wr.duplicates
-            self.counters["messages"] += len(batches)
             alerts: list[Alert] = []
             for dev, dev_batches in _group(batches).items():
                 alerts.extend(self._device_update(c, dev, dev_batches, now))
             if alerts:
                 result.alerts += self.emit(c, alerts, now)
+        # counted after the commit, so a counter never runs ahead of what a reader can see
+        self.counters["readings.accepted"] += result.accepted
+        self.counters["readings.duplicates"] += result.duplicates
+        self.counters["messages"] += len(batches)
         if result.alerts:
             self.alerts_emitted.set()
 

@@ -21,7 +21,7 @@ class SqliteReadingStore:
     def write(self, readings: Sequence[Reading]) -> WriteResult:
         if not readings:
             return WriteResult(0, 0)
-        rows = [(r.device_id, r.ts, r.temp_c, r.seq) for r in readings]
+        rows = readings  # Reading is the row tuple (device_id, ts, temp_c, seq)
         try:
             with self.db.write() as c:
                 # rowcount, not total_changes: the chart rollup's triggers (0900) change rows too

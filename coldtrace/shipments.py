@@ -99,8 +99,9 @@ def attach_logger(db: Database, shipment_id: str, device_id: str, *, actor: str,
     if start_ts is not None and end_ts is not None and end_ts <= start_ts:
         raise ValueError("logger window end must be after its start")
     cal = calibration_status(db, device_id, now_ms)
-    if cal["status"] in ("expired", "overdue", "failed"):
-        raise Conflict(f"logger {device_id} cannot be attached: calibration {cal['status']}")
+    if cal.get("usable") is False or cal["status"] in ("expired", "failed"):
+        raise Conflict(f"logger {device_id} cannot be attached: calibration {cal['status']}"
+                       + (f" ({cal['reason']})" if cal.get("reason") else ""))
     with db.write() as c:
         sh = store.get_shipment(c, shipment_id)
         if sh["state"] not in ("planned", "in_transit"):

@@ -4,6 +4,7 @@ ROUTER_MODULES: list[str] = [
     "health",
     "devices",
     "alerts",
+    "alerts_lifecycle",
     "excursions",
     "quarantine",
     "auth",
@@ -11,4 +12,5 @@ ROUTER_MODULES: list[str] = [
     "shipments",
     "audit",
     "calibration",
+    "webhooks",
 ]

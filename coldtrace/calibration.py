@@ -82,13 +82,14 @@ def _as_series(ts: np.ndarray | list, temp: np.ndarray | list) -> tuple[np.ndarr
     return t, y
 
 
-def trailing_stats(ts: np.ndarray | list, temp: np.ndarray | list, window_ms: int
-                   ) -> tuple[np.ndarray, ...]:
+def trailing_stats(ts: np.ndarray | list, temp: np.ndarray | list, window_ms: int,
+                   edge_ms: int = PAIR_MAX_DISTANCE_MS) -> tuple[np.ndarray, ...]:
     """For each reading j, statistics of the readings in [ts_j - window, ts_j].
 
     Returns (n, mean, std (ddof=1), |slope| in °C/min, covered) arrays; ``covered`` is True when the series
-    reaches back to ts_j - window (a window that starts mid-way is not a 10-minute window). Prefix sums over
-    centred values make it O(n) for a whole series.
+    reaches back to ts_j - window and its first reading inside the window is within ``edge_ms`` of the
+    window's start (after a gap in the data, a few fresh readings are not a 10-minute window). Prefix sums
+    over centred values make it O(n) for a whole series.
     """
     t, y = _as_series(ts, temp)
     if t.size == 0:
@@ -112,7 +113,7 @@ def trailing_stats(ts: np.ndarray | list, temp: np.ndarray | list, window_ms: in
         std = np.sqrt(np.clip(syy, 0.0, None) / (n - 1))
         slope = np.abs(np.where(sxx > 0, sxy / sxx, np.nan))
     mean = sy / n + y.mean()
-    covered = np.searchsorted(t, t - window_ms, side="right") > 0
+    covered = (np.searchsorted(t, t - window_ms, side="right") > 0) & (t[lo] - (t - window_ms) <= edge_ms)
     return n, mean, std, slope, covered
 
 

@@ -360,6 +360,16 @@ class CalibrationService:
         return n
 
 
+def for_services(services: Any) -> CalibrationService:
+    """The process's one CalibrationService, kept in ``Services.extras["calibration"]`` so the clock tick
+    (``for_services(services).tick(now)``) and the API share its lock."""
+    svc = services.extras.get("calibration")
+    if svc is None:
+        svc = services.extras.setdefault("calibration", CalibrationService(
+            services.db, services.readings, services.pipeline, services.clock))
+    return svc
+
+
 def calibration_status(db: Database, device_id: str, now_ms: int) -> dict[str, Any]:
     """What shipments and reports need: may this logger be used, and from when are its readings
     uncalibrated. ``status``: valid | due_soon (within 30 days) | expired | failed | unknown.

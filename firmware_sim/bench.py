@@ -181,3 +181,14 @@ def run_bench(mqtt_url: str, *, spec: BenchSpec | None = None, start_ms: int | N
     log.info("bench: published %d readings of %d devices in %d messages (%s .. %s)", sum(counts.values()),
              len(counts), len(queue), start_ms, start_ms + spec.duration_ms)
     return BenchRun(spec, start_ms, start_ms + spec.duration_ms, counts, len(queue))
+
+
+def main(mqtt_url: str, argv: list[str] | None = None) -> int:
+    """`coldtrace sim --scenario bench`: publish one bench run (ending now) and print the session to create."""
+    run = run_bench(mqtt_url)
+    devices = ", ".join(f"{d} ({n})" for d, n in run.readings.items())
+    print(f"Bench published over {mqtt_url}: {run.messages} messages, readings per device: {devices}.")
+    print(f"Logger(s) drifting on purpose: {', '.join(run.spec.drifting)}.")
+    print("Create the session (QA role) with POST /api/v1/calibration/sessions and this body:")
+    print(json.dumps(run.session_request(), indent=2))
+    return 0

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from coldtrace import calibration_records as records
 from coldtrace.audit import record_audit
-from coldtrace.calibration_service import CalibrationService, SessionSpec, calibration_status
+from coldtrace.calibration_service import CalibrationService, SessionSpec, calibration_status, for_services
 from coldtrace.certificate import render_certificate
 from coldtrace.clock import parse_time
 from coldtrace.errors import Conflict
@@ -27,12 +27,7 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def calibration_service(services: Services) -> CalibrationService:
-    """The process's one CalibrationService (kept in Services.extras so the tick and the API share it)."""
-    svc = services.extras.get("calibration")
-    if svc is None:
-        svc = services.extras.setdefault("calibration", CalibrationService(
-            services.db, services.readings, services.pipeline, services.clock))
-    return svc
+    return for_services(services)
 
 
 def _time(v: str | int | None, name: str) -> int | None:

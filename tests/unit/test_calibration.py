@@ -303,3 +303,16 @@ def test_certificate_pdf_text_carries_the_numbers():
     for needle in ("CERT-1", "LOG-9", "REF-1", "UKAS 0001/2026/17", "+0.108", "0.076", "+0.445", "0.081",
                    "PASS", "INDETERMINATE", "NO_DATA", "-19.982", "guarded acceptance"):
         assert needle in text, needle
+
+
+def test_a_few_readings_after_a_gap_are_not_a_ten_minute_window():
+    # 15 min of data at 25 °C, a 30-min gap, then flat 5 °C: stable only once 10 min of fresh data exist
+    before = np.arange(90) * 10 * S
+    after = before[-1] + 30 * MINUTE + np.arange(120) * 10 * S
+    ts = np.concatenate((before, after))
+    c = np.concatenate((np.full(90, 25.0), np.full(120, 5.0)))
+    w = find_stable(ts, c, 5.0)
+    # the window [t - 10 min, t] counts once its first reading is within 60 s of its start: t = A + 9 min
+    assert w is not None and w.stable_at_ms == after[0] + 9 * MINUTE
+    # without the edge rule the first 5 fresh readings (40 s of data) would have looked stable
+    assert w.n == 55

@@ -5,6 +5,7 @@ The HTTP side uses httpx.MockTransport (httpx's own in-process transport), a han
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 
@@ -81,7 +82,7 @@ def test_token_and_basic_auth_headers():
     fake = FakeInflux()
     http, _ = make(fake, username="writer", password="pw")
     http.write_lines(b"reading,device_id=a temp_c=1.0 1")
-    assert fake.requests[0].headers["Authorization"] == httpx.BasicAuth("writer", "pw")._auth_header
+    assert fake.requests[0].headers["Authorization"] == "Basic " + base64.b64encode(b"writer:pw").decode()
     http.close()
     with pytest.raises(ConfigError):
         InfluxHTTP("http://x", "db", token="t", username="u")

@@ -112,12 +112,16 @@ def test_downsample_buckets_start_at_start_and_skip_empty_ones(store):
     assert store.downsample("nobody", T0, T0 + MINUTE, MINUTE) == []
 
 
-def test_downsample_agrees_with_the_raw_series(store):
+@pytest.mark.parametrize("offset_min, end_extra_ms", [(17, 0), (0, 0), (0, 7 * MINUTE + 123)],
+                         ids=["unaligned", "aligned", "aligned-ragged-end"])
+def test_downsample_agrees_with_the_raw_series(store, offset_min, end_extra_ms):
+    """Unaligned and 10-minute aligned requests (SQLite answers the latter from its rollup)."""
     rng = np.random.default_rng(7)
     ts = T0 + np.sort(rng.choice(10 * 24 * 60, 5000, replace=False)) * MINUTE
     temps = np.round(5 + 3 * rng.standard_normal(len(ts)), 3)
     store.write([Reading("R", int(t), float(v)) for t, v in zip(ts, temps, strict=True)])
-    start, end, step = T0 + 17 * MINUTE, T0 + 9 * 24 * 60 * MINUTE, 6 * 60 * MINUTE
+    start, step = T0 + offset_min * MINUTE, 6 * 60 * MINUTE
+    end = T0 + 9 * 24 * 60 * MINUTE + end_extra_ms
     got = store.downsample("R", start, end, step)
     expect = []
     for b in range(start, end, step):

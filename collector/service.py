@@ -45,6 +45,12 @@ class CollectorService:
                 self.services.pipeline.tick(self.services.clock.now_ms())
             except ColdTraceError as exc:
                 log.error("clock tick failed: %s", exc)
+            try:  # calibration sessions follow the stored readings; calibration.due by the clock
+                from coldtrace.calibration_service import for_services
+
+                for_services(self.services).tick(self.services.clock.now_ms())
+            except ColdTraceError as exc:
+                log.error("calibration tick failed: %s", exc)
 
     def stop(self) -> None:
         self._stop.set()

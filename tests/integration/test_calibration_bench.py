@@ -50,7 +50,9 @@ def test_bench_session_over_mqtt_passes_two_loggers_fails_the_drifting_one(stack
     del body["u_ref_c"]  # taken from the reference's calibration state
     session = _post(stack, f"{API}/sessions", body)
     assert session["u_ref_c"] == spec.reference_U_c and session["state"] == "running"
-    calibration_service(stack.services).tick()  # what the clock tick does
+    # the collector's clock tick follows the session on the stored readings
+    wait_for(lambda: stack.get(f"{API}/sessions/{session['id']}")["state"] == "completed", timeout=30,
+             what="the session to complete on the collector's tick")
     s = stack.get(f"{API}/sessions/{session['id']}")
 
     # three stable windows, one per set point, in bench order, each inside its own hold period

@@ -204,7 +204,8 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
 
 def cmd_sim(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level or os.environ.get("COLDTRACE_LOG_LEVEL", "INFO"))
-    url = args.mqtt_url or load_settings().mqtt.url
+    mqtt = load_settings().mqtt
+    url = args.mqtt_url or mqtt.url
     if not url:
         raise ConfigError("no MQTT broker: pass --mqtt-url mqtt://HOST:PORT or set COLDTRACE_MQTT__URL")
     if args.scenario == "bench":
@@ -214,7 +215,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from firmware_sim.mqtt_loggers import run_fleet_forever
 
     try:
-        run_fleet_forever(url, args.loggers, args.scenario, args.interval, args.history_hours)
+        run_fleet_forever(url, args.loggers, args.scenario, args.interval, args.history_hours,
+                          username=mqtt.username,
+                          password=mqtt.password.get_secret_value() if mqtt.password else None)
     except KeyboardInterrupt:
         pass
     return 0

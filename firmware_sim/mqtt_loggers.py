@@ -89,7 +89,8 @@ class LoggerFleet:
     """Publishes a fleet's readings over MQTT (QoS 1) in a thread. ``start()``/``stop()``."""
 
     def __init__(self, mqtt_url: str, fleet: list[SimLogger], *, history_ms: int, clock: Clock | None = None,
-                 tick_s: float = 1.0, batch_max: int = 500, client_id: str = "coldtrace-sim") -> None:
+                 tick_s: float = 1.0, batch_max: int = 500, client_id: str = "coldtrace-sim",
+                 username: str | None = None, password: str | None = None) -> None:
         self.host, self.port, tls = parse_mqtt_url(mqtt_url)
         self.fleet = fleet
         self.clock = clock or SystemClock()
@@ -103,6 +104,8 @@ class LoggerFleet:
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id)
         if tls:
             self.client.tls_set()
+        if username:
+            self.client.username_pw_set(username, password)
         self.client.max_inflight_messages_set(100)
 
     def _status_topic(self, dev: str) -> str:
@@ -161,12 +164,13 @@ def _parse_ms(iso: str) -> int:
     return parse_time(iso)
 
 
-def run_fleet_forever(mqtt_url: str, n: int, scenario: str, interval_s: float, history_h: float) -> None:
+def run_fleet_forever(mqtt_url: str, n: int, scenario: str, interval_s: float, history_h: float,
+                      username: str | None = None, password: str | None = None) -> None:
     """`coldtrace sim`: run until interrupted."""
     now = SystemClock().now_ms()
     history_ms = int(history_h * HOUR)
     fleet = build_fleet(n, scenario, now, history_ms, max(1000, int(interval_s * 1000)))
-    sim = LoggerFleet(mqtt_url, fleet, history_ms=history_ms)
+    sim = LoggerFleet(mqtt_url, fleet, history_ms=history_ms, username=username, password=password)
     sim.start()
     log.info("simulating %d loggers (%s) against %s; Ctrl-C to stop", n, scenario, mqtt_url)
     try:

@@ -30,13 +30,25 @@ def calibration_service(services: Services) -> CalibrationService:
     return for_services(services)
 
 
+MAX_MS = 4_102_444_800_000  # 2100-01-01: anything later is a typo, and must not overflow SQLite
+
+
 def _time(v: str | int | None, name: str) -> int | None:
     if v is None:
         return None
     try:
-        return parse_time(v)
+        ms = parse_time(v)
     except (ValueError, TypeError, OverflowError):
-        raise ApiError(400, "bad_time", f"{name} must be RFC 3339 with an offset or epoch milliseconds") from None
+        ms = None
+    if ms is None or not 0 <= ms <= MAX_MS:
+        raise ApiError(400, "bad_time", f"{name} must be RFC 3339 with an offset or epoch milliseconds"
+                                        " between 1970 and 2100")
+    return ms
+
+
+def _check_device_id(device_id: str) -> None:
+    if not DEVICE_ID_RE.fullmatch(device_id):
+        raise ApiError(400, "bad_device_id", "device id must match [A-Za-z0-9._-]{1,64}")
 
 
 class DutIn(BaseModel):
@@ -56,7 +68,7 @@ class SessionIn(BaseModel):
     u_medium_c: float = Field(0.0, ge=0, le=5)
     u_ref_c: float | None = Field(None, ge=0, le=5, description="U_ref (k=2); default: the reference's state")
     start: str | int | None = Field(None, description="follow readings from here (default: now)")
-    start_ms: int | None = None
+    start_ms: int | None = Field(None, ge=0, le=MAX_MS)
     notes: str | None = Field(None, max_length=2000)
 
     @field_validator("set_points")
@@ -78,9 +90,9 @@ class DeviceCalibrationIn(BaseModel):
 
 
 class HistoryIn(BaseModel):
-    set_point_c: float
+    set_point_c: float = Field(ge=-200, le=100)
     ts: str | int
-    error_c: float
+    error_c: float = Field(ge=-50, le=50)
     expanded_u_c: float = Field(ge=0, le=5)
     mpe_c: float = Field(gt=0, le=20)
     certificate_ref: str = Field(min_length=1, max_length=200)
@@ -175,8 +187,7 @@ def device_state(device_id: str, services: ServicesDep, _: Viewer) -> dict[str, 
 
 @router.put("/devices/{device_id}", summary="Record a device's calibration state (e.g. an external certificate)")
 def set_device_state(device_id: str, body: DeviceCalibrationIn, services: ServicesDep, p: QA) -> dict[str, Any]:
-    if not DEVICE_ID_RE.fullmatch(device_id):
-        raise ApiError(400, "bad_device_id", "device id must match [A-Za-z0-9._-]{1,64}")
+    _check_device_id(device_id)
     fields = body.model_dump(exclude_unset=True)
     if "last_calibrated_at" in fields:
         fields["last_calibrated_at"] = _time(fields["last_calibrated_at"], "last_calibrated_at")
@@ -202,6 +213,7 @@ def device_drift(device_id: str, services: ServicesDep, _: Viewer) -> dict[str, 
 @router.post("/devices/{device_id}/history", status_code=201,
              summary="Import a past as-found result (an external certificate) into the drift history")
 def add_history(device_id: str, body: HistoryIn, services: ServicesDep, p: QA) -> dict[str, Any]:
+    _check_device_id(device_id)
     ts = _time(body.ts, "ts")
     now = services.clock.now_ms()
     with services.db.write() as c:

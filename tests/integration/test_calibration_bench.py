@@ -139,3 +139,49 @@ def test_due_alerts_at_90_and_30_days_then_expiry_refuses_the_logger(tmp_path):
         assert r.status_code == 409 and "expired" in r.json()["error"]["message"]
     finally:
         stack.close()
+
+
+def test_api_history_drift_session_lifecycle_and_errors(tmp_path):
+    clock = ManualClock()
+    stack = start_stack(tmp_path, None, clock=clock)
+    try:
+        now, h = clock.now_ms(), stack.headers
+        # external as-found history: +0.1 °C per year at 5 °C (hand-worked: 0.0, 0.1, 0.2 at years 0, 1, 2)
+        for k, e in enumerate((0.0, 0.1, 0.2)):
+            _post(stack, f"{API}/devices/LOG-9/history", {"set_point_c": 5.0, "ts": now - (2 - k) * 365 * DAY,
+                                                          "error_c": e, "expanded_u_c": 0.1, "mpe_c": 0.5,
+                                                          "certificate_ref": f"EXT-{k}"})
+        stack.client.put(f"{API}/devices/LOG-9", headers=h, json={"last_calibrated_at": now, "interval_days": 365})
+        d = stack.get(f"{API}/devices/LOG-9/drift")["set_points"][0]
+        assert d["n"] == 3 and d["slope_c_per_year"] == pytest.approx(0.1 * 365.25 / 365)  # years of 365.25 d
+        # |0.2 + 0.1 y| + 0.1 >= 0.5 at y = 2 years from now: after the next due date (1 year): no drift yet
+        assert d["predicted_out_of_tolerance_ms"] == pytest.approx(now + 2 * 365 * DAY, abs=1)
+        assert d["drift"] is False
+
+        for bad in ({"reference_id": "R1", "duts": [{"device_id": "D1"}], "set_points": [5], "mpe_c": 0.5},
+                    {"reference_id": "R1", "duts": [{"device_id": "D1"}], "set_points": [5], "mpe_c": 0.5,
+                     "u_ref_c": 0.03, "start": "yesterday"}):
+            r = stack.client.post(f"{API}/sessions", json=bad, headers=h)
+            assert r.status_code == 400, r.text
+        r = stack.client.post(f"{API}/sessions", headers=h, json={"reference_id": "R1", "duts": [],
+                                                                  "set_points": [5], "mpe_c": 0.5})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "validation"
+        s = _post(stack, f"{API}/sessions", {"reference_id": "R1", "duts": [{"device_id": "D1"}],
+                                             "set_points": [5], "mpe_c": 0.5, "u_ref_c": 0.03})
+        assert [x["id"] for x in stack.get(f"{API}/sessions", device_id="D1")] == [s["id"]]
+        assert _post(stack, f"{API}/sessions/{s['id']}/evaluate", {}, status=200)["points"] == []
+        assert stack.client.delete(f"{API}/sessions/{s['id']}", headers=h).status_code == 204
+        r = stack.client.get(f"{API}/sessions/{s['id']}", headers=h)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+        s = _post(stack, f"{API}/sessions", {"reference_id": "R1", "duts": [{"device_id": "D1"}],
+                                             "set_points": [5], "mpe_c": 0.5, "u_ref_c": 0.03})
+        assert _post(stack, f"{API}/sessions/{s['id']}/cancel", {}, status=200)["state"] == "cancelled"
+        assert stack.client.post(f"{API}/sessions/{s['id']}/cancel", headers=h).status_code == 409
+        r = stack.client.get(f"{API}/sessions/{s['id']}/certificates/NOPE.pdf", headers=h)
+        assert r.status_code == 404
+        assert stack.client.get(f"{API}/sessions", headers={}).status_code == 401
+        actions = [r[0] for r in stack.services.db.query("SELECT action FROM audit_log WHERE action LIKE"
+                                                         " 'calibration.%' ORDER BY id")]
+        assert actions.count("calibration.history.import") == 3 and "calibration.session.cancel" in actions
+    finally:
+        stack.close()

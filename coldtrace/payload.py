@@ -91,6 +91,14 @@ def _fast_readings(device_id: str, items: list[Any], now_ms: int, seq: int | Non
     gives the same result with a reason for each rejection."""
     if not items:
         return ()
+    if len(items) == 1:  # the most common message of all: one reading
+        d = items[0]
+        if type(d) is dict:
+            t, v = d.get("ts"), d.get("temp_c")
+            if (type(t) is int and type(v) in _NUMBER_TYPES and TEMP_MIN_C <= v <= TEMP_MAX_C
+                    and 0 <= t <= now_ms + FUTURE_TOLERANCE_MS):
+                return (Reading(device_id, t, float(v), seq),)
+        return None
     try:
         ts = [d["ts"] for d in items]
         temps = [d["temp_c"] for d in items]

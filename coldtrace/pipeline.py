@@ -156,9 +156,7 @@ class Pipeline:
                 wr = self.readings.write(all_readings)
                 result.accepted += wr.accepted
                 result.duplicates += wr.duplicates
-            alerts: list[Alert] = []
-            for dev, dev_batches in _group(batches).items():
-                alerts.extend(self._device_update(c, dev, dev_batches, now))
+            alerts = self._update_devices(c, batches, now)
             if alerts:
                 result.alerts += self.emit(c, alerts, now)
         # counted after the commit, so a counter never runs ahead of what a reader can see
@@ -173,27 +171,46 @@ class Pipeline:
         marks = ",".join("?" * len(ids))
         return {r[0] for r in c.execute(f"SELECT id FROM devices WHERE id IN ({marks})", tuple(ids))}
 
-    def _device_update(self, c: sqlite3.Connection, dev: str, batches: list[Batch], now: int) -> list[Alert]:
-        c.execute("INSERT OR IGNORE INTO devices (id, registered_at, profile_id) VALUES (?,?,NULL)", (dev, now))
-        row = c.execute("SELECT last_ts, last_seq, profile_id, evaluated_ts FROM devices WHERE id = ?",
-                        (dev,)).fetchone()
-        last_ts, last_seq, profile_id, evaluated_ts = row[0], row[1], row[2], row[3]
-        readings = [r for b in batches for r in b.readings]
-        gaps = 0
-        for b in batches:
-            if b.seq is not None:
-                if last_seq is not None and b.seq > last_seq + 1:
-                    gaps += b.seq - last_seq - 1
-                last_seq = b.seq if last_seq is None else max(last_seq, b.seq)
-        battery = next((b.battery_pct for b in reversed(batches) if b.battery_pct is not None), None)
-        newest = max(readings, key=lambda r: r.ts) if readings else None
-        if newest is not None and (last_ts is None or newest.ts >= last_ts):
-            c.execute("UPDATE devices SET last_ts = ?, last_temp_c = ? WHERE id = ?", (newest.ts, newest.temp_c, dev))
-        c.execute("UPDATE devices SET last_seen_at = ?, last_seq = ?, seq_gaps = seq_gaps + ?,"
-                  " battery_pct = COALESCE(?, battery_pct) WHERE id = ?", (now, last_seq, gaps, battery, dev))
-        if not readings:
+    def _update_devices(self, c: sqlite3.Connection, batches: list[Batch], now: int) -> list[Alert]:
+        """Device state (last reading, seq gaps, battery) and excursion evaluation, a few statements per flush."""
+        groups = _group(batches)
+        if not groups:
             return []
-        return self._evaluate(c, dev, profile_id, readings, evaluated_ts, now)
+        ids = list(groups)
+        c.executemany("INSERT OR IGNORE INTO devices (id, registered_at) VALUES (?,?)", [(d, now) for d in ids])
+        state: dict[str, tuple] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            for r in c.execute(f"SELECT id, last_ts, last_seq, profile_id, evaluated_ts FROM devices"
+                               f" WHERE id IN ({marks})", chunk):
+                state[r[0]] = tuple(r)
+        alerts: list[Alert] = []
+        updates = []
+        for dev, dev_batches in groups.items():
+            _, last_ts, last_seq, profile_id, evaluated_ts = state[dev]
+            readings = [r for b in dev_batches for r in b.readings]
+            gaps = 0
+            for b in dev_batches:
+                if b.seq is not None:
+                    if last_seq is not None and b.seq > last_seq + 1:
+                        gaps += b.seq - last_seq - 1
+                    last_seq = b.seq if last_seq is None else max(last_seq, b.seq)
+            battery = next((b.battery_pct for b in reversed(dev_batches) if b.battery_pct is not None), None)
+            newest = max(readings, key=lambda r: r.ts) if readings else None
+            new_ts = new_temp = None
+            if newest is not None and (last_ts is None or newest.ts >= last_ts):
+                new_ts, new_temp = newest.ts, newest.temp_c
+            if readings:
+                alerts.extend(self._evaluate(c, dev, profile_id, readings, evaluated_ts, now))
+                evaluated_ts = self._engines[dev].last_ts
+            updates.append((now, last_seq, gaps, battery, new_ts, new_ts, new_temp, evaluated_ts, dev))
+        c.executemany(
+            "UPDATE devices SET last_seen_at = ?, last_seq = ?, seq_gaps = seq_gaps + ?,"
+            " battery_pct = COALESCE(?, battery_pct), last_ts = COALESCE(?, last_ts),"
+            " last_temp_c = CASE WHEN ? IS NULL THEN last_temp_c ELSE ? END, evaluated_ts = ? WHERE id = ?",
+            updates)
+        return alerts
 
     # ---- excursions -----------------------------------------------------------------------------------
     def _evaluate(self, c: sqlite3.Connection, dev: str, profile_id: str | None, readings: list[Reading],
@@ -210,8 +227,6 @@ class Pipeline:
             alerts = self._store_excursions(c, dev, touched, None, now)
         else:
             alerts = self._rebuild(c, dev, profile, now)
-            eng = self._engines[dev]
-        c.execute("UPDATE devices SET evaluated_ts = ? WHERE id = ?", (self._engines[dev].last_ts, dev))
         return alerts
 
     def _rebuild(self, c: sqlite3.Connection, dev: str, profile: Profile, now: int) -> list[Alert]:

@@ -11,6 +11,7 @@ from .errors import ConfigError
 from .pipeline import Pipeline
 from .ports import ReadingStore
 from .settings import Settings
+from .store import open_reading_store
 from .store.db import Database
 
 log = logging.getLogger(__name__)
@@ -28,20 +29,6 @@ class Services:
     def close(self) -> None:
         self.readings.close()
         self.db.close()
-
-
-def open_reading_store(settings: Settings, db: Database) -> ReadingStore:
-    try:  # the InfluxDB adapter decides for itself when configured
-        from .store import open_reading_store as factory  # type: ignore[attr-defined]
-    except ImportError:
-        factory = None
-    if factory is not None:
-        return factory(settings, db)
-    if settings.store.backend != "sqlite":
-        raise ConfigError(f"store backend {settings.store.backend!r} is not available")
-    from .store.sqlite import SqliteReadingStore
-
-    return SqliteReadingStore(db)
 
 
 def build_services(settings: Settings, clock: Clock | None = None) -> Services:

@@ -121,7 +121,7 @@ def create_session(body: SessionIn, services: ServicesDep, p: QA) -> dict[str, A
 def list_sessions(services: ServicesDep, _: Viewer, reference_id: str | None = None, device_id: str | None = None,
                   state: Literal["running", "completed", "cancelled"] | None = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                  offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
+                  offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0) -> list[dict[str, Any]]:
     return records.list_sessions(services.db, reference_id=reference_id, device_id=device_id, state=state,
                                  limit=limit, offset=offset)
 

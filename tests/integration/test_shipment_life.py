@@ -16,7 +16,6 @@ import sqlite3
 import pypdf
 import pytest
 
-from coldtrace import alerts as alert_lifecycle
 from coldtrace import shipments
 from coldtrace.clock import ManualClock
 from coldtrace.model import HOUR, MINUTE, Reading
@@ -84,13 +83,12 @@ def test_shipment_life(stack):
     alarms = [a for a in stack.get(f"{API}/alerts", type="excursion.alarm", device_id="LOG-1")
               if a["data"]["limit_id"] == "high"]
     assert len(alarms) == 1 and alarms[0]["ts"].startswith("2026-11-26T12:30")  # 30 min after 12:00
-    alert_lifecycle.acknowledge(stack.services.db, alarms[0]["id"], actor="qa1", now=clock.now_ms(),
-                                comment="door left open at the hub")
-
     # six hours later the idle session has ended (Annex 11 §12): QA logs in again
     assert c.get(f"{API}/auth/session").json()["error"]["code"] == "session_expired"
     login = _ok(c.post(f"{API}/auth/login", json={"username": "qa1", "password": QA_PASSWORD}))
     qa = {"X-CSRF-Token": login["csrf_token"]}
+    _ok(c.post(f"{API}/alerts/{alarms[0]['id']}/acknowledge", headers=qa,
+               json={"comment": "door left open at the hub"}))
     _ok(c.post(f"{API}/shipments/{sid}/transitions", headers=qa, json={"to": "delivered", "at": t0 + 6 * HOUR}))
     _ok(c.post(f"{API}/shipments/{sid}/transitions", headers=qa, json={"to": "under_review"}))
 

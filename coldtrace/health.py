@@ -1,0 +1,165 @@
+"""Device health (docs/RULES.md "Device health"): offline (deadman), online again, battery low, sensor fault.
+
+Pure: a ``DeviceHealth`` value per device plus functions that take observations and the time as arguments and
+return the alerts they cause (ids from ``stable_id``, so repeating an observation never duplicates an alert).
+The state is small and JSON-able (``to_dict``/``from_dict``) so the pipeline can persist it with the device.
+
+Decisions (also in docs/RULES.md):
+- Offline is decided by a clock tick: more than ``offline_after`` since the last message that carried valid
+  readings (receive time, not reading time: a logger replaying its buffer is talking to us). Devices never
+  heard from are not declared offline. One ``device.offline`` per outage; ``device.online`` when data returns.
+- Battery: below 20 % raises once; the alarm re-arms only after a reading above 25 % (hysteresis).
+- Sensor fault, once per fault episode and kind:
+  ``out_of_range`` N (default 3) out-of-range rejections in a row (a valid reading resets the run);
+  ``stuck`` the exact same value for at least 6 h and 36 readings (re-arms when the value changes);
+  ``jump`` a change faster than 5 °C/min between consecutive readings, ignoring changes under 1 °C (sensor
+  resolution and quantisation); re-arms after an hour without a jump.
+  Stuck and jump look only at readings newer than the newest seen: late, buffered data is not a live signal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from .model import HOUR, MINUTE, Alert, stable_id
+
+OFFLINE, ONLINE, BATTERY_LOW, SENSOR_FAULT = ("device.offline", "device.online", "device.battery_low",
+                                              "device.sensor_fault")
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    offline_after_ms: int = 30 * MINUTE
+    battery_low_pct: float = 20.0
+    battery_clear_pct: float = 25.0
+    out_of_range_run: int = 3
+    stuck_after_ms: int = 6 * HOUR
+    stuck_min_readings: int = 36
+    max_rate_c_per_min: float = 5.0
+    jump_min_delta_c: float = 1.0
+    jump_rearm_ms: int = HOUR
+
+
+DEFAULT_CONFIG = HealthConfig()
+
+
+@dataclass(slots=True)
+class DeviceHealth:
+    device_id: str
+    last_seen_ms: int | None = None  # receive time of the last message with valid readings
+    offline: bool = False
+    outage_seen_ms: int | None = None  # last_seen_ms when the current/last outage began (its identity)
+    battery_pct: float | None = None
+    battery_low: bool = False
+    reject_run: int = 0
+    reject_alerted: bool = False
+    last_ts: int | None = None  # newest reading seen (for stuck / jump)
+    last_temp_c: float | None = None
+    stuck_value: float | None = None
+    stuck_since: int | None = None
+    stuck_count: int = 0
+    stuck_alerted: bool = False
+    last_jump_ts: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DeviceHealth:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _alert(h: DeviceHealth, type_: str, severity: str, ts: int, key: object, **data: Any) -> Alert:
+    return Alert(id=stable_id("alert", h.device_id, type_, key), type=type_, severity=severity,  # type: ignore
+                 device_id=h.device_id, ts=ts, data={"device_id": h.device_id, **data})
+
+
+def tick(h: DeviceHealth, now_ms: int, *, offline_after_ms: int, monitored: bool = True) -> list[Alert]:
+    """Clock-driven deadman check. ``offline_after_ms`` is the device's (profile's) setting."""
+    if not monitored or h.offline or h.last_seen_ms is None:
+        return []
+    if now_ms - h.last_seen_ms <= offline_after_ms:
+        return []
+    h.offline, h.outage_seen_ms = True, h.last_seen_ms
+    return [_alert(h, OFFLINE, "alarm", h.last_seen_ms + offline_after_ms, h.last_seen_ms,
+                   last_seen_ms=h.last_seen_ms, offline_after_ms=offline_after_ms, detected_ms=now_ms)]
+
+
+def observe_readings(h: DeviceHealth, ts: Sequence[int], temps: Sequence[float], *, now_ms: int,
+                     battery_pct: float | None = None, config: HealthConfig = DEFAULT_CONFIG) -> list[Alert]:
+    """A message with valid readings (any order) arrived at ``now_ms``."""
+    out: list[Alert] = []
+    if not len(ts):
+        return _battery(h, battery_pct, now_ms, config)
+    if h.offline:
+        h.offline = False
+        out.append(_alert(h, ONLINE, "info", now_ms, h.outage_seen_ms, offline_since_ms=h.outage_seen_ms,
+                          back_ms=now_ms))
+    h.last_seen_ms = now_ms if h.last_seen_ms is None else max(h.last_seen_ms, now_ms)
+    h.reject_run, h.reject_alerted = 0, False
+    out.extend(_battery(h, battery_pct, now_ms, config))
+    for t, v in sorted(zip((int(x) for x in ts), (float(y) for y in temps), strict=True)):
+        if h.last_ts is not None and t <= h.last_ts:
+            continue  # late data: not a live signal
+        out.extend(_jump(h, t, v, config))
+        out.extend(_stuck(h, t, v, config))
+        h.last_ts, h.last_temp_c = t, v
+    return out
+
+
+def observe_rejections(h: DeviceHealth, out_of_range: int, *, now_ms: int,
+                       config: HealthConfig = DEFAULT_CONFIG) -> list[Alert]:
+    """``out_of_range`` readings of one message were rejected as out of range (after its valid ones)."""
+    if out_of_range <= 0:
+        return []
+    h.reject_run += out_of_range
+    if h.reject_alerted or h.reject_run < config.out_of_range_run:
+        return []
+    h.reject_alerted = True
+    return [_alert(h, SENSOR_FAULT, "alarm", now_ms, ("out_of_range", now_ms), kind="out_of_range",
+                   rejected_in_a_row=h.reject_run)]
+
+
+def _battery(h: DeviceHealth, pct: float | None, now_ms: int, config: HealthConfig) -> list[Alert]:
+    if pct is None:
+        return []
+    h.battery_pct = float(pct)
+    if h.battery_low:
+        if pct > config.battery_clear_pct:
+            h.battery_low = False
+        return []
+    if pct < config.battery_low_pct:
+        h.battery_low = True
+        return [_alert(h, BATTERY_LOW, "warning", now_ms, now_ms, battery_pct=float(pct))]
+    return []
+
+
+def _jump(h: DeviceHealth, t: int, v: float, config: HealthConfig) -> list[Alert]:
+    if h.last_ts is None or h.last_temp_c is None:
+        return []
+    delta = abs(v - h.last_temp_c)
+    minutes = (t - h.last_ts) / MINUTE
+    if delta < config.jump_min_delta_c or delta <= config.max_rate_c_per_min * minutes:
+        return []
+    rearmed = h.last_jump_ts is None or t - h.last_jump_ts >= config.jump_rearm_ms
+    h.last_jump_ts = t
+    if not rearmed:
+        return []
+    return [_alert(h, SENSOR_FAULT, "alarm", t, ("jump", t), kind="jump", from_c=h.last_temp_c, to_c=v,
+                   rate_c_per_min=round(delta / minutes, 3))]
+
+
+def _stuck(h: DeviceHealth, t: int, v: float, config: HealthConfig) -> list[Alert]:
+    if h.stuck_value is None or v != h.stuck_value:
+        h.stuck_value, h.stuck_since, h.stuck_count, h.stuck_alerted = v, t, 1, False
+        return []
+    h.stuck_count += 1
+    assert h.stuck_since is not None
+    if h.stuck_alerted or h.stuck_count < config.stuck_min_readings or t - h.stuck_since < config.stuck_after_ms:
+        return []
+    h.stuck_alerted = True
+    return [_alert(h, SENSOR_FAULT, "alarm", t, ("stuck", h.stuck_since), kind="stuck", value_c=v,
+                   since_ms=h.stuck_since, readings=h.stuck_count)]

@@ -177,6 +177,7 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
                   f"(OpenAPI at /docs)", flush=True)
         if getattr(args, "simulate", False):
             from firmware_sim.mqtt_loggers import LoggerFleet, build_fleet
+
             from .model import HOUR
 
             now = services.clock.now_ms()
@@ -185,6 +186,7 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
             sim.start()
             print(f"Simulating {args.loggers} loggers ({args.scenario}); the last 6 h are uploaded first,"
                   f" then a reading every {args.interval:g} s per logger.", flush=True)
+            _simulate_bench(services, settings.mqtt.url or "")
         print("Running. Ctrl-C to stop.", flush=True)
         _Shutdown().wait()
         print("Stopping ...", flush=True)
@@ -200,6 +202,32 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
         if broker is not None:
             broker.stop()
     return 0
+
+
+def _simulate_bench(services, mqtt_url: str) -> None:
+    """A calibration bench for the demo: a session is opened, then the bench's readings are published."""
+    from firmware_sim.bench import BenchSpec, run_bench
+
+    from .calibration_service import SessionSpec, for_services
+    from .model import MINUTE
+
+    spec = BenchSpec()
+    start = services.clock.now_ms() - spec.duration_ms - MINUTE
+    sid = for_services(services).create_session(SessionSpec(
+        reference_id=spec.reference_id, duts={lg.device_id: lg.resolution_c for lg in spec.loggers},
+        set_points=tuple(spec.set_points), mpe_c=0.5, u_ref_c=spec.reference_U_c, start_ms=start,
+        created_by="simulator", notes="simulated bench (coldtrace run --simulate)"))
+
+    def publish() -> None:
+        try:
+            run_bench(mqtt_url, spec=spec, start_ms=start)
+        except ColdTraceError as exc:
+            log.warning("the simulated bench could not publish: %s", exc)
+
+    threading.Thread(target=publish, name="sim-bench", daemon=True).start()
+    print(f"Simulating a calibration bench (session {sid}: {spec.reference_id} and"
+          f" {len(spec.loggers)} loggers, one drifting, at {', '.join(f'{x:g}' for x in spec.set_points)} °C).",
+          flush=True)
 
 
 def cmd_sim(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+import time
 
 from coldtrace.errors import ColdTraceError
 from coldtrace.wiring import Services
@@ -12,6 +13,8 @@ from coldtrace.wiring import Services
 from .mqtt import MqttCollector
 
 log = logging.getLogger(__name__)
+
+SHIPMENT_TICK_S = 60.0  # re-evaluating every shipment in transit is heavier than the health checks
 
 
 class CollectorService:
@@ -40,7 +43,17 @@ class CollectorService:
 
     def _tick_loop(self) -> None:
         interval = self.services.settings.tick_interval_s
+        last_shipments = 0.0
         while not self._stop.wait(interval):
+            if time.monotonic() - last_shipments >= SHIPMENT_TICK_S:
+                last_shipments = time.monotonic()
+                try:  # shipments in transit: excursions on their series, lot stability budgets
+                    from coldtrace import shipments
+
+                    p = self.services.pipeline
+                    shipments.tick(self.services.db, self.services.readings, self.services.clock.now_ms(), p.emit)
+                except ColdTraceError as exc:
+                    log.error("shipment tick failed: %s", exc)
             try:
                 self.services.pipeline.tick(self.services.clock.now_ms())
             except ColdTraceError as exc:

@@ -20,7 +20,7 @@ def list_alerts(services: ServicesDep, _: Viewer,
                 state: Annotated[str | None, Query(description="open | acknowledged | resolved")] = None,
                 since: Annotated[str | None, Query(description="created at or after (RFC 3339 / ms)")] = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-                offset: Annotated[int, Query(ge=0)] = 0) -> list[AlertOut]:
+                offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> list[AlertOut]:
     where, params = [], []
     for col, val in (("type", type), ("severity", severity), ("device_id", device_id),
                      ("shipment_id", shipment_id), ("state", state)):

@@ -19,7 +19,7 @@ def list_excursions(services: ServicesDep, _: Viewer, rng: RangeDep, device_id: 
                     open: Annotated[bool | None, Query(description="only open (true) or closed (false)")] = None,
                     alarmed: bool | None = None,
                     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-                    offset: Annotated[int, Query(ge=0)] = 0) -> list[ExcursionOut]:
+                    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> list[ExcursionOut]:
     where = ["superseded = 0", "start_ts < ?", "(end_ts IS NULL OR end_ts >= ?)"]
     params: list = [rng.end, rng.start]
     for col, val in (("device_id", device_id), ("shipment_id", shipment_id), ("limit_id", limit_id)):

@@ -15,7 +15,7 @@ router = APIRouter(prefix="/api/v1/quarantine", tags=["quarantine"])
 @router.get("", response_model=list[QuarantineOut], summary="Quarantined messages and readings, newest first")
 def list_quarantine(services: ServicesDep, _: Viewer, reason: str | None = None, device_id: str | None = None,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-                    offset: Annotated[int, Query(ge=0)] = 0) -> list[QuarantineOut]:
+                    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> list[QuarantineOut]:
     where, params = [], []
     if reason:
         where.append("reason = ?")

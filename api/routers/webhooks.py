@@ -204,7 +204,7 @@ def ping(sid: str, services: ServicesDep, _: Admin) -> dict:
 def list_deliveries(services: ServicesDep, _: Admin, subscription_id: str | None = None,
                     state: Literal["pending", "delivered", "failed", "disabled"] | None = None,
                     event_id: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                    offset: Annotated[int, Query(ge=0)] = 0) -> list[dict]:
+                    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> list[dict]:
     return store.list_deliveries(services.db, subscription_id, state, event_id, limit, offset)
 
 

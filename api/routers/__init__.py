@@ -13,4 +13,5 @@ ROUTER_MODULES: list[str] = [
     "audit",
     "calibration",
     "webhooks",
+    "pages",  # the QA pages (HTML/JS under api/static), last: it also serves / and /static
 ]

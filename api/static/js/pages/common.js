@@ -1,0 +1,87 @@
+// Pieces several pages share: calibration badges, alert/excursion labels, chart legends, range pickers.
+
+import { badge, duration as fmtDuration, h, time } from "../dom.js";
+
+/** /api/v1/calibration/devices/{id} -> a badge saying whether the device may be used and when it is due. */
+export function calibrationBadge(c) {
+  if (c === undefined) return h("span", { class: "muted" }, "…");
+  if (c === null) return h("span", { class: "muted" }, "n/a");
+  if (c.error) return badge("unavailable", "neutral", c.error);
+  const s = c.status || {};
+  const due = s.due_at ? [" due ", time(s.due_at, { dateOnly: true })] : null;
+  switch (s.status) {
+    case "valid": return h("span", {}, badge("valid", "ok"), h("span", { class: "muted" }, due));
+    case "due_soon": return h("span", {}, badge("due soon", "warn"), due);
+    case "expired": return h("span", {}, badge("expired", "bad", s.reason), due);
+    case "failed": return badge("failed", "bad", s.reason);
+    default: return badge("no record", "neutral", "no calibration recorded for this device");
+  }
+}
+
+export function severityBadge(sev) {
+  const kind = { warning: "warn", alarm: "bad", critical: "crit", info: "info" }[sev] || "neutral";
+  return badge(sev, kind);
+}
+
+export function alertStateBadge(state) {
+  const kind = { open: "bad", acknowledged: "warn", resolved: "ok" }[state] || "neutral";
+  return badge(state, kind);
+}
+
+export const ALERT_LABELS = {
+  "excursion.opened": "Excursion started", "excursion.alarm": "Excursion alarm", "excursion.closed": "Excursion ended",
+  "excursion.revised": "Excursion revised", "device.offline": "Logger offline", "device.online": "Logger back online",
+  "device.battery_low": "Battery low", "device.sensor_fault": "Sensor fault", "alert.acknowledged": "Acknowledged",
+};
+
+export function alertLabel(type) {
+  return ALERT_LABELS[type] || type;
+}
+
+/** One line saying what an alert is about, from its data (limit, peak, duration, battery...). */
+export function alertSummary(a) {
+  const d = a.data || {};
+  const parts = [];
+  if (d.direction && d.threshold_c !== undefined) parts.push(`${d.direction} ${d.threshold_c} °C${d.limit_id ? ` (${d.limit_id})` : ""}`);
+  if (d.peak_c !== undefined && d.peak_c !== null) parts.push(`peak ${Number(d.peak_c).toFixed(1)} °C`);
+  if (d.duration_ms) parts.push(fmtDuration(d.duration_ms));
+  if (d.battery_pct !== undefined && d.battery_pct !== null) parts.push(`battery ${Math.round(d.battery_pct)} %`);
+  if (d.reason) parts.push(String(d.reason));
+  if (d.message) parts.push(String(d.message));
+  return parts.join(", ");
+}
+
+export function chartLegend({ limits = true, excursions = true } = {}) {
+  return h("div", { class: "legend-note", "aria-hidden": "true" },
+    h("span", {}, h("span", { class: "swatch sw-band" }), "min–max of each interval, line = mean"),
+    limits && h("span", {}, h("span", { class: "swatch sw-limit" }), "beyond a limit of the profile"),
+    excursions && h("span", {}, h("span", { class: "swatch sw-exc" }), "excursion (alarm)"),
+    excursions && h("span", {}, h("span", { class: "swatch sw-warn" }), "excursion (warning)"));
+}
+
+export const RANGES = [["6h", 6 * 3600e3], ["24h", 24 * 3600e3], ["7d", 7 * 86400e3], ["30d", 30 * 86400e3],
+  ["1y", 365 * 86400e3]];
+
+/** Buttons choosing the time range of a chart (aria-pressed shows the current one). */
+export function rangeButtons(current, onPick) {
+  const box = h("div", { class: "range-buttons", role: "group", "aria-label": "Time range" });
+  const draw = (cur) => box.replaceChildren(...RANGES.map(([k]) => h("button", {
+    type: "button", class: "btn btn-small", "aria-pressed": String(k === cur),
+    onclick: () => { draw(k); onPick(k); },
+  }, k)));
+  draw(current);
+  return box;
+}
+
+export function rangeMs(key) {
+  return (RANGES.find(([k]) => k === key) || RANGES[1])[1];
+}
+
+/** Excursion rows of the API -> spans for the chart (ms). */
+export function excursionSpans(list) {
+  return list.map((e) => ({
+    start_ms: typeof e.start === "number" ? e.start : Date.parse(e.start ?? e.start_ts),
+    end_ms: e.end === null || e.end === undefined ? null : (typeof e.end === "number" ? e.end : Date.parse(e.end)),
+    severity: e.severity,
+  }));
+}

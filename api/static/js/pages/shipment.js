@@ -1,0 +1,185 @@
+// One shipment: facts, MKT and statistics, a chart per logger (limits and excursions shaded), the excursions,
+// the signed decisions, and the decision button (signature dialog: meaning, reason, password re-entered).
+
+import { api } from "../api.js";
+import { badge, dl, duration, empty, errorBox, h, link, loading, replace, section, table, temp, time } from "../dom.js";
+import { bucketsToData, makeChart } from "../chart.js";
+import { chartLegend, excursionSpans, severityBadge } from "./common.js";
+import { shipmentStateBadge } from "./shipments.js";
+import { openSignatureDialog } from "./signature.js";
+
+export async function mount(main, ctx) {
+  const id = ctx.params[0];
+  const head = h("div", {}, loading("Loading the shipment"));
+  const tiles = h("div", { class: "tiles" });
+  const decisionBox = h("div", {});
+  const loggersBox = h("div", {});
+  replace(main, h("div", { class: "crumbs" }, link("/ui/shipments", "Shipments"), " / ", id), head, tiles,
+    section("Decision", decisionBox), h("div", { id: "loggers" }, loggersBox));
+  const charts = new Map();
+  let lastKey = null;
+
+  async function refresh() {
+    let sh, ev, decisions;
+    try {
+      [sh, ev, decisions] = await Promise.all([
+        api.get(`/api/v1/shipments/${encodeURIComponent(id)}`),
+        api.get(`/api/v1/shipments/${encodeURIComponent(id)}/evaluation`),
+        api.get(`/api/v1/shipments/${encodeURIComponent(id)}/decisions`),
+      ]);
+    } catch (e) {
+      replace(head, errorBox(e, "The shipment"));
+      throw e;
+    }
+    renderHead(sh);
+    renderTiles(sh, ev);
+    renderDecision(sh, decisions);
+    // Readings change while in transit; a delivered shipment's curves do not: redraw only when they can differ.
+    const key = JSON.stringify([sh.state, sh.end, ev.loggers.map((l) => [l.device_id, l.stats.count, l.excursions.length])]);
+    if (key !== lastKey) {
+      lastKey = key;
+      await renderLoggers(sh, ev);
+    }
+  }
+
+  function renderHead(sh) {
+    const actions = h("div", { class: "actions" },
+      h("a", { class: "btn", href: `/api/v1/shipments/${encodeURIComponent(id)}/report.html`, target: "_blank", rel: "noopener" }, "Trip report"),
+      h("a", { class: "btn", href: `/api/v1/shipments/${encodeURIComponent(id)}/report.pdf` }, "PDF"),
+      h("a", { class: "btn", href: `/api/v1/shipments/${encodeURIComponent(id)}/readings.csv` }, "Readings CSV"));
+    replace(head,
+      h("div", { class: "page-head" },
+        h("h1", {}, `Shipment ${sh.reference} `, shipmentStateBadge(sh.state)), actions),
+      h("div", { class: "card" }, dl([
+        ["Route", `${sh.origin} → ${sh.destination}`], ["Product / lot", `${sh.product} / ${sh.lot}`],
+        ["Profile", sh.profile_id], ["Departed", time(sh.start, { empty: "not yet" })],
+        ["Arrived", time(sh.end, { empty: "not yet" })], ["Loggers", sh.loggers.map((l) => l.device_id).join(", ") || "none attached"],
+      ])));
+  }
+
+  function renderTiles(sh, ev) {
+    const excs = ev.loggers.flatMap((l) => l.excursions);
+    const alarms = excs.filter((e) => e.alarm_ts !== null).length;
+    const covered = ev.loggers.reduce((a, l) => a + (l.stats.covered_ms || 0), 0);
+    const inRange = ev.loggers.reduce((a, l) => a + (l.stats.in_range_ms || 0), 0);
+    const mktMax = ev.profile.mkt_max_c;
+    replace(tiles,
+      tileEl("MKT", ev.mkt_c === null ? "—" : temp(ev.mkt_c, 2), ev.mkt_exceeded ? "bad" : null,
+        mktMax === null ? "no MKT limit in the profile" : `limit ${mktMax} °C${ev.mkt_exceeded ? " — exceeded" : ""}`),
+      tileEl("Excursions", String(excs.length), excs.length ? "warn" : null, `${alarms} alarmed`),
+      tileEl("Time in range", covered ? `${(100 * inRange / covered).toFixed(1)} %` : "—", null, `of ${duration(covered)} covered`),
+      tileEl("Loggers", String(ev.loggers.length), null, ev.loggers.length ? "evaluated over their window" : "attach a logger"));
+  }
+
+  function renderDecision(sh, decisions) {
+    const current = decisions.length ? decisions[decisions.length - 1] : null;
+    const parts = [];
+    if (current) {
+      parts.push(h("p", {}, "Current decision: ", shipmentStateBadge(current.meaning), " signed by ",
+        h("strong", {}, current.printed_name), ` (${current.signer_username}) on `, time(current.signed_at), ". ",
+        current.signature_valid ? badge("signature verified", "ok") : badge("signature INVALID", "bad", "the record changed after signing")),
+        h("p", {}, h("span", { class: "muted" }, "Reason: "), current.reason));
+    } else {
+      parts.push(empty("No decision yet.", sh.state === "under_review" ? "The shipment is under review: QA can sign a decision." : null));
+    }
+    const buttons = h("div", { class: "inline-form" });
+    if (ctx.canWrite && sh.state === "delivered") {
+      buttons.append(h("button", { type: "button", class: "btn", onclick: () => startReview(sh) }, "Start QA review"));
+    }
+    if (ctx.canWrite && (sh.state === "under_review" || (current && ["released", "rejected", "quarantined"].includes(sh.state)))) {
+      buttons.append(h("button", { type: "button", class: "btn btn-primary", id: "sign-decision",
+        onclick: () => openSignatureDialog({ shipment: sh, current, session: ctx.session, onSigned: () => refresh() }) },
+      current ? "Sign a new decision…" : "Sign decision…"));
+    }
+    if (!ctx.canWrite) buttons.append(h("p", { class: "muted" }, "Signing decisions needs the QA role."));
+    else if (!buttons.children.length) buttons.append(h("p", { class: "muted" }, `A decision can be signed once the shipment is delivered and under review (now: ${sh.state.replace("_", " ")}).`));
+    parts.push(buttons);
+    if (decisions.length > 1) {
+      parts.push(h("h3", {}, "Earlier decisions"), table([
+        { label: "Signed", cell: (d) => time(d.signed_at) },
+        { label: "Decision", cell: (d) => shipmentStateBadge(d.meaning) },
+        { label: "By", cell: (d) => d.printed_name },
+        { label: "Reason", cell: (d) => d.reason },
+        { label: "Superseded because", cell: (d) => d.supersede_reason || "—" },
+      ], decisions.slice(0, -1).reverse()));
+    }
+    replace(decisionBox, ...parts);
+  }
+
+  async function startReview(sh) {
+    try {
+      await api.post(`/api/v1/shipments/${encodeURIComponent(sh.id)}/transitions`, { to: "under_review" });
+      await refresh();
+    } catch (e) {
+      decisionBox.append(errorBox(e, "Starting the review"));
+    }
+  }
+
+  async function renderLoggers(sh, ev) {
+    for (const c of charts.values()) c.destroy();
+    charts.clear();
+    if (!ev.loggers.length) {
+      replace(loggersBox, section("Loggers", empty("No logger attached to this shipment.")));
+      return;
+    }
+    const limits = ev.profile.limits;
+    const cards = ev.loggers.map((lg) => {
+      const chartBox = h("div", { class: "chart-box", dataset: { device: lg.device_id } }, loading("Loading the chart"));
+      return { lg, chartBox, card: section(`Logger ${lg.device_id}`, chartBox, chartLegend(), statsFacts(lg, ev.profile),
+        h("h3", {}, "Excursions"), excursionsOf(lg)) };
+    });
+    replace(loggersBox, cards.map((c) => c.card));
+    await Promise.all(cards.map(async ({ lg, chartBox }) => {
+      if (lg.start === null) {
+        replace(chartBox, empty("Not departed yet: readings count from departure."));
+        return;
+      }
+      const end = lg.end ?? Date.now() + 60_000;
+      try {
+        const c = await api.get(`/api/v1/devices/${encodeURIComponent(lg.device_id)}/chart`,
+          { from: lg.start, to: end, points: Math.min(2000, Math.round(chartBox.clientWidth || 900)) });
+        if (!c.buckets.length) { replace(chartBox, empty("No readings in the logger's window.")); return; }
+        const spans = excursionSpans(lg.excursions.map((e) => ({ start: e.start_ts, end: e.end_ts, severity: e.severity })));
+        charts.set(lg.device_id, makeChart(chartBox, "temp", bucketsToData(c.buckets, c.interval_ms, ev.profile.max_gap_ms),
+          { limits, excursions: spans, xRange: [lg.start / 1000, end / 1000], label: `Temperature of logger ${lg.device_id} during shipment ${sh.reference}` }));
+      } catch (e) {
+        replace(chartBox, errorBox(e, "The chart"));
+      }
+    }));
+  }
+
+  await refresh().catch(() => {});
+  return { refresh, interval: 10000 };
+}
+
+function tileEl(label, value, kind, note) {
+  return h("div", { class: `tile ${kind || ""}` }, h("div", { class: "v" }, value), h("div", { class: "k" }, label),
+    note && h("div", { class: "k" }, note));
+}
+
+function statsFacts(lg, profile) {
+  const s = lg.stats;
+  const beyond = Object.entries(s.beyond_ms || {}).filter(([, ms]) => ms > 0);
+  return h("div", { class: "card-sub" }, dl([
+    ["Window", [time(lg.start), " → ", time(lg.end, { empty: "now" })]],
+    ["Readings", (s.count ?? 0).toLocaleString()],
+    ["Min / mean / max", `${temp(s.min_c, 2)} / ${temp(s.mean_c, 2)} / ${temp(s.max_c, 2)}`],
+    ["MKT of this logger", s.mkt_c === null ? "—" : temp(s.mkt_c, 2)],
+    ["Time in range", s.time_in_range_pct === null || s.time_in_range_pct === undefined ? "—" : `${Number(s.time_in_range_pct).toFixed(1)} %`],
+    ["Gaps (no data)", s.gap_ms ? `${duration(s.gap_ms)} in ${s.gaps.length} gap${s.gaps.length === 1 ? "" : "s"}` : "none"],
+    beyond.length && ["Time beyond limits", beyond.map(([k, ms]) => `${k}: ${duration(ms)}`).join(", ")],
+  ]));
+}
+
+function excursionsOf(lg) {
+  return table([
+    { label: "Start", cell: (e) => time(e.start_ts) },
+    { label: "End", cell: (e) => (e.end_ts === null ? badge("ongoing", "bad") : time(e.end_ts)) },
+    { label: "Limit", cell: (e) => `${e.direction} ${e.threshold_c} °C (${e.limit_id})` },
+    { label: "Severity", cell: (e) => severityBadge(e.severity) },
+    { label: "Duration", num: true, cell: (e) => duration(e.duration_ms) },
+    { label: "Peak", num: true, cell: (e) => temp(e.peak_c, 2) },
+    { label: "Degree-min", num: true, cell: (e) => Number(e.degree_minutes).toFixed(1) },
+    { label: "Alarm", cell: (e) => (e.alarm_ts ? time(e.alarm_ts) : h("span", { class: "muted" }, "no alarm")) },
+  ], lg.excursions, { emptyText: "No excursion: the logger stayed within the profile's limits." });
+}

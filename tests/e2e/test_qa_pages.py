@@ -1,0 +1,127 @@
+"""The QA pages in headless Chromium against the real app: log in, a shipment's chart with its excursion,
+acknowledging an alert (seen through the API), a calibration drift chart. Screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import login
+from tests.e2e.live_app import DRIFT_DEVICE, EXCURSION_LOGGER, FLEET_LOGGER, QA_NAME, SHIPMENT_REF
+
+pytestmark = pytest.mark.e2e
+
+# Pixels of a uPlot canvas that are not background: a drawn curve, bands and shading make thousands.
+DRAWN_PIXELS_JS = """(sel) => {
+  const c = document.querySelector(sel);
+  if (!c) return -1;
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+  return n;
+}"""
+
+
+def test_pages_need_a_session_and_login_returns_to_the_page(live_app):
+    with httpx.Client(base_url=live_app.base_url, follow_redirects=False) as c:
+        r = c.get("/ui/alerts?state=open")
+        assert r.status_code == 303
+        assert r.headers["location"] == "/ui/login?next=/ui/alerts%3Fstate%3Dopen"
+        assert c.get("/ui/login?next=//evil.example/").status_code == 200  # served, and next is never trusted
+        assert "default-src 'self'" in c.get("/ui/login").headers["content-security-policy"]
+        assert c.get("/static/vendor/uplot/uPlot.iife.min.js").status_code == 200
+        assert c.get("/ui/no-such-page").status_code == 404
+
+
+def test_login_rejects_a_wrong_password_then_shows_the_fleet(live_app, page, shot):
+    page.goto(f"{live_app.base_url}/ui/fleet")
+    page.wait_for_url("**/ui/login?next=/ui/fleet")
+    page.get_by_label("Username").fill("qa.anna")
+    page.get_by_label("Password").fill("not-the-password")
+    page.get_by_role("button", name="Sign in").click()
+    error = page.get_by_role("alert")
+    error.wait_for()
+    assert "Wrong username or password" in error.inner_text()
+    shot(page, "login-error")
+    login(page, live_app.base_url)
+    assert page.locator(".user").inner_text().startswith(QA_NAME)
+    row = page.get_by_role("row").filter(has_text=FLEET_LOGGER)
+    row.wait_for()
+    assert "online" in row.inner_text() or "unknown" in row.inner_text()
+    assert "64 %" in row.inner_text()  # battery of the seeded payloads
+    # times follow the browser's zone (Europe/Zurich) and give UTC on hover
+    t = row.locator("time").first
+    assert t.get_attribute("title").endswith("UTC")
+    page.get_by_role("row").filter(has_text=EXCURSION_LOGGER).wait_for()
+    shot(page, "fleet")
+
+
+def test_shipment_with_an_excursion_shows_its_chart(live_app, page, shot):
+    login(page, live_app.base_url, "/ui/shipments")
+    page.get_by_role("link", name=SHIPMENT_REF).click()
+    page.wait_for_url(f"**/ui/shipments/{live_app.facts['shipment_id']}")
+    canvas = f"[data-device='{EXCURSION_LOGGER}'] canvas"
+    page.wait_for_selector(canvas)
+    page.wait_for_function(f"() => ({DRAWN_PIXELS_JS})(\"{canvas}\") > 2000")
+    assert page.evaluate(DRAWN_PIXELS_JS, canvas) > 2000
+    card = page.locator("section", has=page.locator(canvas))
+    text = card.inner_text()
+    assert "above 8 °C" in text and "alarm" in text  # the excursion row
+    assert re.search(r"Min / mean / max\s+\d", text)
+    assert "MKT" in page.locator(".tiles").inner_text()
+    aria = page.locator(f"[data-device='{EXCURSION_LOGGER}'] [role=img]").get_attribute("aria-label")
+    assert "excursion" in aria and "highest 11." in aria
+    assert page.get_by_role("button", name="Sign decision…").is_visible()
+    shot(page, "shipment")
+    # the decision dialog: nothing is signed without a reason and the password
+    page.get_by_role("button", name="Sign decision…").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("button", name="Sign").click()
+    assert "give a reason" in dialog.get_by_role("alert").inner_text()
+    shot(page, "signature-dialog")
+    dialog.get_by_role("button", name="Cancel").click()
+
+
+def test_acknowledge_an_alert_with_a_comment(live_app, page, shot):
+    with live_app.api() as api:
+        alarms = api.get("/api/v1/alerts", params={"type": "excursion.alarm", "state": "open",
+                                                    "device_id": EXCURSION_LOGGER}).json()
+    assert alarms, "the seeded excursion raised no open alarm"
+    target = alarms[0]
+    login(page, live_app.base_url, "/ui/alerts")
+    row = page.get_by_role("row").filter(has_text=EXCURSION_LOGGER).filter(has_text="Excursion alarm").first
+    row.get_by_role("button", name="Excursion alarm").click()
+    page.get_by_label("Comment (recorded with the acknowledgement)").fill("Pallet moved to the cold room at 14:05")
+    page.get_by_role("button", name="Acknowledge").click()
+    page.get_by_text("Acknowledged.").wait_for()
+    with live_app.api() as api:
+        a = api.get(f"/api/v1/alerts/{target['id']}").json()
+        handling = api.get(f"/api/v1/alerts/{target['id']}/handling").json()
+    assert a["state"] == "acknowledged"
+    assert handling["acknowledged_by"] == "qa.anna"
+    assert handling["ack_comment"] == "Pallet moved to the cold room at 14:05"
+    page.get_by_label("Assign to").fill("qa.anna")
+    page.get_by_role("button", name="Assign", exact=True).click()
+    page.get_by_text("Assigned to qa.anna.").wait_for()
+    with live_app.api() as api:
+        assert api.get(f"/api/v1/alerts/{target['id']}/handling").json()["assignee"] == "qa.anna"
+    assert page.locator("#alert-detail").get_by_text("acknowledged", exact=True).first.is_visible()
+    shot(page, "alert-acknowledged")
+
+
+def test_calibration_drift_chart_with_the_predicted_date(live_app, page, shot):
+    login(page, live_app.base_url, "/ui/calibration")
+    page.get_by_role("link", name=DRIFT_DEVICE, exact=True).first.click()
+    page.wait_for_url(f"**/ui/calibration/devices/{DRIFT_DEVICE}")
+    canvas = ".drift-chart canvas"
+    page.wait_for_selector(canvas)
+    page.wait_for_function(f"() => ({DRAWN_PIXELS_JS})(\"{canvas}\") > 1000")
+    with live_app.api() as api:
+        sp = api.get(f"/api/v1/calibration/devices/{DRIFT_DEVICE}/drift").json()["set_points"][0]
+    assert sp["predicted_out_of_tolerance_ms"] is not None
+    card = page.locator("section", has=page.locator(canvas)).inner_text()
+    assert "Predicted out of tolerance" in card and "°C/year" in card
+    assert page.locator(".drift-chart time, section time").count() > 0
+    shot(page, "calibration-drift")

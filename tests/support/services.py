@@ -71,6 +71,9 @@ class Mosquitto:
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
             "persistence true\n"
+            # as root, mosquitto drops to its own user, which cannot write the persistence file in our
+            # private tmp dir: sessions would be lost across stop()/start(). Stay root (tests only).
+            f"{'user root' + chr(10) if os.geteuid() == 0 else ''}"
             f"persistence_location {self.workdir}/\n"
             "autosave_interval 1\n"
             "max_queued_messages 0\n"

@@ -20,6 +20,7 @@ import numpy as np
 from . import excursions as exc_engine
 from . import webhooks
 from .clock import Clock
+from .health_store import HealthTracker
 from .model import BUILTIN_PROFILES, Alert, Batch, Excursion, Profile, Reading, Rejection
 from .payload import parse_payload
 from .ports import ReadingStore
@@ -67,6 +68,8 @@ class Pipeline:
         self.alerts_emitted = threading.Event()  # set after a commit that raised alerts (wakes the notifier)
         self.counters: Counter[str] = Counter()
         self._profiles: dict[str, Profile] = {}
+        self.health = HealthTracker()  # device health (offline, battery, sensor faults), issue 3
+        self._health_items: list[tuple] = []  # filled by _update_devices, consumed in _commit
         self._ensure_builtin_profiles()
 
     # ---- profiles -------------------------------------------------------------------------------------
@@ -156,7 +159,11 @@ class Pipeline:
                 wr = self.readings.write(all_readings)
                 result.accepted += wr.accepted
                 result.duplicates += wr.duplicates
+            self._health_items = []
             alerts = self._update_devices(c, batches, now)
+            oor = Counter(q[3] for q in quarantine if q[4] == "out_of_range" and q[3])
+            alerts += self.health.on_flush(c, self._health_items, oor, now)
+            self._health_items = []
             if alerts:
                 result.alerts += self.emit(c, alerts, now)
         # counted after the commit, so a counter never runs ahead of what a reader can see
@@ -187,6 +194,7 @@ class Pipeline:
                 state[r[0]] = tuple(r)
         alerts: list[Alert] = []
         updates = []
+        self._health_items = []
         for dev, dev_batches in groups.items():
             _, last_ts, last_seq, profile_id, evaluated_ts = state[dev]
             readings = [r for b in dev_batches for r in b.readings]
@@ -197,6 +205,7 @@ class Pipeline:
                         gaps += b.seq - last_seq - 1
                     last_seq = b.seq if last_seq is None else max(last_seq, b.seq)
             battery = next((b.battery_pct for b in reversed(dev_batches) if b.battery_pct is not None), None)
+            self._health_items.append((dev, [r.ts for r in readings], [r.temp_c for r in readings], battery))
             newest = max(readings, key=lambda r: r.ts) if readings else None
             new_ts = new_temp = None
             if newest is not None and (last_ts is None or newest.ts >= last_ts):
@@ -321,7 +330,13 @@ class Pipeline:
 
     def tick(self, now_ms: int | None = None) -> int:
         """Clock-driven checks (device health, escalation...). Returns the number of new alerts."""
-        return 0
+        now = self.clock.now_ms() if now_ms is None else now_ms
+        with self._lock, self.db.write() as c:
+            alerts = self.health.tick(c, now, lambda pid: self.profile(pid).offline_after_ms)
+            n = self.emit(c, alerts, now) if alerts else 0
+        if n:
+            self.alerts_emitted.set()
+        return n
 
 
 def _group(batches: Iterable[Batch]) -> dict[str, list[Batch]]:

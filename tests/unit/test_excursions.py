@@ -210,7 +210,7 @@ def test_mkt_limit_judged_at_the_series_end_for_a_short_shipment():
 def test_mkt_limit_on_the_running_mkt_once_24_hours_are_covered():
     # hourly readings: 5.0 for 24 h, 12.0 from 24 h to 30 h, 5.0 again. The running MKT at the reading of hour
     # k covers hours 0..k-1: MKT_k = (dH/R) / -ln((n5 e5 + n12 e12) / k) - 273.15, e_T = exp(-(dH/R)/(T+273.15)),
-    # worked out by hand (dH/R = 10000.0 K): k=28: 6.434 | 29: 6.702 | 30: 6.944 (peak) | 31: 6.888 | ...
+    # worked out by hand (dH/R = 83144 / 8.3144598 K): k=28: 6.434 | 29: 6.702 | 30: 6.944 (peak) | 31: 6.888 | ...
     # | 39: 6.534 | 40: 6.499. With mkt_max_c 6.5: starts (and alarms) at 29 h, peak 6.944, ends at 40 h,
     # covering 11 h.
     series = [(60 * i, 5.0 if i < 24 or i >= 30 else 12.0) for i in range(60)]

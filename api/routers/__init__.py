@@ -13,5 +13,7 @@ ROUTER_MODULES: list[str] = [
     "audit",
     "calibration",
     "webhooks",
+    "profiles",  # profiles as data, assignment to devices (issue 3)
+    "summary",  # per-device summary over a time range (issue 3)
     "pages",  # the QA pages (HTML/JS under api/static), last: it also serves / and /static
 ]

@@ -84,7 +84,9 @@ def seed(app: LiveApp) -> dict:
     auth.create_user(s.db, QA_USER, QA_NAME, QA_PASSWORD, "qa", actor="e2e", now_ms=now)
     t0 = now - 8 * HOUR - now % MINUTE
     ts = [t0 + i * MINUTE for i in range(7 * 60)]
-    temps = [5.0 + 0.3 * math.sin(i / 17) + (6.5 if 180 <= i < 250 else 0.0) for i in range(len(ts))]
+    # a reefer failure: the load warms over ~12 min, stays near 11.5 °C for an hour, then is cooled back
+    bump = [min(1.0, max(0.0, (i - 178) / 12), max(0.0, (262 - i) / 12)) for i in range(len(ts))]
+    temps = [5.0 + 0.3 * math.sin(i / 17) + 6.5 * b for i, b in enumerate(bump)]
     ingest_series(s, EXCURSION_LOGGER, ts, temps)
     tb = [now - 3 * HOUR + i * MINUTE for i in range(3 * 60)]
     ingest_series(s, FLEET_LOGGER, tb, [4.6 + 0.2 * math.cos(i / 9) for i in range(len(tb))], battery=64)

@@ -189,7 +189,7 @@ function hlinePlugin(get) {
           ctx.strokeStyle = l.color; ctx.fillStyle = l.color; ctx.lineWidth = 1.5 * devicePixelRatio;
           ctx.setLineDash(l.dash || []);
           ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(left + width, y); ctx.stroke();
-          if (l.label) ctx.fillText(l.label, left + width - ctx.measureText(l.label).width - 6 * devicePixelRatio, y - 4 * devicePixelRatio);
+          if (l.label) ctx.fillText(l.label, left + 6 * devicePixelRatio, l.below ? y + 14 * devicePixelRatio : y - 4 * devicePixelRatio);
         }
         ctx.restore();
       }],

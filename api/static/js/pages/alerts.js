@@ -95,12 +95,9 @@ export async function mount(main, ctx) {
         a.resolved_at && [h("dt", {}, "Resolved"), h("dd", {}, time(a.resolved_at), ` by ${a.resolved_by}: “${a.resolution}”`)],
         a.next_escalation_at && [h("dt", {}, "Escalates"), h("dd", {}, time(a.next_escalation_at))],
         h("dt", {}, "Details"), h("dd", {}, alertSummary(a) || detailsText(a.data))));
-      replace(hist, events === null ? empty("No history available.") : table([
-        { label: "When", cell: (e) => time(e.at) },
-        { label: "Who", cell: (e) => e.actor },
-        { label: "What", cell: (e) => e.action },
-        { label: "Comment", cell: (e) => e.comment || "—" },
-      ], [...events].reverse(), { emptyText: "Nothing happened to this alert yet." }));
+      replace(hist, events === null || !events.length ? empty("No history available.") : h("ol", { class: "history" },
+        [...events].reverse().map((e) => h("li", {}, time(e.at), " · ", h("strong", {}, e.actor), ` ${e.action.replace("_", " ")}`,
+          e.comment ? h("div", { class: "history-comment" }, `“${e.comment}”`) : null))));
       const ackBtn = detail.querySelector("#ack-button");
       if (ackBtn) ackBtn.disabled = a.state !== "open";
       const resBtn = detail.querySelector("#resolve-button");

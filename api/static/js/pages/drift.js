@@ -83,8 +83,8 @@ export async function mount(main, ctx) {
         ["Predicted out of tolerance", pred ? time(pred, { dateOnly: true }) : "not within the trend"],
         ["Next due", time(sp.next_due_ms ?? dueMs, { dateOnly: true })],
         ["Tolerance", `MPE ±${sp.mpe_c} °C, U = ${sp.U_c} °C (acceptance ±${(sp.mpe_c - sp.U_c).toFixed(2)} °C)`],
-        ["Verdict", sp.drift ? badge(sp.reason === "before_due" ? "drifts out before the due date" : "drifting fast", "bad")
-          : badge("no significant drift", "ok")],
+        ["Verdict", sp.drift ? badge(sp.reason === "before_due" ? "predicted out of tolerance before the due date" : "drifting faster than allowed", "bad")
+          : badge(pred ? "stays within acceptance until after the due date" : "no trend toward the tolerance", "ok")],
       ]);
       return { sp, box, card: section(`Set point ${sp.set_point_c} °C`, box, h("div", { class: "card-sub" }, summary)) };
     });
@@ -119,9 +119,9 @@ function driftChart(box, sp, dueMs) {
     label: `As-found error at ${sp.set_point_c} °C with drift trend`,
     hlines: [
       { value: sp.mpe_c, label: `+MPE ${sp.mpe_c} °C`, color: "#b3261e" },
-      { value: -sp.mpe_c, label: `−MPE −${sp.mpe_c} °C`, color: "#b3261e" },
-      { value: acc, label: `acceptance +${acc.toFixed(2)}`, color: "#a15c00", dash: [5, 4] },
-      { value: -acc, label: `acceptance −${acc.toFixed(2)}`, color: "#a15c00", dash: [5, 4] },
+      { value: -sp.mpe_c, label: `−MPE −${sp.mpe_c} °C`, color: "#b3261e", below: true },
+      { value: acc, label: `acceptance +${acc.toFixed(2)} °C (MPE − U)`, color: "#a15c00", dash: [5, 4], below: true },
+      { value: -acc, label: `acceptance −${acc.toFixed(2)} °C`, color: "#a15c00", dash: [5, 4] },
       { value: 0, color: "rgba(0,0,0,0.25)" },
     ],
   });

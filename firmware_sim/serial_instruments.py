@@ -393,15 +393,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sample-period", type=float, default=None, help="seconds between new samples")
     p.add_argument("--scpi", default=None, help="symlink path of a SCPI reference thermometer")
     p.add_argument("--baud", type=int, default=None, help="emulate this line speed")
+    p.add_argument("--prefix", default="LOG", help="device ids are PREFIX-0001, PREFIX-0002...")
     a = p.parse_args(argv)
     sims: list[SerialInstrument] = [
-        Ctl1Logger(path, f"LOG-{i + 1:04d}", records=a.records, sample_period_s=a.sample_period, baud=a.baud)
-        for i, path in enumerate(a.ctl1)]
+        Ctl1Logger(path, f"{a.prefix}-{i + 1:04d}", records=a.records, sample_period_s=a.sample_period,
+                   baud=a.baud) for i, path in enumerate(a.ctl1)]
     if a.scpi:
         sims.append(ScpiThermometer(a.scpi, baud=a.baud))
     for s in sims:
         s.start()
         print(f"{type(s).__name__} at {s.path} -> {s.link.slave_name}", flush=True)
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         while True:
             time.sleep(1)

@@ -65,8 +65,8 @@ def start_app(data_dir: Path) -> LiveApp:
 
 
 def ingest_series(services: Services, device_id: str, ts: list[int], temps: list[float], battery: float = 87.0,
-                  per_message: int = 10_000) -> None:
-    """Readings as the loggers send them (native JSON payloads), through the real Pipeline."""
+                  per_message: int = 5_000) -> None:
+    """Readings as the loggers send them (native JSON payloads under the 256 KiB limit), through the Pipeline."""
     for i in range(0, len(ts), per_message):
         body = {"v": 1, "device_id": device_id, "seq": i // per_message, "battery_pct": battery,
                 "readings": [{"ts": t, "temp_c": round(v, 3)} for t, v in

@@ -48,6 +48,8 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         over["data_dir"] = args.data_dir
     if getattr(args, "log_level", None):
         over["log_level"] = args.log_level
+    if getattr(args, "serial_config", None):
+        over["serial_config"] = args.serial_config
     base = load_settings(**over)
     mqtt = base.mqtt.model_copy()
     api = base.api.model_copy()
@@ -77,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     col = sub.add_parser("collector", help="the MQTT collector and the notifier")
     _common(col), _mqtt_opts(col)
+    for p in (run, col):
+        p.add_argument("--serial-config", help="TOML with [[instruments]] read directly over serial"
+                       " (COLDTRACE_SERIAL_CONFIG)")
 
     api = sub.add_parser("api", help="the HTTP API and QA pages")
     _common(api), _api_opts(api)

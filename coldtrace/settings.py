@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COLDTRACE_", env_nested_delimiter="__", extra="ignore")
 
     data_dir: Path = Path("./data")
+    # A TOML file with [[instruments]] (the gateway.toml format) read by the collector directly: a bench PC
+    # attached to the server. None: no serial instruments.
+    serial_config: Path | None = None
     log_level: str = "INFO"
     default_profile: str = "2-8C"
     tick_interval_s: float = 10.0

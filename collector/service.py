@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import time
+import tomllib
+from pathlib import Path
 
-from coldtrace.errors import ColdTraceError
+from coldtrace.errors import ColdTraceError, ConfigError
 from coldtrace.wiring import Services
 
 from .mqtt import MqttCollector
+from .notifier import build_notifier
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +29,18 @@ class CollectorService:
         self._tick_thread: threading.Thread | None = None
         self.notifier = None
         if with_notifier:
-            try:
-                notifier_mod = importlib.import_module("collector.notifier")
-            except ImportError:
-                notifier_mod = None
-            if notifier_mod is not None and hasattr(notifier_mod, "build_notifier"):
-                self.notifier = notifier_mod.build_notifier(services)
+            self.notifier = build_notifier(services)
+        self.serial = None
+        if s.serial_config is not None:
+            from .serial_source import SerialSource
+
+            self.serial = SerialSource(services.pipeline, load_instruments(s.serial_config), clock=services.clock)
 
     def start(self, connect_timeout: float | None = None) -> None:
+        if self.serial is not None:
+            self.serial.start()
+            log.info("reading %d serial instrument(s) from %s", len(self.serial.status()),
+                     self.services.settings.serial_config)
         self.mqtt.start(connect_timeout=connect_timeout)
         self._tick_thread = threading.Thread(target=self._tick_loop, name="collector-tick", daemon=True)
         self._tick_thread.start()
@@ -67,8 +73,22 @@ class CollectorService:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.serial is not None:
+            self.serial.stop()
         if self.notifier is not None:
             self.notifier.stop()
         self.mqtt.stop()
         if self._tick_thread:
             self._tick_thread.join(5)
+
+
+def load_instruments(path: Path) -> list[dict]:
+    """The [[instruments]] of a TOML file (gateway.toml format); relative ports are relative to the file."""
+    try:
+        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"serial config {path}: {exc}") from exc
+    instruments = doc.get("instruments")
+    if not isinstance(instruments, list) or not instruments:
+        raise ConfigError(f"serial config {path}: no [[instruments]]")
+    return instruments

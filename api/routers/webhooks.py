@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field, field_validator
 
 from coldtrace import webhooks as wh
@@ -21,6 +21,7 @@ router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
 DEVICE_RE = r"^[A-Za-z0-9._-]{1,64}$"
 SeverityName = Literal["info", "warning", "alarm", "critical"]
+DeliveryId = Annotated[int, Path(ge=1, le=2**62)]
 
 
 def _check_types(types: list[str] | None) -> list[str] | None:
@@ -209,19 +210,19 @@ def list_deliveries(services: ServicesDep, _: Admin, subscription_id: str | None
 
 
 @router.get("/deliveries/{delivery_id}", response_model=DeliveryDetail)
-def get_delivery(delivery_id: int, services: ServicesDep, _: Admin) -> dict:
+def get_delivery(delivery_id: DeliveryId, services: ServicesDep, _: Admin) -> dict:
     d = store.get_delivery(services.db, delivery_id)
     return {**d, "attempts_list": store.list_attempts(services.db, delivery_id)}
 
 
 @router.get("/deliveries/{delivery_id}/attempts", response_model=list[AttemptOut])
-def list_attempts(delivery_id: int, services: ServicesDep, _: Admin) -> list[dict]:
+def list_attempts(delivery_id: DeliveryId, services: ServicesDep, _: Admin) -> list[dict]:
     return store.list_attempts(services.db, delivery_id)
 
 
 @router.post("/deliveries/{delivery_id}/redeliver", response_model=DeliveryOut, status_code=202,
              summary="Send the same event (same webhook-id) again as soon as the notifier runs")
-def redeliver(delivery_id: int, services: ServicesDep, who: Admin) -> dict:
+def redeliver(delivery_id: DeliveryId, services: ServicesDep, who: Admin) -> dict:
     d = store.redeliver(services.db, delivery_id, services.clock.now_ms())
     _audit(services, who.name, "webhook.redeliver", d["subscription_id"], new={"delivery_id": delivery_id,
                                                                               "event_id": d["event_id"]})

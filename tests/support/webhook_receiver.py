@@ -1,8 +1,10 @@
 """A real HTTP webhook receiver on loopback that verifies every Standard Webhooks signature.
 
 Its ``mode`` decides the answer: "ok" (204), "error" (500), "slow" (sleeps past the client's timeout),
-"retry_after" (503 with Retry-After), "gone" (410); ``stop()`` closes the port (connection refused) and
-``start()`` reopens the same port. Every request is kept; ``delivered`` counts 2xx answers per webhook-id.
+"retry_after" (503 with Retry-After), "gone" (410); a message whose signature does not verify (or
+whose timestamp is outside the tolerance) gets 401 instead of a success; ``stop()`` closes the port
+(connection refused) and ``start()`` reopens the same port. Every request is kept; ``delivered`` counts
+2xx answers per webhook-id.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class WebhookReceiver:
         self.slow_s = 2.0
         self.requests: list[Received] = []
         self.arrivals = 0  # requests that reached the handler, answered or not yet
+        self.truncated = 0  # requests cut off by a dying sender (not counted as requests)
         self.bad_signatures: list[Received] = []
         self.lock = threading.Lock()
         self.on_receive: Callable[[Received], None] | None = None
@@ -63,7 +66,13 @@ class WebhookReceiver:
                 pass
 
             def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                length = int(self.headers.get("content-length", "0"))
+                body = self.rfile.read(length)
+                if len(body) != length:  # the sender died mid-request: nothing was delivered
+                    with owner.lock:
+                        owner.truncated += 1
+                    self.close_connection = True
+                    return
                 owner._handle(self, body)
 
         self._release.clear()
@@ -106,6 +115,8 @@ class WebhookReceiver:
         if mode == "slow":
             self._release.wait(self.slow_s)
             status = 599  # the client has given up; this answer is never read as a success
+        elif not ok and status < 300:
+            status = 401  # as a real receiver does: an unverifiable (or stale) message is refused
         rec = Received(headers.get("webhook-id", ""), int(headers.get("webhook-timestamp", "0") or 0), body,
                        status, ok, time.monotonic())
         with self.lock:

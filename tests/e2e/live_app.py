@@ -90,6 +90,10 @@ def seed(app: LiveApp) -> dict:
     ingest_series(s, EXCURSION_LOGGER, ts, temps)
     tb = [now - 3 * HOUR + i * MINUTE for i in range(3 * 60)]
     ingest_series(s, FLEET_LOGGER, tb, [4.6 + 0.2 * math.cos(i / 9) for i in range(len(tb))], battery=64)
+    # what the quarantine page shows: a message that is not JSON, and a reading out of the sensor's range
+    s.pipeline.ingest_raw(b"T=4.2C;ok", source="mqtt", topic_device_id=FLEET_LOGGER)
+    s.pipeline.ingest_raw(json.dumps({"v": 1, "device_id": FLEET_LOGGER, "readings": [
+        {"ts": now - 2 * MINUTE, "temp_c": -300}]}).encode(), source="mqtt", topic_device_id=FLEET_LOGGER)
     sh = shipments.create_shipment(s.db, reference=SHIPMENT_REF, origin="Basel depot", destination="Site 104, Lyon",
                                    product="IMP-4471 vials", lot="L2026-118", profile_id="2-8C", actor=QA_USER,
                                    now_ms=now)

@@ -125,3 +125,23 @@ def test_calibration_drift_chart_with_the_predicted_date(live_app, page, shot):
     assert "Predicted out of tolerance" in card and "°C/year" in card
     assert page.locator(".drift-chart time, section time").count() > 0
     shot(page, "calibration-drift")
+
+
+def test_device_page_from_the_fleet_with_chart_summary_and_quarantine(live_app, page, shot):
+    login(page, live_app.base_url)
+    page.get_by_role("link", name=EXCURSION_LOGGER, exact=True).click()
+    page.wait_for_url(f"**/ui/devices/{EXCURSION_LOGGER}")
+    canvas = ".chart-box canvas"
+    page.wait_for_function(f"() => ({DRAWN_PIXELS_JS})(\"{canvas}\") > 2000")
+    assert "2-8 °C" in page.locator("#s-facts").locator("xpath=..").inner_text()  # the profile, from the API
+    exc = page.locator("section", has_text="Excursions in this range")
+    exc.get_by_role("link", name=SHIPMENT_REF).first.wait_for()  # the same episode, judged in the shipment
+    assert page.get_by_text("Time in range").first.is_visible()
+    page.get_by_role("button", name="7d").click()
+    assert page.get_by_role("button", name="7d").get_attribute("aria-pressed") == "true"
+    page.wait_for_function(f"() => ({DRAWN_PIXELS_JS})(\"{canvas}\") > 2000")
+    shot(page, "device")
+    page.get_by_role("link", name="Quarantine").click()
+    page.get_by_role("row").filter(has_text="bad_json").wait_for()
+    assert "reading 1" in page.get_by_role("row").filter(has_text="out_of_range").inner_text()
+    shot(page, "quarantine")

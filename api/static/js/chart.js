@@ -49,6 +49,25 @@ function visibleLimits(limits, dmin, dmax) {
   return [...keep(above, (t) => dmax !== null && dmax >= t - 1), ...keep(below, (t) => dmin !== null && dmin <= t + 1)];
 }
 
+const hm = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const dm = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short" });
+const my = new Intl.DateTimeFormat(undefined, { month: "short", year: "numeric" });
+
+/** Time axis labels in the user's locale and zone: times, with the date where the day changes. */
+function timeAxisValues(u, splits, axisIdx, space, incr) {
+  let prevDay = null;
+  return splits.map((sec) => {
+    if (sec === null) return null;
+    const d = new Date(sec * 1000);
+    if (incr >= 28 * 86400) return my.format(d);
+    if (incr >= 86400) return dm.format(d);
+    const day = d.toDateString();
+    const label = day !== prevDay ? `${hm.format(d)}\n${dm.format(d)}` : hm.format(d);
+    prevDay = day;
+    return label;
+  });
+}
+
 const RANK = { info: 0, warning: 1, alarm: 2, critical: 3 };
 
 /** A warning span inside an alarm span of the same episode would only muddy the colour: keep the worst. */
@@ -149,7 +168,7 @@ export function makeChart(container, kind, data, opts = {}) {
       y: { range: (u) => yRange(u.data, shown(), hl.map((l) => l.value)) },
     },
     axes: [
-      { stroke: C.axis, grid: { stroke: C.grid } },
+      { stroke: C.axis, grid: { stroke: C.grid }, values: timeAxisValues, size: 48 },
       { stroke: C.axis, grid: { stroke: C.grid }, label: "°C", size: 56, values: (u, vals) => vals.map((v) => `${v}`) },
     ],
     legend: { live: true },

@@ -1,6 +1,6 @@
 // Pieces several pages share: calibration badges, alert/excursion labels, chart legends, range pickers.
 
-import { badge, duration as fmtDuration, h, time } from "../dom.js";
+import { badge, duration as fmtDuration, h, time, toMs } from "../dom.js";
 
 /** /api/v1/calibration/devices/{id} -> a badge saying whether the device may be used and when it is due. */
 export function calibrationBadge(c) {
@@ -85,3 +85,15 @@ export function excursionSpans(list) {
     severity: e.severity,
   }));
 }
+
+const SILENT_AFTER_MS = 30 * 60000; // the profiles' default offline_after: a logger this quiet needs a look
+
+/** offline (its last will said so), silent (no message for 30 min), online, or unknown (never heard). */
+export function deviceStatus(d, now = Date.now()) {
+  const seen = toMs(d.last_seen_at);
+  if (d.online === false) return "offline";
+  if (seen === null) return "unknown";
+  if (now - seen > SILENT_AFTER_MS) return "silent";
+  return "online";
+}
+

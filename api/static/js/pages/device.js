@@ -4,6 +4,7 @@
 import { api, getOptional } from "../api.js";
 import { ago, badge, dl, duration, empty, errorBox, h, link, loading, replace, section, table, temp, time } from "../dom.js";
 import { bucketsToData, makeChart } from "../chart.js";
+import { statusCell } from "./fleet.js";
 import { alertLabel, alertStateBadge, calibrationBadge, chartLegend, excursionSpans, rangeButtons, rangeMs, severityBadge } from "./common.js";
 
 export async function mount(main, ctx) {
@@ -14,22 +15,26 @@ export async function mount(main, ctx) {
   const chartNote = h("p", { class: "muted", id: "chart-note" });
   const limitNote = h("p", { class: "muted" });
   const excBox = h("div", {}, loading("Loading excursions"));
+  const summaryBox = h("div", { class: "card-sub" });
   const alertBox = h("div", {}, loading("Loading alerts"));
   replace(main,
     h("div", { class: "crumbs" }, link("/ui/fleet", "Fleet"), " / ", id),
     h("h1", {}, `Device ${id}`),
-    h("div", { class: "grid" }, section("Facts", facts), section("Recent alerts", alertBox)),
+    h("div", { class: "grid" }, section("Facts", facts), section("Recent alerts (warning and above)", alertBox)),
     section("Temperature",
       h("div", { class: "filters" }, rangeButtons(range, (k) => { range = k; history.replaceState(null, "", `?range=${k}`); refresh(true); })),
-      chartBox, chartLegend(), chartNote, limitNote),
+      chartBox, chartLegend(), chartNote, limitNote, summaryBox),
     section("Excursions in this range", excBox));
 
   let chart = null, device = null, limits = null, maxGapMs = undefined;
 
+  let profileName = null;
   async function loadLimits() {
     if (limits !== null) return;
-    const pid = device.profile_id || "2-8C";
+    const assigned = await getOptional(`/api/v1/devices/${encodeURIComponent(id)}/profile`).catch(() => null);
+    const pid = (assigned && assigned.effective_profile_id) || device.profile_id || "2-8C";
     const p = await getOptional(`/api/v1/profiles/${encodeURIComponent(pid)}`).catch(() => null);
+    profileName = p ? `${p.name || pid}` : pid;
     const prof = p && (p.limits ? p : p.profile || p.body);
     limits = (prof && prof.limits) || [];
     maxGapMs = (prof && prof.max_gap_ms) || undefined;
@@ -44,8 +49,8 @@ export async function mount(main, ctx) {
     await loadLimits();
     const cal = await getOptional(`/api/v1/calibration/devices/${encodeURIComponent(id)}`).catch(() => undefined);
     replace(facts, dl([
-      ["Kind", dev.kind], dev.name && ["Name", dev.name], ["Profile", dev.profile_id || "default (2-8C)"],
-      ["Status", dev.online === true ? badge("online", "ok") : dev.online === false ? badge("offline", "bad") : badge("unknown", "neutral")],
+      ["Kind", dev.kind], dev.name && ["Name", dev.name], ["Profile", profileName],
+      ["Status", statusCell(dev)],
       ["Last reading", dev.last_temp_c === null ? "none yet" : [temp(dev.last_temp_c, 2), " at ", time(dev.last_ts), ` (${ago(dev.last_ts)})`]],
       ["Last message", time(dev.last_seen_at)],
       ["Battery", dev.battery_pct === null ? "—" : `${Math.round(dev.battery_pct)} %`],
@@ -54,12 +59,17 @@ export async function mount(main, ctx) {
     ]));
     const to = Date.now() + 60_000, from = to - rangeMs(range);
     const width = Math.max(320, chartBox.clientWidth || 900);
-    const [c, excs, alerts] = await Promise.all([
+    const [c, excs, alerts, summary, ships] = await Promise.all([
       api.get(`/api/v1/devices/${encodeURIComponent(id)}/chart`, { from, to, points: Math.min(2000, Math.round(width)) }),
       api.get("/api/v1/excursions", { device_id: id, from, to, limit: 500 }),
-      api.get("/api/v1/alerts", { device_id: id, limit: 20 }),
+      api.get("/api/v1/alerts", { device_id: id, limit: 100 }),
+      getOptional(`/api/v1/devices/${encodeURIComponent(id)}/summary`, { from, to }).catch(() => null),
+      api.get("/api/v1/shipments", { device_id: id, limit: 500 }).then((pg) => pg.items).catch(() => []),
     ]);
-    const own = excs.filter((e) => !e.shipment_id);
+    // the device's own series; the same episode judged within a shipment's window links to that shipment
+    const refs = new Map(ships.map((x) => [x.id, x.reference]));
+    const own = excs.filter((e) => !e.shipment_id).map((e) => ({ ...e, shipments: excs.filter((o) => o.shipment_id
+      && o.limit_id === e.limit_id && o.start === e.start).map((o) => [o.shipment_id, refs.get(o.shipment_id) || o.shipment_id]) }));
     const data = bucketsToData(c.buckets, c.interval_ms, maxGapMs);
     const opts = { limits, excursions: excursionSpans(own), xRange: [from / 1000, to / 1000], label: `Temperature of ${id}` };
     if (!c.buckets.length) {
@@ -75,17 +85,32 @@ export async function mount(main, ctx) {
       chartNote.textContent = `${c.buckets.reduce((a, b) => a + b.count, 0).toLocaleString()} readings, ` +
         `shown as ${c.buckets.length} intervals of ${duration(c.interval_ms)}.`;
     }
-    replace(excBox, excursionTable(excs));
-    replace(alertBox, alerts.length ? table([
+    replace(summaryBox, summary ? dl([
+      ["Readings", summary.count.toLocaleString()],
+      ["Min / mean / max", `${temp(summary.min_c, 2)} / ${temp(summary.mean_c, 2)} / ${temp(summary.max_c, 2)}`],
+      ["MKT", temp(summary.mkt_c, 2)],
+      ["Time in range", summary.in_range_pct === null ? "—" : `${summary.in_range_pct.toFixed(1)} % of ${duration(summary.covered_min * 60000)} covered`],
+      ["Gaps (no data)", summary.gaps.length ? `${duration(summary.gap_min * 60000)} in ${summary.gaps.length} gap${summary.gaps.length === 1 ? "" : "s"}` : "none"],
+    ]) : h("p", { class: "muted" }, "No summary available for this range."));
+    replace(excBox, excursionTable(own));
+    const actionable = alerts.filter((a) => a.severity !== "info");
+    replace(alertBox, actionable.length ? table([
       { label: "When", cell: (a) => time(a.created_at) },
       { label: "Alert", cell: (a) => alertLabel(a.type) },
       { label: "Severity", cell: (a) => severityBadge(a.severity) },
       { label: "State", cell: (a) => alertStateBadge(a.state) },
-    ], alerts.slice(0, 8)) : empty("No alerts for this device."));
+    ], actionable.slice(0, 6)) : empty("No warning or alarm for this device."));
   }
 
   await refresh(true).catch((e) => replace(chartBox, errorBox(e, "The chart")));
-  return { refresh: () => refresh(false) };
+  let last = 0;
+  return {
+    refresh: async () => { // a year-long view changes little in 5 s: poll it every 30 s
+      if (rangeMs(range) > 7 * 86400e3 && Date.now() - last < 30_000) return;
+      last = Date.now();
+      await refresh(false);
+    },
+  };
 }
 
 export function excursionTable(excs) {
@@ -98,6 +123,7 @@ export function excursionTable(excs) {
     { label: "Peak", num: true, cell: (e) => temp(e.peak_c, 2) },
     { label: "Degree-min", num: true, cell: (e) => e.degree_minutes.toFixed(1) },
     { label: "Alarm", cell: (e) => (e.alarm_at ? time(e.alarm_at) : h("span", { class: "muted" }, "no alarm")) },
-    { label: "Shipment", cell: (e) => (e.shipment_id ? link(`/ui/shipments/${encodeURIComponent(e.shipment_id)}`, e.shipment_id) : "—") },
+    { label: "Shipment", cell: (e) => ((e.shipments || []).length ? e.shipments.map(([sid, ref], i) => [i ? ", " : "",
+      link(`/ui/shipments/${encodeURIComponent(sid)}`, ref)]) : "—") },
   ], excs, { emptyText: "No excursion in this range." });
 }

@@ -1,8 +1,8 @@
 // Fleet overview: every device with its last reading, online/offline, battery, calibration due, open alerts.
 
 import { api, getOptional } from "../api.js";
-import { ago, badge, empty, errorBox, h, link, loading, replace, section, table, temp, time, toMs } from "../dom.js";
-import { calibrationBadge } from "./common.js";
+import { ago, badge, empty, errorBox, h, link, loading, replace, section, table, temp, time } from "../dom.js";
+import { calibrationBadge, deviceStatus } from "./common.js";
 
 const CAL_TTL_MS = 60_000; // calibration states change rarely: ask again once a minute
 
@@ -94,18 +94,7 @@ function tile(label, value, kind = null, href = null) {
   return h("div", { class: `tile ${kind || ""}` }, href ? h("a", { href, class: "tile-link" }, inner) : inner);
 }
 
-const SILENT_AFTER_MS = 30 * 60000; // the profiles' default offline_after: a logger this quiet needs a look
-
-/** offline (its last will said so), silent (no message for 30 min), online, or unknown (never heard). */
-export function deviceStatus(d, now = Date.now()) {
-  const seen = toMs(d.last_seen_at);
-  if (d.online === false) return "offline";
-  if (seen === null) return "unknown";
-  if (now - seen > SILENT_AFTER_MS) return "silent";
-  return "online";
-}
-
-function statusCell(d) {
+export function statusCell(d) {
   switch (deviceStatus(d)) {
     case "offline": return badge("offline", "bad", `last message ${ago(d.last_seen_at)}`);
     case "silent": return badge(`silent ${ago(d.last_seen_at).replace(" ago", "")}`, "warn", "no message for more than 30 minutes");

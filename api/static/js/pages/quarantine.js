@@ -36,7 +36,7 @@ export async function mount(main, ctx) {
         { label: "Detail", cell: (q) => q.detail },
         { label: "Device", cell: (q) => (q.device_id ? link(`/ui/devices/${encodeURIComponent(q.device_id)}`, q.device_id) : "—") },
         { label: "Source", cell: (q) => [q.source, q.topic ? h("div", { class: "muted mono" }, q.topic) : null] },
-        { label: "Reading #", num: true, cell: (q) => (q.reading_index === null ? "whole message" : String(q.reading_index)) },
+        { label: "What",  cell: (q) => (q.reading_index === null ? "whole message" : `reading ${q.reading_index + 1}`) },
         { label: "Raw (start)", cell: (q) => (q.raw_preview ? h("code", { class: "mono raw", title: q.raw_preview }, q.raw_preview.slice(0, 80)) : "—") },
       ], items, { emptyText: "Nothing in quarantine: every message received so far was stored." }));
     } catch (e) {

@@ -51,7 +51,7 @@ function visibleLimits(limits, dmin, dmax) {
 
 const hm = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
 const dm = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short" });
-const my = new Intl.DateTimeFormat(undefined, { month: "short", year: "numeric" });
+const mo = new Intl.DateTimeFormat(undefined, { month: "short" });
 
 /** Time axis labels in the user's locale and zone: times, with the date where the day changes. */
 function timeAxisValues(u, splits, axisIdx, space, incr) {
@@ -59,7 +59,12 @@ function timeAxisValues(u, splits, axisIdx, space, incr) {
   return splits.map((sec) => {
     if (sec === null) return null;
     const d = new Date(sec * 1000);
-    if (incr >= 28 * 86400) return my.format(d);
+    if (incr >= 28 * 86400) {
+      const year = d.getFullYear();
+      const label = year !== prevDay ? `${mo.format(d)}\n${year}` : mo.format(d);
+      prevDay = year;
+      return label;
+    }
     if (incr >= 86400) return dm.format(d);
     const day = d.toDateString();
     const label = day !== prevDay ? `${hm.format(d)}\n${dm.format(d)}` : hm.format(d);
@@ -106,6 +111,8 @@ function limitsPlugin(getOpts) {
         ctx.setLineDash([6, 4]);
         ctx.lineWidth = 1.5 * devicePixelRatio;
         ctx.font = `${12 * devicePixelRatio}px system-ui, sans-serif`;
+        ctx.textAlign = "left";
+        ctx.textBaseline = "alphabetic";
         for (const l of limits) {
           const y = u.valToPos(l.threshold_c, "y", true);
           const [, line] = sevColor(l.severity);
@@ -168,7 +175,7 @@ export function makeChart(container, kind, data, opts = {}) {
       y: { range: (u) => yRange(u.data, shown(), hl.map((l) => l.value)) },
     },
     axes: [
-      { stroke: C.axis, grid: { stroke: C.grid }, values: timeAxisValues, size: 48 },
+      { stroke: C.axis, grid: { stroke: C.grid }, values: timeAxisValues, size: 54, space: 60 },
       { stroke: C.axis, grid: { stroke: C.grid }, label: "°C", size: 56, values: (u, vals) => vals.map((v) => `${v}`) },
     ],
     legend: { live: true },
@@ -210,6 +217,8 @@ function hlinePlugin(get) {
         const { ctx } = u, { left, width } = u.bbox;
         ctx.save();
         ctx.font = `${12 * devicePixelRatio}px system-ui, sans-serif`;
+        ctx.textAlign = "left";
+        ctx.textBaseline = "alphabetic";
         for (const l of get()) {
           const y = u.valToPos(l.value, "y", true);
           ctx.strokeStyle = l.color; ctx.fillStyle = l.color; ctx.lineWidth = 1.5 * devicePixelRatio;

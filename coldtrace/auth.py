@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-import ipaddress
 import logging
 import re
 import secrets
@@ -27,6 +26,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from .clock import SystemClock
 from .errors import ConfigError, Conflict, NotFound, StoreError
 from .model import DAY, HOUR, MINUTE, stable_id
+from .settings import is_loopback_host
 from .store.db import Database
 
 log = logging.getLogger(__name__)
@@ -387,14 +387,7 @@ def ensure_bootstrap_admin(db: Database, now_ms: int | None = None) -> str | Non
     return token
 
 
-def is_loopback(host: str) -> bool:
-    h = (host or "").strip().strip("[]")
-    if h in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(h).is_loopback
-    except ValueError:
-        return False
+is_loopback = is_loopback_host
 
 
 def check_exposure(settings: Any, db: Database | None = None) -> None:

@@ -25,6 +25,8 @@ from .model import BUILTIN_PROFILES, Alert, Batch, Excursion, Profile, Reading, 
 from .payload import parse_payload
 from .ports import ReadingStore
 from .store.db import Database
+from .store.excursions import row_to_excursion as _row_to_excursion
+from .store.excursions import upsert_excursion
 
 log = logging.getLogger(__name__)
 
@@ -265,17 +267,7 @@ class Pipeline:
             prev = old.get(e.id) if old is not None else None
             if old is not None and prev == e:
                 continue
-            c.execute(
-                "INSERT INTO excursions (id, series_id, device_id, shipment_id, limit_id, direction, threshold_c,"
-                " severity, start_ts, end_ts, duration_ms, peak_c, degree_minutes, alarm_ts, alarm_kind,"
-                " superseded, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,?)"
-                " ON CONFLICT(id) DO UPDATE SET end_ts=excluded.end_ts, duration_ms=excluded.duration_ms,"
-                " peak_c=excluded.peak_c, degree_minutes=excluded.degree_minutes, alarm_ts=excluded.alarm_ts,"
-                " alarm_kind=excluded.alarm_kind, severity=excluded.severity, superseded=0,"
-                " updated_at=excluded.updated_at",
-                (e.id, e.series_id, dev, None, e.limit_id, e.direction, e.threshold_c, e.severity, e.start_ts,
-                 e.end_ts, e.duration_ms, e.peak_c, e.degree_minutes, e.alarm_ts, e.alarm_kind, now),
-            )
+            upsert_excursion(c, e, dev, None, now)
             implied = exc_engine.alerts_for(e, dev)
             if prev is not None and _alerted(c, e.id) and _material_change(prev, e):
                 implied.append(exc_engine.revised_alert(prev, e, dev, None, now))
@@ -344,12 +336,6 @@ def _group(batches: Iterable[Batch]) -> dict[str, list[Batch]]:
     for b in batches:
         out.setdefault(b.device_id, []).append(b)
     return out
-
-
-def _row_to_excursion(r: sqlite3.Row) -> Excursion:
-    return Excursion(r["series_id"], r["limit_id"], r["direction"], r["threshold_c"], r["severity"],
-                     r["start_ts"], r["end_ts"], r["duration_ms"], r["peak_c"], r["degree_minutes"],
-                     r["alarm_ts"], r["alarm_kind"])
 
 
 def _alerted(c: sqlite3.Connection, excursion_id: str) -> bool:

@@ -132,9 +132,11 @@ def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
 
 
 def is_loopback_host(host: str) -> bool:
-    if host in ("localhost", ""):
+    """Whether an address to listen on or connect to stays on this machine (127.0.0.0/8, ::1, localhost)."""
+    h = (host or "").strip().strip("[]")
+    if h in ("localhost", "localhost.localdomain"):
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(h).is_loopback
     except ValueError:
         return False

@@ -32,6 +32,7 @@ from .ports import ReadingStore
 from .shipment_stats import combine_mkt, coverage, series_stats
 from .store import shipments as store
 from .store.db import Database
+from .store.excursions import upsert_excursion
 
 log = logging.getLogger(__name__)
 
@@ -242,16 +243,7 @@ def persist_excursions(c: sqlite3.Connection, ev: ShipmentEvaluation, now_ms: in
     for lg in ev.loggers:
         for e in lg.excursions:
             keep.add(e.id)
-            c.execute(
-                "INSERT INTO excursions (id, series_id, device_id, shipment_id, limit_id, direction, threshold_c,"
-                " severity, start_ts, end_ts, duration_ms, peak_c, degree_minutes, alarm_ts, alarm_kind,"
-                " superseded, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,?)"
-                " ON CONFLICT(id) DO UPDATE SET end_ts=excluded.end_ts, duration_ms=excluded.duration_ms,"
-                " peak_c=excluded.peak_c, degree_minutes=excluded.degree_minutes, alarm_ts=excluded.alarm_ts,"
-                " alarm_kind=excluded.alarm_kind, superseded=0, updated_at=excluded.updated_at",
-                (e.id, e.series_id, lg.device_id, sid, e.limit_id, e.direction, e.threshold_c, e.severity,
-                 e.start_ts, e.end_ts, e.duration_ms, e.peak_c, e.degree_minutes, e.alarm_ts, e.alarm_kind,
-                 now_ms))
+            upsert_excursion(c, e, lg.device_id, sid, now_ms)
     for (old_id,) in c.execute("SELECT id FROM excursions WHERE shipment_id = ? AND superseded = 0",
                                (sid,)).fetchall():
         if old_id not in keep:

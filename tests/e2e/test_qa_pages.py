@@ -9,7 +9,15 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import login
-from tests.e2e.live_app import DRIFT_DEVICE, EXCURSION_LOGGER, FLEET_LOGGER, QA_NAME, SHIPMENT_REF
+from tests.e2e.live_app import (
+    DRIFT_DEVICE,
+    EXCURSION_LOGGER,
+    FLEET_LOGGER,
+    QA_NAME,
+    QA_PASSWORD,
+    SHIPMENT_REF,
+    ingest_series,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -56,6 +64,12 @@ def test_login_rejects_a_wrong_password_then_shows_the_fleet(live_app, page, sho
     assert t.get_attribute("title").endswith("UTC")
     page.get_by_role("row").filter(has_text=EXCURSION_LOGGER).wait_for()
     shot(page, "fleet")
+    # live: a new reading arrives; the page shows it without a reload
+    page.evaluate("window.__not_reloaded = true")
+    now = live_app.services.clock.now_ms()
+    ingest_series(live_app.services, FLEET_LOGGER, [now - 1000], [7.77], battery=63)
+    row.filter(has_text="7.77 °C").wait_for(timeout=15_000)
+    assert page.evaluate("window.__not_reloaded === true")
 
 
 def test_shipment_with_an_excursion_shows_its_chart(live_app, page, shot):
@@ -81,7 +95,23 @@ def test_shipment_with_an_excursion_shows_its_chart(live_app, page, shot):
     dialog.get_by_role("button", name="Sign").click()
     assert "give a reason" in dialog.get_by_role("alert").inner_text()
     shot(page, "signature-dialog")
-    dialog.get_by_role("button", name="Cancel").click()
+    # sign: the password is re-entered; a wrong one is refused and nothing is recorded
+    dialog.get_by_label("Reason (recorded with the signature)").fill(
+        "Excursion of 73 min above 8 °C; stability data allow 240 min cumulative. MKT within limit.")
+    dialog.get_by_label("Password of qa.anna (re-enter to sign)").fill("wrong password")
+    dialog.get_by_role("button", name="Sign").click()
+    dialog.get_by_text("the password is not correct").wait_for()
+    with live_app.api() as api:
+        assert api.get(f"/api/v1/shipments/{live_app.facts['shipment_id']}/decisions").json() == []
+    dialog.get_by_label("Password of qa.anna (re-enter to sign)").fill(QA_PASSWORD)
+    dialog.get_by_role("button", name="Sign").click()
+    page.get_by_text("signature verified").wait_for()
+    with live_app.api() as api:
+        decisions = api.get(f"/api/v1/shipments/{live_app.facts['shipment_id']}/decisions").json()
+    assert [(d["meaning"], d["signer_username"], d["signature_valid"]) for d in decisions] == [
+        ("released", "qa.anna", True)]
+    assert "released" in page.locator("h1").inner_text()
+    shot(page, "shipment-released")
 
 
 def test_acknowledge_an_alert_with_a_comment(live_app, page, shot):

@@ -14,7 +14,8 @@ export async function mount(main, ctx) {
   const tiles = h("div", { class: "tiles" });
   const decisionBox = h("div", {});
   const loggersBox = h("div", {});
-  replace(main, h("div", { class: "crumbs" }, link("/ui/shipments", "Shipments"), " / ", id), head, tiles,
+  const crumb = h("span", {}, id);
+  replace(main, h("div", { class: "crumbs" }, link("/ui/shipments", "Shipments"), " / ", crumb), head, tiles,
     section("Decision", decisionBox), h("div", { id: "loggers" }, loggersBox));
   const charts = new Map();
   let lastKey = null;
@@ -43,6 +44,8 @@ export async function mount(main, ctx) {
   }
 
   function renderHead(sh) {
+    crumb.textContent = sh.reference;
+    document.title = `${sh.reference} · ColdTrace QA`;
     const actions = h("div", { class: "actions" },
       h("a", { class: "btn", href: `/api/v1/shipments/${encodeURIComponent(id)}/report.html`, target: "_blank", rel: "noopener" }, "Trip report"),
       h("a", { class: "btn", href: `/api/v1/shipments/${encodeURIComponent(id)}/report.pdf` }, "PDF"),

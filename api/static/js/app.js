@@ -39,6 +39,8 @@ async function main() {
     return;
   }
   const params = path.match(route[0]).slice(1).map(decodeURIComponent);
+  const section = (NAV.find(([id]) => id === route[1]) || [null, "ColdTrace"])[1];
+  document.title = `${params.length ? `${params[0]} · ` : ""}${section} · ColdTrace QA`;
   const mod = await route[2]();
   const ctx = { session, params, query: new URLSearchParams(location.search), canWrite: session.role !== "viewer" };
   const page = await mod.mount(main, ctx);

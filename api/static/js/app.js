@@ -45,6 +45,7 @@ async function main() {
   const ctx = { session, params, query: new URLSearchParams(location.search), canWrite: session.role !== "viewer" };
   const page = await mod.mount(main, ctx);
   if (page && page.refresh) startPolling(page);
+  else replace(document.getElementById("live"));
 }
 
 function renderHeader(session, active) {

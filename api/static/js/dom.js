@@ -120,3 +120,9 @@ export function link(href, text, attrs = {}) {
 export function dl(pairs) {
   return h("dl", { class: "facts" }, pairs.filter(Boolean).map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
 }
+
+/** The whole page when what the URL names does not exist (a 404 of the API). */
+export function notFound(main, what, backHref, backText) {
+  replace(main, h("div", { class: "state state-empty", role: "alert" },
+    h("h1", {}, `${what} does not exist`), h("p", {}, "Check the address, or ", h("a", { href: backHref }, backText), ".")));
+}

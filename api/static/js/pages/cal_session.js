@@ -2,7 +2,7 @@
 // (n, error, s, u, U, ILAC-G8 decision) with a link to each device's certificate and drift chart.
 
 import { api } from "../api.js";
-import { badge, dl, errorBox, h, link, loading, replace, section, table, temp, time } from "../dom.js";
+import { badge, dl, errorBox, h, link, loading, notFound, replace, section, table, temp, time } from "../dom.js";
 import { sessionStateBadge } from "./calibration.js";
 
 const num = (v, d = 3) => (v === null || v === undefined ? "—" : Number(v).toFixed(d));
@@ -13,6 +13,11 @@ export function decisionBadge(d) {
 
 export async function mount(main, ctx) {
   const id = ctx.params[0];
+  try {
+    await api.get(`/api/v1/calibration/sessions/${encodeURIComponent(id)}`);
+  } catch (e) {
+    if (e.status === 404) { notFound(main, `Calibration session ${id}`, "/ui/calibration", "go back to calibration"); return null; }
+  }
   const head = h("div", {}, loading("Loading the session"));
   const pointsBox = h("div", {});
   const resultsBox = h("div", {});

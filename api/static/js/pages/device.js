@@ -2,13 +2,18 @@
 // excursions and its recent alerts. The chart follows the chosen range up to now, refreshed live.
 
 import { api, getOptional } from "../api.js";
-import { ago, badge, dl, duration, empty, errorBox, h, link, loading, replace, section, table, temp, time } from "../dom.js";
+import { ago, badge, dl, duration, empty, errorBox, h, link, loading, notFound, replace, section, table, temp, time } from "../dom.js";
 import { bucketsToData, makeChart } from "../chart.js";
 import { statusCell } from "./fleet.js";
 import { alertLabel, alertStateBadge, calibrationBadge, chartLegend, excursionSpans, rangeButtons, rangeMs, severityBadge } from "./common.js";
 
 export async function mount(main, ctx) {
   const id = ctx.params[0];
+  try {
+    await api.get(`/api/v1/devices/${encodeURIComponent(id)}`);
+  } catch (e) {
+    if (e.status === 404) { notFound(main, `Device ${id}`, "/ui/fleet", "go back to the fleet"); return null; }
+  }
   let range = ctx.query.get("range") || "24h";
   const facts = h("div", {}, loading("Loading the device"));
   const chartBox = h("div", { class: "chart-box" }, loading("Loading the chart"));
@@ -43,7 +48,10 @@ export async function mount(main, ctx) {
 
   async function refresh(rebuild = false) {
     const dev = await api.get(`/api/v1/devices/${encodeURIComponent(id)}`).catch((e) => {
-      replace(facts, errorBox(e, "The device")); throw e;
+      for (const [box, what] of [[facts, "The device"], [alertBox, "The alerts"], [excBox, "The excursions"]]) {
+        if (!device || box === facts) replace(box, errorBox(e, what));
+      }
+      throw e;
     });
     device = dev;
     await loadLimits();

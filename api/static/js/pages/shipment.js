@@ -2,7 +2,7 @@
 // the signed decisions, and the decision button (signature dialog: meaning, reason, password re-entered).
 
 import { api } from "../api.js";
-import { badge, dl, duration, empty, errorBox, h, link, loading, replace, section, table, temp, time } from "../dom.js";
+import { badge, dl, duration, empty, errorBox, h, link, loading, notFound, replace, section, table, temp, time } from "../dom.js";
 import { bucketsToData, makeChart } from "../chart.js";
 import { chartLegend, excursionSpans, severityBadge } from "./common.js";
 import { shipmentStateBadge } from "./shipments.js";
@@ -10,6 +10,11 @@ import { openSignatureDialog } from "./signature.js";
 
 export async function mount(main, ctx) {
   const id = ctx.params[0];
+  try {
+    await api.get(`/api/v1/shipments/${encodeURIComponent(id)}`);
+  } catch (e) {
+    if (e.status === 404) { notFound(main, `Shipment ${id}`, "/ui/shipments", "go back to the shipments"); return null; }
+  }
   const head = h("div", {}, loading("Loading the shipment"));
   const tiles = h("div", { class: "tiles" });
   const decisionBox = h("div", {});

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 
@@ -60,9 +59,8 @@ def secured(tmp_path):
     cfg = mqtt_access.write_config(tmp_path / "access", ["LOG-A", "LOG-B"], collector_password="collector-secret-1")
     d = tmp_path / "broker"
     d.mkdir()
-    # as root Mosquitto drops to user "mosquitto", which cannot read a 0600 file in pytest's 0700 tmp dirs
-    run_as = "user root\n" if os.geteuid() == 0 else ""
-    broker = Mosquitto(d, extra_conf=run_as + cfg.conf_file.read_text())
+    # as root the fixture's broker stays root (tests/support/services.py), so it can read the 0600 files
+    broker = Mosquitto(d, extra_conf=cfg.conf_file.read_text())
     broker.start()
     yield broker, cfg
     broker.stop()

@@ -175,3 +175,25 @@ def test_device_page_from_the_fleet_with_chart_summary_and_quarantine(live_app, 
     page.get_by_role("row").filter(has_text="bad_json").wait_for()
     assert "reading 1" in page.get_by_role("row").filter(has_text="out_of_range").inner_text()
     shot(page, "quarantine")
+
+
+def test_keyboard_only_sign_in_and_navigation(live_app, page):
+    page.goto(f"{live_app.base_url}/ui/login")
+    page.keyboard.type("qa.anna")  # the username field has the focus
+    page.keyboard.press("Tab")
+    page.keyboard.type(QA_PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/ui/fleet")
+    page.get_by_role("row").filter(has_text=FLEET_LOGGER).wait_for()
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent") == "Alerts":
+            break
+    assert page.evaluate("document.activeElement.textContent") == "Alerts"
+    style = page.evaluate("getComputedStyle(document.activeElement)['outline-style']")
+    assert style == "solid"  # a visible focus ring
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/ui/alerts")
+    assert page.title().startswith("Alerts")

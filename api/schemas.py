@@ -73,12 +73,14 @@ class AlertOut(BaseModel):
     ts: str
     created_at: str
     data: dict[str, Any]
+    assignee: str | None = None  # from the alert's handling (alert_lifecycle), when the query joins it
 
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> AlertOut:
         return cls(id=r["id"], type=r["type"], severity=r["severity"], state=r["state"], device_id=r["device_id"],
                    shipment_id=r["shipment_id"], excursion_id=r["excursion_id"], ts=to_iso(r["ts"]) or "",
-                   created_at=to_iso(r["created_at"]) or "", data=json.loads(r["data"]))
+                   created_at=to_iso(r["created_at"]) or "", data=json.loads(r["data"]),
+                   assignee=r["assignee"] if "assignee" in r.keys() else None)
 
 
 class ExcursionOut(BaseModel):

@@ -31,7 +31,8 @@ def list_alerts(services: ServicesDep, _: Viewer,
     if t is not None:
         where.append("created_at >= ?")
         params.append(t)
-    sql = "SELECT * FROM alerts" + (" WHERE " + " AND ".join(where) if where else "")
+    sql = ("SELECT *, (SELECT assignee FROM alert_lifecycle WHERE alert_id = alerts.id) AS assignee FROM alerts"
+           + (" WHERE " + " AND ".join(where) if where else ""))  # assignee: shown in the QA pages' inbox
     sql += " ORDER BY created_at DESC, ts DESC, id LIMIT ? OFFSET ?"
     params += [limit, offset]
     return [AlertOut.from_row(r) for r in services.db.query(sql, tuple(params))]

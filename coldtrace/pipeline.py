@@ -15,18 +15,14 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from . import excursions as exc_engine
 from . import webhooks
 from .clock import Clock
 from .health_store import HealthTracker
-from .model import BUILTIN_PROFILES, Alert, Batch, Excursion, Profile, Reading, Rejection
+from .live_evaluation import LiveEvaluator
+from .model import BUILTIN_PROFILES, Alert, Batch, Profile, Reading, Rejection
 from .payload import parse_payload
 from .ports import ReadingStore
 from .store.db import Database
-from .store.excursions import row_to_excursion as _row_to_excursion
-from .store.excursions import upsert_excursion
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +61,7 @@ class Pipeline:
         self.clock = clock
         self.default_profile = default_profile
         self.require_registration = require_registration
-        self._engines: dict[str, exc_engine.SeriesEngine] = {}
+        self.live = LiveEvaluator(readings)
         self._lock = threading.RLock()
         self.alerts_emitted = threading.Event()  # set after a commit that raised alerts (wakes the notifier)
         self.counters: Counter[str] = Counter()
@@ -98,7 +94,7 @@ class Pipeline:
         """A profile or an assignment changed: forget cached profiles and engines (they rebuild from the store)."""
         with self._lock:
             self._profiles.clear()
-            self._engines.clear()
+            self.live.forget()
 
     # ---- ingest ---------------------------------------------------------------------------------------
     def ingest_raw(self, data: bytes, *, source: str = "mqtt", topic_device_id: str | None = None,
@@ -214,7 +210,7 @@ class Pipeline:
                 new_ts, new_temp = newest.ts, newest.temp_c
             if readings:
                 alerts.extend(self._evaluate(c, dev, profile_id, readings, evaluated_ts, now))
-                evaluated_ts = self._engines[dev].last_ts
+                evaluated_ts = self.live.last_ts(dev)
             updates.append((now, last_seq, gaps, battery, new_ts, new_ts, new_temp, evaluated_ts, dev))
         c.executemany(
             "UPDATE devices SET last_seen_at = ?, last_seq = ?, seq_gaps = seq_gaps + ?,"
@@ -226,53 +222,7 @@ class Pipeline:
     # ---- excursions -----------------------------------------------------------------------------------
     def _evaluate(self, c: sqlite3.Connection, dev: str, profile_id: str | None, readings: list[Reading],
                   evaluated_ts: int | None, now: int) -> list[Alert]:
-        profile = self.profile(profile_id)
-        eng = self._engines.get(dev)
-        ts = np.fromiter((r.ts for r in readings), np.int64, len(readings))
-        vals = np.fromiter((r.temp_c for r in readings), np.float64, len(readings))
-        ts, vals = exc_engine.normalise_series(ts, vals)
-        in_order = (eng is not None and eng.last_ts == evaluated_ts and eng.profile is profile
-                    and eng.last_ts is not None and int(ts[0]) > eng.last_ts)
-        if in_order:
-            touched = eng.feed(ts, vals)  # type: ignore[union-attr]
-            alerts = self._store_excursions(c, dev, touched, None, now)
-        else:
-            alerts = self._rebuild(c, dev, profile, now)
-        return alerts
-
-    def _rebuild(self, c: sqlite3.Connection, dev: str, profile: Profile, now: int) -> list[Alert]:
-        """Re-evaluate the device's whole stored series (late data, restart, profile change)."""
-        t, v = self.readings.arrays(dev)
-        eng = exc_engine.SeriesEngine(dev, profile)
-        eng.feed(t, v)
-        self._engines[dev] = eng
-        new = eng.excursions()
-        old = {r["id"]: _row_to_excursion(r) for r in c.execute(
-            "SELECT * FROM excursions WHERE series_id = ? AND superseded = 0", (dev,))}
-        alerts = self._store_excursions(c, dev, new, old, now)
-        new_ids = {e.id for e in new}
-        for gone_id in set(old) - new_ids:
-            c.execute("UPDATE excursions SET superseded = 1, updated_at = ? WHERE id = ?", (now, gone_id))
-            if c.execute("SELECT 1 FROM alerts WHERE excursion_id = ? LIMIT 1", (gone_id,)).fetchone():
-                gone = old[gone_id]
-                alerts.append(exc_engine.revised_alert(gone, gone, dev, None, now))
-        return alerts
-
-    def _store_excursions(self, c: sqlite3.Connection, dev: str, excs: list[Excursion],
-                          old: dict[str, Excursion] | None, now: int) -> list[Alert]:
-        """Upsert excursions and derive their alerts. ``old`` (rebuilds only): the stored state to diff
-        against, so that a changed excursion that already alarmed yields ``excursion.revised``."""
-        alerts: list[Alert] = []
-        for e in excs:
-            prev = old.get(e.id) if old is not None else None
-            if old is not None and prev == e:
-                continue
-            upsert_excursion(c, e, dev, None, now)
-            implied = exc_engine.alerts_for(e, dev)
-            if prev is not None and _alerted(c, e.id) and _material_change(prev, e):
-                implied.append(exc_engine.revised_alert(prev, e, dev, None, now))
-            alerts.extend(implied)
-        return alerts
+        return self.live.evaluate(c, dev, self.profile(profile_id), readings, evaluated_ts, now)
 
     # ---- alerts ---------------------------------------------------------------------------------------
     def emit(self, c: sqlite3.Connection, alerts: Sequence[Alert], now: int | None = None) -> int:
@@ -336,16 +286,3 @@ def _group(batches: Iterable[Batch]) -> dict[str, list[Batch]]:
     for b in batches:
         out.setdefault(b.device_id, []).append(b)
     return out
-
-
-def _alerted(c: sqlite3.Connection, excursion_id: str) -> bool:
-    return c.execute("SELECT 1 FROM alerts WHERE excursion_id = ? AND type = 'excursion.alarm' LIMIT 1",
-                     (excursion_id,)).fetchone() is not None
-
-
-def _material_change(old: Excursion, new: Excursion) -> bool:
-    """A change QA must hear about: the alarm moved or vanished, or a closed excursion changed."""
-    if old.alarm_ts != new.alarm_ts or old.alarm_kind != new.alarm_kind:
-        return True
-    return old.end_ts is not None and old != new
-

@@ -9,6 +9,10 @@ of the range after the last whole 10-minute bucket is read from the raw readings
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Sequence
+
+from ..model import Reading
 from ..ports import Bucket
 from .db import Database
 
@@ -59,3 +63,37 @@ def downsample(db: Database, device_id: str, start: int, end: int, interval_ms: 
         else:
             cur[0], cur[1], cur[2], cur[3] = min(cur[0], lo), max(cur[1], hi), cur[2] + total, cur[3] + n
     return [Bucket(start + b * interval_ms, v[0], v[1], v[2] / v[3], int(v[3])) for b, v in sorted(acc.items()) if v[3]]
+
+
+_UPSERT = ("INSERT INTO readings_rollup (device_id, bucket, min_c, max_c, sum_c, n) VALUES (?,?,?,?,?,?)"
+           " ON CONFLICT (device_id, bucket) DO UPDATE SET min_c = MIN(min_c, excluded.min_c),"
+           " max_c = MAX(max_c, excluded.max_c), sum_c = sum_c + excluded.sum_c, n = n + excluded.n")
+_RECOMPUTE = ("INSERT OR REPLACE INTO readings_rollup (device_id, bucket, min_c, max_c, sum_c, n)"
+              " SELECT device_id, ?, MIN(temp_c), MAX(temp_c), SUM(temp_c), COUNT(*) FROM readings"
+              " WHERE device_id = ? AND ts >= ? AND ts < ? GROUP BY device_id")
+
+
+def record_inserts(c: sqlite3.Connection, rows: Sequence[Reading], all_new: bool) -> None:
+    """Fold a batch just written into the rollup, in the writer's transaction.
+
+    ``all_new``: every row was inserted (the common case), so the batch is aggregated here and merged with
+    one upsert per (device, bucket). Otherwise some rows were duplicates that changed nothing, and the
+    touched buckets are recomputed from the readings table (exact, and rare: redeliveries)."""
+    if all_new:
+        agg: dict[tuple[str, int], list] = {}
+        for dev, ts, v, _ in rows:
+            key = (dev, ts - ts % ROLLUP_MS)
+            a = agg.get(key)
+            if a is None:
+                agg[key] = [v, v, v, 1]
+            else:
+                if v < a[0]:
+                    a[0] = v
+                if v > a[1]:
+                    a[1] = v
+                a[2] += v
+                a[3] += 1
+        c.executemany(_UPSERT, [(d, b, a[0], a[1], a[2], a[3]) for (d, b), a in agg.items()])
+        return
+    keys = {(dev, ts - ts % ROLLUP_MS) for dev, ts, _, _ in rows}
+    c.executemany(_RECOMPUTE, [(b, d, b, b + ROLLUP_MS) for d, b in keys])

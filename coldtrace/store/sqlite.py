@@ -24,9 +24,10 @@ class SqliteReadingStore:
         rows = readings  # Reading is the row tuple (device_id, ts, temp_c, seq)
         try:
             with self.db.write() as c:
-                # rowcount, not total_changes: the chart rollup's triggers (0900) change rows too
                 accepted = c.executemany("INSERT OR IGNORE INTO readings (device_id, ts, temp_c, seq)"
                                          " VALUES (?,?,?,?)", rows).rowcount
+                if accepted:
+                    rollup.record_inserts(c, rows, all_new=accepted == len(rows))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot store readings: {exc}") from exc
         return WriteResult(accepted, len(rows) - accepted)

@@ -17,6 +17,7 @@ from coldtrace.clock import to_iso
 
 from ..deps import QA, ServicesDep, Viewer
 from ..errors import ApiError
+from ..schemas import AlertOut
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 
@@ -40,17 +41,9 @@ class ResolveIn(BaseModel):
     comment: Annotated[str, Field(min_length=1, max_length=4000, description="why it is resolved")]
 
 
-class AlertHandlingOut(BaseModel):
-    id: str
-    type: str
-    severity: str
-    state: str
-    device_id: str | None
-    shipment_id: str | None
-    excursion_id: str | None
-    ts: str
-    created_at: str
-    data: dict[str, Any]
+class AlertHandlingOut(AlertOut):
+    """The alert as listed, plus its handling by people."""
+
     assignee: str | None
     acknowledged_at: str | None
     acknowledged_by: str | None

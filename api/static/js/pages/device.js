@@ -46,8 +46,20 @@ export async function mount(main, ctx) {
     if (!p) replace(limitNote, `The limits of profile ${pid} are not available from the API; the chart shows the readings and excursions only.`);
   }
 
+  let summaryAt = 0;
   async function refresh(rebuild = false) {
-    const dev = await api.get(`/api/v1/devices/${encodeURIComponent(id)}`).catch((e) => {
+    // every request starts now; the chart is drawn as soon as its own data is in (the rest follows)
+    const to = Date.now() + 60_000, from = to - rangeMs(range);
+    const width = Math.max(320, chartBox.clientWidth || 900);
+    const enc = encodeURIComponent(id);
+    const chartP = settle(api.get(`/api/v1/devices/${enc}/chart`, { from, to, points: Math.min(2000, Math.round(width)) }));
+    const excP = settle(api.get("/api/v1/excursions", { device_id: id, from, to, limit: 500 }));
+    const alertsP = settle(api.get("/api/v1/alerts", { device_id: id, limit: 100 }));
+    const shipsP = settle(api.get("/api/v1/shipments", { device_id: id, limit: 500 }).then((pg) => pg.items));
+    const calP = settle(getOptional(`/api/v1/calibration/devices/${enc}`));
+    // a summary of a long range reads every reading: for ranges beyond 7 days refresh it every 5 minutes
+    const wantSummary = rebuild || rangeMs(range) <= 7 * 86400e3 || Date.now() - summaryAt > 300_000;
+    const dev = await api.get(`/api/v1/devices/${enc}`).catch((e) => {
       for (const [box, what] of [[facts, "The device"], [alertBox, "The alerts"], [excBox, "The excursions"]]) {
         if (!device || box === facts) replace(box, errorBox(e, what));
       }
@@ -55,32 +67,13 @@ export async function mount(main, ctx) {
     });
     device = dev;
     await loadLimits();
-    const cal = await getOptional(`/api/v1/calibration/devices/${encodeURIComponent(id)}`).catch(() => undefined);
-    replace(facts, dl([
-      ["Kind", dev.kind], dev.name && ["Name", dev.name], ["Profile", profileName],
-      ["Status", statusCell(dev)],
-      ["Last reading", dev.last_temp_c === null ? "none yet" : [temp(dev.last_temp_c, 2), " at ", time(dev.last_ts), ` (${ago(dev.last_ts)})`]],
-      ["Last message", time(dev.last_seen_at)],
-      ["Battery", dev.battery_pct === null ? "—" : `${Math.round(dev.battery_pct)} %`],
-      ["Sequence gaps", String(dev.seq_gaps)],
-      ["Calibration", [calibrationBadge(cal), " ", link(`/ui/calibration/devices/${encodeURIComponent(id)}`, "drift chart")]],
-    ]));
-    const to = Date.now() + 60_000, from = to - rangeMs(range);
-    const width = Math.max(320, chartBox.clientWidth || 900);
-    const [c, excs, alerts, summary, ships] = await Promise.all([
-      api.get(`/api/v1/devices/${encodeURIComponent(id)}/chart`, { from, to, points: Math.min(2000, Math.round(width)) }),
-      api.get("/api/v1/excursions", { device_id: id, from, to, limit: 500 }),
-      api.get("/api/v1/alerts", { device_id: id, limit: 100 }),
-      getOptional(`/api/v1/devices/${encodeURIComponent(id)}/summary`, { from, to }).catch(() => null),
-      api.get("/api/v1/shipments", { device_id: id, limit: 500 }).then((pg) => pg.items).catch(() => []),
-    ]);
-    // the device's own series; the same episode judged within a shipment's window links to that shipment
-    const refs = new Map(ships.map((x) => [x.id, x.reference]));
-    const own = excs.filter((e) => !e.shipment_id).map((e) => ({ ...e, shipments: excs.filter((o) => o.shipment_id
-      && o.limit_id === e.limit_id && o.start === e.start).map((o) => [o.shipment_id, refs.get(o.shipment_id) || o.shipment_id]) }));
-    const data = bucketsToData(c.buckets, c.interval_ms, maxGapMs);
+    const [c, excR] = [await chartP, await excP];
+    if (!c.ok) throw c.e;
+    const excs = excR.ok ? excR.v : [];
+    const own = excs.filter((e) => !e.shipment_id);
+    const data = bucketsToData(c.v.buckets, c.v.interval_ms, maxGapMs);
     const opts = { limits, excursions: excursionSpans(own), xRange: [from / 1000, to / 1000], label: `Temperature of ${id}` };
-    if (!c.buckets.length) {
+    if (!c.v.buckets.length) {
       if (chart) { chart.destroy(); chart = null; }
       replace(chartBox, empty(`No readings in the last ${range}.`, "Choose a longer range, or check that the logger is sending."));
     } else if (!chart || rebuild) {
@@ -89,25 +82,50 @@ export async function mount(main, ctx) {
     } else {
       chart.update(data, opts);
     }
-    if (c.buckets.length) {
-      chartNote.textContent = `${c.buckets.reduce((a, b) => a + b.count, 0).toLocaleString()} readings, ` +
-        `shown as ${c.buckets.length} intervals of ${duration(c.interval_ms)}.`;
+    if (c.v.buckets.length) {
+      chartNote.textContent = `${c.v.buckets.reduce((acc, bk) => acc + bk.count, 0).toLocaleString()} readings, ` +
+        `shown as ${c.v.buckets.length} intervals of ${duration(c.v.interval_ms)}.`;
     }
-    replace(summaryBox, summary ? dl([
-      ["Readings", summary.count.toLocaleString()],
-      ["Min / mean / max", `${temp(summary.min_c, 2)} / ${temp(summary.mean_c, 2)} / ${temp(summary.max_c, 2)}`],
-      ["MKT", temp(summary.mkt_c, 2)],
-      ["Time in range", summary.in_range_pct === null ? "—" : `${summary.in_range_pct.toFixed(1)} % of ${duration(summary.covered_min * 60000)} covered`],
-      ["Gaps (no data)", summary.gaps.length ? `${duration(summary.gap_min * 60000)} in ${summary.gaps.length} gap${summary.gaps.length === 1 ? "" : "s"}` : "none"],
-    ]) : h("p", { class: "muted" }, "No summary available for this range."));
-    replace(excBox, excursionTable(own));
-    const actionable = alerts.filter((a) => a.severity !== "info");
-    replace(alertBox, actionable.length ? table([
-      { label: "When", cell: (a) => time(a.created_at) },
-      { label: "Alert", cell: (a) => alertLabel(a.type) },
-      { label: "Severity", cell: (a) => severityBadge(a.severity) },
-      { label: "State", cell: (a) => alertStateBadge(a.state) },
+    // asked only now: over a long range the summary reads every reading and would slow the chart down
+    const summaryP = wantSummary ? settle(getOptional(`/api/v1/devices/${enc}/summary`, { from, to })) : null;
+    const cal = await calP;
+    replace(facts, dl([
+      ["Kind", dev.kind], dev.name && ["Name", dev.name], ["Profile", profileName],
+      ["Status", statusCell(dev)],
+      ["Last reading", dev.last_temp_c === null ? "none yet" : [temp(dev.last_temp_c, 2), " at ", time(dev.last_ts), ` (${ago(dev.last_ts)})`]],
+      ["Last message", time(dev.last_seen_at)],
+      ["Battery", dev.battery_pct === null ? "—" : `${Math.round(dev.battery_pct)} %`],
+      ["Sequence gaps", String(dev.seq_gaps)],
+      ["Calibration", [calibrationBadge(cal.ok ? cal.v : { error: cal.e.message }), " ",
+        link(`/ui/calibration/devices/${enc}`, "drift chart")]],
+    ]));
+    // the device's own series; the same episode judged within a shipment's window links to that shipment
+    const ships = await shipsP;
+    const refs = new Map((ships.ok ? ships.v : []).map((x) => [x.id, x.reference]));
+    replace(excBox, excR.ok ? excursionTable(own.map((e) => ({ ...e, shipments: excs.filter((o) => o.shipment_id
+      && o.limit_id === e.limit_id && o.start === e.start).map((o) => [o.shipment_id, refs.get(o.shipment_id) || o.shipment_id]) })))
+      : errorBox(excR.e, "The excursions"));
+    const alerts = await alertsP;
+    const actionable = alerts.ok ? alerts.v.filter((x) => x.severity !== "info") : [];
+    replace(alertBox, !alerts.ok ? errorBox(alerts.e, "The alerts") : actionable.length ? table([
+      { label: "When", cell: (x) => time(x.created_at) },
+      { label: "Alert", cell: (x) => alertLabel(x.type) },
+      { label: "Severity", cell: (x) => severityBadge(x.severity) },
+      { label: "State", cell: (x) => alertStateBadge(x.state) },
     ], actionable.slice(0, 6)) : empty("No warning or alarm for this device."));
+    if (summaryP) {
+      if (rebuild || !summaryBox.childElementCount) replace(summaryBox, loading("Summarising the range"));
+      const sm = await summaryP;
+      summaryAt = Date.now();
+      const summary = sm.ok ? sm.v : null;
+      replace(summaryBox, summary ? dl([
+        ["Readings", summary.count.toLocaleString()],
+        ["Min / mean / max", `${temp(summary.min_c, 2)} / ${temp(summary.mean_c, 2)} / ${temp(summary.max_c, 2)}`],
+        ["MKT", temp(summary.mkt_c, 2)],
+        ["Time in range", summary.in_range_pct === null ? "—" : `${summary.in_range_pct.toFixed(1)} % of ${duration(summary.covered_min * 60000)} covered`],
+        ["Gaps (no data)", summary.gaps.length ? `${duration(summary.gap_min * 60000)} in ${summary.gaps.length} gap${summary.gaps.length === 1 ? "" : "s"}` : "none"],
+      ]) : h("p", { class: "muted" }, "No summary available for this range."));
+    }
   }
 
   await refresh(true).catch((e) => replace(chartBox, errorBox(e, "The chart")));
@@ -119,6 +137,11 @@ export async function mount(main, ctx) {
       await refresh(false);
     },
   };
+}
+
+/** A promise that never rejects: {ok, v} or {ok: false, e} (no unhandled rejections when a page bails out). */
+function settle(p) {
+  return p.then((v) => ({ ok: true, v }), (e) => ({ ok: false, e }));
 }
 
 export function excursionTable(excs) {

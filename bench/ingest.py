@@ -104,7 +104,7 @@ def collector_drain(port: int, client_id: str, data_dir: Path, expect_readings: 
     t = time.perf_counter()
     col.start(connect_timeout=10)
     while services.pipeline.counters["readings.accepted"] < expect_readings:
-        time.sleep(0.005)
+        time.sleep(0.02)  # coarse: a busy poll would compete for the GIL with the collector
         if time.perf_counter() - t > 900:
             raise RuntimeError("collector did not drain the backlog")
     dt = time.perf_counter() - t

@@ -20,7 +20,7 @@ Decisions (also in docs/RULES.md):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from .model import HOUR, MINUTE, Alert, stable_id
@@ -64,12 +64,15 @@ class DeviceHealth:
     last_jump_ts: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # not dataclasses.asdict: it deep-copies, and this runs for every device of every ingest flush
+        return {name: getattr(self, name) for name in _HEALTH_FIELDS}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DeviceHealth:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**{k: v for k, v in d.items() if k in _HEALTH_FIELDS})
+
+
+_HEALTH_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(DeviceHealth))
 
 
 def _alert(h: DeviceHealth, type_: str, severity: str, ts: int, key: object, **data: Any) -> Alert:

@@ -11,6 +11,8 @@ import math
 import re
 from typing import Any
 
+import orjson
+
 from .clock import parse_time
 from .model import TEMP_MAX_C, TEMP_MIN_C, Batch, ParseResult, Reading, Rejection
 
@@ -35,9 +37,12 @@ def parse_payload(data: bytes, *, topic_device_id: str | None, now_ms: int,
     if len(data) > MAX_BYTES:
         return _reject("too_large", f"message is {len(data)} bytes, the limit is {MAX_BYTES}")
     try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
-        return _reject("bad_json", f"not valid UTF-8 JSON: {exc}")
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        try:  # the standard library also reads NaN/Infinity, so such a reading gets its own reason
+            doc = json.loads(data)
+        except (UnicodeDecodeError, ValueError) as exc:
+            return _reject("bad_json", f"not valid UTF-8 JSON: {exc}")
     if isinstance(doc, list) or (content_type or "").startswith(SENML_CONTENT_TYPE):
         if not isinstance(doc, list):
             return _reject("schema", "SenML must be a JSON array of records")

@@ -24,7 +24,10 @@ class MqttSettings(BaseModel):
     username: str | None = None
     password: SecretStr | None = None
     session_expiry_s: int = 7 * 24 * 3600
-    receive_maximum: int = 1000
+    receive_maximum: int = 5000  # MQTT 5: how many unacknowledged messages the broker may send us
+    # MQTT 3.1.1 has no Receive Maximum: the broker's own window applies (Mosquitto: max_inflight_messages,
+    # default 20). The collector commits at half the window so the broker never waits on us.
+    broker_inflight_v311: int = 20
     keepalive_s: int = 30
 
     @field_validator("url")

@@ -1,15 +1,16 @@
 """MQTT source: paho-mqtt 2, QoS 1, fixed client id, persistent session, acknowledgement after commit.
 
-paho's network thread only queues messages; one worker thread takes them in batches, commits each batch
-through the Pipeline in one transaction and only then sends the PUBACKs. A crash before the commit means the
-broker redelivers (the session is persistent); a redelivery after the commit changes nothing (idempotent).
+Messages are collected in paho's network thread and committed in batches through the Pipeline in one
+transaction, right there when a batch is full (no hand-off between threads, which cost a fifth of the
+throughput), or by a small flusher thread once the oldest has waited ``batch_max_wait_ms``. Only then are
+the PUBACKs sent. A crash before the commit means the broker redelivers (the session is persistent); a
+redelivery after the commit changes nothing (idempotent).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 TOPIC_PREFIX = "coldtrace/v1/devices/"
 READINGS_FILTER = "coldtrace/v1/devices/+/readings"
 STATUS_FILTER = "coldtrace/v1/devices/+/status"
+IDLE_FLUSH_S = 0.005
 
 
 def topic_device(topic: str) -> tuple[str | None, str | None]:
@@ -59,9 +61,17 @@ class MqttCollector:
         self.host, self.port, self.tls = parse_mqtt_url(settings.url)
         self.settings = settings
         self.pipeline = pipeline
-        self.batch_max = batch_max_messages
+        # the broker stops sending once its window of unacknowledged messages is full: commit at half of it
+        window = settings.receive_maximum if settings.protocol == "5" else settings.broker_inflight_v311
+        self.batch_max = max(1, min(batch_max_messages, window // 2))
         self.batch_wait = batch_max_wait_ms / 1000
-        self._queue: queue.Queue[_Msg] = queue.Queue()
+        self._last_at = 0.0
+        self._pending: list[_Msg] = []
+        self._pending_lock = threading.Lock()
+        self._commit_lock = threading.Lock()  # one commit at a time, so batches commit in arrival order
+        self._first_at = 0.0
+        self._retry_at = 0.0
+        self._delay = 0.5
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._worker: threading.Thread | None = None
@@ -107,12 +117,21 @@ class MqttCollector:
                         self.host, self.port, reason_code)
 
     def _on_message(self, client, userdata, msg) -> None:
-        self._queue.put(_Msg(msg.topic, msg.payload, msg.mid, msg.qos))
+        """Network thread: collect; a full batch is committed and acknowledged right here (no hand-off)."""
+        m = _Msg(msg.topic, msg.payload, msg.mid, msg.qos)
+        with self._pending_lock:
+            now = self._last_at = time.monotonic()
+            if not self._pending:
+                self._first_at = now
+            self._pending.append(m)
+            due = len(self._pending) >= self.batch_max or now - self._first_at >= self.batch_wait
+        if due:
+            self._flush()
 
     # ---- lifecycle ------------------------------------------------------------------------------------
     def start(self, connect_timeout: float | None = None) -> None:
         """Connect (retrying with back-off, saying so) and start the network and worker threads."""
-        self._worker = threading.Thread(target=self._work, name="collector-worker", daemon=True)
+        self._worker = threading.Thread(target=self._flusher, name="collector-flusher", daemon=True)
         self._worker.start()
         delay = 1.0
         deadline = None if connect_timeout is None else time.monotonic() + connect_timeout
@@ -149,43 +168,46 @@ class MqttCollector:
         self.client.disconnect()
         self.client.loop_stop()
 
-    # ---- worker ---------------------------------------------------------------------------------------
-    def _take_batch(self) -> list[_Msg]:
-        try:
-            first = self._queue.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        batch = [first]
-        deadline = time.monotonic() + self.batch_wait
-        while len(batch) < self.batch_max:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                if time.monotonic() >= deadline:
-                    break
-                time.sleep(0.001)
-        return batch
+    # ---- committing -----------------------------------------------------------------------------------
+    def _flusher(self) -> None:
+        """Commits what is pending once nothing has arrived for a moment, and retries a failed commit.
 
-    def _work(self) -> None:
-        while not self._stop.is_set():
-            batch = self._take_batch()
+        While messages flow, the network thread commits them itself (a full batch, or the oldest has waited
+        ``batch_max_wait_ms``): a commit here would then compete with paho for the GIL, and sqlite3 gives up
+        the GIL at every statement. So this thread only acts when the network thread is idle (the broker's
+        window may be smaller than we think: it must never wait for a full batch)."""
+        while not self._stop.wait(IDLE_FLUSH_S):
+            with self._pending_lock:
+                now = time.monotonic()
+                due = bool(self._pending) and now - self._last_at >= IDLE_FLUSH_S
+            if due or self._retry_at:
+                if self._retry_at and time.monotonic() < self._retry_at:
+                    continue
+                self._flush()
+
+    def _flush(self) -> None:
+        """Commit the pending messages through the pipeline, then acknowledge them (in arrival order)."""
+        with self._commit_lock:
+            with self._pending_lock:
+                batch, self._pending = self._pending, []
             if not batch:
-                continue
-            delay = 0.5
-            while not self._stop.is_set():
-                try:
-                    self.process(batch)
-                    break
-                except ColdTraceError as exc:
-                    log.error("could not commit %d messages (%s); not acknowledged, retrying in %.1f s",
-                              len(batch), exc, delay)
-                    self._stop.wait(delay)
-                    delay = min(delay * 2, 30.0)
-            else:
-                return  # stopping: unacknowledged messages will be redelivered
+                return
+            try:
+                self.process(batch)
+            except ColdTraceError as exc:
+                self._delay = min(self._delay * 2, 30.0) if self._retry_at else 0.5
+                log.error("could not commit %d messages (%s); not acknowledged, retrying in %.1f s",
+                          len(batch), exc, self._delay)
+                with self._pending_lock:  # keep them first in line; the broker holds back the rest
+                    self._pending[:0] = batch
+                    self._first_at = time.monotonic()
+                self._retry_at = time.monotonic() + self._delay
+                return
+            self._retry_at = 0.0
+            ack = self.client.ack
             for m in batch:
                 if m.qos > 0:
-                    self.client.ack(m.mid, m.qos)
+                    ack(m.mid, m.qos)
             self.processed += len(batch)
 
     def process(self, batch: list[_Msg]) -> None:

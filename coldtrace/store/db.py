@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
+from itertools import chain
 from pathlib import Path
 
 from ..errors import StoreError
@@ -131,3 +132,29 @@ def _split_sql(script: str) -> list[str]:
     if buf.strip():
         out.append(buf.strip())
     return out
+
+
+MAX_VARIABLES = 32_766  # SQLITE_MAX_VARIABLE_NUMBER of SQLite >= 3.32
+
+
+def insert_many(c: sqlite3.Connection, head: str, rows: Sequence[Sequence[object]], width: int,
+                tail: str = "") -> int:
+    """``head`` VALUES (...),(...) ``tail`` with as many rows per statement as SQLite allows; returns rowcount.
+
+    Why not executemany: Python's sqlite3 gives up the GIL at every row it steps, and with another busy
+    thread in the process (paho's network loop) each row then waits for the GIL again: executemany fell
+    from ~330,000 to ~1,300 rows/s in that case, one statement per 8,000 rows stays near full speed."""
+    per = max(1, MAX_VARIABLES // width)
+    one = "(" + ",".join("?" * width) + ")"
+    total = 0
+    full_sql = None
+    for i in range(0, len(rows), per):
+        part = rows[i:i + per]
+        if len(part) == per:
+            if full_sql is None:
+                full_sql = f"{head} {','.join([one] * per)} {tail}"
+            sql = full_sql
+        else:
+            sql = f"{head} {','.join([one] * len(part))} {tail}"
+        total += c.execute(sql, list(chain.from_iterable(part))).rowcount
+    return total

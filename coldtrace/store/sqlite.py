@@ -11,7 +11,7 @@ from ..errors import StoreError
 from ..model import Reading
 from ..ports import Bucket, WriteResult
 from . import rollup
-from .db import Database
+from .db import Database, insert_many
 
 
 class SqliteReadingStore:
@@ -24,8 +24,8 @@ class SqliteReadingStore:
         rows = readings  # Reading is the row tuple (device_id, ts, temp_c, seq)
         try:
             with self.db.write() as c:
-                accepted = c.executemany("INSERT OR IGNORE INTO readings (device_id, ts, temp_c, seq)"
-                                         " VALUES (?,?,?,?)", rows).rowcount
+                accepted = insert_many(c, "INSERT OR IGNORE INTO readings (device_id, ts, temp_c, seq) VALUES",
+                                       rows, 4)
                 if accepted:
                     rollup.record_inserts(c, rows, all_new=accepted == len(rows))
         except sqlite3.Error as exc:

@@ -21,7 +21,7 @@ log = logging.getLogger("coldtrace")
 COMMAND_MODULES: list[str] = ["coldtrace.cli_access"]
 
 
-def _setup_logging(level: str) -> None:
+def setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("amqtt", "transitions", "httpx", "uvicorn.access"):
@@ -139,7 +139,7 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
     from .wiring import build_services
 
     settings = _settings_from(args)
-    _setup_logging(settings.log_level)
+    setup_logging(settings.log_level)
     broker = None
     sim = None
     if not api_only and not settings.mqtt.url:
@@ -236,7 +236,7 @@ def _simulate_bench(services, mqtt_url: str) -> None:
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
-    _setup_logging(args.log_level or os.environ.get("COLDTRACE_LOG_LEVEL", "INFO"))
+    setup_logging(args.log_level or os.environ.get("COLDTRACE_LOG_LEVEL", "INFO"))
     mqtt = load_settings().mqtt
     url = args.mqtt_url or mqtt.url
     if not url:
@@ -257,7 +257,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    _setup_logging(args.log_level or os.environ.get("COLDTRACE_LOG_LEVEL", "INFO"))
+    setup_logging(args.log_level or os.environ.get("COLDTRACE_LOG_LEVEL", "INFO"))
     from gateway.service import main as gateway_main
 
     return gateway_main(["--config", args.config])

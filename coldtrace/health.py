@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+import numpy as np
+
 from .model import HOUR, MINUTE, Alert, stable_id
 
 OFFLINE, ONLINE, BATTERY_LOW, SENSOR_FAULT = ("device.offline", "device.online", "device.battery_low",
@@ -104,12 +106,91 @@ def observe_readings(h: DeviceHealth, ts: Sequence[int], temps: Sequence[float],
     h.last_seen_ms = now_ms if h.last_seen_ms is None else max(h.last_seen_ms, now_ms)
     h.reject_run, h.reject_alerted = 0, False
     out.extend(_battery(h, battery_pct, now_ms, config))
+    if len(ts) >= VECTOR_MIN:
+        t_arr = np.asarray(ts, dtype=np.int64)
+        v_arr = np.asarray(temps, dtype=np.float64)
+        order = np.argsort(t_arr, kind="stable")
+        t_arr, v_arr = t_arr[order], v_arr[order]
+        if h.last_ts is not None:  # late data: not a live signal
+            keep = t_arr > h.last_ts
+            t_arr, v_arr = t_arr[keep], v_arr[keep]
+        if len(t_arr):
+            out.extend(_observe_series(h, t_arr, v_arr, config))
+        return out
     for t, v in sorted(zip((int(x) for x in ts), (float(y) for y in temps), strict=True)):
         if h.last_ts is not None and t <= h.last_ts:
             continue  # late data: not a live signal
         out.extend(_jump(h, t, v, config))
         out.extend(_stuck(h, t, v, config))
         h.last_ts, h.last_temp_c = t, v
+    return out
+
+
+VECTOR_MIN = 32  # below this many readings the reading-by-reading loop is as fast
+
+
+def _observe_series(h: DeviceHealth, t: np.ndarray, v: np.ndarray, config: HealthConfig) -> list[Alert]:
+    """``_jump`` and ``_stuck`` over sorted new readings at once (a logger's buffer, a dock-station dump).
+
+    Same state and alerts as feeding them one by one: only the few candidate readings (a fast change, a run
+    of equal values long enough) are looked at individually."""
+    out: list[Alert] = []
+    n = len(t)
+    # jumps: consecutive pairs, the first one against the last reading seen before
+    dv = np.empty(n)
+    dt = np.empty(n, dtype=np.int64)
+    dv[1:], dt[1:] = np.abs(np.diff(v)), np.diff(t)
+    first_pair = h.last_ts is not None and h.last_temp_c is not None
+    if first_pair:
+        dv[0], dt[0] = abs(v[0] - h.last_temp_c), t[0] - h.last_ts
+    else:
+        dv[0], dt[0] = 0.0, 1
+    cand = (dv >= config.jump_min_delta_c) & (dv > config.max_rate_c_per_min * (dt / MINUTE))
+    for i in np.flatnonzero(cand):
+        ti = int(t[i])
+        rearmed = h.last_jump_ts is None or ti - h.last_jump_ts >= config.jump_rearm_ms
+        h.last_jump_ts = ti
+        if rearmed:
+            before = float(v[i - 1]) if i else h.last_temp_c
+            out.append(_alert(h, SENSOR_FAULT, "alarm", ti, ("jump", ti), kind="jump", from_c=before,
+                              to_c=float(v[i]), rate_c_per_min=round(float(dv[i]) / (int(dt[i]) / MINUTE), 3)))
+    # stuck: runs of exactly equal values; the first run may continue the one in progress
+    change = np.empty(n, dtype=bool)
+    change[1:] = v[1:] != v[:-1]
+    change[0] = h.stuck_value is None or float(v[0]) != h.stuck_value
+    starts = np.flatnonzero(change)
+    if len(starts) == 0 or starts[0] != 0:
+        starts = np.concatenate(([0], starts))
+    ends = np.append(starts[1:], n)
+    continued = not change[0]
+    base = np.zeros(len(starts), dtype=np.int64)
+    if continued:
+        base[0] = h.stuck_count
+    long_enough = np.flatnonzero(base + (ends - starts) >= config.stuck_min_readings)
+    alerted_last = False
+    for r in long_enough:
+        s, e = int(starts[r]), int(ends[r])
+        cont = continued and r == 0
+        if cont and h.stuck_alerted:
+            continue
+        since = h.stuck_since if cont else int(t[s])
+        j_count = s + config.stuck_min_readings - int(base[r]) - 1
+        j_time = s + int(np.searchsorted(t[s:e], since + config.stuck_after_ms, side="left"))
+        j = max(j_count, j_time, s)
+        if j < e:
+            out.append(_alert(h, SENSOR_FAULT, "alarm", int(t[j]), ("stuck", since), kind="stuck",
+                              value_c=float(v[j]), since_ms=since, readings=int(base[r]) + j - s + 1))
+            if r == len(starts) - 1:
+                alerted_last = True
+    last = len(starts) - 1
+    s_last = int(starts[last])
+    if continued and last == 0:
+        h.stuck_count += n
+        h.stuck_alerted = h.stuck_alerted or alerted_last
+    else:
+        h.stuck_value, h.stuck_since = float(v[s_last]), int(t[s_last])
+        h.stuck_count, h.stuck_alerted = n - s_last, alerted_last
+    h.last_ts, h.last_temp_c = int(t[-1]), float(v[-1])
     return out
 
 

@@ -116,7 +116,8 @@ def _fast_readings(device_id: str, items: list[Any], now_ms: int, seq: int | Non
     if min(ts) < 0 or max(ts) > now_ms + FUTURE_TOLERANCE_MS:
         return None
     n = len(ts)
-    return tuple(map(Reading, [device_id] * n, ts, map(float, temps), [seq] * n))
+    # Reading._make is tuple.__new__ (C): several times faster than calling the class per reading
+    return tuple(map(Reading._make, zip([device_id] * n, ts, map(float, temps), [seq] * n, strict=True)))
 
 
 def _parse_native(doc: dict[str, Any], topic_device_id: str | None, now_ms: int, source: str) -> ParseResult:

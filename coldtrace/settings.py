@@ -70,6 +70,9 @@ class ApiSettings(BaseModel):
 class IngestSettings(BaseModel):
     require_registration: bool = False  # True: readings of unknown devices are quarantined (unknown_device)
     batch_max_messages: int = 2000
+    # decode/store/evaluate MQTT messages in a child process (a core of its own); False: in the collector's
+    # process (tests that move a ManualClock need that)
+    worker_process: bool = True
     batch_max_wait_ms: int = 20
 
 

@@ -9,6 +9,7 @@ redelivery after the commit changes nothing (idempotent).
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import threading
@@ -23,7 +24,9 @@ from paho.mqtt.properties import Properties
 from coldtrace.errors import ColdTraceError, TransportError
 from coldtrace.payload import valid_device_id
 from coldtrace.pipeline import Pipeline, RawMessage
-from coldtrace.settings import MqttSettings, parse_mqtt_url
+from coldtrace.settings import MqttSettings, Settings, parse_mqtt_url
+
+from .ingest_worker import WorkerIngest
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,9 @@ class MqttCollector:
     """Subscribes to readings and status topics and feeds the Pipeline. ``start()``/``stop()``."""
 
     def __init__(self, pipeline: Pipeline, settings: MqttSettings, *, batch_max_messages: int = 2000,
-                 batch_max_wait_ms: int = 20) -> None:
+                 batch_max_wait_ms: int = 20, worker_settings: Settings | None = None) -> None:
+        """``worker_settings``: decode/store/evaluate in a child process built from these settings
+        (collector/ingest_worker.py); None: in this process, through ``pipeline``."""
         if not settings.url:
             raise TransportError("no MQTT broker URL configured")
         self.host, self.port, self.tls = parse_mqtt_url(settings.url)
@@ -76,6 +81,8 @@ class MqttCollector:
         self._connected = threading.Event()
         self._worker: threading.Thread | None = None
         self.processed = 0
+        self.worker = None if worker_settings is None else WorkerIngest(worker_settings, self._committed_by_child)
+        self._to_ack: collections.deque[list[_Msg]] = collections.deque()  # committed by the child
         v5 = settings.protocol == "5"
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -119,6 +126,8 @@ class MqttCollector:
     def _on_message(self, client, userdata, msg) -> None:
         """Network thread: collect; a full batch is committed and acknowledged right here (no hand-off)."""
         m = _Msg(msg.topic, msg.payload, msg.mid, msg.qos)
+        if self._to_ack:
+            self._send_acks()
         with self._pending_lock:
             now = self._last_at = time.monotonic()
             if not self._pending:
@@ -131,6 +140,8 @@ class MqttCollector:
     # ---- lifecycle ------------------------------------------------------------------------------------
     def start(self, connect_timeout: float | None = None) -> None:
         """Connect (retrying with back-off, saying so) and start the network and worker threads."""
+        if self.worker is not None:
+            self.worker.start()
         self._worker = threading.Thread(target=self._flusher, name="collector-flusher", daemon=True)
         self._worker.start()
         delay = 1.0
@@ -167,6 +178,8 @@ class MqttCollector:
             self._worker.join(10)
         self.client.disconnect()
         self.client.loop_stop()
+        if self.worker is not None:
+            self.worker.stop()
 
     # ---- committing -----------------------------------------------------------------------------------
     def _flusher(self) -> None:
@@ -179,7 +192,10 @@ class MqttCollector:
         while not self._stop.wait(IDLE_FLUSH_S):
             with self._pending_lock:
                 now = time.monotonic()
-                due = bool(self._pending) and now - self._last_at >= IDLE_FLUSH_S
+                idle = now - self._last_at >= IDLE_FLUSH_S
+                due = bool(self._pending) and idle
+            if self._to_ack and idle:
+                self._send_acks()
             if due or self._retry_at:
                 if self._retry_at and time.monotonic() < self._retry_at:
                     continue
@@ -191,6 +207,9 @@ class MqttCollector:
             with self._pending_lock:
                 batch, self._pending = self._pending, []
             if not batch:
+                return
+            if self.worker is not None:  # acknowledged by _committed once the child has committed it
+                self.worker.submit(batch, [(m.topic, m.payload) for m in batch])
                 return
             try:
                 self.process(batch)
@@ -204,33 +223,61 @@ class MqttCollector:
                 self._retry_at = time.monotonic() + self._delay
                 return
             self._retry_at = 0.0
-            ack = self.client.ack
-            for m in batch:
-                if m.qos > 0:
-                    ack(m.mid, m.qos)
-            self.processed += len(batch)
+            self._committed(batch, 0)
+
+    def _committed_by_child(self, batch: list[_Msg], alerts: int) -> None:
+        """The child committed a batch: its acknowledgements go out from the network thread (with the next
+        message it handles, or from the flusher when it is idle), not from this thread, so the two do not
+        contend for paho's socket and the GIL message by message."""
+        self._to_ack.append(batch)
+        if alerts:
+            self.pipeline.alerts_emitted.set()  # wakes the notifier of this process
+
+    def _send_acks(self) -> None:
+        while True:
+            try:
+                batch = self._to_ack.popleft()
+            except IndexError:
+                return
+            self._committed(batch, 0)
+
+    def _committed(self, batch: list[_Msg], alerts: int) -> None:
+        ack = self.client.ack
+        for m in batch:
+            if m.qos > 0:
+                ack(m.mid, m.qos)
+        self.processed += len(batch)
+        if alerts:
+            self.pipeline.alerts_emitted.set()  # wakes the notifier of this process
 
     def process(self, batch: list[_Msg]) -> None:
-        raws: list[RawMessage] = []
-        for m in batch:
-            dev, kind = topic_device(m.topic)
-            if kind == "status" and dev:
-                self._status(dev, m.payload)
-                continue
-            if kind != "readings" or not dev or not valid_device_id(dev):
-                self.pipeline.quarantine(source="mqtt", reason="schema", topic=m.topic, raw=m.payload,
-                                         detail=f"topic {m.topic[:200]!r} is not coldtrace/v1/devices/{{id}}/readings")
-                continue
-            raws.append(RawMessage(m.payload, "mqtt", dev, None, m.topic))
-        if raws:
-            self.pipeline.ingest_raw_many(raws)
+        ingest_messages(self.pipeline, [(m.topic, m.payload) for m in batch])
 
-    def _status(self, dev: str, payload: bytes) -> None:
-        try:
-            doc = json.loads(payload)
-            online = doc.get("online") if isinstance(doc, dict) else None
-        except ValueError:
-            log.warning("status message of %s is not JSON; ignored", dev)
-            return
-        self.pipeline.record_status(dev, online if isinstance(online, bool) else None, payload.decode(
-            "utf-8", "replace"))
+
+def ingest_messages(pipeline: Pipeline, items: list[tuple[str, bytes]]) -> int:
+    """One batch of (topic, payload) through the pipeline: readings, status messages, bad topics.
+
+    Returns the number of alerts raised. Raises ColdTraceError when nothing could be committed."""
+    raws: list[RawMessage] = []
+    for topic, payload in items:
+        dev, kind = topic_device(topic)
+        if kind == "status" and dev:
+            _status(pipeline, dev, payload)
+            continue
+        if kind != "readings" or not dev or not valid_device_id(dev):
+            pipeline.quarantine(source="mqtt", reason="schema", topic=topic, raw=payload,
+                                detail=f"topic {topic[:200]!r} is not coldtrace/v1/devices/{{id}}/readings")
+            continue
+        raws.append(RawMessage(payload, "mqtt", dev, None, topic))
+    return pipeline.ingest_raw_many(raws).alerts if raws else 0
+
+
+def _status(pipeline: Pipeline, dev: str, payload: bytes) -> None:
+    try:
+        doc = json.loads(payload)
+        online = doc.get("online") if isinstance(doc, dict) else None
+    except ValueError:
+        log.warning("status message of %s is not JSON; ignored", dev)
+        return
+    pipeline.record_status(dev, online if isinstance(online, bool) else None,
+                           payload.decode("utf-8", "replace"))

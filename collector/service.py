@@ -24,7 +24,8 @@ class CollectorService:
         self.services = services
         s = services.settings
         self.mqtt = MqttCollector(services.pipeline, s.mqtt, batch_max_messages=s.ingest.batch_max_messages,
-                                  batch_max_wait_ms=s.ingest.batch_max_wait_ms)
+                                  batch_max_wait_ms=s.ingest.batch_max_wait_ms,
+                                  worker_settings=s if s.ingest.worker_process else None)
         self._stop = threading.Event()
         self._tick_thread: threading.Thread | None = None
         self.notifier = None

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from itertools import groupby
+from operator import itemgetter
+
+import numpy as np
 
 from ..model import Reading
 from ..ports import Bucket
-from .db import Database
+from .db import Database, insert_many
 
 ROLLUP_MS = 600_000
 MIN_SPAN_MS = 2 * 86_400_000  # below two days the raw readings (<= 2,880 per minute logger) are as fast
@@ -65,9 +69,9 @@ def downsample(db: Database, device_id: str, start: int, end: int, interval_ms: 
     return [Bucket(start + b * interval_ms, v[0], v[1], v[2] / v[3], int(v[3])) for b, v in sorted(acc.items()) if v[3]]
 
 
-_UPSERT = ("INSERT INTO readings_rollup (device_id, bucket, min_c, max_c, sum_c, n) VALUES (?,?,?,?,?,?)"
-           " ON CONFLICT (device_id, bucket) DO UPDATE SET min_c = MIN(min_c, excluded.min_c),"
-           " max_c = MAX(max_c, excluded.max_c), sum_c = sum_c + excluded.sum_c, n = n + excluded.n")
+_UPSERT_HEAD = "INSERT INTO readings_rollup (device_id, bucket, min_c, max_c, sum_c, n) VALUES"
+_UPSERT_TAIL = ("ON CONFLICT (device_id, bucket) DO UPDATE SET min_c = MIN(min_c, excluded.min_c),"
+                " max_c = MAX(max_c, excluded.max_c), sum_c = sum_c + excluded.sum_c, n = n + excluded.n")
 _RECOMPUTE = ("INSERT OR REPLACE INTO readings_rollup (device_id, bucket, min_c, max_c, sum_c, n)"
               " SELECT device_id, ?, MIN(temp_c), MAX(temp_c), SUM(temp_c), COUNT(*) FROM readings"
               " WHERE device_id = ? AND ts >= ? AND ts < ? GROUP BY device_id")
@@ -80,20 +84,21 @@ def record_inserts(c: sqlite3.Connection, rows: Sequence[Reading], all_new: bool
     one upsert per (device, bucket). Otherwise some rows were duplicates that changed nothing, and the
     touched buckets are recomputed from the readings table (exact, and rare: redeliveries)."""
     if all_new:
-        agg: dict[tuple[str, int], list] = {}
-        for dev, ts, v, _ in rows:
-            key = (dev, ts - ts % ROLLUP_MS)
-            a = agg.get(key)
-            if a is None:
-                agg[key] = [v, v, v, 1]
-            else:
-                if v < a[0]:
-                    a[0] = v
-                if v > a[1]:
-                    a[1] = v
-                a[2] += v
-                a[3] += 1
-        c.executemany(_UPSERT, [(d, b, a[0], a[1], a[2], a[3]) for (d, b), a in agg.items()])
+        out: list[tuple] = []
+        # rows come grouped by message, so by device: aggregate each run of one device with numpy
+        for dev, group in groupby(rows, key=itemgetter(0)):
+            g = list(group)
+            ts = np.fromiter(map(itemgetter(1), g), np.int64, len(g))
+            vals = np.fromiter(map(itemgetter(2), g), np.float64, len(g))
+            buckets = ts - ts % ROLLUP_MS
+            order = np.argsort(buckets, kind="stable")
+            buckets, vals = buckets[order], vals[order]
+            firsts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
+            counts = np.diff(np.r_[firsts, len(buckets)])
+            out.extend(zip([dev] * len(firsts), buckets[firsts].tolist(), np.minimum.reduceat(vals, firsts).tolist(),
+                           np.maximum.reduceat(vals, firsts).tolist(), np.add.reduceat(vals, firsts).tolist(),
+                           counts.tolist(), strict=True))
+        insert_many(c, _UPSERT_HEAD, out, 6, _UPSERT_TAIL)
         return
     keys = {(dev, ts - ts % ROLLUP_MS) for dev, ts, _, _ in rows}
     c.executemany(_RECOMPUTE, [(b, d, b, b + ROLLUP_MS) for d, b in keys])

@@ -41,8 +41,10 @@ class Stack:
 def make_settings(tmp_path: Path, mqtt_url: str | None = None, **over) -> Settings:
     mqtt = {"url": mqtt_url, "client_id": f"ct-test-{tmp_path.name[-12:]}"}
     mqtt.update(over.pop("mqtt", {}))
+    # in-process ingest: tests read the pipeline's counters and may move a ManualClock
+    ingest = {"worker_process": False, **over.pop("ingest", {})}
     return load_settings(data_dir=tmp_path / "data", mqtt=mqtt, tick_interval_s=over.pop("tick_interval_s", 0.5),
-                         **over)
+                         ingest=ingest, **over)
 
 
 def start_stack(tmp_path: Path, mqtt_url: str | None = None, clock: Clock | None = None,

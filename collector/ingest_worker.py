@@ -1,0 +1,171 @@
+"""Decode, store and evaluate in a child process, so paho's network loop and the pipeline each get a core.
+
+Both are pure-Python hot loops; in one process they take turns at the GIL, in two they run side by side.
+The MQTT side sends each batch of raw messages down a pipe and carries on receiving; a reader thread takes
+the child's answer (committed, or failed) and only then are the batch's messages acknowledged. Batches are
+answered in the order they were sent. If the child dies, it is started again and every unanswered batch is
+sent again (the writes are idempotent); if the parent dies, the child sees the pipe close and exits, and the
+broker redelivers what was never acknowledged.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import multiprocessing as mp
+import threading
+import time
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection
+from typing import Any
+
+from coldtrace.errors import TransportError
+from coldtrace.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STARTUP_TIMEOUT_S = 60.0
+MAX_UNANSWERED = 3  # batches in the pipe at once; more waits (back-pressure up to the broker's window)
+
+Item = tuple[str, bytes]  # (topic, payload)
+Done = Callable[[list[Any], int], None]  # (the batch as submitted, alerts raised) after its commit
+
+
+def _child(conn: Connection, settings: Settings) -> None:
+    from coldtrace.cli import setup_logging
+    from coldtrace.errors import ColdTraceError
+    from coldtrace.wiring import build_services
+
+    from .mqtt import ingest_messages
+
+    setup_logging(settings.log_level)
+    try:
+        services = build_services(settings)
+    except ColdTraceError as exc:
+        conn.send(("failed", str(exc)))
+        return
+    conn.send(("ready", 0))
+    try:
+        while True:
+            try:
+                items = conn.recv()
+            except (EOFError, OSError):
+                return  # the parent is gone: stop
+            try:
+                alerts = ingest_messages(services.pipeline, items)
+                reply: tuple = ("ok", alerts)
+            except ColdTraceError as exc:
+                reply = ("error", str(exc))
+            try:
+                conn.send(reply)
+            except (BrokenPipeError, OSError):
+                return
+    finally:
+        services.close()
+
+
+class WorkerIngest:
+    def __init__(self, settings: Settings, on_done: Done) -> None:
+        self.settings = settings
+        self.on_done = on_done
+        self._ctx = mp.get_context("spawn")  # never fork a process that runs threads
+        self._lock = threading.Condition()
+        self._unanswered: collections.deque[tuple[list[Any], list[Item]]] = collections.deque()
+        self._conn: Connection | None = None
+        self._proc: mp.process.BaseProcess | None = None
+        self._reader: threading.Thread | None = None
+        self._stopping = False
+        self.restarts = 0
+
+    def start(self) -> None:
+        """Start the child and wait until it has opened the stores (raises TransportError if it cannot)."""
+        self._spawn()
+        self._reader = threading.Thread(target=self._read_answers, name="ingest-answers", daemon=True)
+        self._reader.start()
+
+    def _spawn(self) -> None:
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(target=_child, args=(child, self.settings), name="coldtrace-ingest", daemon=True)
+        proc.start()
+        child.close()
+        if not parent.poll(STARTUP_TIMEOUT_S):
+            proc.terminate()
+            raise TransportError(f"the ingest worker process did not start within {STARTUP_TIMEOUT_S:.0f} s")
+        try:
+            kind, detail = parent.recv()
+        except (EOFError, OSError):
+            kind, detail = "failed", f"exit code {proc.exitcode}"
+        if kind != "ready":
+            proc.join(5)
+            raise TransportError(f"the ingest worker process could not start: {detail}")
+        self._conn, self._proc = parent, proc
+        log.info("ingest worker process %s started", proc.pid)
+
+    def submit(self, batch: list[Any], items: Sequence[Item]) -> None:
+        """Send one batch (blocks while MAX_UNANSWERED batches wait for their commit)."""
+        payload = list(items)
+        with self._lock:
+            while len(self._unanswered) >= MAX_UNANSWERED and not self._stopping:
+                self._lock.wait(0.5)
+            if self._stopping:
+                return  # not acknowledged: redelivered by the broker
+            self._unanswered.append((batch, payload))
+            self._send(payload)
+
+    def _send(self, payload: list[Item]) -> None:
+        try:
+            self._conn.send(payload)  # type: ignore[union-attr]
+        except (BrokenPipeError, OSError) as exc:  # the reader thread notices and restarts the child
+            log.warning("ingest worker unreachable (%s)", exc)
+
+    def _read_answers(self) -> None:
+        delay = 0.5
+        while not self._stopping:
+            try:
+                kind, value = self._conn.recv()  # type: ignore[union-attr]
+            except (EOFError, OSError):
+                if self._stopping:
+                    return
+                self._restart()
+                continue
+            with self._lock:
+                batch, payload = self._unanswered.popleft()
+                if kind != "ok":
+                    log.error("could not commit %d messages (%s); not acknowledged, retrying in %.1f s",
+                              len(batch), value, delay)
+                    self._lock.wait(delay)
+                    delay = min(delay * 2, 30.0)
+                    self._unanswered.append((batch, payload))
+                    self._send(payload)
+                    continue
+                delay = 0.5
+                self._lock.notify_all()
+            self.on_done(batch, int(value))
+
+    def _restart(self) -> None:
+        with self._lock:
+            code = self._proc.exitcode if self._proc else None
+            log.error("ingest worker process ended (exit code %s); starting another and resending %d batches",
+                      code, len(self._unanswered))
+            self.restarts += 1
+            time.sleep(min(5.0, 0.2 * self.restarts))
+            self._spawn()
+            for _, payload in self._unanswered:
+                self._send(payload)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            self._lock.notify_all()
+        if self._conn is not None:
+            self._conn.close()
+        if self._proc is not None:
+            self._proc.join(10)
+            if self._proc.is_alive():
+                self._proc.terminate()
+        if self._reader is not None:
+            self._reader.join(5)
+
+    def check_alive(self) -> None:
+        if self._proc is None or not self._proc.is_alive():
+            raise TransportError("the ingest worker process is not running")

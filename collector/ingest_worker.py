@@ -51,6 +51,8 @@ def _child(conn: Connection, settings: Settings) -> None:
                 items = conn.recv()
             except (EOFError, OSError):
                 return  # the parent is gone: stop
+            if items is None:  # asked to stop
+                return
             try:
                 alerts = ingest_messages(services.pipeline, items)
                 reply: tuple = ("ok", alerts)
@@ -154,17 +156,24 @@ class WorkerIngest:
                 self._send(payload)
 
     def stop(self) -> None:
+        """Ask the child to stop after the batch in hand (unanswered batches are redelivered by the broker)."""
         with self._lock:
             self._stopping = True
             self._lock.notify_all()
-        if self._conn is not None:
-            self._conn.close()
+            if self._conn is not None:
+                try:
+                    self._conn.send(None)
+                except (BrokenPipeError, OSError):
+                    pass
         if self._proc is not None:
             self._proc.join(10)
             if self._proc.is_alive():
                 self._proc.terminate()
-        if self._reader is not None:
+                self._proc.join(5)
+        if self._reader is not None:  # the child's end closed: its recv() has returned
             self._reader.join(5)
+        if self._conn is not None:
+            self._conn.close()
 
     def check_alive(self) -> None:
         if self._proc is None or not self._proc.is_alive():

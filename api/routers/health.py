@@ -28,10 +28,12 @@ def health(services: ServicesDep) -> dict:
 
 @router.get("/metrics", summary="Counters of ingest, quarantine and alerts")
 def metrics(services: ServicesDep, _: Viewer) -> dict:
+    """Totals from the store (whatever process wrote them), plus ``api_process_counters``: what this API
+    process ingested itself (HTTP ingest); the MQTT collector counts in its own process and logs."""
     db = services.db
     q = {r[0]: r[1] for r in db.query("SELECT reason, COUNT(*) FROM quarantine GROUP BY reason")}
     alerts = {r[0]: r[1] for r in db.query("SELECT type, COUNT(*) FROM alerts GROUP BY type")}
     outbox = db.query_one("SELECT COUNT(*) FROM outbox WHERE dispatched = 0")
-    return {"counters": dict(services.pipeline.counters), "quarantine_by_reason": q, "alerts_by_type": alerts,
+    return {"api_process_counters": dict(services.pipeline.counters), "quarantine_by_reason": q, "alerts_by_type": alerts,
             "readings": services.readings.count(), "outbox_pending": outbox[0] if outbox else 0,
             "devices": db.query_one("SELECT COUNT(*) FROM devices")[0]}

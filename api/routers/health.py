@@ -34,6 +34,7 @@ def metrics(services: ServicesDep, _: Viewer) -> dict:
     q = {r[0]: r[1] for r in db.query("SELECT reason, COUNT(*) FROM quarantine GROUP BY reason")}
     alerts = {r[0]: r[1] for r in db.query("SELECT type, COUNT(*) FROM alerts GROUP BY type")}
     outbox = db.query_one("SELECT COUNT(*) FROM outbox WHERE dispatched = 0")
-    return {"api_process_counters": dict(services.pipeline.counters), "quarantine_by_reason": q, "alerts_by_type": alerts,
+    return {"api_process_counters": dict(services.pipeline.counters), "quarantine_by_reason": q,
+            "alerts_by_type": alerts,
             "readings": services.readings.count(), "outbox_pending": outbox[0] if outbox else 0,
             "devices": db.query_one("SELECT COUNT(*) FROM devices")[0]}

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import gc
+import sys
 import time
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 
@@ -122,6 +124,11 @@ def main() -> None:
     bench_streaming(args.stream)
     bench_mkt(args.readings)
     bench_memory(args.devices)
+    # the whole ingest process (pipeline, SQLite, health, checkpoints), in a fresh interpreter
+    import subprocess
+
+    subprocess.run([sys.executable, str(Path(__file__).with_name("collector_memory.py")), "--devices",
+                    str(args.devices)], check=True)
 
 
 if __name__ == "__main__":

@@ -20,12 +20,13 @@ import numpy as np
 from . import excursions as exc_engine
 from .model import HOUR, Alert, Profile, Reading
 from .ports import ReadingStore
+from .store.db import insert_many
 from .store.excursions import row_to_excursion, upsert_excursion
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY_MS = HOUR
-CHECKPOINTS_KEPT = 48
+CHECKPOINTS_KEPT = 48  # about two days of data per device
 
 
 def profile_hash(profile: Profile) -> str:
@@ -37,12 +38,15 @@ class LiveEvaluator:
         self.readings = readings
         self._engines: dict[str, exc_engine.SeriesEngine] = {}
         self._last_checkpoint: dict[str, int] = {}
+        self._pending_checkpoints: list[tuple[str, int, str, str]] = []
         self.reevaluations = 0
 
     def forget(self) -> None:
-        """Profiles changed: drop the in-memory engines (stored checkpoints are matched by profile hash)."""
+        """Profiles changed, or a transaction rolled back: drop the in-memory state (engines rebuild from the
+        stored checkpoints, which are matched by profile hash)."""
         self._engines.clear()
         self._last_checkpoint.clear()
+        self._pending_checkpoints.clear()
 
     def last_ts(self, device_id: str) -> int | None:
         eng = self._engines.get(device_id)
@@ -70,6 +74,7 @@ class LiveEvaluator:
                     ) -> list[Alert]:
         self.reevaluations += 1
         phash = profile_hash(profile)
+        self._pending_checkpoints = [cp for cp in self._pending_checkpoints if cp[0] != dev or cp[1] < first_ts]
         c.execute("DELETE FROM series_checkpoints WHERE series_id = ? AND ts >= ?", (dev, first_ts))
         row = c.execute("SELECT ts, snapshot FROM series_checkpoints WHERE series_id = ? AND ts < ?"
                         " AND profile_hash = ? ORDER BY ts DESC LIMIT 1", (dev, first_ts, phash)).fetchone()
@@ -107,8 +112,20 @@ class LiveEvaluator:
             self._last_checkpoint[dev] = prev
         if last - prev < CHECKPOINT_EVERY_MS:
             return
-        c.execute("INSERT OR REPLACE INTO series_checkpoints (series_id, ts, profile_hash, snapshot)"
-                  " VALUES (?,?,?,?)", (dev, last, profile_hash(profile), json.dumps(eng.snapshot())))
-        c.execute("DELETE FROM series_checkpoints WHERE series_id = ? AND ts < (SELECT ts FROM series_checkpoints"
-                  " WHERE series_id = ? ORDER BY ts DESC LIMIT 1 OFFSET ?)", (dev, dev, CHECKPOINTS_KEPT - 1))
+        self._pending_checkpoints.append((dev, last, profile_hash(profile), json.dumps(eng.snapshot())))
         self._last_checkpoint[dev] = last
+
+    def write_checkpoints(self, c: sqlite3.Connection) -> None:
+        """Store the checkpoints taken during this flush (two statements for all of them) and drop those
+        older than the kept span of each device checkpointed."""
+        rows, self._pending_checkpoints = self._pending_checkpoints, []
+        if not rows:
+            return
+        insert_many(c, "INSERT OR REPLACE INTO series_checkpoints (series_id, ts, profile_hash, snapshot) VALUES",
+                    rows, 4)
+        cutoff = min(r[1] for r in rows) - CHECKPOINT_EVERY_MS * CHECKPOINTS_KEPT
+        devices = sorted({r[0] for r in rows})
+        for i in range(0, len(devices), 500):
+            part = devices[i:i + 500]
+            c.execute(f"DELETE FROM series_checkpoints WHERE ts < ? AND series_id IN ({','.join('?' * len(part))})",
+                      [cutoff, *part])

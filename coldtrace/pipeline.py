@@ -117,7 +117,7 @@ class Pipeline:
                 result.rejected.append(rej)
             if pr.batch is not None:
                 batches.append(pr.batch)
-        self._commit(batches, quarantine, result, now, raw_by_batch=None)
+        self._commit(batches, quarantine, result, now)
         return result
 
     def ingest_batches(self, batches: Sequence[Batch], rejections: Iterable[tuple[str | None, Rejection]] = (),
@@ -129,11 +129,24 @@ class Pipeline:
         for dev, rej in rejections:
             quarantine.append((now, source, None, dev, rej.reason, rej.detail, rej.index, None))
             result.rejected.append(rej)
-        self._commit(list(batches), quarantine, result, now, raw_by_batch=None)
+        self._commit(list(batches), quarantine, result, now)
         return result
 
-    def _commit(self, batches: list[Batch], quarantine: list[tuple], result: IngestResult, now: int,
-                raw_by_batch: None) -> None:
+    def _commit(self, batches: list[Batch], quarantine: list[tuple], result: IngestResult, now: int) -> None:
+        try:
+            self._commit_locked(batches, quarantine, result, now)
+        except BaseException:
+            self.live.forget()  # engines may have moved past what the rolled-back transaction stored
+            raise
+        # counted after the commit, so a counter never runs ahead of what a reader can see
+        self.counters["readings.accepted"] += result.accepted
+        self.counters["readings.duplicates"] += result.duplicates
+        self.counters["messages"] += len(batches)
+        if result.alerts:
+            self.alerts_emitted.set()
+
+    def _commit_locked(self, batches: list[Batch], quarantine: list[tuple], result: IngestResult, now: int
+                       ) -> None:
         with self._lock, self.db.write() as c:
             if self.require_registration and batches:
                 known = self._known_devices(c, {b.device_id for b in batches})
@@ -164,12 +177,6 @@ class Pipeline:
             self._health_items = []
             if alerts:
                 result.alerts += self.emit(c, alerts, now)
-        # counted after the commit, so a counter never runs ahead of what a reader can see
-        self.counters["readings.accepted"] += result.accepted
-        self.counters["readings.duplicates"] += result.duplicates
-        self.counters["messages"] += len(batches)
-        if result.alerts:
-            self.alerts_emitted.set()
 
     @staticmethod
     def _known_devices(c: sqlite3.Connection, ids: set[str]) -> set[str]:
@@ -212,6 +219,7 @@ class Pipeline:
                 alerts.extend(self._evaluate(c, dev, profile_id, readings, evaluated_ts, now))
                 evaluated_ts = self.live.last_ts(dev)
             updates.append((now, last_seq, gaps, battery, new_ts, new_ts, new_temp, evaluated_ts, dev))
+        self.live.write_checkpoints(c)
         c.executemany(
             "UPDATE devices SET last_seen_at = ?, last_seq = ?, seq_gaps = seq_gaps + ?,"
             " battery_pct = COALESCE(?, battery_pct), last_ts = COALESCE(?, last_ts),"

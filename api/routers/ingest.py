@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from coldtrace.auth import Principal
 from coldtrace.payload import MAX_BYTES, SENML_CONTENT_TYPE, parse_payload
@@ -81,7 +82,9 @@ async def ingest(request: Request, services: ServicesDep, device: DeviceDep,
     if probe.batch is not None and dev not in device.device_ids:
         log.warning("HTTP ingest refused: %s is not bound to device %s", device.name, dev)
         raise ApiError(403, "device_not_allowed", f"this token may not send for device {dev!r}")
-    result = services.pipeline.ingest_raw(data, source="http", topic_device_id=dev, content_type=ctype)
+    # the commit (fsync) must not block the event loop: run it in the thread pool
+    result = await run_in_threadpool(services.pipeline.ingest_raw, data, source="http", topic_device_id=dev,
+                                     content_type=ctype)
     if probe.batch is None:
         first = probe.rejections[0] if probe.rejections else None
         raise ApiError(400, first.reason if first else "bad_request",

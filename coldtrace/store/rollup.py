@@ -88,6 +88,16 @@ def record_inserts(c: sqlite3.Connection, rows: Sequence[Reading], all_new: bool
         # rows come grouped by message, so by device: aggregate each run of one device with numpy
         for dev, group in groupby(rows, key=itemgetter(0)):
             g = list(group)
+            if len(g) < 64:  # numpy's per-call cost exceeds a small loop
+                agg: dict[int, list] = {}
+                for _, t, v, _ in g:
+                    a = agg.get(t - t % ROLLUP_MS)
+                    if a is None:
+                        agg[t - t % ROLLUP_MS] = [v, v, v, 1]
+                    else:
+                        a[0], a[1], a[2], a[3] = min(a[0], v), max(a[1], v), a[2] + v, a[3] + 1
+                out.extend((dev, b, a[0], a[1], a[2], a[3]) for b, a in agg.items())
+                continue
             ts = np.fromiter(map(itemgetter(1), g), np.int64, len(g))
             vals = np.fromiter(map(itemgetter(2), g), np.float64, len(g))
             buckets = ts - ts % ROLLUP_MS

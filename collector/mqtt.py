@@ -79,7 +79,7 @@ class MqttCollector:
         self._delay = 0.5
         self._stop = threading.Event()
         self._connected = threading.Event()
-        self._worker: threading.Thread | None = None
+        self._flusher_thread: threading.Thread | None = None
         self.processed = 0
         self.worker = None if worker_settings is None else WorkerIngest(worker_settings, self._committed_by_child)
         self._to_ack: collections.deque[list[_Msg]] = collections.deque()  # committed by the child
@@ -124,7 +124,8 @@ class MqttCollector:
                         self.host, self.port, reason_code)
 
     def _on_message(self, client, userdata, msg) -> None:
-        """Network thread: collect; a full batch is committed and acknowledged right here (no hand-off)."""
+        """Network thread: collect, send the acknowledgements the child's commits released, and hand a due
+        batch on (committed right here in-process, or sent down the pipe to the ingest child)."""
         m = _Msg(msg.topic, msg.payload, msg.mid, msg.qos)
         if self._to_ack:
             self._send_acks()
@@ -139,11 +140,11 @@ class MqttCollector:
 
     # ---- lifecycle ------------------------------------------------------------------------------------
     def start(self, connect_timeout: float | None = None) -> None:
-        """Connect (retrying with back-off, saying so) and start the network and worker threads."""
+        """Start the ingest child (if any), connect (retrying with back-off, saying so), start paho's loop."""
         if self.worker is not None:
             self.worker.start()
-        self._worker = threading.Thread(target=self._flusher, name="collector-flusher", daemon=True)
-        self._worker.start()
+        self._flusher_thread = threading.Thread(target=self._flusher, name="collector-flusher", daemon=True)
+        self._flusher_thread.start()
         delay = 1.0
         deadline = None if connect_timeout is None else time.monotonic() + connect_timeout
         while not self._stop.is_set():
@@ -174,8 +175,8 @@ class MqttCollector:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._worker:
-            self._worker.join(10)
+        if self._flusher_thread:
+            self._flusher_thread.join(10)
         self.client.disconnect()
         self.client.loop_stop()
         if self.worker is not None:

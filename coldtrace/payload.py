@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from itertools import repeat
 from typing import Any
 
 import orjson
@@ -116,8 +117,9 @@ def _fast_readings(device_id: str, items: list[Any], now_ms: int, seq: int | Non
     if min(ts) < 0 or max(ts) > now_ms + FUTURE_TOLERANCE_MS:
         return None
     n = len(ts)
-    # Reading._make is tuple.__new__ (C): several times faster than calling the class per reading
-    return tuple(map(Reading._make, zip([device_id] * n, ts, map(float, temps), [seq] * n, strict=True)))
+    # tuple.__new__(Reading, row) is what Reading(...) does underneath, without a Python call per reading
+    return tuple(map(tuple.__new__, repeat(Reading, n), zip([device_id] * n, ts, map(float, temps), [seq] * n,
+                                                            strict=True)))
 
 
 def _parse_native(doc: dict[str, Any], topic_device_id: str | None, now_ms: int, source: str) -> ParseResult:

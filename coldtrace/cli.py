@@ -42,6 +42,13 @@ def _api_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-port", type=int, help="port to listen on (COLDTRACE_API__PORT, default 8080)")
 
 
+def _sim_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--loggers", type=int, help="simulated loggers (COLDTRACE_SIM__LOGGERS, default 12)")
+    p.add_argument("--scenario", help="simulation scenario (COLDTRACE_SIM__SCENARIO, default mixed)")
+    p.add_argument("--interval", type=float, help="seconds between simulated readings (COLDTRACE_SIM__INTERVAL_S,"
+                   " default 5)")
+
+
 def _settings_from(args: argparse.Namespace) -> Settings:
     over: dict = {}
     if getattr(args, "data_dir", None):
@@ -57,11 +64,17 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         from .settings import MqttSettings
 
         mqtt = MqttSettings(**{**mqtt.model_dump(), "url": args.mqtt_url})  # validates the URL
+    if getattr(args, "mqtt_port", None) is not None:
+        mqtt = mqtt.model_copy(update={"embedded_port": args.mqtt_port})
+    sim = base.sim.model_copy(update={k: v for k, v in (
+        ("enabled", getattr(args, "simulate", None)), ("loggers", getattr(args, "loggers", None)),
+        ("scenario", getattr(args, "scenario", None)), ("interval_s", getattr(args, "interval", None)),
+        ("history_hours", getattr(args, "history_hours", None))) if v is not None})
     if getattr(args, "api_host", None):
         api.host = args.api_host
     if getattr(args, "api_port", None) is not None:
         api.port = args.api_port
-    return base.model_copy(update={"mqtt": mqtt, "api": api})
+    return base.model_copy(update={"mqtt": mqtt, "api": api, "sim": sim})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,11 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="collector + API (+ embedded broker, + simulator) in one process")
     _common(run), _mqtt_opts(run), _api_opts(run)
-    run.add_argument("--mqtt-port", type=int, default=1883, help="port of the embedded broker (default 1883)")
-    run.add_argument("--simulate", action="store_true", help="add simulated loggers with real excursions")
-    run.add_argument("--loggers", type=int, default=12, help="simulated loggers (default 12)")
-    run.add_argument("--scenario", default="mixed", help="simulation scenario (default mixed)")
-    run.add_argument("--interval", type=float, default=5.0, help="seconds between simulated readings")
+    run.add_argument("--mqtt-port", type=int, help="port of the embedded broker (COLDTRACE_MQTT__EMBEDDED_PORT,"
+                     " default 1883)")
+    run.add_argument("--simulate", action="store_true", default=None,
+                     help="add simulated loggers with real excursions (COLDTRACE_SIM__ENABLED)")
+    _sim_opts(run)
 
     col = sub.add_parser("collector", help="the MQTT collector and the notifier")
     _common(col), _mqtt_opts(col)
@@ -88,10 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("sim", help="simulated loggers publishing over MQTT")
     _mqtt_opts(sim)
-    sim.add_argument("--loggers", type=int, default=12)
-    sim.add_argument("--scenario", default="mixed")
-    sim.add_argument("--interval", type=float, default=5.0, help="seconds between readings")
-    sim.add_argument("--history-hours", type=float, default=6.0, help="buffered past uploaded at start")
+    _sim_opts(sim)
+    sim.add_argument("--history-hours", type=float, help="buffered past uploaded at start"
+                     " (COLDTRACE_SIM__HISTORY_HOURS, default 6)")
     sim.add_argument("--log-level", default=None)
 
     gw = sub.add_parser("gateway", help="edge gateway: serial instruments -> disk spool -> MQTT")
@@ -147,8 +159,9 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
             raise ConfigError("no MQTT broker: pass --mqtt-url mqtt://HOST:PORT or set COLDTRACE_MQTT__URL")
         from .embedded_broker import EmbeddedBroker
 
-        print(f"Starting the embedded MQTT broker on 127.0.0.1:{args.mqtt_port} ...", flush=True)
-        broker = EmbeddedBroker("127.0.0.1", args.mqtt_port)
+        port = settings.mqtt.embedded_port
+        print(f"Starting the embedded MQTT broker on 127.0.0.1:{port} ...", flush=True)
+        broker = EmbeddedBroker("127.0.0.1", port)
         broker.start()
         settings = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(
             update={"url": broker.url, "protocol": "3.1.1"})})
@@ -180,17 +193,19 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
             workers.append(server)
             print(f"API and QA pages on http://{settings.api.host}:{settings.api.port}/ "
                   f"(OpenAPI at /docs)", flush=True)
-        if getattr(args, "simulate", False):
+        if args.command == "run" and settings.sim.enabled:
             from firmware_sim.mqtt_loggers import LoggerFleet, build_fleet
 
             from .model import HOUR
 
             now = services.clock.now_ms()
-            fleet = build_fleet(args.loggers, args.scenario, now, 6 * HOUR, int(args.interval * 1000))
-            sim = LoggerFleet(settings.mqtt.url or "", fleet, history_ms=6 * HOUR)
+            so = settings.sim
+            history_ms = int(so.history_hours * HOUR)
+            fleet = build_fleet(so.loggers, so.scenario, now, history_ms, int(so.interval_s * 1000))
+            sim = LoggerFleet(settings.mqtt.url or "", fleet, history_ms=history_ms)
             sim.start()
-            print(f"Simulating {args.loggers} loggers ({args.scenario}); the last 6 h are uploaded first,"
-                  f" then a reading every {args.interval:g} s per logger.", flush=True)
+            print(f"Simulating {so.loggers} loggers ({so.scenario}); the last {so.history_hours:g} h are uploaded"
+                  f" first, then a reading every {so.interval_s:g} s per logger.", flush=True)
             _simulate_bench(services, settings.mqtt.url or "")
         print("Running. Ctrl-C to stop.", flush=True)
         _Shutdown().wait()
@@ -236,19 +251,20 @@ def _simulate_bench(services, mqtt_url: str) -> None:
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
-    setup_logging(args.log_level or os.environ.get("COLDTRACE_LOG_LEVEL", "INFO"))
-    mqtt = load_settings().mqtt
-    url = args.mqtt_url or mqtt.url
+    settings = _settings_from(args)
+    setup_logging(settings.log_level)
+    mqtt, so = settings.mqtt, settings.sim
+    url = mqtt.url
     if not url:
         raise ConfigError("no MQTT broker: pass --mqtt-url mqtt://HOST:PORT or set COLDTRACE_MQTT__URL")
-    if args.scenario == "bench":
+    if so.scenario == "bench":
         from firmware_sim.bench import main as bench_main
 
         return bench_main(url)
     from firmware_sim.mqtt_loggers import run_fleet_forever
 
     try:
-        run_fleet_forever(url, args.loggers, args.scenario, args.interval, args.history_hours,
+        run_fleet_forever(url, so.loggers, so.scenario, so.interval_s, so.history_hours,
                           username=mqtt.username,
                           password=mqtt.password.get_secret_value() if mqtt.password else None)
     except KeyboardInterrupt:

@@ -17,7 +17,8 @@ from .errors import ConfigError
 
 
 class MqttSettings(BaseModel):
-    url: str | None = None  # None: `coldtrace run` starts an embedded broker on 127.0.0.1
+    url: str | None = None  # None: `coldtrace run` starts an embedded broker on 127.0.0.1:embedded_port
+    embedded_port: int = Field(1883, ge=1, le=65535)
     client_id: str = "coldtrace-collector"
     shared_group: str | None = None  # e.g. "coldtrace" -> $share/coldtrace/coldtrace/v1/devices/+/readings
     protocol: Literal["5", "3.1.1"] = "5"
@@ -90,6 +91,16 @@ class WebhookSettings(BaseModel):
     auto_resolve_after_min: float | None = 60.0  # an ended excursion's alerts resolve after this quiet time
 
 
+class SimSettings(BaseModel):
+    """Simulated loggers (`coldtrace run --simulate`, `coldtrace sim`)."""
+
+    enabled: bool = False  # COLDTRACE_SIM__ENABLED=true is `coldtrace run --simulate`
+    loggers: int = Field(12, ge=1, le=100_000)
+    scenario: str = "mixed"
+    interval_s: float = Field(5.0, gt=0)
+    history_hours: float = Field(6.0, ge=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COLDTRACE_", env_nested_delimiter="__", extra="ignore")
 
@@ -105,6 +116,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     ingest: IngestSettings = IngestSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    sim: SimSettings = SimSettings()
 
     @property
     def db_path(self) -> Path:

@@ -72,13 +72,30 @@ class VerifyResult:
                 "first_bad_id": self.first_bad_id, "problem": self.problem}
 
 
-def verify(db: Database, chunk: int = 5000) -> VerifyResult:
-    """Walk the chain from the first record; name the first record that no longer matches."""
+def parse_head(value: str) -> tuple[int, str]:
+    """'ID:HASH' (as `coldtrace audit head` prints it) -> (id, hash). Raises ValueError."""
+    rid, sep, h = value.strip().partition(":")
+    if not sep or not rid.isdigit() or len(h) != 64 or any(ch not in "0123456789abcdef" for ch in h):
+        raise ValueError("a head is ID:HASH, as `coldtrace audit head` prints it")
+    return int(rid), h
+
+
+def verify(db: Database, chunk: int = 5000, known_head: tuple[int, str] | None = None) -> VerifyResult:
+    """Walk the chain from the first record; name the first record that no longer matches.
+
+    A chain that was cut at its end is still a valid chain: ``known_head`` (a copy of an earlier
+    ``head()`` kept elsewhere, e.g. printed on a signed trip report) must then still be in it, unchanged."""
     prev_hash, expected_id, checked = GENESIS, 1, 0
     last_id = 0
+    seen_known = known_head is None
     while True:
         rows = db.query("SELECT * FROM audit_log WHERE id > ? ORDER BY id LIMIT ?", (last_id, chunk))
         if not rows:
+            if not seen_known:
+                kid = known_head[0]  # type: ignore[index]
+                return VerifyResult(False, checked, prev_hash, kid,
+                                    f"the chain ends at record {expected_id - 1}, but the kept head names record"
+                                    f" {kid}: records {expected_id}..{kid} were removed")
             return VerifyResult(True, checked, prev_hash)
         for r in rows:
             rid = r["id"]
@@ -94,6 +111,12 @@ def verify(db: Database, chunk: int = 5000) -> VerifyResult:
             if h != r["hash"]:
                 return VerifyResult(False, checked, prev_hash, rid,
                                     f"record {rid} was changed after it was written (hash mismatch)")
+            if known_head is not None and rid == known_head[0]:
+                if r["hash"] != known_head[1]:
+                    return VerifyResult(False, checked, prev_hash, rid,
+                                        f"record {rid} is not the one the kept head names: the chain was"
+                                        f" rewritten from record {rid} or before")
+                seen_known = True
             prev_hash, expected_id, checked = r["hash"], rid + 1, checked + 1
         last_id = rows[-1]["id"]
 

@@ -124,6 +124,15 @@ def add_commands(sub) -> None:
     create.add_argument("--data-dir")
     create.set_defaults(handler=cmd_token_create)
 
+    au = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="audit_command", required=True)
+    hd = au.add_parser("head", help="print the newest record as ID:HASH (keep it outside ColdTrace)")
+    hd.add_argument("--data-dir")
+    hd.set_defaults(handler=cmd_audit_head)
+    vf = au.add_parser("verify", help="walk the hash chain; name the first record that no longer matches")
+    vf.add_argument("--known-head", help="ID:HASH kept from an earlier `coldtrace audit head`")
+    vf.add_argument("--data-dir")
+    vf.set_defaults(handler=cmd_audit_verify)
+
     mq = sub.add_parser("mqtt-config", help="write Mosquitto password file + ACL: devices write only their topics")
     mq.add_argument("--out", required=True, help="directory for passwd, acl, coldtrace.conf")
     mq.add_argument("--device", action="append", help="a device id (repeatable); registered devices are added")
@@ -131,3 +140,25 @@ def add_commands(sub) -> None:
     mq.add_argument("--rotate", action="append", help="give this user a new password (repeatable)")
     mq.add_argument("--data-dir")
     mq.set_defaults(handler=cmd_mqtt_config)
+
+
+def cmd_audit_head(args: argparse.Namespace) -> int:
+    from . import audit
+
+    _, db = _db(args)
+    rid, h = audit.head(db)
+    print(f"{rid}:{h}")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from . import audit
+
+    _, db = _db(args)
+    known = audit.parse_head(args.known_head) if args.known_head else None
+    result = audit.verify(db, known_head=known)
+    if result.ok:
+        print(f"audit trail intact: {result.checked} records, head {result.head_hash}")
+        return 0
+    print(f"audit trail BROKEN at record {result.first_bad_id}: {result.problem}")
+    return 1

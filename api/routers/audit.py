@@ -11,6 +11,7 @@ from coldtrace import audit
 from coldtrace.clock import to_iso
 
 from ..deps import QA, RangeDep, ServicesDep
+from ..errors import ApiError
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
@@ -59,5 +60,26 @@ def list_audit(services: ServicesDep, _: QA, rng: RangeDep,
 
 
 @router.get("/verify", response_model=VerifyOut, summary="Walk the hash chain; name the first bad record")
-def verify(services: ServicesDep, _: QA) -> VerifyOut:
-    return VerifyOut(**audit.verify(services.db).to_dict())
+def verify(services: ServicesDep, _: QA,
+           known_head: Annotated[str | None, Query(max_length=100, description=(
+               "ID:HASH of a head kept elsewhere (GET /audit/head earlier): detects a chain cut at its end"))] = None,
+           ) -> VerifyOut:
+    head = None
+    if known_head:
+        try:
+            head = audit.parse_head(known_head)
+        except ValueError as exc:
+            raise ApiError(400, "bad_head", str(exc)) from None
+    return VerifyOut(**audit.verify(services.db, known_head=head).to_dict())
+
+
+class HeadOut(BaseModel):
+    id: int
+    hash: str
+    head: str  # ID:HASH, to keep outside ColdTrace (a signed report, a ticket, another system)
+
+
+@router.get("/head", response_model=HeadOut, summary="The newest record's id and hash, to keep elsewhere")
+def head(services: ServicesDep, _: QA) -> HeadOut:
+    rid, h = audit.head(services.db)
+    return HeadOut(id=rid, hash=h, head=f"{rid}:{h}")

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from html import escape
 from typing import Any
 
-from . import shipments
+from . import audit, shipments
 from .clock import to_iso
 from .ports import ReadingStore
 from .report_chart import build_chart, to_drawing, to_svg
@@ -85,7 +85,8 @@ def build(db: Database, readings: ReadingStore, shipment_id: str, now_ms: int) -
         budget = []
     return {"shipment": sh, "profile": ev.profile.to_dict(), "in_range": band, "mkt_c": ev.mkt_c,
             "mkt_exceeded": ev.mkt_exceeded, "loggers": loggers, "alerts": alerts, "decisions": decisions,
-            "budget": budget, "record_hash": ev.record_hash(), "generated_at": now_ms}
+            "budget": budget, "record_hash": ev.record_hash(), "generated_at": now_ms,
+            "audit_head": "{}:{}".format(*audit.head(db))}
 
 
 # ---------------------------------------------------------------- tables shared by HTML and PDF
@@ -170,8 +171,9 @@ def render_html(data: dict[str, Any]) -> str:
         parts.append(f"<h2>Logger {escape(lg['device_id'])}</h2>{to_svg(lg['chart'])}")
     for title, fn in SECTIONS:
         parts.append(f"<h2>{escape(title)}</h2>{_table(fn(data))}")
-    parts.append(f"<p>Evaluation record hash {data['record_hash']}; generated {to_iso(data['generated_at'])}.</p>"
-                 "</body></html>")
+    parts.append(f"<p>Evaluation record hash {data['record_hash']}; generated {to_iso(data['generated_at'])}."
+                 f" Audit trail head {data['audit_head']} (check with <code>coldtrace audit verify --known-head"
+                 f"</code>).</p></body></html>")
     return "".join(parts)
 
 
@@ -206,7 +208,8 @@ def render_pdf(data: dict[str, Any]) -> bytes:
     for title, fn in SECTIONS:
         story += [Spacer(1, 4 * mm), Paragraph(escape(title), styles["Heading2"]), table(fn(data))]
     story.append(Paragraph(escape(f"Evaluation record hash {data['record_hash']}; generated "
-                                  f"{to_iso(data['generated_at'])}."), cell))
+                                  f"{to_iso(data['generated_at'])}. Audit trail head {data['audit_head']}"
+                                  " (check with `coldtrace audit verify --known-head`)."), cell))
     doc.build(story)
     return buf.getvalue()
 

@@ -153,7 +153,19 @@ class SeriesEngine:
             raise ValueError("ts and temps must be of equal length")
         if n == 0:
             return []
-        if n <= SCALAR_FEED_MAX:  # small feeds: Python lists are cheaper than numpy calls
+        if n == 1:  # the most common feed of all (one live reading): no lists to build or check
+            x, y = int(ts[0]), float(temps[0])
+            if (self.last_ts is not None and x <= self.last_ts) or not math.isfinite(y):
+                raise ValueError("SeriesEngine.feed needs strictly increasing timestamps and finite "
+                                 "temperatures")
+            q = arrhenius_term_list((y,), self.ea_r)[0] - self.mkt_ratio if self.mkt is not None else 0.0
+            if self.last_ts is not None:
+                self._settle(x - self.last_ts)
+            out = self._feed_scalar((x,), (y,), (q,))
+            self.last_ts, self.last_value, self.last_q = x, y, q
+            if not out:
+                return out
+        elif n <= SCALAR_FEED_MAX:  # small feeds: Python lists are cheaper than numpy calls
             tl = [int(x) for x in ts]
             vl = [float(x) for x in temps]
             prev = self.last_ts

@@ -183,6 +183,10 @@ def test_device_page_from_the_fleet_with_chart_summary_and_quarantine(live_app, 
 
 def test_keyboard_only_sign_in_and_navigation(live_app, page):
     page.goto(f"{live_app.base_url}/ui/login")
+    # autofocus is applied at a rendering update after load, and the form's script is a module: wait for both
+    # before typing, or the first keystrokes (or the Enter) can arrive before the page is ready for them
+    page.wait_for_load_state("networkidle")
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'username'")
     page.keyboard.type("qa.anna")  # the username field has the focus
     page.keyboard.press("Tab")
     page.keyboard.type(QA_PASSWORD)
@@ -200,4 +204,5 @@ def test_keyboard_only_sign_in_and_navigation(live_app, page):
     assert style == "solid"  # a visible focus ring
     page.keyboard.press("Enter")
     page.wait_for_url("**/ui/alerts")
+    page.wait_for_function("document.title.startsWith('Alerts')")  # the page's script sets its title
     assert page.title().startswith("Alerts")

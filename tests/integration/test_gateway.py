@@ -40,8 +40,10 @@ def test_gateway_publishes_every_reading_with_status(tmp_path, mosquitto):
         expected = {(r.device_id, r.ts) for s in sims for r in s.readings()}
         wait_for(lambda: expected <= sub.keys(), 30, "all dumped readings at the broker")
         wait_for(lambda: any(m["device_id"] == "REF-1524-SN0001" for m in sub.messages), 10, "reference")
-        wait_for(lambda: sub.status.get("GW-TEST", {}).get("spool", {}).get("entries") == 0, 10,
-                 "status says the spool is empty")
+        # the status is republished every interval: wait for one that shows the settled state
+        wait_for(lambda: sub.status.get("GW-TEST", {}).get("spool", {}).get("entries") == 0
+                 and all(p["connected"] for p in sub.status["GW-TEST"].get("ports", [])), 15,
+                 "status says the spool is empty and every port is connected")
         st = sub.status["GW-TEST"]
         assert st["online"] is True and st["broker_connected"] is True
         assert {p["port"] for p in st["ports"]} == {s.path for s in sims} | {ref.path}

@@ -5,7 +5,7 @@
    acknowledged after commit);
 3. the collector drains a backlog of 500-reading batch messages (readings/s stored).
 The backlog is queued while the subscriber is offline (persistent session), so the publisher's speed caps
-neither figure.   Usage: python bench/ingest.py [--messages 50000] [--batches 400]
+neither figure.   Usage: python bench/ingest.py [--messages 50000] [--batches 1000]
 """
 
 from __future__ import annotations
@@ -122,7 +122,9 @@ def collector_drain(port: int, client_id: str, data_dir: Path, expect_messages: 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=50_000)
-    ap.add_argument("--batches", type=int, default=400, help="500-reading messages")
+    ap.add_argument("--batches", type=int, default=1000,
+                    help="500-reading messages (1000: long enough that connecting and the first sight of each"
+                         " device do not dominate the figure)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -19,7 +19,7 @@ from . import webhooks
 from .clock import Clock
 from .health_store import HealthTracker
 from .live_evaluation import LiveEvaluator
-from .model import BUILTIN_PROFILES, Alert, Batch, Profile, Reading, Rejection
+from .model import BUILTIN_PROFILES, Alert, Batch, ParseResult, Profile, Reading, Rejection
 from .payload import parse_payload
 from .ports import ReadingStore
 from .store.db import Database
@@ -101,15 +101,23 @@ class Pipeline:
                    content_type: str | None = None, topic: str | None = None) -> IngestResult:
         return self.ingest_raw_many([RawMessage(data, source, topic_device_id, content_type, topic)])
 
-    def ingest_raw_many(self, messages: Sequence[RawMessage]) -> IngestResult:
-        """Decode and ingest several messages in one transaction. Returns the summed result."""
+    def decode(self, m: RawMessage, now_ms: int | None = None) -> ParseResult:
+        """Decode one message as the pipeline will (for a caller that must look before ingesting)."""
+        return parse_payload(m.data, topic_device_id=m.topic_device_id,
+                             now_ms=self.clock.now_ms() if now_ms is None else now_ms,
+                             content_type=m.content_type, source=m.source)
+
+    def ingest_raw_many(self, messages: Sequence[RawMessage],
+                        decoded: Sequence[ParseResult] | None = None) -> IngestResult:
+        """Decode and ingest several messages in one transaction. Returns the summed result.
+
+        ``decoded``: the messages' ``decode()`` results when the caller already has them."""
         now = self.clock.now_ms()
         batches: list[Batch] = []
         quarantine: list[tuple] = []
         result = IngestResult()
-        for m in messages:
-            pr = parse_payload(m.data, topic_device_id=m.topic_device_id, now_ms=now,
-                               content_type=m.content_type, source=m.source)
+        for i, m in enumerate(messages):
+            pr = decoded[i] if decoded is not None else self.decode(m, now)
             dev = pr.batch.device_id if pr.batch else m.topic_device_id
             raw = m.data[:RAW_CAP]
             for rej in pr.rejections:

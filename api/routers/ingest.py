@@ -14,7 +14,8 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from coldtrace.auth import Principal
-from coldtrace.payload import MAX_BYTES, SENML_CONTENT_TYPE, parse_payload
+from coldtrace.payload import MAX_BYTES, SENML_CONTENT_TYPE
+from coldtrace.pipeline import RawMessage
 
 from ..deps import CurrentPrincipal, ServicesDep
 from ..errors import ApiError
@@ -73,8 +74,8 @@ async def ingest(request: Request, services: ServicesDep, device: DeviceDep,
     if ctype not in CONTENT_TYPES:
         raise ApiError(415, "unsupported_media_type", f"send one of {', '.join(CONTENT_TYPES)}")
     data = await _read_body(request)
-    probe = parse_payload(data, topic_device_id=None, now_ms=services.clock.now_ms(), content_type=ctype,
-                          source="http")
+    msg = RawMessage(data, "http", None, ctype)
+    probe = services.pipeline.decode(msg)  # decoded once: the pipeline ingests this very result
     if probe.batch is not None:
         dev = probe.batch.device_id
     else:  # the whole message is unreadable: quarantine it under the token's device when unambiguous
@@ -82,9 +83,9 @@ async def ingest(request: Request, services: ServicesDep, device: DeviceDep,
     if probe.batch is not None and dev not in device.device_ids:
         log.warning("HTTP ingest refused: %s is not bound to device %s", device.name, dev)
         raise ApiError(403, "device_not_allowed", f"this token may not send for device {dev!r}")
+    msg.topic_device_id = dev
     # the commit (fsync) must not block the event loop: run it in the thread pool
-    result = await run_in_threadpool(services.pipeline.ingest_raw, data, source="http", topic_device_id=dev,
-                                     content_type=ctype)
+    result = await run_in_threadpool(services.pipeline.ingest_raw_many, [msg], [probe])
     if probe.batch is None:
         first = probe.rejections[0] if probe.rejections else None
         raise ApiError(400, first.reason if first else "bad_request",

@@ -67,7 +67,6 @@ class Pipeline:
         self.counters: Counter[str] = Counter()
         self._profiles: dict[str, Profile] = {}
         self.health = HealthTracker()  # device health (offline, battery, sensor faults), issue 3
-        self._health_items: list[tuple] = []  # filled by _update_devices, consumed in _commit
         self._ensure_builtin_profiles()
 
     # ---- profiles -------------------------------------------------------------------------------------
@@ -178,11 +177,9 @@ class Pipeline:
                 wr = self.readings.write(all_readings)
                 result.accepted += wr.accepted
                 result.duplicates += wr.duplicates
-            self._health_items = []
-            alerts = self._update_devices(c, batches, now)
+            alerts, health_items = self._update_devices(c, batches, now)
             oor = Counter(q[3] for q in quarantine if q[4] == "out_of_range" and q[3])
-            alerts += self.health.on_flush(c, self._health_items, oor, now)
-            self._health_items = []
+            alerts += self.health.on_flush(c, health_items, oor, now)
             if alerts:
                 result.alerts += self.emit(c, alerts, now)
 
@@ -191,11 +188,13 @@ class Pipeline:
         marks = ",".join("?" * len(ids))
         return {r[0] for r in c.execute(f"SELECT id FROM devices WHERE id IN ({marks})", tuple(ids))}
 
-    def _update_devices(self, c: sqlite3.Connection, batches: list[Batch], now: int) -> list[Alert]:
-        """Device state (last reading, seq gaps, battery) and excursion evaluation, a few statements per flush."""
+    def _update_devices(self, c: sqlite3.Connection, batches: list[Batch], now: int
+                        ) -> tuple[list[Alert], list[tuple]]:
+        """Device state (last reading, seq gaps, battery) and excursion evaluation, a few statements per flush.
+        Returns the alerts and, per device, (device, ts, temps, battery) for the health rules."""
         groups = _group(batches)
         if not groups:
-            return []
+            return [], []
         ids = list(groups)
         c.executemany("INSERT OR IGNORE INTO devices (id, registered_at) VALUES (?,?)", [(d, now) for d in ids])
         state: dict[str, tuple] = {}
@@ -207,7 +206,7 @@ class Pipeline:
                 state[r[0]] = tuple(r)
         alerts: list[Alert] = []
         updates = []
-        self._health_items = []
+        health_items: list[tuple] = []  # (device, ts, temps, battery) for the health rules
         for dev, dev_batches in groups.items():
             _, last_ts, last_seq, profile_id, evaluated_ts = state[dev]
             readings = [r for b in dev_batches for r in b.readings]
@@ -218,7 +217,7 @@ class Pipeline:
                         gaps += b.seq - last_seq - 1
                     last_seq = b.seq if last_seq is None else max(last_seq, b.seq)
             battery = next((b.battery_pct for b in reversed(dev_batches) if b.battery_pct is not None), None)
-            self._health_items.append((dev, [r.ts for r in readings], [r.temp_c for r in readings], battery))
+            health_items.append((dev, [r.ts for r in readings], [r.temp_c for r in readings], battery))
             newest = max(readings, key=lambda r: r.ts) if readings else None
             new_ts = new_temp = None
             if newest is not None and (last_ts is None or newest.ts >= last_ts):
@@ -233,7 +232,7 @@ class Pipeline:
             " battery_pct = COALESCE(?, battery_pct), last_ts = COALESCE(?, last_ts),"
             " last_temp_c = CASE WHEN ? IS NULL THEN last_temp_c ELSE ? END, evaluated_ts = ? WHERE id = ?",
             updates)
-        return alerts
+        return alerts, health_items
 
     # ---- excursions -----------------------------------------------------------------------------------
     def _evaluate(self, c: sqlite3.Connection, dev: str, profile_id: str | None, readings: list[Reading],

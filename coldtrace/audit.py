@@ -19,7 +19,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from .store.db import Database
+from .store.db import Database, add_equal_filters
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +139,8 @@ def query(db: Database, *, entity: str | None = None, entity_id: str | None = No
           after_id: int = 0, limit: int = 100) -> list[dict[str, Any]]:
     """Audit records in id order, keyset-paginated by ``after_id``; at most MAX_PAGE per call."""
     where, params = ["id > ?"], [int(after_id)]
-    for col, val in (("entity", entity), ("entity_id", entity_id), ("actor", actor), ("action", action)):
-        if val is not None:
-            where.append(f"{col} = ?")
-            params.append(val)
+    add_equal_filters(where, params, (("entity", entity), ("entity_id", entity_id), ("actor", actor),
+                                      ("action", action)))
     if start is not None:
         where.append("ts >= ?")
         params.append(start)

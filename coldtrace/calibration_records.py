@@ -18,7 +18,7 @@ from . import calibration as cal
 from . import calibration_drift as drift_maths
 from .certificate import CertificateData, CertificatePoint
 from .errors import NotFound
-from .store.db import Database
+from .store.db import Database, add_equal_filters
 
 DEVICE_FIELDS = ("last_calibrated_at", "interval_days", "due_at", "status", "certificate_ref",
                  "expanded_uncertainty_c", "resolution_c", "traceability", "due_alerted")
@@ -95,16 +95,12 @@ def session_results(db: Database, session_id: str, device_id: str | None = None)
 
 def list_sessions(db: Database, *, reference_id: str | None = None, device_id: str | None = None,
                   state: str | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-    where, params = [], []
-    if reference_id:
-        where.append("s.reference_id = ?")
-        params.append(reference_id)
+    where: list[str] = []
+    params: list[Any] = []
+    add_equal_filters(where, params, (("s.reference_id", reference_id or None), ("s.state", state or None)))
     if device_id:
         where.append("s.id IN (SELECT session_id FROM calibration_session_duts WHERE device_id = ?)")
         params.append(device_id)
-    if state:
-        where.append("s.state = ?")
-        params.append(state)
     sql = "SELECT s.* FROM calibration_sessions s" + (" WHERE " + " AND ".join(where) if where else "")
     rows = db.query(sql + " ORDER BY s.started_at DESC LIMIT ? OFFSET ?", (*params, limit, offset))
     out = []

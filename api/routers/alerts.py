@@ -6,6 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from coldtrace.store.db import add_equal_filters
+
 from ..deps import ServicesDep, Viewer, parse_ts_param
 from ..errors import ApiError
 from ..schemas import AlertOut
@@ -21,12 +23,11 @@ def list_alerts(services: ServicesDep, _: Viewer,
                 since: Annotated[str | None, Query(description="created at or after (RFC 3339 / ms)")] = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 200,
                 offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> list[AlertOut]:
-    where, params = [], []
-    for col, val in (("type", type), ("severity", severity), ("device_id", device_id),
-                     ("shipment_id", shipment_id), ("state", state)):
-        if val:
-            where.append(f"{col} = ?")
-            params.append(val)
+    where: list[str] = []
+    params: list = []
+    add_equal_filters(where, params, ((col, val or None) for col, val in (
+        ("type", type), ("severity", severity), ("device_id", device_id), ("shipment_id", shipment_id),
+        ("state", state))))
     t = parse_ts_param(since, "since")
     if t is not None:
         where.append("created_at >= ?")

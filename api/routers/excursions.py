@@ -6,6 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from coldtrace.store.db import add_equal_filters
+
 from ..deps import RangeDep, ServicesDep, Viewer
 from ..errors import ApiError
 from ..schemas import ExcursionOut
@@ -22,10 +24,8 @@ def list_excursions(services: ServicesDep, _: Viewer, rng: RangeDep, device_id: 
                     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> list[ExcursionOut]:
     where = ["superseded = 0", "start_ts < ?", "(end_ts IS NULL OR end_ts >= ?)"]
     params: list = [rng.end, rng.start]
-    for col, val in (("device_id", device_id), ("shipment_id", shipment_id), ("limit_id", limit_id)):
-        if val:
-            where.append(f"{col} = ?")
-            params.append(val)
+    add_equal_filters(where, params, ((col, val or None) for col, val in (
+        ("device_id", device_id), ("shipment_id", shipment_id), ("limit_id", limit_id))))
     if open is not None:
         where.append("end_ts IS NULL" if open else "end_ts IS NOT NULL")
     if alarmed is not None:

@@ -6,6 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from coldtrace.store.db import add_equal_filters
+
 from ..deps import ServicesDep, Viewer
 from ..schemas import QuarantineOut
 
@@ -16,13 +18,9 @@ router = APIRouter(prefix="/api/v1/quarantine", tags=["quarantine"])
 def list_quarantine(services: ServicesDep, _: Viewer, reason: str | None = None, device_id: str | None = None,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
                     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> list[QuarantineOut]:
-    where, params = [], []
-    if reason:
-        where.append("reason = ?")
-        params.append(reason)
-    if device_id:
-        where.append("device_id = ?")
-        params.append(device_id)
+    where: list[str] = []
+    params: list = []
+    add_equal_filters(where, params, (("reason", reason or None), ("device_id", device_id or None)))
     sql = "SELECT * FROM quarantine" + (" WHERE " + " AND ".join(where) if where else "")
     sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
     params += [limit, offset]

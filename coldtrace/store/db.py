@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from itertools import chain
 from pathlib import Path
+from typing import Any
 
 from ..errors import StoreError
 
@@ -132,6 +133,15 @@ def _split_sql(script: str) -> list[str]:
     if buf.strip():
         out.append(buf.strip())
     return out
+
+
+def add_equal_filters(where: list[str], params: list[Any], pairs: Iterable[tuple[str, Any]]) -> None:
+    """Append ``col = ?`` to ``where`` (and the value to ``params``) for each pair whose value is not None:
+    the optional filters of list queries."""
+    for col, val in pairs:
+        if val is not None:
+            where.append(f"{col} = ?")
+            params.append(val)
 
 
 MAX_VARIABLES = 32_766  # SQLITE_MAX_VARIABLE_NUMBER of SQLite >= 3.32

@@ -10,7 +10,7 @@ import sqlite3
 from typing import Any
 
 from ..errors import NotFound
-from .db import Database
+from .db import Database, add_equal_filters
 
 SHIPMENT_COLUMNS = ("id", "reference", "origin", "destination", "product", "lot", "profile_id", "state",
                     "start_ts", "end_ts", "created_at", "created_by", "updated_at")
@@ -47,10 +47,7 @@ def list_shipments(db: Database, *, state: str | None = None, product: str | Non
     if after:
         where.append("s.id > ?")
         params.append(after)
-    for col, val in (("s.state", state), ("s.product", product), ("s.lot", lot)):
-        if val is not None:
-            where.append(f"{col} = ?")
-            params.append(val)
+    add_equal_filters(where, params, (("s.state", state), ("s.product", product), ("s.lot", lot)))
     if device_id is not None:
         where.append("EXISTS (SELECT 1 FROM shipment_loggers l WHERE l.shipment_id = s.id AND l.device_id = ?)")
         params.append(device_id)

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import NotFound
 from ..webhooks import matches
-from .db import Database
+from .db import Database, add_equal_filters
 
 SUBSCRIPTION_PUBLIC = ("id, url, description, event_types, min_severity, device_ids, enabled, escalation,"
                        " disabled_reason, created_at, created_by, updated_at, previous_expires_at")
@@ -297,10 +297,8 @@ def get_delivery(db: Database, delivery_id: int) -> dict[str, Any]:
 def list_deliveries(db: Database, subscription_id: str | None = None, state: str | None = None,
                     event_id: str | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
     where, params = [], []
-    for col, val in (("subscription_id", subscription_id), ("state", state), ("event_id", event_id)):
-        if val is not None:
-            where.append(f"{col} = ?")
-            params.append(val)
+    add_equal_filters(where, params, (("subscription_id", subscription_id), ("state", state),
+                                      ("event_id", event_id)))
     sql = "SELECT * FROM webhook_deliveries"
     if where:
         sql += " WHERE " + " AND ".join(where)

@@ -46,3 +46,18 @@ def influxd(tmp_path):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def pipeline_env(tmp_path):
+    """(ManualClock, Database, Pipeline) on a SQLite file in tmp_path, in-process."""
+    from coldtrace.clock import ManualClock
+    from coldtrace.pipeline import Pipeline
+    from coldtrace.store.db import Database
+    from coldtrace.store.sqlite import SqliteReadingStore
+
+    clock = ManualClock()
+    db = Database(tmp_path / "ct.db")
+    pipeline = Pipeline(db, SqliteReadingStore(db), clock)
+    yield clock, db, pipeline
+    db.close()

@@ -9,13 +9,11 @@ import pytest
 
 from coldtrace import alerts as lifecycle
 from coldtrace import webhooks as wh
-from coldtrace.clock import ManualClock
 from coldtrace.errors import Conflict, NotFound, StoreError
 from coldtrace.model import MINUTE
 from coldtrace.pipeline import Pipeline
 from coldtrace.store import webhooks as store
 from coldtrace.store.db import Database
-from coldtrace.store.sqlite import SqliteReadingStore
 from collector.notifier import Notifier
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -23,12 +21,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def env(tmp_path):
-    clock = ManualClock()
-    db = Database(tmp_path / "ct.db")
-    pipeline = Pipeline(db, SqliteReadingStore(db), clock)
-    yield clock, db, pipeline
-    db.close()
+def env(pipeline_env):
+    return pipeline_env
 
 
 def _ingest(pipeline: Pipeline, device: str, start: int, temps: list[float], step: int = 5 * MINUTE) -> None:

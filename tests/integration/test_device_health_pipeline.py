@@ -7,23 +7,17 @@ import json
 
 import pytest
 
-from coldtrace.clock import ManualClock
 from coldtrace.excursions import evaluate
 from coldtrace.model import BUILTIN_PROFILES, MINUTE
 from coldtrace.pipeline import Pipeline
 from coldtrace.store.db import Database
-from coldtrace.store.sqlite import SqliteReadingStore
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def env(tmp_path):
-    clock = ManualClock()
-    db = Database(tmp_path / "ct.db")
-    pipeline = Pipeline(db, SqliteReadingStore(db), clock)
-    yield clock, db, pipeline
-    db.close()
+def env(pipeline_env):
+    return pipeline_env
 
 
 def send(pipeline: Pipeline, readings: list[tuple[int, float]], battery: float | None = None, dev="LOG-1"):

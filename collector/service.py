@@ -8,6 +8,8 @@ import time
 import tomllib
 from pathlib import Path
 
+from coldtrace import shipments
+from coldtrace.calibration_service import for_services
 from coldtrace.errors import ColdTraceError, ConfigError
 from coldtrace.wiring import Services
 
@@ -55,8 +57,6 @@ class CollectorService:
             if time.monotonic() - last_shipments >= SHIPMENT_TICK_S:
                 last_shipments = time.monotonic()
                 try:  # shipments in transit: excursions on their series, lot stability budgets
-                    from coldtrace import shipments
-
                     p = self.services.pipeline
                     shipments.tick(self.services.db, self.services.readings, self.services.clock.now_ms(), p.emit)
                 except ColdTraceError as exc:
@@ -66,8 +66,6 @@ class CollectorService:
             except ColdTraceError as exc:
                 log.error("clock tick failed: %s", exc)
             try:  # calibration sessions follow the stored readings; calibration.due by the clock
-                from coldtrace.calibration_service import for_services
-
                 for_services(self.services).tick(self.services.clock.now_ms())
             except ColdTraceError as exc:
                 log.error("calibration tick failed: %s", exc)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -144,7 +145,7 @@ class _Hangup(Exception):
     pass
 
 
-class SerialReader:
+class SerialReader(ABC):
     """Base: a thread owning one port and its reconnection loop."""
 
     def __init__(self, cfg: InstrumentConfig, deliver: Deliver, *, clock: Clock | None = None,
@@ -210,8 +211,9 @@ class SerialReader:
                 self.stats.connected = False
             self._stop.wait(self.reopen_min_s)
 
+    @abstractmethod
     def session(self, port: SerialPort) -> None:
-        raise NotImplementedError
+        """The instrument-specific part (subclasses)."""
 
     def bad_line(self, code: str, detail: str) -> None:
         counter = code if code in ("bad_checksum", "truncated", "noise", "malformed") else "malformed"

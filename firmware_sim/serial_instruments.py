@@ -16,6 +16,7 @@ import select
 import threading
 import time
 import tty
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +102,7 @@ class PtyLink:
         self.master = self._slave = None
 
 
-class SerialInstrument:
+class SerialInstrument(ABC):
     """Base: a thread answering commands on the pty master; subclasses implement ``on_line`` and ``tick``."""
 
     def __init__(self, link: str | Path | None = None, *, baud: int | None = None,
@@ -167,13 +168,14 @@ class SerialInstrument:
     # --- subclass hooks ---
     terminator = b"\n"
 
+    @abstractmethod
     def on_command(self, line: str) -> None:
-        raise NotImplementedError
+        """The instrument-specific part (subclasses)."""
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float) -> None:  # noqa: B027 - an optional hook, empty by default
         """Called every loop turn (a few ms) with time.monotonic()."""
 
-    def on_unplug(self) -> None:
+    def on_unplug(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Forget transient state (a dump in progress, live mode)."""
 
     # --- loop ---
@@ -317,10 +319,10 @@ class Ctl1Logger(SerialInstrument):
         elif frame.name == "STOP":
             self.live = False
 
-    def on_unplug(self) -> None:
+    def on_unplug(self) -> None:  # noqa: B027 - an optional hook, empty by default
         self.live = False
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float) -> None:  # noqa: B027 - an optional hook, empty by default
         if not (self.sampling and self.sample_period_s):
             return
         taken = 0

@@ -8,7 +8,11 @@ on it; Standard Webhooks' at-least-once contract).
 
 Time comes from a Clock so tests move it; ``run_once(now_ms)`` is one step, ``run_forever(stop)`` the loop.
 The loop sleeps until the next due retry or until ``wake`` is set (the pipeline sets it after committing
-alerts), so a new alarm leaves within milliseconds rather than a poll interval.
+alerts, a finished attempt sets it too), so a new alarm leaves within milliseconds rather than a poll interval.
+
+Isolation: every subscription has its own lane (at most ``lane_concurrency`` attempts in flight), attempts
+run on threads of their own and the loop never waits for one, so a receiver that hangs until the timeout
+delays only its own deliveries. See docs/PROTOCOLS.md "Webhooks".
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ import logging
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
@@ -50,10 +53,15 @@ class RunStats:
 
 
 class Notifier:
+    """The delivery engine. Each subscription is a *lane*: at most ``lane_concurrency`` attempts to it are in
+    flight at once, each on a thread of its own, and a lane that is full is simply not given more work. So a
+    receiver that never answers ties up only its own lane (its backlog waits, leased in the database), while
+    every other subscription's deliveries are claimed and sent the moment they are due."""
+
     def __init__(self, db: Database, clock: Clock, *, allow_private_targets: bool = False,
                  timeout_s: float = wh.DELIVERY_TIMEOUT_S, wake: threading.Event | None = None,
                  rng: random.Random | None = None, resolver: wh.Resolver = wh.system_resolver,
-                 workers: int = 8, poll_interval_s: float = 0.5, batch: int = 200,
+                 lane_concurrency: int = 4, poll_interval_s: float = 0.5, batch: int = 200,
                  transport: httpx.BaseTransport | None = None) -> None:
         self.db = db
         self.clock = clock
@@ -62,80 +70,143 @@ class Notifier:
         self.wake_event = wake if wake is not None else threading.Event()
         self.rng = rng or random.Random()
         self.resolver = resolver
+        self.lane_concurrency = max(1, int(lane_concurrency))
         self.poll_interval_s = poll_interval_s
         self.batch = batch
         # The lease must outlast one attempt (timeout + margin) so a slow attempt is not sent twice.
         self.lease_ms = int((timeout_s + 5.0) * 1000)
-        # Redirects are not followed: a 3xx to an internal address would bypass the target check.
+        # Redirects are not followed: a 3xx to an internal address would bypass the target check. The pool
+        # is unbounded: concurrency is bounded per lane, and a shared cap would let dead lanes starve others.
         self._client = httpx.Client(timeout=timeout_s, follow_redirects=False, transport=transport,
+                                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
                                     headers={"user-agent": "ColdTrace-Webhooks/1"})
-        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="notifier")
         self._rng_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._in_flight: dict[str, int] = {}  # subscription id -> attempts running in its lane
+        self._threads: set[threading.Thread] = set()
+        self._completed = 0
 
     def wake(self) -> None:
         self.wake_event.set()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        """Wait for the attempts in flight (each ends by its timeout), then close the HTTP client."""
+        deadline = time.monotonic() + self.timeout_s + 5.0
+        with self._cond:
+            threads = list(self._threads)
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
         self._client.close()
+
+    def in_flight(self) -> dict[str, int]:
+        """Attempts running now, per subscription (a lane is full at ``lane_concurrency``)."""
+        with self._cond:
+            return dict(self._in_flight)
+
+    # ---- dispatch: fan out, then fill every lane that has room ------------------------------------------
+    def _dispatch(self, now: int, stats: RunStats | None) -> int:
+        while True:
+            n = store.fan_out(self.db, now, limit=self.batch)
+            if stats is not None:
+                stats.dispatched += n
+            if n < self.batch:
+                break
+        with self._cond:
+            busy = dict(self._in_flight)
+        jobs = store.claim_due_lanes(self.db, now, self.lease_ms, self.lane_concurrency, busy, limit=self.batch)
+        for job in jobs:
+            self._start(job, stats)
+        return len(jobs)
+
+    def _start(self, job: store.Job, stats: RunStats | None) -> None:
+        t = threading.Thread(target=self._lane_attempt, args=(job, stats), daemon=True,
+                             name=f"webhook-{job.subscription_id}")
+        with self._cond:
+            self._in_flight[job.subscription_id] = self._in_flight.get(job.subscription_id, 0) + 1
+            self._threads.add(t)
+        t.start()
+
+    def _lane_attempt(self, job: store.Job, stats: RunStats | None) -> None:
+        try:
+            r = self.attempt(job)
+            if stats is not None:
+                with self._cond:
+                    stats.attempted += 1
+                    stats.delivered += r.outcome == "delivered"
+        except Exception:  # attempt() records its own failures; anything else: the lease expires, it is retried
+            log.exception("delivery %s to %s failed unexpectedly", job.delivery_id, job.subscription_id)
+        finally:
+            with self._cond:
+                left = self._in_flight.get(job.subscription_id, 1) - 1
+                if left > 0:
+                    self._in_flight[job.subscription_id] = left
+                else:
+                    self._in_flight.pop(job.subscription_id, None)
+                self._threads.discard(threading.current_thread())
+                self._completed += 1
+                self._cond.notify_all()
+            self.wake_event.set()  # the lane has room again: the loop claims its next delivery now
 
     # ---- one step -------------------------------------------------------------------------------------
     def run_once(self, now_ms: int | None = None) -> RunStats:
-        """Fan out the outbox, then attempt every delivery due at ``now_ms`` (in parallel, then wait)."""
+        """Fan out the outbox, then attempt every delivery due at ``now_ms`` through the lanes, and return when
+        none is left due and none is in flight (tests and the SIGKILL child drive the engine this way)."""
         now = self.clock.now_ms() if now_ms is None else now_ms
         stats = RunStats()
         while True:
-            n = store.fan_out(self.db, now, limit=self.batch)
-            stats.dispatched += n
-            if n < self.batch:
-                break
-        while True:
-            jobs = store.claim_due(self.db, now, self.lease_ms, limit=self.batch)
-            if not jobs:
-                break
-            results = list(self._pool.map(lambda j: self.attempt(j, now), jobs))
-            stats.attempted += len(results)
-            stats.delivered += sum(r.outcome == "delivered" for r in results)
-            if len(jobs) < self.batch:
-                break
-        return stats
+            with self._cond:
+                seen = self._completed
+            started = self._dispatch(now, stats)
+            with self._cond:
+                if started == 0 and not self._in_flight:
+                    return stats
+                while self._completed == seen and self._in_flight:
+                    self._cond.wait()
 
     def run_forever(self, stop_event: threading.Event) -> None:
-        log.info("webhook notifier started")
+        """The loop: never waits for an attempt. It sleeps until woken (a new alert, an attempt finished, a
+        redelivery) or until the next delivery of a lane with room is due."""
+        log.info("webhook notifier started (%d attempts per subscription at most)", self.lane_concurrency)
         while not stop_event.is_set():
             self.wake_event.clear()  # cleared before the step: a wake during it is not lost
             try:
-                self.run_once(self.clock.now_ms())
+                self._dispatch(self.clock.now_ms(), None)
             except Exception:  # the loop owns recovery: log, wait, try again
                 log.exception("notifier step failed")
             self.wake_event.wait(self._sleep_s())
         log.info("webhook notifier stopped")
 
     def _sleep_s(self) -> float:
-        due = store.next_due(self.db)
+        with self._cond:
+            full = [sid for sid, n in self._in_flight.items() if n >= self.lane_concurrency]
+        due = store.next_due(self.db, exclude=full)  # a full lane's backlog waits for a wake, not a poll
         if due is None:
             return self.poll_interval_s
         return min(self.poll_interval_s, max(0.0, (due - self.clock.now_ms()) / 1000))
 
     # ---- one attempt ----------------------------------------------------------------------------------
-    def attempt(self, job: store.Job, now: int, trigger: str = "scheduled", retry: bool = True
-                ) -> AttemptResult:
-        """Send one delivery once and record the attempt and its consequence in one transaction."""
+    def attempt(self, job: store.Job, trigger: str = "scheduled", retry: bool = True) -> AttemptResult:
+        """Send one delivery once and record the attempt and its consequence in one transaction.
+
+        The time is read from the clock here, per attempt: ``webhook-timestamp`` and the signature over it
+        are made just before the request leaves, so a delivery that waited (in a lane, or for a retry)
+        never arrives with a stale timestamp."""
         status: int | None = None
         error: str | None = None
         response: str | None = None
         retry_after: int | None = None
         body = job.payload.encode("utf-8")
+        started = self.clock.now_ms()
         t0 = time.monotonic()
         try:
             wh.check_target(job.url, self.allow_private_targets, self.resolver)
-            headers = wh.signed_headers(job.secrets, job.event_id, now // 1000, body)
+            headers = wh.signed_headers(job.secrets, job.event_id, self.clock.now_ms() // 1000, body)
             r = self._client.post(job.url, content=body, headers=headers)
             status = r.status_code
             response = r.text[:RESPONSE_CAP]
             if not 200 <= status < 300:
                 error = f"HTTP {status}"
-                retry_after = wh.parse_retry_after(r.headers.get("retry-after"), now)
+                retry_after = wh.parse_retry_after(r.headers.get("retry-after"), self.clock.now_ms())
         except wh.WebhookError as exc:
             error = f"{exc.code}: {exc}"
         except httpx.TimeoutException:
@@ -143,6 +214,7 @@ class Notifier:
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"
         latency = int((time.monotonic() - t0) * 1000)
+        now = max(self.clock.now_ms(), started)
         next_at: int | None = None
         if status is not None and 200 <= status < 300:
             outcome = "delivered"
@@ -153,7 +225,7 @@ class Notifier:
                 delay = wh.next_attempt_delay(job.attempts + 1, self.rng, retry_after) if retry else None
             outcome = "failed" if delay is None else "retry"
             next_at = None if delay is None else now + delay
-        store.record_attempt(self.db, job, started_at=now, status=status, latency_ms=latency, error=error,
+        store.record_attempt(self.db, job, started_at=started, status=status, latency_ms=latency, error=error,
                              response=response, outcome=outcome, next_attempt_at=next_at, trigger=trigger,
                              now=now)
         if outcome == "delivered":
@@ -175,7 +247,7 @@ class Notifier:
         with self.db.write() as c:
             store.insert_event(c, event_id, "webhook.ping", body, now, dispatched=True)
             did = store.add_delivery(c, subscription_id, event_id, "webhook.ping", now + self.lease_ms)
-        return self.attempt(store.job_for(self.db, did, now), now, trigger="ping", retry=False)
+        return self.attempt(store.job_for(self.db, did, now), trigger="ping", retry=False)
 
 
 def _iso(ms: int) -> str:

@@ -81,7 +81,8 @@ class WebhookSettings(BaseModel):
     allow_private_targets: bool = False
     # webhook notifier and alert lifecycle (coldtrace.webhooks, collector.notifier, coldtrace.alerts)
     timeout_s: float = Field(10.0, gt=0, le=60)
-    workers: int = Field(8, ge=1, le=64)
+    # attempts in flight per subscription (its delivery lane); a hanging receiver holds only its own lane
+    lane_concurrency: int = Field(4, ge=1, le=32)
     rotation_overlap_hours: float = Field(24.0, ge=0)  # the old secret keeps signing this long
     escalate_critical_min: float | None = 15.0  # unacknowledged critical alert -> alert.escalated
     escalate_alarm_min: float | None = 30.0

@@ -62,7 +62,8 @@ def build_notifier(services: Any) -> NotifierWorker:
     """Wire a notifier from the running Services: woken by the pipeline's alerts_emitted event."""
     ws = services.settings.webhooks
     notifier = Notifier(services.db, services.clock, allow_private_targets=ws.allow_private_targets,
-                        timeout_s=ws.timeout_s, workers=ws.workers, wake=services.pipeline.alerts_emitted)
+                        timeout_s=ws.timeout_s, lane_concurrency=ws.lane_concurrency,
+                        wake=services.pipeline.alerts_emitted)
     policy = alerts.policy_from_settings(ws)
     return NotifierWorker(notifier, lambda now: alerts.tick(services.db, now, policy), services.clock,
                           services.settings.tick_interval_s)

@@ -192,7 +192,7 @@ def rotate_secret(sid: str, services: ServicesDep, who: Admin, body: RotateIn | 
 def ping(sid: str, services: ServicesDep, _: Admin) -> dict:
     ws = services.settings.webhooks
     notifier = Notifier(services.db, services.clock, allow_private_targets=ws.allow_private_targets,
-                        timeout_s=ws.timeout_s, workers=1)
+                        timeout_s=ws.timeout_s, lane_concurrency=1)
     try:
         r = notifier.ping(sid)
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -229,6 +230,30 @@ def claim_due(db: Database, now: int, lease_ms: int, limit: int = 100) -> list[J
     return [_job(r, now) for r in rows]
 
 
+def claim_due_lanes(db: Database, now: int, lease_ms: int, lane_capacity: int, in_flight: Mapping[str, int],
+                    limit: int = 200) -> list[Job]:
+    """Claim due deliveries lane by lane: for each subscription at most ``lane_capacity`` minus what it has
+    ``in_flight`` already, oldest first within the lane, ``limit`` in all; each leased for ``lease_ms``.
+
+    A full lane (a receiver hanging until the timeout) gets nothing, so its backlog cannot fill the claim and
+    hold back another subscription's deliveries."""
+    full = [sid for sid, n in in_flight.items() if n >= lane_capacity]
+    skip = f" AND d.subscription_id NOT IN ({','.join('?' * len(full))})" if full else ""
+    with db.write() as c:
+        ranked = _JOB_SQL.replace("SELECT ", "SELECT ROW_NUMBER() OVER (PARTITION BY d.subscription_id ORDER BY"
+                                  " d.next_attempt_at, d.id) AS lane_rank, d.next_attempt_at AS due_at, ", 1)
+        rows = c.execute(
+            "SELECT * FROM (" + ranked
+            + " WHERE d.state = 'pending' AND d.next_attempt_at <= ? AND s.enabled = 1" + skip
+            + ") WHERE lane_rank <= ? ORDER BY due_at, id",
+            (now, *full, lane_capacity)).fetchall()
+        chosen = [r for r in rows if r["lane_rank"] <= lane_capacity - in_flight.get(r["subscription_id"], 0)]
+        chosen = chosen[:limit]
+        c.executemany("UPDATE webhook_deliveries SET next_attempt_at = ? WHERE id = ?",
+                      [(now + lease_ms, r["id"]) for r in chosen])
+    return [_job(r, now) for r in chosen]
+
+
 def job_for(db: Database, delivery_id: int, now: int) -> Job:
     r = db.query_one(_JOB_SQL + " WHERE d.id = ?", (delivery_id,))
     if r is None:
@@ -236,8 +261,11 @@ def job_for(db: Database, delivery_id: int, now: int) -> Job:
     return _job(r, now)
 
 
-def next_due(db: Database) -> int | None:
-    r = db.query_one("SELECT MIN(next_attempt_at) FROM webhook_deliveries WHERE state = 'pending'")
+def next_due(db: Database, exclude: Collection[str] = ()) -> int | None:
+    """The earliest due time of a pending delivery, leaving out the subscriptions in ``exclude``."""
+    skip = f" AND subscription_id NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
+    r = db.query_one("SELECT MIN(next_attempt_at) FROM webhook_deliveries WHERE state = 'pending'" + skip,
+                     tuple(exclude))
     return None if r is None else r[0]
 
 

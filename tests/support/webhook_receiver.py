@@ -1,6 +1,7 @@
 """A real HTTP webhook receiver on loopback that verifies every Standard Webhooks signature.
 
-Its ``mode`` decides the answer: "ok" (204), "error" (500), "slow" (sleeps past the client's timeout),
+Its ``mode`` decides the answer: "ok" (204), "error" (500), "slow" (answers nothing for ``slow_s``, or until
+the client hangs up),
 "retry_after" (503 with Retry-After), "gone" (410); a message whose signature does not verify (or
 whose timestamp is outside the tolerance) gets 401 instead of a success; ``stop()`` closes the port
 (connection refused) and ``start()`` reopens the same port. Every request is kept; ``delivered`` counts
@@ -9,6 +10,8 @@ whose timestamp is outside the tolerance) gets 401 instead of a success; ``stop(
 
 from __future__ import annotations
 
+import select
+import socket
 import threading
 import time
 from collections import Counter
@@ -26,7 +29,8 @@ class Received:
     body: bytes
     status: int
     signature_ok: bool
-    arrived: float  # time.monotonic()
+    arrived: float  # time.monotonic() when the request arrived (before any "slow" wait)
+    arrived_wall: float = 0.0  # time.time() then: compare with webhook-timestamp
 
 
 class WebhookReceiver:
@@ -39,6 +43,8 @@ class WebhookReceiver:
         self.slow_s = 2.0
         self.requests: list[Received] = []
         self.arrivals = 0  # requests that reached the handler, answered or not yet
+        self.in_progress = 0  # requests being handled now (a "slow" receiver holds them)
+        self.max_in_progress = 0  # the most ever handled at once: the sender's concurrency towards us
         self.truncated = 0  # requests cut off by a dying sender (not counted as requests)
         self.bad_signatures: list[Received] = []
         self.lock = threading.Lock()
@@ -106,6 +112,17 @@ class WebhookReceiver:
             return False
 
     def _handle(self, h: BaseHTTPRequestHandler, body: bytes) -> None:
+        arrived, arrived_wall = time.monotonic(), time.time()
+        with self.lock:
+            self.in_progress += 1
+            self.max_in_progress = max(self.max_in_progress, self.in_progress)
+        try:
+            self._answer(h, body, arrived, arrived_wall)
+        finally:
+            with self.lock:
+                self.in_progress -= 1
+
+    def _answer(self, h: BaseHTTPRequestHandler, body: bytes, arrived: float, arrived_wall: float) -> None:
         headers = {k.lower(): v for k, v in h.headers.items()}
         ok = self._verify(headers, body)  # at arrival, as a real receiver would
         mode = self.mode
@@ -113,12 +130,12 @@ class WebhookReceiver:
             self.arrivals += 1
         status = {"ok": 204, "error": 500, "slow": 204, "retry_after": 503, "gone": 410}[mode]
         if mode == "slow":
-            self._release.wait(self.slow_s)
+            self._hold(h)
             status = 599  # the client has given up; this answer is never read as a success
         elif not ok and status < 300:
             status = 401  # as a real receiver does: an unverifiable (or stale) message is refused
         rec = Received(headers.get("webhook-id", ""), int(headers.get("webhook-timestamp", "0") or 0), body,
-                       status, ok, time.monotonic())
+                       status, ok, arrived, arrived_wall)
         with self.lock:
             self.requests.append(rec)
             if not rec.signature_ok:
@@ -133,6 +150,19 @@ class WebhookReceiver:
             h.end_headers()
         except OSError:
             pass  # the client hung up (timeout): exactly what a slow receiver sees
+
+    def _hold(self, h: BaseHTTPRequestHandler) -> None:
+        """Answer nothing for ``slow_s`` (or until stop()), but notice when the client hangs up, as a real
+        server does: ``in_progress`` then counts only the requests the sender is still waiting on."""
+        deadline = time.monotonic() + self.slow_s
+        while not self._release.is_set() and time.monotonic() < deadline:
+            readable, _, _ = select.select([h.connection], [], [], 0.02)
+            if readable:
+                try:
+                    if not h.connection.recv(1, socket.MSG_PEEK):
+                        return  # EOF: the client gave up (its timeout)
+                except OSError:
+                    return
 
     def delivered(self) -> Counter[str]:
         """2xx answers per webhook-id."""

@@ -92,7 +92,7 @@ def main() -> int:
         broker.start()
         settings = load_settings(data_dir=Path(tmp) / "data", store={"sqlite_synchronous": "NORMAL"},
                                  mqtt={"url": broker.url, "client_id": "bench-collector"},
-                                 webhooks={"allow_private_targets": True})
+                                 webhooks={"allowed_private_targets": ["127.0.0.1/32"]})
         services = build_services(settings)
         secret = wh.generate_secret()
         published: dict[str, float] = {}

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+import httpcore
 import httpx
 
 from . import webhooks as wh
@@ -32,7 +35,49 @@ from .store.db import Database
 
 log = logging.getLogger(__name__)
 
-RESPONSE_CAP = 512
+STATUS_LINE_CAP = 120  # what is kept of an answer: its status line, never its body
+USER_AGENT = "ColdTrace-Webhooks/1"
+
+
+class _PinnedBackend(httpcore.SyncBackend):
+    """Connects to the checked addresses, in order, whatever host the request names: the URL's host is
+    still the TLS server name (SNI, certificate check) and the Host header, but it is never resolved again."""
+
+    def __init__(self, addresses: tuple[str, ...]) -> None:
+        self._addresses = addresses
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: object = None) -> httpcore.NetworkStream:
+        last: Exception = httpcore.ConnectError(f"no checked address for {host}")
+        for address in self._addresses:
+            try:  # a numeric address: create_connection does no DNS lookup for it
+                return super().connect_tcp(address.split("%", 1)[0], port, timeout, local_address,
+                                           socket_options)  # type: ignore[arg-type]
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last = exc
+        raise last
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: object = None) -> httpcore.NetworkStream:
+        raise httpcore.ConnectError("webhooks never use unix sockets")
+
+
+class PinnedTransport(httpx.HTTPTransport):
+    """An httpx transport that connects only to a checked webhook target's addresses (no proxy from the
+    environment, no keep-alive across attempts: the next attempt resolves and checks again)."""
+
+    def __init__(self, target: wh.Target, ssl_context: ssl.SSLContext) -> None:
+        super().__init__(verify=ssl_context, trust_env=False)
+        self._pool = httpcore.ConnectionPool(ssl_context=ssl_context, max_connections=1,
+                                             max_keepalive_connections=0,
+                                             network_backend=_PinnedBackend(target.addresses))
+
+
+def status_line(r: httpx.Response) -> str:
+    """``HTTP/1.1 503 Service Unavailable``: what the attempts API may show of a receiver's answer. The
+    reason phrase is the receiver's text, so it is cut short and kept to printable ASCII."""
+    reason = "".join(ch for ch in r.reason_phrase if " " <= ch <= "~")
+    return f"{r.http_version} {r.status_code} {reason}".strip()[:STATUS_LINE_CAP]
 
 
 @dataclass(slots=True)
@@ -58,14 +103,22 @@ class Notifier:
     receiver that never answers ties up only its own lane (its backlog waits, leased in the database), while
     every other subscription's deliveries are claimed and sent the moment they are due."""
 
-    def __init__(self, db: Database, clock: Clock, *, allow_private_targets: bool = False,
+    def __init__(self, db: Database, clock: Clock, *,
+                 allowed_private_targets: Iterable[str] | wh.TargetPolicy = (),
+                 allow_private_targets: bool = False,
                  timeout_s: float = wh.DELIVERY_TIMEOUT_S, wake: threading.Event | None = None,
                  rng: random.Random | None = None, resolver: wh.Resolver = wh.system_resolver,
                  lane_concurrency: int = 4, poll_interval_s: float = 0.5, batch: int = 200,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 verify: ssl.SSLContext | str | bool = True) -> None:
+        """``allowed_private_targets``: the allow-list of internal targets (``webhooks.allowed_private_targets``).
+        ``allow_private_targets=True`` is the replaced switch, kept for old callers: it now adds loopback
+        only. ``verify``: the TLS trust (True: the system's CAs; a CA file or an SSLContext)."""
         self.db = db
         self.clock = clock
-        self.allow_private_targets = allow_private_targets
+        policy = wh.TargetPolicy.parse(allowed_private_targets)
+        if allow_private_targets:
+            policy = wh.TargetPolicy(policy.networks + wh.LOOPBACK_ONLY.networks, policy.hosts)
+        self.policy = policy
         self.timeout_s = timeout_s
         self.wake_event = wake if wake is not None else threading.Event()
         self.rng = rng or random.Random()
@@ -75,11 +128,8 @@ class Notifier:
         self.batch = batch
         # The lease must outlast one attempt (timeout + margin) so a slow attempt is not sent twice.
         self.lease_ms = int((timeout_s + 5.0) * 1000)
-        # Redirects are not followed: a 3xx to an internal address would bypass the target check. The pool
-        # is unbounded: concurrency is bounded per lane, and a shared cap would let dead lanes starve others.
-        self._client = httpx.Client(timeout=timeout_s, follow_redirects=False, transport=transport,
-                                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
-                                    headers={"user-agent": "ColdTrace-Webhooks/1"})
+        # One TLS context (trust store loaded once); each attempt gets its own pinned connection.
+        self._ssl = httpx.create_ssl_context(verify=verify, trust_env=False)
         self._rng_lock = threading.Lock()
         self._cond = threading.Condition()
         self._in_flight: dict[str, int] = {}  # subscription id -> attempts running in its lane
@@ -90,13 +140,12 @@ class Notifier:
         self.wake_event.set()
 
     def close(self) -> None:
-        """Wait for the attempts in flight (each ends by its timeout), then close the HTTP client."""
+        """Wait for the attempts in flight (each ends by its timeout)."""
         deadline = time.monotonic() + self.timeout_s + 5.0
         with self._cond:
             threads = list(self._threads)
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
-        self._client.close()
 
     def in_flight(self) -> dict[str, int]:
         """Attempts running now, per subscription (a lane is full at ``lane_concurrency``)."""
@@ -199,14 +248,10 @@ class Notifier:
         started = self.clock.now_ms()
         t0 = time.monotonic()
         try:
-            wh.check_target(job.url, self.allow_private_targets, self.resolver)
-            headers = wh.signed_headers(job.secrets, job.event_id, self.clock.now_ms() // 1000, body)
-            r = self._client.post(job.url, content=body, headers=headers)
-            status = r.status_code
-            response = r.text[:RESPONSE_CAP]
+            target = wh.check_target(job.url, self.policy, self.resolver)  # resolved once, every address judged
+            status, response, retry_after = self._post(target, job, body)
             if not 200 <= status < 300:
                 error = f"HTTP {status}"
-                retry_after = wh.parse_retry_after(r.headers.get("retry-after"), self.clock.now_ms())
         except wh.WebhookError as exc:
             error = f"{exc.code}: {exc}"
         except httpx.TimeoutException:
@@ -236,6 +281,19 @@ class Notifier:
             log.warning("delivery %s of %s to %s: %s (%s)", job.delivery_id, job.event_id, job.subscription_id,
                         error, outcome)
         return AttemptResult(job.delivery_id, outcome, status, latency, error, next_at)
+
+    def _post(self, target: wh.Target, job: store.Job, body: bytes) -> tuple[int, str, int | None]:
+        """POST to exactly the checked addresses; (status, status line, Retry-After ms). The answer's body is
+        never read: it could be an internal service's data, and only the status matters."""
+        headers = wh.signed_headers(job.secrets, job.event_id, self.clock.now_ms() // 1000, body)
+        headers["user-agent"] = USER_AGENT
+        with httpx.Client(transport=PinnedTransport(target, self._ssl), timeout=self.timeout_s,
+                          follow_redirects=False, trust_env=False) as client, \
+                client.stream("POST", target.url, content=body, headers=headers) as r:
+            retry_after = None
+            if not 200 <= r.status_code < 300:
+                retry_after = wh.parse_retry_after(r.headers.get("retry-after"), self.clock.now_ms())
+            return r.status_code, status_line(r), retry_after
 
     def ping(self, subscription_id: str, now: int | None = None) -> AttemptResult:
         """Send a ``webhook.ping`` to one subscription at once (the API's test button); not retried."""

@@ -6,12 +6,14 @@ Example: COLDTRACE_MQTT__URL=mqtt://broker:1883, COLDTRACE_API__PORT=8080, COLDT
 from __future__ import annotations
 
 import ipaddress
+import json
+import logging
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .errors import ConfigError
 
@@ -78,6 +80,12 @@ class IngestSettings(BaseModel):
 
 
 class WebhookSettings(BaseModel):
+    # Internal webhook targets that may be called (public ones always may): CIDRs, addresses or host names,
+    # as a JSON list or comma-separated, e.g. COLDTRACE_WEBHOOKS__ALLOWED_PRIVATE_TARGETS='["10.20.0.0/16"]'.
+    # Link-local and cloud metadata addresses are never allowed (coldtrace.webhooks.NEVER_ALLOWED).
+    allowed_private_targets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Replaced by allowed_private_targets. true no longer allows every internal address: it is read as
+    # loopback only (127.0.0.0/8, ::1), with a warning naming the new setting (docs/PROTOCOLS.md "Webhooks").
     allow_private_targets: bool = False
     # webhook notifier and alert lifecycle (coldtrace.webhooks, collector.notifier, coldtrace.alerts)
     timeout_s: float = Field(10.0, gt=0, le=60)
@@ -90,6 +98,39 @@ class WebhookSettings(BaseModel):
     repeat_alarm_min: float | None = 60.0
     max_escalations: int = Field(12, ge=1)
     auto_resolve_after_min: float | None = 60.0  # an ended excursion's alerts resolve after this quiet time
+
+    @field_validator("allowed_private_targets", mode="before")
+    @classmethod
+    def _split_targets(cls, v: object) -> object:
+        if isinstance(v, str):  # from an env var: a JSON list, or "10.0.0.0/8, hooks.site.lan"
+            if v.lstrip().startswith("["):
+                try:
+                    return json.loads(v)
+                except ValueError as exc:
+                    raise ValueError(f"not a JSON list: {exc}") from None
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
+
+    @field_validator("allowed_private_targets")
+    @classmethod
+    def _check_targets(cls, v: list[str]) -> list[str]:
+        from .webhooks import TargetPolicy  # here: keeps settings free of import cycles
+
+        TargetPolicy.parse(v)  # raises ValueError naming the bad entry
+        return v
+
+    @model_validator(mode="after")
+    def _legacy_switch(self) -> WebhookSettings:
+        if self.allow_private_targets:
+            logging.getLogger(__name__).warning(
+                "webhooks.allow_private_targets (COLDTRACE_WEBHOOKS__ALLOW_PRIVATE_TARGETS) was replaced by"
+                " webhooks.allowed_private_targets (COLDTRACE_WEBHOOKS__ALLOWED_PRIVATE_TARGETS), a list of"
+                " CIDRs/hosts; it now allows loopback only (127.0.0.0/8, ::1). List your internal receivers there.")
+            for loopback in ("127.0.0.0/8", "::1/128"):
+                if loopback not in self.allowed_private_targets:
+                    self.allowed_private_targets.append(loopback)
+            self.allow_private_targets = False
+        return self
 
 
 class SimSettings(BaseModel):

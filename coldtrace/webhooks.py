@@ -13,9 +13,11 @@ import hmac
 import ipaddress
 import json
 import random
+import re
 import secrets as _secrets
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -237,8 +239,137 @@ def _type_match(pattern: str, event_type: str) -> bool:
 
 
 # ---------------------------------------------------------------- target safety
+#
+# A subscription URL is resolved once per attempt; every address it resolves to is judged (IPv6 transition
+# forms by the IPv4 address they carry), and the notifier then connects to exactly those addresses
+# (coldtrace.delivery pins them), so DNS cannot answer one thing to the check and another to the connect.
 
 Resolver = Callable[[str, int], Iterable[str]]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Never a receiver, whatever the allow-list says: link-local (where every cloud's instance metadata
+# lives) and the metadata/host-agent addresses outside it.
+NEVER_ALLOWED: dict[str, tuple[IPNetwork, ...]] = {
+    "link-local (cloud metadata)": (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10")),
+    "cloud metadata": (
+        ipaddress.ip_network("fd00:ec2::254/128"),  # AWS IMDS over IPv6
+        ipaddress.ip_network("100.100.100.200/32"),  # Alibaba Cloud metadata
+        ipaddress.ip_network("168.63.129.16/32"),  # Azure WireServer / host agent
+        ipaddress.ip_network("192.0.0.192/32"),  # Oracle Cloud metadata (OCI)
+    ),
+    "not a unicast receiver": (
+        ipaddress.ip_network("0.0.0.0/8"), ipaddress.ip_network("255.255.255.255/32"),
+        ipaddress.ip_network("224.0.0.0/4"), ipaddress.ip_network("::/128"), ipaddress.ip_network("ff00::/8"),
+    ),
+}
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))  # RFC 6052, 8215
+_IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # SIIT (RFC 2765)
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d (but not :: and ::1)
+_HOST_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?)*$")
+SETTING = "webhooks.allowed_private_targets"
+ENV_SETTING = "COLDTRACE_WEBHOOKS__ALLOWED_PRIVATE_TARGETS"
+
+
+def embedded_ipv4(addr: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 transition form carries (IPv4-mapped, -compatible, -translated, 6to4,
+    NAT64 well-known and local-use prefixes, Teredo client), or None."""
+    if isinstance(addr, ipaddress.IPv4Address):
+        return None
+    if addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    if addr.sixtofour is not None:
+        return addr.sixtofour
+    if addr.teredo is not None:
+        return addr.teredo[1]
+    low32 = ipaddress.IPv4Address(addr.packed[12:])
+    if any(addr in n for n in _NAT64) or addr in _IPV4_TRANSLATED:
+        return low32
+    if addr in _IPV4_COMPATIBLE and int(addr) > 1:
+        return low32
+    return None
+
+
+def effective_address(addr: IPAddress) -> IPAddress:
+    """What an address is judged as: the embedded IPv4 of a transition form, else itself."""
+    return embedded_ipv4(addr) or addr
+
+
+def never_allowed_reason(addr: IPAddress) -> str | None:
+    """Why an address can never be a webhook receiver (link-local, metadata, multicast...), or None."""
+    for a in {addr, effective_address(addr)}:
+        for reason, nets in NEVER_ALLOWED.items():
+            if any(a.version == n.version and a in n for n in nets):
+                return reason
+    return None
+
+
+def _internal(addr: IPAddress) -> bool:
+    a = effective_address(addr)
+    return (a.is_private or a.is_loopback or a.is_link_local or a.is_reserved or a.is_multicast
+            or a.is_unspecified or not a.is_global)
+
+
+def _parse_ip(text: str) -> IPAddress:
+    return ipaddress.ip_address(text.split("%", 1)[0])  # an IPv6 scope id (fe80::1%eth0) is not part of it
+
+
+@dataclass(frozen=True, slots=True)
+class TargetPolicy:
+    """Which internal addresses a webhook may reach: ``webhooks.allowed_private_targets`` parsed.
+
+    Entries are networks in CIDR form (``10.20.0.0/16``, ``::1/128``), single addresses (``127.0.0.1``)
+    or host names (``hooks.site.lan``: whatever internal address that exact name resolves to). Public
+    addresses are always allowed; link-local and cloud metadata addresses never, whatever the list says.
+    """
+
+    networks: tuple[IPNetwork, ...] = ()
+    hosts: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, entries: Iterable[str] | TargetPolicy | None) -> TargetPolicy:
+        if isinstance(entries, TargetPolicy):
+            return entries
+        nets: list[IPNetwork] = []
+        hosts: set[str] = set()
+        for raw in entries or ():
+            entry = str(raw).strip().lower().rstrip(".")
+            if not entry:
+                continue
+            try:
+                net = ipaddress.ip_network(entry.strip("[]"), strict=False)
+            except ValueError:
+                if not _HOST_RE.match(entry):
+                    raise ValueError(f"{raw!r} in {SETTING} is neither a network (CIDR), an address nor a host"
+                                     " name") from None
+                hosts.add(entry)
+                continue
+            for reason, never in NEVER_ALLOWED.items():
+                if any(net.version == n.version and net.subnet_of(n) for n in never):  # type: ignore[arg-type]
+                    raise ValueError(f"{raw!r} in {SETTING} is {reason} address space, which is never allowed")
+            nets.append(net)
+        return cls(tuple(nets), frozenset(hosts))
+
+    def allows(self, host: str, addr: IPAddress) -> bool:
+        """May an internal address ``addr`` (reached through URL host ``host``) be called?"""
+        if host.lower().rstrip(".") in self.hosts:
+            return True
+        candidates = {addr, effective_address(addr)}
+        return any(a.version == n.version and a in n for a in candidates for n in self.networks)
+
+
+LOOPBACK_ONLY = TargetPolicy.parse(["127.0.0.0/8", "::1/128"])
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A checked webhook URL: connect to exactly ``addresses`` (in this order) and nothing else."""
+
+    url: str
+    scheme: str
+    host: str
+    port: int
+    addresses: tuple[str, ...]
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -246,24 +377,25 @@ def system_resolver(host: str, port: int) -> list[str]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise UnsafeTarget(f"cannot resolve {host!r}: {exc}") from exc
-    return [str(info[4][0]) for info in infos]
+    out: list[str] = []
+    for info in infos:  # getaddrinfo repeats an address once per protocol; keep each once, in its order
+        a = str(info[4][0])
+        if a not in out:
+            out.append(a)
+    return out
 
 
-def _internal(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return (addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_reserved
-            or addr.is_multicast or addr.is_unspecified or not addr.is_global)
+def check_target(url: str, allowed: Iterable[str] | TargetPolicy | None = None,
+                 resolver: Resolver = system_resolver) -> Target:
+    """Refuse a URL ColdTrace must not call; return it with the addresses to connect to.
 
-
-def check_target(url: str, allow_private: bool = False, resolver: Resolver = system_resolver) -> list[str]:
-    """Refuse a URL ColdTrace must not call; return the addresses its host resolves to.
-
-    Only http and https. Unless ``allow_private`` (tests, a demo, an on-site receiver), every resolved
-    address must be public: a subscription must not become a way to reach the host's own services, the
-    cloud metadata address (169.254.169.254) or the site network. Multicast and unspecified addresses
-    are refused even then.
+    Only http and https, no credentials in the URL. The host is resolved once and *every* address is
+    judged, IPv6 transition forms (6to4, NAT64, IPv4-mapped/-compatible, Teredo) as the IPv4 address they
+    carry: a public address is fine; an internal one (private, loopback, CGNAT, reserved...) only if the
+    allow-list (``webhooks.allowed_private_targets``) names it or the URL's host; link-local, cloud
+    metadata, multicast and unspecified addresses never. The caller must connect to ``addresses`` only.
     """
+    policy = TargetPolicy.parse(allowed)
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -278,16 +410,21 @@ def check_target(url: str, allow_private: bool = False, resolver: Resolver = sys
         raise UnsafeTarget("credentials in a webhook URL are not allowed; the signature authenticates")
     port = port or (443 if parts.scheme == "https" else 80)
     try:
-        addrs = [str(ipaddress.ip_address(host))]
+        addrs = [str(_parse_ip(host))]
     except ValueError:
-        addrs = list(resolver(host, port))
+        addrs = list(dict.fromkeys(resolver(host, port)))
     if not addrs:
         raise UnsafeTarget(f"{host!r} resolves to no address")
     for a in addrs:
-        ip = ipaddress.ip_address(a.split("%", 1)[0])
-        if ip.is_multicast or ip.is_unspecified:
-            raise UnsafeTarget(f"{host!r} resolves to {a}, which cannot be a receiver")
-        if not allow_private and _internal(ip):
-            raise UnsafeTarget(f"{host!r} resolves to the internal address {a}; set "
-                               "COLDTRACE_WEBHOOKS__ALLOW_PRIVATE_TARGETS=true to allow it")
-    return addrs
+        try:
+            ip = _parse_ip(a)
+        except ValueError as exc:
+            raise UnsafeTarget(f"{host!r} resolves to {a!r}, which is not an address") from exc
+        shown = a if effective_address(ip) == ip else f"{a} (= {effective_address(ip)})"
+        reason = never_allowed_reason(ip)
+        if reason is not None:
+            raise UnsafeTarget(f"{host!r} resolves to {shown}: {reason}, never allowed as a webhook target")
+        if _internal(ip) and not policy.allows(host, ip):
+            raise UnsafeTarget(f"{host!r} resolves to the internal address {shown}; add it (or its network, or"
+                               f" the host name) to {SETTING} ({ENV_SETTING}) to allow it")
+    return Target(url, parts.scheme, host, port, tuple(addrs))

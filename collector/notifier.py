@@ -61,7 +61,7 @@ class NotifierWorker:
 def build_notifier(services: Any) -> NotifierWorker:
     """Wire a notifier from the running Services: woken by the pipeline's alerts_emitted event."""
     ws = services.settings.webhooks
-    notifier = Notifier(services.db, services.clock, allow_private_targets=ws.allow_private_targets,
+    notifier = Notifier(services.db, services.clock, allowed_private_targets=ws.allowed_private_targets,
                         timeout_s=ws.timeout_s, lane_concurrency=ws.lane_concurrency,
                         wake=services.pipeline.alerts_emitted)
     policy = alerts.policy_from_settings(ws)

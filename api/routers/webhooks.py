@@ -106,7 +106,8 @@ class AttemptOut(BaseModel):
     status: int | None
     latency_ms: int | None
     error: str | None
-    response: str | None
+    response: str | None = Field(description="the receiver's status line (e.g. 'HTTP/1.1 503 Service Unavailable');"
+                                             " its body is never read nor kept")
 
 
 class DeliveryDetail(DeliveryOut):
@@ -123,7 +124,7 @@ class PingOut(BaseModel):
 
 def _safe_target(services: Any, url: str) -> None:
     try:
-        wh.check_target(url, services.settings.webhooks.allow_private_targets)
+        wh.check_target(url, services.settings.webhooks.allowed_private_targets)
     except wh.WebhookError as exc:
         raise ApiError(400, exc.code, str(exc)) from None
 
@@ -191,7 +192,7 @@ def rotate_secret(sid: str, services: ServicesDep, who: Admin, body: RotateIn | 
              summary="Send a signed webhook.ping now and report what the receiver answered")
 def ping(sid: str, services: ServicesDep, _: Admin) -> dict:
     ws = services.settings.webhooks
-    notifier = Notifier(services.db, services.clock, allow_private_targets=ws.allow_private_targets,
+    notifier = Notifier(services.db, services.clock, allowed_private_targets=ws.allowed_private_targets,
                         timeout_s=ws.timeout_s, lane_concurrency=1)
     try:
         r = notifier.ping(sid)

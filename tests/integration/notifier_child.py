@@ -24,7 +24,7 @@ class FileClock:
 def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     db = Database(sys.argv[1])
-    notifier = Notifier(db, FileClock(Path(sys.argv[2])), allow_private_targets=True, timeout_s=20.0,
+    notifier = Notifier(db, FileClock(Path(sys.argv[2])), allowed_private_targets=["127.0.0.1"], timeout_s=20.0,
                         poll_interval_s=0.05)
     notifier.run_forever(threading.Event())
 

@@ -40,7 +40,7 @@ def env(tmp_path):
     pipeline = Pipeline(db, SqliteReadingStore(db), clock)
     secret = wh.generate_secret()
     receiver = WebhookReceiver([secret], now_s=lambda: clock.now_ms() // 1000).start()
-    notifier = Notifier(db, clock, allow_private_targets=True, timeout_s=0.1, wake=pipeline.alerts_emitted)
+    notifier = Notifier(db, clock, allowed_private_targets=["127.0.0.1"], timeout_s=0.1, wake=pipeline.alerts_emitted)
     sub = store.create_subscription(db, url=receiver.url, secret=secret, now=clock.now_ms())
     yield clock, db, pipeline, receiver, notifier, sub, secret
     notifier.close()
@@ -192,7 +192,7 @@ def test_filters_and_unsafe_targets(env, tmp_path):
                        _alert(3, clock.now_ms(), "critical", "B")])
     notifier.run_once()
     assert set(receiver.delivered()) == {wh.event_id_for("alert_0002")}
-    strict = Notifier(db, clock, allow_private_targets=False, timeout_s=0.3)
+    strict = Notifier(db, clock, timeout_s=0.3)  # nothing internal allowed
     try:
         store.update_subscription(db, sub["id"], {"min_severity": None, "device_ids": []}, clock.now_ms())
         pipeline.emit_now([_alert(4, clock.now_ms())])
@@ -297,7 +297,7 @@ def test_wired_worker_wakes_on_emit_and_escalates_on_its_own_clock(tmp_path):
     from collector.notifier import build_notifier
 
     settings = load_settings(data_dir=tmp_path, tick_interval_s=0.05,
-                             webhooks={"allow_private_targets": True, "escalate_alarm_min": 1.0})
+                             webhooks={"allowed_private_targets": ["127.0.0.1/32"], "escalate_alarm_min": 1.0})
     clock = ManualClock()
     services = build_services(settings, clock=clock)
     secret = wh.generate_secret()

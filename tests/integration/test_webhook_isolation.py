@@ -43,7 +43,7 @@ def _alarm(i: int, now: int, severity: str = "alarm") -> Alert:
 
 def test_a_dead_receiver_never_delays_another_receivers_critical_alarm(tmp_path):
     settings = load_settings(data_dir=tmp_path, tick_interval_s=3600.0,
-                             webhooks={"allow_private_targets": True, "timeout_s": TIMEOUT_S,
+                             webhooks={"allowed_private_targets": ["127.0.0.1/32"], "timeout_s": TIMEOUT_S,
                                        "lane_concurrency": LANE})
     services = build_services(settings)
     clock = services.clock

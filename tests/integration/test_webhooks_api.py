@@ -32,7 +32,7 @@ def api(tmp_path):
     }
     client = TestClient(create_app(settings, services=services))
     receiver = WebhookReceiver(now_s=lambda: clock.now_ms() // 1000).start()
-    notifier = Notifier(services.db, clock, allow_private_targets=True, timeout_s=2)
+    notifier = Notifier(services.db, clock, allowed_private_targets=["127.0.0.1"], timeout_s=2)
     yield clock, services, client, tokens, receiver, notifier
     notifier.close()
     receiver.stop()
@@ -56,7 +56,7 @@ def test_subscription_lifecycle_secret_once_ping_rotate_deliveries_redeliver(api
                     json={"url": receiver.url, "event_types": ["nonsense.type"]})
     assert r.status_code == 422
 
-    services.settings.webhooks.allow_private_targets = True  # the demo / test setting
+    services.settings.webhooks.allowed_private_targets = ["127.0.0.1/32"]  # an on-site receiver
     r = client.post("/api/v1/webhooks/subscriptions", headers=admin,
                     json={"url": receiver.url, "event_types": ["excursion.*"], "description": "ops"})
     assert r.status_code == 201, r.text

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import select
 import socket
+import ssl
 import threading
 import time
 from collections import Counter
@@ -31,11 +32,14 @@ class Received:
     signature_ok: bool
     arrived: float  # time.monotonic() when the request arrived (before any "slow" wait)
     arrived_wall: float = 0.0  # time.time() then: compare with webhook-timestamp
+    host_header: str = ""
 
 
 class WebhookReceiver:
     def __init__(self, secrets: list[str] | None = None, now_s: Callable[[], int] | None = None,
-                 port: int = 0) -> None:
+                 port: int = 0, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> None:
+        """``host``: a loopback address to listen on (127.0.0.2 etc. for SSRF tests); ``tls``: a server
+        context to answer https (its sni_callback sees the client's server name)."""
         self.secrets = list(secrets or [])
         self.now_s = now_s or (lambda: int(time.time()))
         self.mode = "ok"
@@ -49,6 +53,9 @@ class WebhookReceiver:
         self.bad_signatures: list[Received] = []
         self.lock = threading.Lock()
         self.on_receive: Callable[[Received], None] | None = None
+        self.host = host
+        self.tls = tls
+        self.response_body = b""  # sent with every answer (what a nosy sender must not keep)
         self._port = port
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -60,7 +67,7 @@ class WebhookReceiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._port}/hook"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self._port}/hook"
 
     def start(self) -> WebhookReceiver:
         owner = self
@@ -82,8 +89,10 @@ class WebhookReceiver:
                 owner._handle(self, body)
 
         self._release.clear()
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
+        self._server = ThreadingHTTPServer((self.host, self._port), Handler)
         self._server.daemon_threads = True
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self._port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
@@ -135,7 +144,7 @@ class WebhookReceiver:
         elif not ok and status < 300:
             status = 401  # as a real receiver does: an unverifiable (or stale) message is refused
         rec = Received(headers.get("webhook-id", ""), int(headers.get("webhook-timestamp", "0") or 0), body,
-                       status, ok, arrived, arrived_wall)
+                       status, ok, arrived, arrived_wall, headers.get("host", ""))
         with self.lock:
             self.requests.append(rec)
             if not rec.signature_ok:
@@ -146,8 +155,9 @@ class WebhookReceiver:
             h.send_response(status)
             if mode == "retry_after":
                 h.send_header("Retry-After", self.retry_after)
-            h.send_header("Content-Length", "0")
+            h.send_header("Content-Length", str(len(self.response_body)))
             h.end_headers()
+            h.wfile.write(self.response_body)
         except OSError:
             pass  # the client hung up (timeout): exactly what a slow receiver sees
 

@@ -1,15 +1,19 @@
-"""Pure webhook functions: bodies, Standard Webhooks signatures, retries, Retry-After, target safety."""
+"""Pure webhook functions: bodies, Standard Webhooks signatures, retries, Retry-After, target safety (no
+traffic: resolvers are stubs and check_target only judges addresses)."""
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import random
 
 import pytest
 
 from coldtrace import webhooks as wh
+from coldtrace.errors import ConfigError
 from coldtrace.model import HOUR, MINUTE, Alert
+from coldtrace.settings import load_settings
 
 # The Standard Webhooks specification's own test vector.
 SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -144,15 +148,84 @@ def _resolver(table):
 def test_unsafe_targets_are_refused(url):
     r = _resolver({"internal.example": ["10.0.0.5"], "evil.example": ["93.184.216.34", "127.0.0.1"]})
     with pytest.raises(wh.UnsafeTarget):
-        wh.check_target(url, allow_private=False, resolver=r)
+        wh.check_target(url, resolver=r)
 
 
-def test_public_targets_pass_and_private_ones_pass_when_allowed():
-    r = _resolver({"hooks.example": ["93.184.216.34"], "localhost": ["127.0.0.1", "::1"]})
-    assert wh.check_target("https://hooks.example/in", resolver=r) == ["93.184.216.34"]
-    assert wh.check_target("http://localhost:9000/h", allow_private=True, resolver=r) == ["127.0.0.1", "::1"]
-    assert wh.check_target("http://127.0.0.1:9/", allow_private=True, resolver=r) == ["127.0.0.1"]
-    with pytest.raises(wh.UnsafeTarget):  # never an unspecified or multicast address
-        wh.check_target("http://0.0.0.0/", allow_private=True, resolver=r)
-    with pytest.raises(wh.UnsafeTarget):
-        wh.check_target("http://224.0.0.1/", allow_private=True, resolver=r)
+def test_public_targets_pass_and_private_ones_pass_when_listed():
+    r = _resolver({"hooks.example": ["93.184.216.34"], "localhost": ["127.0.0.1", "::1"],
+                   "hooks.site.lan": ["10.9.8.7"]})
+    t = wh.check_target("https://hooks.example/in", resolver=r)
+    assert (t.scheme, t.host, t.port, t.addresses) == ("https", "hooks.example", 443, ("93.184.216.34",))
+    loopback = ["127.0.0.0/8", "::1"]
+    assert wh.check_target("http://localhost:9000/h", loopback, r).addresses == ("127.0.0.1", "::1")
+    assert wh.check_target("http://127.0.0.1:9/", loopback, r).addresses == ("127.0.0.1",)
+    with pytest.raises(wh.UnsafeTarget, match="allowed_private_targets"):  # 10/8 is not in that list
+        wh.check_target("http://hooks.site.lan/", loopback, r)
+    assert wh.check_target("http://hooks.site.lan/", ["hooks.site.lan"], r).addresses == ("10.9.8.7",)
+    assert wh.check_target("http://10.9.8.7/", ["10.9.0.0/16"], r).addresses == ("10.9.8.7",)
+    with pytest.raises(wh.UnsafeTarget):  # a host entry allows that name only, not its address typed in
+        wh.check_target("http://10.9.8.7/", ["hooks.site.lan"], r)
+    for url in ("http://0.0.0.0/", "http://224.0.0.1/", "http://[ff02::1]/"):  # never unspecified/multicast
+        with pytest.raises(wh.UnsafeTarget, match="never allowed"):
+            wh.check_target(url, ["0.0.0.0/0", "::/0"], r)
+
+
+def _teredo(client: str) -> str:
+    """A Teredo address (2001::/32) whose client part is ``client`` (stored bit-inverted, RFC 4380)."""
+    inverted = int(ipaddress.IPv4Address(client)) ^ 0xFFFFFFFF
+    return str(ipaddress.IPv6Address((0x20010000 << 96) | (0x41_36_E3_78 << 64) | inverted))
+
+
+# Every IPv6 transition form of 127.0.0.1 and 169.254.169.254 is judged as that IPv4 address.
+LOOPBACK_FORMS = ["2002:7f00:1::1", "64:ff9b::7f00:1", "64:ff9b:1::7f00:1", "::ffff:127.0.0.1", "::127.0.0.1",
+                  "::ffff:0:7f00:1", _teredo("127.0.0.1")]
+METADATA_FORMS = ["2002:a9fe:a9fe::", "64:ff9b::a9fe:a9fe", "::ffff:169.254.169.254", "::169.254.169.254",
+                  "::ffff:0:a9fe:a9fe", _teredo("169.254.169.254")]
+
+
+@pytest.mark.parametrize("addr", LOOPBACK_FORMS)
+def test_ipv6_transition_forms_of_loopback_are_internal(addr):
+    assert wh.effective_address(ipaddress.ip_address(addr)) == ipaddress.IPv4Address("127.0.0.1")
+    with pytest.raises(wh.UnsafeTarget, match=r"= 127\.0\.0\.1"):
+        wh.check_target(f"http://[{addr}]/")  # the issue's 6to4 case among them: refused with no allow-list
+    r = _resolver({"rebind.example": ["93.184.216.34", addr]})
+    with pytest.raises(wh.UnsafeTarget):  # also as one of several DNS answers
+        wh.check_target("http://rebind.example/", resolver=r)
+    listed = wh.check_target(f"http://[{addr}]/", ["127.0.0.0/8"])  # listed: allowed
+    assert listed.addresses == (str(ipaddress.ip_address(addr)),)
+
+
+@pytest.mark.parametrize("addr", METADATA_FORMS + ["169.254.169.254", "169.254.0.1", "fe80::1", "fd00:ec2::254",
+                                                   "100.100.100.200", "168.63.129.16", "192.0.0.192"])
+def test_link_local_and_metadata_addresses_are_never_allowed(addr):
+    host = f"[{addr}]" if ":" in addr else addr
+    with pytest.raises(wh.UnsafeTarget, match="never allowed"):
+        wh.check_target(f"http://{host}/", ["0.0.0.0/0", "::/0", "metadata.google.internal"])
+    r = _resolver({"metadata.google.internal": [addr]})
+    with pytest.raises(wh.UnsafeTarget, match="never allowed"):  # not even through a listed host name
+        wh.check_target("http://metadata.google.internal/", ["metadata.google.internal"], r)
+
+
+def test_public_addresses_behind_transition_forms_pass():
+    for addr in ("2002:5db8:d822::1", "64:ff9b::5db8:d822", "2606:4700::1111"):
+        assert wh.check_target(f"https://[{addr}]/").addresses == (addr,)
+
+
+@pytest.mark.parametrize("entry", ["169.254.0.0/16", "169.254.169.254", "fe80::/64", "fd00:ec2::254",
+                                   "100.100.100.200/32", "224.0.0.0/8", "not a host", "10.0.0.0/33"])
+def test_allow_list_entries_that_can_never_apply_are_refused(entry):
+    with pytest.raises(ValueError, match="allowed_private_targets"):
+        wh.TargetPolicy.parse([entry])
+    with pytest.raises(ConfigError, match="allowed_private_targets"):
+        load_settings(webhooks={"allowed_private_targets": [entry]})
+
+
+def test_the_replaced_switch_now_means_loopback_only(caplog):
+    ws = load_settings(webhooks={"allow_private_targets": True}).webhooks
+    assert ws.allowed_private_targets == ["127.0.0.0/8", "::1/128"]
+    assert "allowed_private_targets" in caplog.text  # the warning names the new setting
+    wh.check_target("http://127.0.0.1:9/", ws.allowed_private_targets)
+    with pytest.raises(wh.UnsafeTarget):  # what it used to allow beyond loopback is refused now
+        wh.check_target("http://10.1.2.3/", ws.allowed_private_targets)
+    assert load_settings(webhooks={"allowed_private_targets": "10.0.0.0/8, hooks.lan"}
+                         ).webhooks.allowed_private_targets == ["10.0.0.0/8", "hooks.lan"]

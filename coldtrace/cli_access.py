@@ -88,13 +88,20 @@ def cmd_mqtt_config(args: argparse.Namespace) -> int:
         db.close()
     collector_user = settings.mqtt.username or mqtt_access.DEFAULT_COLLECTOR_USER
     collector_pw = settings.mqtt.password.get_secret_value() if settings.mqtt.password else None
+    # the collector's client ids are reserved (and `<id>-*`, a shared-subscription fleet's instances)
+    client_ids = [settings.mqtt.client_id, *(args.collector_client_id or [])]
     try:
         cfg = mqtt_access.write_config(Path(args.out), sorted(devices), collector_user=collector_user,
-                                       collector_password=collector_pw, rotate=args.rotate)
+                                       collector_password=collector_pw, rotate=args.rotate,
+                                       collector_client_ids=client_ids, gateways=args.gateway or [],
+                                       device_port=args.device_port, collector_port=args.collector_port,
+                                       device_bind=args.device_bind, collector_bind=args.collector_bind)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    print(f"wrote {cfg.password_file}, {cfg.acl_file} and {cfg.conf_file} ({len(devices)} devices);"
-          f" include {cfg.conf_file.name} in mosquitto.conf")
+    print(f"wrote {cfg.password_file}, {cfg.collector_password_file}, {cfg.acl_file} and {cfg.conf_file}"
+          f" ({len(devices)} devices); include {cfg.conf_file.name} in mosquitto.conf. Devices connect to port"
+          f" {args.device_port} (client id = user name), the collector to port {args.collector_port}"
+          f" (COLDTRACE_MQTT__URL=mqtt://BROKER:{args.collector_port}).")
     if cfg.new_credentials:
         print("new MQTT credentials (username password), shown once:")
         for user, pw in cfg.new_credentials.items():
@@ -138,6 +145,13 @@ def add_commands(sub) -> None:
     mq.add_argument("--device", action="append", help="a device id (repeatable); registered devices are added")
     mq.add_argument("--no-registered", action="store_true", help="only the --device ids")
     mq.add_argument("--rotate", action="append", help="give this user a new password (repeatable)")
+    mq.add_argument("--gateway", action="append", help="a gateway user publishing for any device (repeatable)")
+    mq.add_argument("--collector-client-id", action="append",
+                    help="another client id of the collector to reserve (the configured one always is)")
+    mq.add_argument("--device-port", type=int, default=1883, help="listener of devices and gateways (1883)")
+    mq.add_argument("--collector-port", type=int, default=1884, help="listener of the collector only (1884)")
+    mq.add_argument("--device-bind", help="address the device listener binds (default: all)")
+    mq.add_argument("--collector-bind", help="address the collector listener binds (default: all; prefer internal)")
     mq.add_argument("--data-dir")
     mq.set_defaults(handler=cmd_mqtt_config)
 

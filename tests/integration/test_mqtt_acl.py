@@ -1,9 +1,12 @@
-"""Against a real Mosquitto with the config `coldtrace mqtt-config` writes: a device cannot publish as another."""
+"""Against a real Mosquitto with the config `coldtrace mqtt-config` writes: a device cannot publish as another,
+nor take over the collector's client id (and with it the collector's persistent session)."""
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
+import time
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -11,7 +14,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from coldtrace import mqtt_access
-from tests.support.services import Mosquitto
+from coldtrace.settings import MqttSettings
+from collector.mqtt import MqttCollector
+from tests.support.services import Mosquitto, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +24,8 @@ pytestmark = pytest.mark.integration
 class Client:
     """A paho client that connects synchronously and exposes what arrived."""
 
-    def __init__(self, broker: Mosquitto, user: str | None, password: str | None, client_id: str) -> None:
+    def __init__(self, broker: Mosquitto, user: str | None, password: str | None, client_id: str,
+                 port: int | None = None) -> None:
         self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         if user is not None:
             self.c.username_pw_set(user, password)
@@ -28,7 +34,15 @@ class Client:
         self.subacks: queue.Queue = queue.Queue()
         self.pubacks: dict[int, ReasonCode] = {}
         self.puback_event = threading.Condition()
-        self.c.on_connect = lambda c, u, f, rc, p: self.connected.put(rc)
+        self.connack_properties = None
+        self.disconnects: list[ReasonCode] = []
+
+        def on_connect(c, u, f, rc, p):
+            self.connack_properties = p
+            self.connected.put(rc)
+
+        self.c.on_connect = on_connect
+        self.c.on_disconnect = lambda c, u, f, rc, p: self.disconnects.append(rc)
         self.c.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload))
         self.c.on_subscribe = lambda c, u, mid, rcs, p: self.subacks.put(rcs)
 
@@ -38,7 +52,7 @@ class Client:
                 self.puback_event.notify_all()
 
         self.c.on_publish = on_publish
-        self.c.connect(broker.host, broker.port, keepalive=30)
+        self.c.connect(broker.host, port or broker.port, keepalive=30)
         self.c.loop_start()
         self.rc = self.connected.get(timeout=10)
 
@@ -56,21 +70,27 @@ class Client:
 
 @pytest.fixture
 def secured(tmp_path):
-    cfg = mqtt_access.write_config(tmp_path / "access", ["LOG-A", "LOG-B"], collector_password="collector-secret-1")
+    """The broker with exactly the two listeners `coldtrace mqtt-config` writes (no listener of the fixture's
+    own): ``broker.port`` is the device listener, the returned port the collector's."""
     d = tmp_path / "broker"
     d.mkdir()
     # as root the fixture's broker stays root (tests/support/services.py), so it can read the 0600 files
-    broker = Mosquitto(d, extra_conf=cfg.conf_file.read_text())
+    broker = Mosquitto(d, own_listener=False)
+    collector_port = free_port()
+    cfg = mqtt_access.write_config(tmp_path / "access", ["LOG-A", "LOG-B"], collector_password="collector-secret-1",
+                                   device_port=broker.port, collector_port=collector_port,
+                                   device_bind="127.0.0.1", collector_bind="127.0.0.1")
+    broker.extra_conf = cfg.conf_file.read_text()
     broker.start()
-    yield broker, cfg
+    yield broker, cfg, collector_port
     broker.stop()
 
 
 def test_device_writes_only_its_own_topics(secured):
-    broker, cfg = secured
+    broker, cfg, collector_port = secured
     creds = cfg.new_credentials
     assert set(creds) == {"LOG-A", "LOG-B"}  # the collector's password was given, so not generated
-    collector = Client(broker, "coldtrace-collector", "collector-secret-1", "collector")
+    collector = Client(broker, "coldtrace-collector", "collector-secret-1", "collector", port=collector_port)
     dev_a = Client(broker, "LOG-A", creds["LOG-A"], "LOG-A")
     try:
         assert collector.rc == 0 and dev_a.rc == 0
@@ -94,15 +114,70 @@ def test_device_writes_only_its_own_topics(secured):
 
 
 def test_anonymous_and_wrong_password_are_refused(secured):
-    broker, cfg = secured
-    anon = Client(broker, None, None, "anon")
-    wrong = Client(broker, "LOG-A", "not-the-password", "wrong")
+    broker, cfg, collector_port = secured
+    clients = [Client(broker, None, None, "anon"), Client(broker, "LOG-A", "not-the-password", "wrong"),
+               Client(broker, None, None, "anon-c", port=collector_port),
+               # a device's good password is no use on the collector's listener, nor the collector's on the devices'
+               Client(broker, "LOG-A", cfg.new_credentials["LOG-A"], "coldtrace-collector", port=collector_port),
+               Client(broker, "coldtrace-collector", "collector-secret-1", "coldtrace-collector")]
     try:
-        assert anon.rc.is_failure and wrong.rc.is_failure
-        assert wrong.rc.value in (0x86, 0x87)  # bad user name or password / not authorized
+        assert all(c.rc.value in (0x86, 0x87) for c in clients)  # bad user name or password / not authorized
     finally:
-        anon.close()
-        wrong.close()
+        for c in clients:
+            c.close()
+
+
+def _reading(i: int, now: int) -> bytes:
+    return json.dumps({"v": 1, "device_id": "LOG-A", "seq": i,
+                       "readings": [{"ts": now - 60_000 * (10 - i), "temp_c": 5.0 + i / 10}]}).encode()
+
+
+def test_a_device_cannot_take_over_the_collectors_client_id_and_its_session_survives(secured, pipeline_env):
+    """Issue 14: LOG-A's credential connects with client id `coldtrace-collector` and a clean start, once while
+    the real collector is offline (its session holds queued readings) and once while it is online. Before,
+    that disconnected the collector and discarded its session (5 of 5 queued readings lost)."""
+    broker, cfg, collector_port = secured
+    clock, db, pipeline = pipeline_env
+    settings = MqttSettings(url=f"mqtt://127.0.0.1:{collector_port}", username="coldtrace-collector",
+                            password="collector-secret-1")  # client id: the default, coldtrace-collector
+    assert settings.client_id == mqtt_access.DEFAULT_COLLECTOR_CLIENT_ID in cfg.collector_client_ids
+
+    first = MqttCollector(pipeline, settings)
+    first.start(connect_timeout=10)
+    assert first.wait_connected(10)
+    time.sleep(0.3)  # its subscription is in place (SUBACK) before it goes away
+    first.stop()  # a clean disconnect: the persistent session (7 days) stays on the broker
+
+    device = Client(broker, "LOG-A", cfg.new_credentials["LOG-A"], "LOG-A")
+    try:
+        for i in range(5):  # queued in the offline collector's session
+            assert device.publish_acked("coldtrace/v1/devices/LOG-A/readings", _reading(i, clock.now_ms())).value == 0
+        thief = Client(broker, "LOG-A", cfg.new_credentials["LOG-A"], "coldtrace-collector")
+        clean_start_thief = thief.rc
+        thief.close()
+        # it may connect, but the broker files it under its user name (session LOG-A), not the id it sent
+        assert not clean_start_thief.is_failure
+
+        second = MqttCollector(pipeline, settings)
+        second.start(connect_timeout=10)
+        try:
+            deadline = time.monotonic() + 10
+            while pipeline.readings.count("LOG-A") < 5 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert pipeline.readings.count("LOG-A") == 5  # every queued reading survived the attempt
+
+            online_thief = Client(broker, "LOG-A", cfg.new_credentials["LOG-A"], "coldtrace-collector")
+            online_thief.close()
+            assert device.publish_acked("coldtrace/v1/devices/LOG-A/readings", _reading(5, clock.now_ms())).value == 0
+            deadline = time.monotonic() + 10
+            while pipeline.readings.count("LOG-A") < 6 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert pipeline.readings.count("LOG-A") == 6
+            assert second.wait_connected(0)  # never kicked off
+        finally:
+            second.stop()
+    finally:
+        device.close()
 
 
 def test_rerun_keeps_existing_passwords_and_drops_removed_devices(tmp_path):
@@ -113,3 +188,61 @@ def test_rerun_keeps_existing_passwords_and_drops_removed_devices(tmp_path):
     assert mqtt_access.check_password(first.new_credentials["LOG-A"], stored["LOG-A"])
     assert "LOG-B" not in stored and "LOG-B" not in second.acl_file.read_text()
     assert oct(second.password_file.stat().st_mode & 0o777) == "0o600"
+
+
+def test_mqtt_config_reserves_the_collectors_client_ids_and_a_fleet_of_collectors_works(tmp_path, monkeypatch,
+                                                                                         capsys, pipeline_env):
+    """`coldtrace mqtt-config` refuses device/gateway names the collector's ids reserve (`<id>` and `<id>-*`);
+    what it writes lets a shared-subscription fleet (coldtrace-collector-1, -2) connect on the collector's
+    listener and split the readings, each stored once."""
+    from coldtrace.cli import main
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("COLDTRACE_MQTT__USERNAME", "coldtrace")
+    monkeypatch.setenv("COLDTRACE_MQTT__PASSWORD", "collector-secret-2")
+    for bad in (["--device", "coldtrace-collector"], ["--device", "Coldtrace-Collector-7"],
+                ["--gateway", "coldtrace-collector-edge"], ["--collector-client-id", "site-a", "--device", "site-a-2"]):
+        argv = ["mqtt-config", "--data-dir", str(data), "--out", str(tmp_path / "x"), "--no-registered", *bad]
+        assert main(argv) == 2
+        assert "reserved" in capsys.readouterr().err
+
+    d = tmp_path / "broker"
+    d.mkdir()
+    broker = Mosquitto(d, own_listener=False)
+    collector_port = free_port()
+    out = tmp_path / "access"
+    assert main(["mqtt-config", "--data-dir", str(data), "--out", str(out), "--no-registered", "--device", "LOG-A",
+                 "--gateway", "edge-1", "--device-port", str(broker.port), "--collector-port", str(collector_port),
+                 "--device-bind", "127.0.0.1", "--collector-bind", "127.0.0.1"]) == 0
+    printed = capsys.readouterr().out
+    passwords = dict(line.split() for line in printed.splitlines() if line.startswith("  "))
+    assert set(passwords) == {"LOG-A", "edge-1"}  # the collector's password came from the settings
+    broker.extra_conf = (out / "coldtrace.conf").read_text()
+    broker.start()
+    clock, db, pipeline = pipeline_env
+    fleet = [MqttCollector(pipeline, MqttSettings(url=f"mqtt://127.0.0.1:{collector_port}", username="coldtrace",
+                                                  password="collector-secret-2", client_id=f"coldtrace-collector-{i}",
+                                                  shared_group="coldtrace")) for i in (1, 2)]
+    edge = None
+    try:
+        for c in fleet:
+            c.start(connect_timeout=10)
+            assert c.wait_connected(10)
+        time.sleep(0.3)  # both shared subscriptions in place
+        edge = Client(broker, "edge-1", passwords["edge-1"], "whatever-it-likes")
+        assert not edge.rc.is_failure
+        for i in range(20):
+            body = json.dumps({"v": 1, "device_id": f"LOG-{i % 4}", "seq": i,
+                               "readings": [{"ts": clock.now_ms() - 60_000 * (30 - i), "temp_c": 5.0}]}).encode()
+            assert edge.publish_acked(f"coldtrace/v1/devices/LOG-{i % 4}/readings", body).value == 0
+        deadline = time.monotonic() + 10
+        while pipeline.readings.count() < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pipeline.readings.count() == 20
+        assert all(c.processed > 0 for c in fleet)  # the group split the work
+    finally:
+        if edge is not None:
+            edge.close()
+        for c in fleet:
+            c.stop()
+        broker.stop()

@@ -50,7 +50,9 @@ def find_binary(name: str, *extra: str) -> str | None:
 class Mosquitto:
     """A Mosquitto broker of our own on 127.0.0.1, stoppable and restartable (same port, same persistence)."""
 
-    def __init__(self, workdir: Path, extra_conf: str = "") -> None:
+    def __init__(self, workdir: Path, extra_conf: str = "", own_listener: bool = True) -> None:
+        """``own_listener=False``: ``extra_conf`` brings every listener (e.g. `coldtrace mqtt-config`'s two);
+        one of them must be on ``self.port`` (picked here), which start() waits for."""
         self.binary = find_binary("mosquitto", "/usr/sbin/mosquitto")
         if self.binary is None:
             missing_service("mosquitto")
@@ -58,6 +60,7 @@ class Mosquitto:
         self.port = free_port()
         self.host = "127.0.0.1"
         self.extra_conf = extra_conf
+        self.own_listener = own_listener
         self.proc: subprocess.Popen | None = None
         self.conf = workdir / "mosquitto.conf"
         self.log = workdir / "mosquitto.log"
@@ -68,9 +71,8 @@ class Mosquitto:
 
     def write_conf(self) -> None:
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
+            (f"listener {self.port} 127.0.0.1\nallow_anonymous true\n" if self.own_listener else "")
+            + "persistence true\n"
             # as root, mosquitto drops to its own user, which cannot write the persistence file in our
             # private tmp dir: sessions would be lost across stop()/start(). Stay root (tests only).
             f"{'user root' + chr(10) if os.geteuid() == 0 else ''}"

@@ -109,10 +109,10 @@ class Notifier:
                  timeout_s: float = wh.DELIVERY_TIMEOUT_S, wake: threading.Event | None = None,
                  rng: random.Random | None = None, resolver: wh.Resolver = wh.system_resolver,
                  lane_concurrency: int = 4, poll_interval_s: float = 0.5, batch: int = 200,
-                 verify: ssl.SSLContext | str | bool = True) -> None:
+                 verify: ssl.SSLContext | bool = True) -> None:
         """``allowed_private_targets``: the allow-list of internal targets (``webhooks.allowed_private_targets``).
         ``allow_private_targets=True`` is the replaced switch, kept for old callers: it now adds loopback
-        only. ``verify``: the TLS trust (True: the system's CAs; a CA file or an SSLContext)."""
+        only. ``verify``: the TLS trust (True: certifi's CAs, or SSL_CERT_FILE/SSL_CERT_DIR; or an SSLContext)."""
         self.db = db
         self.clock = clock
         policy = wh.TargetPolicy.parse(allowed_private_targets)
@@ -128,11 +128,13 @@ class Notifier:
         self.batch = batch
         # The lease must outlast one attempt (timeout + margin) so a slow attempt is not sent twice.
         self.lease_ms = int((timeout_s + 5.0) * 1000)
-        # One TLS context (trust store loaded once); each attempt gets its own pinned connection.
-        self._ssl = httpx.create_ssl_context(verify=verify, trust_env=False)
+        # One TLS context (trust store loaded once; SSL_CERT_FILE/SSL_CERT_DIR honoured for a site CA); each
+        # attempt gets its own pinned connection. Proxies from the environment are never used (PinnedTransport).
+        self._ssl = httpx.create_ssl_context(verify=verify, trust_env=True)
         self._rng_lock = threading.Lock()
         self._cond = threading.Condition()
         self._in_flight: dict[str, int] = {}  # subscription id -> attempts running in its lane
+        self._running: set[int] = set()  # delivery ids being sent now
         self._threads: set[threading.Thread] = set()
         self._completed = 0
 
@@ -161,8 +163,9 @@ class Notifier:
             if n < self.batch:
                 break
         with self._cond:
-            busy = dict(self._in_flight)
-        jobs = store.claim_due_lanes(self.db, now, self.lease_ms, self.lane_concurrency, busy, limit=self.batch)
+            busy, running = dict(self._in_flight), set(self._running)
+        jobs = store.claim_due_lanes(self.db, now, self.lease_ms, self.lane_concurrency, busy, limit=self.batch,
+                                     running=running)
         for job in jobs:
             self._start(job, stats)
         return len(jobs)
@@ -172,6 +175,7 @@ class Notifier:
                              name=f"webhook-{job.subscription_id}")
         with self._cond:
             self._in_flight[job.subscription_id] = self._in_flight.get(job.subscription_id, 0) + 1
+            self._running.add(job.delivery_id)
             self._threads.add(t)
         t.start()
 
@@ -191,6 +195,7 @@ class Notifier:
                     self._in_flight[job.subscription_id] = left
                 else:
                     self._in_flight.pop(job.subscription_id, None)
+                self._running.discard(job.delivery_id)
                 self._threads.discard(threading.current_thread())
                 self._completed += 1
                 self._cond.notify_all()

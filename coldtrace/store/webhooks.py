@@ -231,24 +231,31 @@ def claim_due(db: Database, now: int, lease_ms: int, limit: int = 100) -> list[J
 
 
 def claim_due_lanes(db: Database, now: int, lease_ms: int, lane_capacity: int, in_flight: Mapping[str, int],
-                    limit: int = 200) -> list[Job]:
+                    limit: int = 200, running: Collection[int] = ()) -> list[Job]:
     """Claim due deliveries lane by lane: for each subscription at most ``lane_capacity`` minus what it has
     ``in_flight`` already, oldest first within the lane, ``limit`` in all; each leased for ``lease_ms``.
 
     A full lane (a receiver hanging until the timeout) gets nothing, so its backlog cannot fill the claim and
-    hold back another subscription's deliveries."""
+    hold back another subscription's deliveries. ``running``: delivery ids this process is still sending
+    (a receiver trickling its answer can outlast the lease); they are never claimed twice."""
     full = [sid for sid, n in in_flight.items() if n >= lane_capacity]
     skip = f" AND d.subscription_id NOT IN ({','.join('?' * len(full))})" if full else ""
+    ranked = _JOB_SQL.replace("SELECT ", "SELECT ROW_NUMBER() OVER (PARTITION BY d.subscription_id ORDER BY"
+                              " d.next_attempt_at, d.id) AS lane_rank, d.next_attempt_at AS due_at, ", 1)
     with db.write() as c:
-        ranked = _JOB_SQL.replace("SELECT ", "SELECT ROW_NUMBER() OVER (PARTITION BY d.subscription_id ORDER BY"
-                                  " d.next_attempt_at, d.id) AS lane_rank, d.next_attempt_at AS due_at, ", 1)
         rows = c.execute(
-            "SELECT * FROM (" + ranked
-            + " WHERE d.state = 'pending' AND d.next_attempt_at <= ? AND s.enabled = 1" + skip
-            + ") WHERE lane_rank <= ? ORDER BY due_at, id",
-            (now, *full, lane_capacity)).fetchall()
-        chosen = [r for r in rows if r["lane_rank"] <= lane_capacity - in_flight.get(r["subscription_id"], 0)]
-        chosen = chosen[:limit]
+            "SELECT * FROM (" + ranked + " WHERE d.state = 'pending' AND d.next_attempt_at <= ? AND s.enabled = 1"
+            + skip + ") WHERE lane_rank <= ? ORDER BY due_at, id",
+            (now, *full, 2 * lane_capacity)).fetchall()
+        room = {r["subscription_id"]: lane_capacity - in_flight.get(r["subscription_id"], 0) for r in rows}
+        chosen = []
+        for r in rows:
+            if len(chosen) >= limit:
+                break
+            if r["id"] in running or room[r["subscription_id"]] <= 0:
+                continue
+            room[r["subscription_id"]] -= 1
+            chosen.append(r)
         c.executemany("UPDATE webhook_deliveries SET next_attempt_at = ? WHERE id = ?",
                       [(now + lease_ms, r["id"]) for r in chosen])
     return [_job(r, now) for r in chosen]

@@ -320,3 +320,18 @@ def test_wired_worker_wakes_on_emit_and_escalates_on_its_own_clock(tmp_path):
         services.close()
     types = [r.body for r in receiver.requests]
     assert b'"type":"alert.escalated"' in types[1] and receiver.bad_signatures == []
+
+
+def test_claims_fill_each_lane_up_to_its_room_and_never_take_a_delivery_still_being_sent(env):
+    clock, db, pipeline, receiver, notifier, sub, secret = env
+    other = store.create_subscription(db, url=receiver.url, secret=secret, now=clock.now_ms())
+    pipeline.emit_now([_alert(i, clock.now_ms()) for i in range(6)])  # 6 deliveries in each of the two lanes
+    store.fan_out(db, clock.now_ms())
+    first = [d["id"] for d in store.list_deliveries(db, subscription_id=sub["id"])][-1]  # its oldest
+    jobs = store.claim_due_lanes(db, clock.now_ms(), 10_000, 4, {sub["id"]: 3}, running={first})
+    per_lane = Counter(j.subscription_id for j in jobs)
+    assert per_lane == {sub["id"]: 1, other["id"]: 4}  # 3 of 4 slots busy in the first lane
+    assert first not in {j.delivery_id for j in jobs}
+    # a full lane gets nothing; what was claimed is leased, so the other lane gets only its last two
+    again = store.claim_due_lanes(db, clock.now_ms(), 10_000, 4, {sub["id"]: 4, other["id"]: 0})
+    assert Counter(j.subscription_id for j in again) == {other["id"]: 2}

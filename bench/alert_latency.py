@@ -8,6 +8,10 @@ rate (default 2,000 readings/s: 200 messages/s of 10 readings). Each alarm is on
 excursion.alarm events only, so each measured webhook is the alarm of one published reading.
 
     .venv/bin/python bench/alert_latency.py [--alarms 250] [--rate 2000] [--alarm-interval 0.1]
+                                            [--dead-subscribers 0]
+
+``--dead-subscribers N`` adds N more subscriptions (every event) to receivers that never answer, with the
+default 10 s timeout: their lanes stay full the whole run, and the measured subscriber must not notice.
 
 Target: p99 <= 250 ms. On a shared 2-core machine the figures are noisy; run it alone when it matters.
 """
@@ -83,6 +87,7 @@ def main() -> int:
     ap.add_argument("--alarms", type=int, default=250)
     ap.add_argument("--rate", type=int, default=2000, help="background readings per second")
     ap.add_argument("--alarm-interval", type=float, default=0.1, help="seconds between alarms")
+    ap.add_argument("--dead-subscribers", type=int, default=0, help="subscriptions whose receiver never answers")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,6 +114,11 @@ def main() -> int:
 
         receiver.on_receive = on_receive
         receiver.start()
+        dead = [WebhookReceiver([secret]) for _ in range(args.dead_subscribers)]
+        for d in dead:
+            d.mode, d.slow_s = "slow", 3600.0
+            d.start()
+            wh_store.create_subscription(services.db, url=d.url, secret=secret, now=services.clock.now_ms())
         wh_store.create_subscription(services.db, url=receiver.url, secret=secret, now=services.clock.now_ms(),
                                      event_types=["excursion.alarm"], min_severity="critical")
         collector = CollectorService(services, with_notifier=True)
@@ -144,6 +154,8 @@ def main() -> int:
                 bg.join(10)
             alarm_pub.loop_stop()
             alarm_pub.disconnect()
+            for d in dead:
+                d.stop()  # releases the held requests, so the notifier's attempts end before it is stopped
             collector.stop()
             receiver.stop()
             stored = services.readings.count()
@@ -153,6 +165,9 @@ def main() -> int:
     lat = list(latencies.values())
     print(f"alarms published: {args.alarms}, webhooks received: {len(lat)}, "
           f"bad signatures: {len(receiver.bad_signatures)}")
+    if dead:
+        print(f"beside {len(dead)} subscriber(s) that never answer: {sum(d.arrivals for d in dead)} requests held,"
+              f" at most {max(d.max_in_progress for d in dead)} at once per receiver")
     print(f"background traffic while measuring: {bg_rate:,.0f} readings/s offered "
           f"(target {args.rate:,}); readings stored in total: {stored:,}")
     if not lat:

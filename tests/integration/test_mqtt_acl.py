@@ -127,12 +127,21 @@ def test_anonymous_and_wrong_password_are_refused(secured):
             c.close()
 
 
+def _on_suback(collector: MqttCollector) -> threading.Event:
+    """Set once the broker has granted the collector's subscriptions (paho's on_subscribe, unused by it)."""
+    granted = threading.Event()
+    collector.client.on_subscribe = lambda c, u, mid, rcs, p: granted.set() if all(not r.is_failure for r in rcs) \
+        else None
+    return granted
+
+
 def _reading(i: int, now: int) -> bytes:
     return json.dumps({"v": 1, "device_id": "LOG-A", "seq": i,
                        "readings": [{"ts": now - 60_000 * (10 - i), "temp_c": 5.0 + i / 10}]}).encode()
 
 
-def test_a_device_cannot_take_over_the_collectors_client_id_and_its_session_survives(secured, pipeline_env):
+def test_a_device_cannot_take_over_the_collectors_client_id_and_its_session_survives(secured, pipeline_env,
+                                                                                     caplog):
     """Issue 14: LOG-A's credential connects with client id `coldtrace-collector` and a clean start, once while
     the real collector is offline (its session holds queued readings) and once while it is online. Before,
     that disconnected the collector and discarded its session (5 of 5 queued readings lost)."""
@@ -143,9 +152,9 @@ def test_a_device_cannot_take_over_the_collectors_client_id_and_its_session_surv
     assert settings.client_id == mqtt_access.DEFAULT_COLLECTOR_CLIENT_ID in cfg.collector_client_ids
 
     first = MqttCollector(pipeline, settings)
+    subscribed = _on_suback(first)
     first.start(connect_timeout=10)
-    assert first.wait_connected(10)
-    time.sleep(0.3)  # its subscription is in place (SUBACK) before it goes away
+    assert first.wait_connected(10) and subscribed.wait(10)  # its subscription is in place before it goes away
     first.stop()  # a clean disconnect: the persistent session (7 days) stays on the broker
 
     device = Client(broker, "LOG-A", cfg.new_credentials["LOG-A"], "LOG-A")
@@ -173,7 +182,8 @@ def test_a_device_cannot_take_over_the_collectors_client_id_and_its_session_surv
             while pipeline.readings.count("LOG-A") < 6 and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert pipeline.readings.count("LOG-A") == 6
-            assert second.wait_connected(0)  # never kicked off
+            assert second.wait_connected(0)
+            assert "disconnected from MQTT broker" not in caplog.text  # never kicked off
         finally:
             second.stop()
     finally:
@@ -226,9 +236,9 @@ def test_mqtt_config_reserves_the_collectors_client_ids_and_a_fleet_of_collector
     edge = None
     try:
         for c in fleet:
+            subscribed = _on_suback(c)
             c.start(connect_timeout=10)
-            assert c.wait_connected(10)
-        time.sleep(0.3)  # both shared subscriptions in place
+            assert c.wait_connected(10) and subscribed.wait(10)  # its shared subscription is in place
         edge = Client(broker, "edge-1", passwords["edge-1"], "whatever-it-likes")
         assert not edge.rc.is_failure
         for i in range(20):

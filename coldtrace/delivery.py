@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import ssl
 import threading
 import time
@@ -41,25 +42,47 @@ USER_AGENT = "ColdTrace-Webhooks/1"
 
 class _PinnedBackend(httpcore.SyncBackend):
     """Connects to the checked addresses, in order, whatever host the request names: the URL's host is
-    still the TLS server name (SNI, certificate check) and the Host header, but it is never resolved again."""
+    still the TLS server name (SNI, certificate check) and the Host header, but it is never resolved again.
+    ``abort()`` shuts the connection down from another thread (the attempt's overall deadline)."""
 
     def __init__(self, addresses: tuple[str, ...]) -> None:
         self._addresses = addresses
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self.aborted = False
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
                     socket_options: object = None) -> httpcore.NetworkStream:
         last: Exception = httpcore.ConnectError(f"no checked address for {host}")
         for address in self._addresses:
             try:  # a numeric address: create_connection does no DNS lookup for it
-                return super().connect_tcp(address.split("%", 1)[0], port, timeout, local_address,
-                                           socket_options)  # type: ignore[arg-type]
+                stream = super().connect_tcp(address.split("%", 1)[0], port, timeout, local_address,
+                                             socket_options)  # type: ignore[arg-type]
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last = exc
+                continue
+            with self._lock:
+                self._sockets.append(stream.get_extra_info("socket"))
+                if self.aborted:
+                    self._shutdown()
+            return stream
         raise last
 
     def connect_unix_socket(self, path: str, timeout: float | None = None,
                             socket_options: object = None) -> httpcore.NetworkStream:
         raise httpcore.ConnectError("webhooks never use unix sockets")
+
+    def abort(self) -> None:
+        with self._lock:
+            self.aborted = True
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        for sock in self._sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked recv/send; the request fails at once
+            except OSError:
+                pass
 
 
 class PinnedTransport(httpx.HTTPTransport):
@@ -68,9 +91,13 @@ class PinnedTransport(httpx.HTTPTransport):
 
     def __init__(self, target: wh.Target, ssl_context: ssl.SSLContext) -> None:
         super().__init__(verify=ssl_context, trust_env=False)
+        self.backend = _PinnedBackend(target.addresses)
         self._pool = httpcore.ConnectionPool(ssl_context=ssl_context, max_connections=1,
-                                             max_keepalive_connections=0,
-                                             network_backend=_PinnedBackend(target.addresses))
+                                             max_keepalive_connections=0, network_backend=self.backend)
+
+
+class _DeadlineExceeded(Exception):
+    """An attempt outlived its overall deadline and its connection was shut down."""
 
 
 def status_line(r: httpx.Response) -> str:
@@ -126,8 +153,9 @@ class Notifier:
         self.lane_concurrency = max(1, int(lane_concurrency))
         self.poll_interval_s = poll_interval_s
         self.batch = batch
-        # The lease must outlast one attempt (timeout + margin) so a slow attempt is not sent twice.
-        self.lease_ms = int((timeout_s + 5.0) * 1000)
+        # The lease must outlast one attempt (its deadline, 2 x timeout, + margin) so a slow attempt is not
+        # sent twice by another notifier process; within this process a delivery being sent is never claimed.
+        self.lease_ms = int((2 * timeout_s + 5.0) * 1000)
         # One TLS context (trust store loaded once; SSL_CERT_FILE/SSL_CERT_DIR honoured for a site CA); each
         # attempt gets its own pinned connection. Proxies from the environment are never used (PinnedTransport).
         self._ssl = httpx.create_ssl_context(verify=verify, trust_env=True)
@@ -142,8 +170,8 @@ class Notifier:
         self.wake_event.set()
 
     def close(self) -> None:
-        """Wait for the attempts in flight (each ends by its timeout)."""
-        deadline = time.monotonic() + self.timeout_s + 5.0
+        """Wait for the attempts in flight (each ends by its deadline, twice the timeout)."""
+        deadline = time.monotonic() + 2 * self.timeout_s + 5.0
         with self._cond:
             threads = list(self._threads)
         for t in threads:
@@ -259,6 +287,8 @@ class Notifier:
                 error = f"HTTP {status}"
         except wh.WebhookError as exc:
             error = f"{exc.code}: {exc}"
+        except _DeadlineExceeded:
+            error = f"timeout: no complete answer within {2 * self.timeout_s:g} s"
         except httpx.TimeoutException:
             error = f"timeout after {self.timeout_s:g} s"
         except httpx.HTTPError as exc:
@@ -289,16 +319,29 @@ class Notifier:
 
     def _post(self, target: wh.Target, job: store.Job, body: bytes) -> tuple[int, str, int | None]:
         """POST to exactly the checked addresses; (status, status line, Retry-After ms). The answer's body is
-        never read: it could be an internal service's data, and only the status matters."""
+        never read: it could be an internal service's data, and only the status matters. httpx's timeouts
+        are per phase (a receiver sending its answer a byte at a time resets them), so the whole attempt also
+        has a deadline of twice the timeout, after which its connection is shut down."""
         headers = wh.signed_headers(job.secrets, job.event_id, self.clock.now_ms() // 1000, body)
         headers["user-agent"] = USER_AGENT
-        with httpx.Client(transport=PinnedTransport(target, self._ssl), timeout=self.timeout_s,
-                          follow_redirects=False, trust_env=False) as client, \
-                client.stream("POST", target.url, content=body, headers=headers) as r:
-            retry_after = None
-            if not 200 <= r.status_code < 300:
-                retry_after = wh.parse_retry_after(r.headers.get("retry-after"), self.clock.now_ms())
-            return r.status_code, status_line(r), retry_after
+        transport = PinnedTransport(target, self._ssl)
+        deadline = threading.Timer(2 * self.timeout_s, transport.backend.abort)
+        deadline.daemon = True
+        deadline.start()
+        try:
+            with httpx.Client(transport=transport, timeout=self.timeout_s, follow_redirects=False,
+                              trust_env=False) as client, \
+                    client.stream("POST", target.url, content=body, headers=headers) as r:
+                retry_after = None
+                if not 200 <= r.status_code < 300:
+                    retry_after = wh.parse_retry_after(r.headers.get("retry-after"), self.clock.now_ms())
+                return r.status_code, status_line(r), retry_after
+        except httpx.TransportError as exc:
+            if transport.backend.aborted:
+                raise _DeadlineExceeded from exc
+            raise
+        finally:
+            deadline.cancel()
 
     def ping(self, subscription_id: str, now: int | None = None) -> AttemptResult:
         """Send a ``webhook.ping`` to one subscription at once (the API's test button); not retried."""

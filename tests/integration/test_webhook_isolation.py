@@ -9,6 +9,8 @@ that request was sent, not when some earlier run or claim started.
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 
 import pytest
@@ -89,3 +91,54 @@ def test_a_dead_receiver_never_delays_another_receivers_critical_alarm(tmp_path)
     later_wave = [r for r in dead.requests if r.arrived_wall >= first + TIMEOUT_S - 0.2]
     assert len(later_wave) >= LANE and all(r.timestamp >= int(first) + 1 for r in later_wave)
     assert all(r.signature_ok for r in dead.requests)  # fresh timestamps verify at arrival
+
+
+def test_a_receiver_trickling_its_answer_is_cut_off_at_the_attempt_deadline(tmp_path):
+    """httpx's timeouts are per read: a receiver that sends its status line and then one header byte every
+    0.1 s never trips a 0.5 s timeout. The attempt's overall deadline (2 x timeout) ends it anyway."""
+    from coldtrace.clock import ManualClock
+    from coldtrace.delivery import Notifier
+    from coldtrace.pipeline import Pipeline
+    from coldtrace.store.db import Database
+    from coldtrace.store.sqlite import SqliteReadingStore
+
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            for _ in range(300):  # 30 s of one byte per 0.1 s, unless the client hangs up
+                if stop.wait(0.1):
+                    return
+                try:
+                    conn.sendall(b"z")
+                except OSError:
+                    return
+
+    t = threading.Thread(target=trickle, daemon=True)
+    t.start()
+    clock = ManualClock()
+    db = Database(tmp_path / "ct.db")
+    pipeline = Pipeline(db, SqliteReadingStore(db), clock)
+    notifier = Notifier(db, clock, allowed_private_targets=["127.0.0.1"], timeout_s=0.5)
+    try:
+        store.create_subscription(db, url=f"http://127.0.0.1:{server.getsockname()[1]}/hook",
+                                  secret=wh.generate_secret(), now=clock.now_ms())
+        pipeline.emit_now([_alarm(1, clock.now_ms(), "critical")])
+        t0 = time.monotonic()
+        notifier.run_once()
+        elapsed = time.monotonic() - t0
+        delivery = store.list_deliveries(db)[0]
+        attempts = store.list_attempts(db, delivery["id"])
+    finally:
+        stop.set()
+        notifier.close()
+        server.close()
+        t.join(5)
+        db.close()
+    assert elapsed < 5.0  # the deadline is 1 s; the receiver would have kept it 30 s
+    assert delivery["state"] == "pending" and delivery["attempts"] == 1  # retried later, like any timeout
+    assert attempts[0]["status"] is None and attempts[0]["error"] == "timeout: no complete answer within 1 s"

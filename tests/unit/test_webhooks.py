@@ -229,3 +229,16 @@ def test_the_replaced_switch_now_means_loopback_only(caplog):
         wh.check_target("http://10.1.2.3/", ws.allowed_private_targets)
     assert load_settings(webhooks={"allowed_private_targets": "10.0.0.0/8, hooks.lan"}
                          ).webhooks.allowed_private_targets == ["10.0.0.0/8", "hooks.lan"]
+
+
+def test_status_line_keeps_the_first_line_only_printable_and_short():
+    import httpx
+
+    from coldtrace.delivery import STATUS_LINE_CAP, status_line
+
+    plain = httpx.Response(503, extensions={"http_version": b"HTTP/1.1", "reason_phrase": b"Service Unavailable"})
+    assert status_line(plain) == "HTTP/1.1 503 Service Unavailable"
+    nasty = httpx.Response(200, extensions={"http_version": b"HTTP/1.1",
+                                            "reason_phrase": b"OK\x1b[2J" + b"A" * 500})
+    line = status_line(nasty)
+    assert line.startswith("HTTP/1.1 200 OK[2J") and "\x1b" not in line and len(line) == STATUS_LINE_CAP

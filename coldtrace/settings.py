@@ -6,12 +6,13 @@ Example: COLDTRACE_MQTT__URL=mqtt://broker:1883, COLDTRACE_API__PORT=8080, COLDT
 from __future__ import annotations
 
 import ipaddress
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .errors import ConfigError
 
@@ -66,6 +67,32 @@ class ApiSettings(BaseModel):
     port: int = Field(8080, ge=0, le=65535)
     max_range_days: int = 400
     page_limit: int = 10_000
+    # argon2 computations at once (64 MiB each); None: sized to the available memory and CPUs (auth.py)
+    password_hash_slots: int | None = Field(None, ge=1, le=64)
+    # proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (CIDRs or addresses; "*" trusts anyone).
+    # Env: COLDTRACE_API__TRUSTED_PROXIES='["10.0.0.0/8"]' or a comma-separated list
+    trusted_proxies: Annotated[list[str], NoDecode] = ["127.0.0.1/32", "::1/128"]
+    cookie_secure: bool = False  # True: the session cookie is always Secure (TLS ends at a proxy)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, v: object) -> object:
+        if isinstance(v, str):
+            if v.strip().startswith("["):
+                return json.loads(v)
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, v: list[str]) -> list[str]:
+        for item in v:
+            if item != "*":
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(f"trusted proxy {item!r} is not an address or CIDR") from None
+        return v
 
 
 class IngestSettings(BaseModel):

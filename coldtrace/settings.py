@@ -95,6 +95,20 @@ class ApiSettings(BaseModel):
         return v
 
 
+class AuditSettings(BaseModel):
+    """Audit anchoring (coldtrace/audit_keys.py, coldtrace/audit_anchor.py, docs/SECURITY.md). The keys are
+    read by coldtrace.audit_keys from the same environment variables (COLDTRACE_AUDIT__HMAC_KEY, ...)."""
+
+    hmac_key: SecretStr | None = None  # hex/base64, >= 32 bytes; None: <data_dir>/audit-hmac.key (made 0600)
+    keyed_from: int | None = Field(None, ge=1)  # with hmac_key: first record id that must be keyed (default 1)
+    signing_key: SecretStr | None = None  # Ed25519 (PEM or base64 raw); None: <data_dir>/audit-signing.key
+    # signed heads, one JSON line each, appended; None: <data_dir>/audit-heads.jsonl. Put it elsewhere
+    # (another disk, a mount only appended to, a log shipper's input): it is what catches a truncated tail.
+    head_file: Path | None = None
+    head_interval_s: float = Field(300.0, gt=0)  # export the head at most this often (when it changed)
+    public_key_file: Path | None = None  # check heads with this key instead of <data_dir>'s (an auditor's copy)
+
+
 class IngestSettings(BaseModel):
     require_registration: bool = False  # True: readings of unknown devices are quarantined (unknown_device)
     batch_max_messages: int = 2000
@@ -142,6 +156,7 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     api: ApiSettings = ApiSettings()
     ingest: IngestSettings = IngestSettings()
+    audit: AuditSettings = AuditSettings()
     webhooks: WebhookSettings = WebhookSettings()
     sim: SimSettings = SimSettings()
 

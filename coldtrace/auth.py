@@ -45,6 +45,10 @@ MAX_FAILED_LOGINS = 5
 LOCKOUT_MS = 15 * MINUTE
 SESSION_IDLE_MS = 30 * MINUTE  # Annex 11 §12: inactive sessions end
 SESSION_MAX_MS = 12 * HOUR
+# Longest life of an API token made through the API, by the token's role (docs/SECURITY.md says why): the
+# more a leaked token can do, the sooner it must be renewed. A personal token never outlives this from its
+# creation, whatever its stored expiry says.
+TOKEN_MAX_MS: dict[str, int] = {"viewer": 90 * DAY, "qa": 30 * DAY, "admin": 7 * DAY}
 
 _hasher = PasswordHasher()
 
@@ -485,6 +489,33 @@ def revoke_token(db: Database, token_id: str, *, actor: str, now_ms: int | None 
                      old={"revoked_at": None}, new={"revoked_at": now})
 
 
+class TokenExpiryTooLong(ValueError):
+    """The requested expiry is beyond the maximum of the token's role."""
+
+    code = "token_expiry_too_long"
+
+
+def token_expiry(role: str, requested: int | None, now_ms: int) -> int:
+    """The expiry of a new API token of ``role``: ``requested`` (epoch ms) if within the role's maximum,
+    the maximum itself if None. Raises TokenExpiryTooLong (or ValueError for a past expiry)."""
+    _check_role(role)
+    limit = now_ms + TOKEN_MAX_MS[role]
+    if requested is None:
+        return limit
+    if requested <= now_ms:
+        raise ValueError("token expiry is in the past")
+    if requested > limit:
+        raise TokenExpiryTooLong(f"a {role} token lives at most {TOKEN_MAX_MS[role] // DAY} days: expires must be"
+                                 f" on or before {_iso(limit)}")
+    return requested
+
+
+def _iso(ms: int) -> str:
+    from .clock import to_iso
+
+    return to_iso(ms) or str(ms)
+
+
 def list_tokens(db: Database) -> list[dict[str, Any]]:
     return [dict(r) for r in db.query(
         "SELECT id, name, user_id, role, created_at, expires_at, revoked_at, last_used_at FROM api_tokens"
@@ -507,14 +538,17 @@ def authenticate_bearer(db: Database, raw_token: str, now_ms: int) -> Principal 
         return Principal("device", f"device-token:{row['id']}", "device", None, ids)
     if raw_token.startswith(USER_TOKEN_PREFIX):
         row = db.query_one(
-            "SELECT t.id, t.name, t.role, t.user_id, t.expires_at, u.username, u.role AS user_role, u.active"
-            " FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id"
+            "SELECT t.id, t.name, t.role, t.user_id, t.created_at, t.expires_at, u.username, u.role AS user_role,"
+            " u.active FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id"
             " WHERE t.token_hash = ? AND t.revoked_at IS NULL", (h,))
         if row is None or (row["expires_at"] is not None and row["expires_at"] <= now_ms):
             return None
         role = row["role"]
         if row["user_id"] is not None:
             if not row["active"]:
+                return None
+            # a personal token never outlives its role's maximum (also those made before the maximum existed)
+            if now_ms >= row["created_at"] + TOKEN_MAX_MS.get(role, 0):
                 return None
             # a user's demotion takes effect on the tokens they already hold
             role = min(role, row["user_role"], key=lambda r: ROLE_RANK[r])

@@ -16,7 +16,6 @@ from coldtrace import auth
 from coldtrace.clock import parse_time, to_iso
 from coldtrace.errors import RateLimited
 from coldtrace.login_guard import LoginThrottle
-from coldtrace.model import DAY
 
 from ..deps import CSRF_HEADER, SESSION_COOKIE, Admin, CurrentPrincipal, ServicesDep, Viewer
 from ..errors import ApiError
@@ -46,7 +45,8 @@ class SessionOut(BaseModel):
 class TokenIn(BaseModel):
     name: Annotated[str, Field(min_length=1, max_length=100)]
     role: HumanRole | None = None  # default: your own role (never above it)
-    expires: Annotated[int | str | None, Field(description="RFC 3339 or epoch ms; default 90 days")] = None
+    expires: Annotated[int | str | None, Field(description=(
+        "RFC 3339 or epoch ms; at most (and by default) viewer 90 days, qa 30 days, admin 7 days from now"))] = None
     service: bool = False  # admin only: a token not tied to a person (cannot sign decisions)
 
 
@@ -181,7 +181,7 @@ def list_tokens(services: ServicesDep, p: Viewer) -> list[TokenOut]:
 def create_token(body: TokenIn, services: ServicesDep, p: Viewer) -> TokenCreated:
     now = services.clock.now_ms()
     try:
-        expires = parse_time(body.expires) if body.expires not in (None, "") else now + 90 * DAY
+        requested = parse_time(body.expires) if body.expires not in (None, "") else None
     except (ValueError, TypeError, OverflowError):
         raise ApiError(400, "bad_time", "expires must be RFC 3339 with an offset or epoch milliseconds") from None
     if body.service:
@@ -192,7 +192,15 @@ def create_token(body: TokenIn, services: ServicesDep, p: Viewer) -> TokenCreate
         if p.user_id is None:
             raise ApiError(403, "forbidden", "a service token cannot create personal tokens")
         user = p.user_id
-    role = body.role or (None if user else "viewer")
+    role = body.role or (p.role if user else "viewer")
+    if auth.ROLE_RANK.get(role, 99) > auth.ROLE_RANK.get(p.role, 0):  # a viewer token of an admin stays a viewer
+        raise ApiError(400, "bad_token_request", f"a token cannot hold role {role} above your current role {p.role}")
+    try:
+        expires = auth.token_expiry(role, requested, now)  # capped by the token's role (docs/SECURITY.md)
+    except auth.TokenExpiryTooLong as exc:
+        raise ApiError(422, exc.code, str(exc)) from None
+    except ValueError as exc:
+        raise ApiError(400, "bad_token_request", str(exc)) from None
     try:
         raw = auth.create_token(services.db, user=user, role=role, name=body.name, expires=expires,
                                 actor=p.name, now_ms=now)

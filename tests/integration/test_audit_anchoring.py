@@ -228,3 +228,25 @@ def test_a_key_from_the_environment_is_used_and_never_written(tmp_path, monkeypa
         assert not res.ok and "not this installation's key" in res.problem
     finally:
         db.close()
+
+
+def test_the_collectors_clock_tick_exports_the_signed_head(mosquitto, tmp_path):
+    from tests.support.stack import wait_for
+
+    heads = tmp_path / "heads" / "audit-heads.jsonl"
+    s = start_stack(tmp_path, mosquitto.url, audit={"head_file": heads, "head_interval_s": 0.2},
+                    tick_interval_s=0.2)
+    try:
+        _history(s, 2)
+        target = audit.head(s.services.db)[0]
+
+        def exported() -> bool:
+            lines = heads.read_text().splitlines() if heads.exists() else []
+            return any(json.loads(line)["id"] >= target for line in lines)
+
+        wait_for(exported, timeout=20, what="the collector's tick to export the audit head")
+        res = audit_anchor.verify(s.services.db, s.services.settings)
+        assert res.ok and res.heads_checked >= 1
+    finally:
+        s.close()
+        audit_keys.forget_cached_keys()

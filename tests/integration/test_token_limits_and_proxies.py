@@ -55,7 +55,8 @@ def test_each_role_has_its_maximum_which_is_also_the_default(stack, role, days):
 
 def test_an_admins_service_token_is_capped_by_its_role_too(stack):
     r = stack.client.post("/api/v1/auth/tokens", headers=stack.headers,
-                          json={"name": "grafana", "service": True, "role": "viewer", "expires": "9999-12-31T00:00:00Z"})
+                          json={"name": "grafana", "service": True, "role": "viewer",
+                                "expires": "9999-12-31T00:00:00Z"})
     assert r.status_code == 422 and r.json()["error"]["code"] == "token_expiry_too_long"
 
 
@@ -130,9 +131,9 @@ def test_cookie_secure_setting_marks_the_cookie_secure_over_plain_http(tmp_path)
 
 
 def test_docker_compose_marks_the_cookie_secure():
-    from tests.integration.test_compose import compose, secrets
-
     import yaml
+
+    from tests.integration.test_compose import compose, secrets
 
     res = compose("config", env=secrets())
     assert res.returncode == 0, res.stderr

@@ -136,6 +136,11 @@ def add_commands(sub) -> None:
     vf.add_argument("--data-dir")
     vf.set_defaults(handler=cmd_audit_verify)
 
+    ex = au.add_parser("export-head", help="append the signed head to the head file now (the collector does it"
+                       " on its clock tick; this is for cron when only the API runs)")
+    ex.add_argument("--data-dir")
+    ex.set_defaults(handler=cmd_audit_export_head)
+
     mq = sub.add_parser("mqtt-config", help="write Mosquitto password file + ACL: devices write only their topics")
     mq.add_argument("--out", required=True, help="directory for passwd, acl, coldtrace.conf")
     mq.add_argument("--device", action="append", help="a device id (repeatable); registered devices are added")
@@ -174,3 +179,16 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         return 0
     print(f"audit trail BROKEN at record {result.first_bad_id}: {result.problem}")
     return 1
+
+
+def cmd_audit_export_head(args: argparse.Namespace) -> int:
+    from . import audit_anchor
+
+    settings, db = _db(args)
+    try:
+        rec = audit_anchor.HeadExporter(db, settings).export(SystemClock().now_ms(), force=True)
+    finally:
+        db.close()
+    where = audit_anchor.head_file(settings)
+    print(f"exported head {rec['id']}:{rec['hash']} to {where}" if rec else f"the head is already in {where}")
+    return 0

@@ -148,6 +148,9 @@ def test_exported_heads_catch_a_truncated_tail_and_a_rewrite_with_the_hmac_key(s
     assert f"records {first['id'] + 1}..{second['id']} were removed" in cut["problem"]
 
     env = {**os.environ, "COLDTRACE_LOG_LEVEL": "WARNING", "COLDTRACE_AUDIT__HEAD_FILE": str(heads)}
+    again = subprocess.run([sys.executable, "-m", "coldtrace.cli", "audit", "export-head", "--data-dir",
+                            str(tmp_path / "data")], capture_output=True, text=True, timeout=60, env=env)
+    assert again.returncode == 0 and f"exported head {first['id']}:" in again.stdout  # the cut head, signed
     cli = subprocess.run([sys.executable, "-m", "coldtrace.cli", "audit", "verify", "--data-dir",
                           str(tmp_path / "data")], capture_output=True, text=True, timeout=60, env=env)
     assert cli.returncode == 1 and f"BROKEN at record {second['id']}" in cli.stdout

@@ -371,10 +371,12 @@ def check_login(db: Database, username: str, password: str, *, now_ms: int | Non
 
 
 def _note_unknown_failure(c: sqlite3.Connection, client: str | None, now: int) -> None:
+    from .login_guard import client_bucket  # an IPv6 client by its /64: one row per subscriber and window
+
     start = now - now % UNKNOWN_WINDOW_MS
     c.execute("INSERT INTO login_failures_unknown (window_start, client, attempts, first_ts, last_ts)"
               " VALUES (?,?,1,?,?) ON CONFLICT (window_start, client) DO UPDATE SET"
-              " attempts = attempts + 1, last_ts = excluded.last_ts", (start, client or "unknown", now, now))
+              " attempts = attempts + 1, last_ts = excluded.last_ts", (start, client_bucket(client), now, now))
 
 
 def flush_unknown_failures(c: sqlite3.Connection, now_ms: int, *, max_clients: int = 20) -> int:

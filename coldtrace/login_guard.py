@@ -12,7 +12,8 @@ client's) and clears the account's history, so an office of people behind one NA
 its own good sign-ins.
 
 Keys are the submitted username (case-folded, whether or not such a user exists: the throttle must not tell
-the two apart) and the client address as seen through the trusted proxies (``api.trusted_proxies``).
+the two apart) and the client address as seen through the trusted proxies (``api.trusted_proxies``); an
+IPv6 client counts by its /64 (``client_bucket``).
 
 Delay: the first ``free`` unforgiven attempts of a key pass at once; then attempt n waits
 ``base_ms * 2 ** (n - free)`` after the previous one, at most ``max_delay_ms``. A key that stays quiet for
@@ -21,6 +22,7 @@ Delay: the first ``free`` unforgiven attempts of a key pass at once; then attemp
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import threading
 from collections import OrderedDict
@@ -37,7 +39,23 @@ FORGET_MS = 30 * MINUTE
 MAX_KEYS = 100_000  # memory bound: the oldest quiet keys go first
 
 
-@dataclass
+def client_bucket(address: str | None) -> str:
+    """The unit a client is counted in: an IPv4 address, or an IPv6 /64 (one subscriber usually holds a
+    whole /64 and could otherwise spray from 2^64 addresses). IPv4-mapped IPv6 counts as its IPv4."""
+    if not address:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:100]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+@dataclass(slots=True)
 class _Entry:
     attempts: int
     last_ms: int
@@ -78,7 +96,7 @@ class LoginThrottle:
 
     @staticmethod
     def client_key(address: str | None) -> str:
-        return "c:" + (address or "unknown")
+        return "c:" + client_bucket(address)
 
     def _entry(self, key: str, now_ms: int) -> _Entry | None:
         e = self._keys.get(key)

@@ -125,7 +125,7 @@ def test_unknown_usernames_are_counted_per_window_in_one_audit_record(db):
     import json
 
     new = json.loads(rows[0]["new_value"])
-    assert new["attempts"] == 30 and new["clients"] == {"203.0.113.9": 20, "::1": 10}
+    assert new["attempts"] == 30 and new["clients"] == {"203.0.113.9": 20, "::/64": 10}
     assert new["clients_total"] == 2 and new["first_ts"] == NOW and new["last_ts"] == NOW + 29_000
     assert db.query_one("SELECT COUNT(*) FROM login_failures_unknown")[0] == 0
 
@@ -237,3 +237,17 @@ def test_throttle_memory_is_bounded():
     for i in range(1000):
         t.admit(f"10.1.{i // 256}.{i % 256}", f"user{i}", NOW + i)
     assert len(t) <= 100
+
+
+def test_an_ipv6_client_counts_by_its_slash_64():
+    from coldtrace.login_guard import client_bucket
+
+    assert client_bucket("2001:db8:1:2:aaaa::1") == client_bucket("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert client_bucket("::ffff:192.0.2.7") == client_bucket("192.0.2.7") == "192.0.2.7"
+    assert client_bucket(None) == "unknown"
+    t = LoginThrottle(account_free=100, client_free=3)
+    for i in range(3):
+        t.admit(f"2001:db8:1:2::{i + 1:x}", f"user{i}", NOW)
+    with pytest.raises(RateLimited):  # a new address in the same /64 is the same client
+        t.admit("2001:db8:1:2:dead:beef::1", "user9", NOW)
+    t.admit("2001:db8:1:3::1", "user9", NOW)

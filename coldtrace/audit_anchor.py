@@ -188,7 +188,19 @@ def ensure_keys(db: Database, settings: Settings) -> None:
     """First start: the HMAC key and the signing key exist (created 0600 in the data directory if neither the
     environment nor the files give them)."""
     with db.write() as c:
-        audit_keys.hmac_key(c)
+        key = audit_keys.hmac_key(c)
+        assert key is not None
+        if key.source == audit_keys.ENV_HMAC_KEY and c.execute(
+                "SELECT 1 FROM audit_log WHERE key_id IS NOT NULL LIMIT 1").fetchone() is None:
+            # a database from before keying, first started with a key from the environment: the boundary
+            # cannot be written into a key file, the operator states it (once keyed records exist, an
+            # unkeyed one after the boundary is for `verify` to report, never a reason to move it)
+            last_unkeyed = c.execute("SELECT MAX(id) FROM audit_log WHERE key_id IS NULL").fetchone()[0]
+            if last_unkeyed is not None and last_unkeyed >= key.keyed_from:
+                raise ConfigError(
+                    f"the audit trail holds {last_unkeyed} records from before keying, and"
+                    f" {audit_keys.ENV_HMAC_KEY} is set: set {audit_keys.ENV_KEYED_FROM}={last_unkeyed + 1}"
+                    " (the first record this version keys) and keep that number with the key")
     audit_keys.signing_key(settings.data_dir)
 
 

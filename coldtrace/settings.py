@@ -108,6 +108,16 @@ class AuditSettings(BaseModel):
     head_interval_s: float = Field(300.0, gt=0)  # export the head at most this often (when it changed)
     public_key_file: Path | None = None  # check heads with this key instead of <data_dir>'s (an auditor's copy)
 
+    @field_validator("hmac_key")
+    @classmethod
+    def _check_hmac_key(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            raw = v.get_secret_value().strip()
+            hex_ok = all(c in "0123456789abcdefABCDEF" for c in raw)
+            if (len(raw) // 2 if hex_ok else len(raw) * 3 // 4) < 32:
+                raise ValueError("the audit HMAC key needs at least 32 bytes (64 hex digits or 43+ base64)")
+        return v
+
 
 class IngestSettings(BaseModel):
     require_registration: bool = False  # True: readings of unknown devices are quarantined (unknown_device)

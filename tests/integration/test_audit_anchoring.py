@@ -253,3 +253,33 @@ def test_the_collectors_clock_tick_exports_the_signed_head(mosquitto, tmp_path):
     finally:
         s.close()
         audit_keys.forget_cached_keys()
+
+
+def test_an_old_database_first_started_with_an_environment_key_asks_for_the_boundary(tmp_path, monkeypatch):
+    from coldtrace.errors import ConfigError
+    from coldtrace.settings import load_settings
+
+    db = Database(tmp_path / "coldtrace.db")
+    with db.write() as c:  # two records as the version before keying wrote them
+        prev = audit.GENESIS
+        for i in (1, 2):
+            content = (i, i, "cli", "user.create", "user", f"u{i}", None, None, None, prev)
+            prev = audit.row_hash(*content)
+            c.execute("INSERT INTO audit_log (id, ts, actor, action, entity, entity_id, old_value, new_value,"
+                      " reason, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)", (*content, prev))
+    monkeypatch.setenv(audit_keys.ENV_HMAC_KEY, "ef" * 32)
+    settings = load_settings(data_dir=tmp_path)
+    try:
+        with pytest.raises(ConfigError, match="COLDTRACE_AUDIT__KEYED_FROM=3"):
+            audit_anchor.ensure_keys(db, settings)
+        monkeypatch.setenv(audit_keys.ENV_KEYED_FROM, "3")
+        audit_anchor.ensure_keys(db, settings)
+        with db.write() as c:
+            audit.record_audit(c, actor="cli", action="user.create", entity="user", entity_id="u3", ts=3)
+        res = audit.verify(db)
+        assert res.ok and res.keyed_from == 3 and res.checked == 3
+    finally:
+        db.close()
+    monkeypatch.setenv(audit_keys.ENV_HMAC_KEY, "ef" * 8)
+    with pytest.raises(ConfigError, match="at least 32 bytes"):
+        load_settings(data_dir=tmp_path)

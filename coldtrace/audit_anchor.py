@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import threading
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,11 @@ def verify(db: Database, settings: Settings, *, known_head: tuple[int, str] | No
 
 
 class HeadExporter:
-    """Appends a signed head to the head file when the chain has grown, at most every ``interval``."""
+    """Appends a signed head to the head file when the chain has grown, at most every ``interval``; with
+    ``audit.head_webhook_url`` also posts it there (heads not yet accepted are retried on each export call,
+    oldest first, at most ``MAX_PENDING`` kept)."""
+
+    MAX_PENDING = 1000
 
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db, self.settings = db, settings
@@ -143,6 +148,36 @@ class HeadExporter:
         self._last_id: int | None = None
         self._last_ms: int | None = None
         self._lock = threading.Lock()
+        self._pending: deque[dict[str, Any]] = deque(maxlen=self.MAX_PENDING)
+
+    def _post_pending(self, now_ms: int) -> None:
+        """POST the heads not yet accepted by the webhook, oldest first; stop at the first failure."""
+        a = self.settings.audit
+        if not a.head_webhook_url:
+            return
+        import httpx
+
+        from . import webhooks
+
+        while self._pending:
+            rec = self._pending[0]
+            body = json.dumps({"type": "audit.head", "timestamp": to_iso(now_ms), "data": rec},
+                              sort_keys=True, separators=(",", ":"))
+            headers = {"content-type": "application/json"}
+            if a.head_webhook_secret is not None:
+                headers = webhooks.signed_headers([a.head_webhook_secret.get_secret_value()],
+                                                  f"audit-head-{rec['id']}", now_ms // 1000, body)
+            try:
+                r = httpx.post(a.head_webhook_url, content=body, headers=headers,
+                               timeout=self.settings.webhooks.timeout_s)
+            except httpx.HTTPError as exc:
+                log.warning("audit head %d not posted to the head webhook: %s (retried)", rec["id"], exc)
+                return
+            if not 200 <= r.status_code < 300:
+                log.warning("audit head %d not accepted by the head webhook: HTTP %d (retried)", rec["id"],
+                            r.status_code)
+                return
+            self._pending.popleft()
 
     def _last_exported_id(self) -> int:
         try:
@@ -168,15 +203,17 @@ class HeadExporter:
                 self._last_id = self._last_exported_id()
             rid, h = audit.head(self.db)
             self._last_ms = now_ms
-            if rid == 0 or rid == self._last_id:
-                return None
-            key = audit_keys.signing_key(self.settings.data_dir)
-            assert key is not None
-            hk = audit_keys.hmac_key(self.db.conn(), create=False)
-            rec = sign_head(key, rid, h, now_ms, hk.keyed_from if hk else None, hk.key_id if hk else None)
-            append_line(self.path, rec)
-            self._last_id = rid
-        log.debug("exported the signed audit head %d to %s", rid, self.path)
+            rec = None
+            if rid != 0 and rid != self._last_id:
+                key = audit_keys.signing_key(self.settings.data_dir)
+                assert key is not None
+                hk = audit_keys.hmac_key(self.db.conn(), create=False)
+                rec = sign_head(key, rid, h, now_ms, hk.keyed_from if hk else None, hk.key_id if hk else None)
+                append_line(self.path, rec)
+                self._last_id = rid
+                self._pending.append(rec)
+                log.debug("exported the signed audit head %d to %s", rid, self.path)
+            self._post_pending(now_ms)
         return rec
 
 

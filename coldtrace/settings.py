@@ -107,6 +107,10 @@ class AuditSettings(BaseModel):
     head_file: Path | None = None
     head_interval_s: float = Field(300.0, gt=0)  # export the head at most this often (when it changed)
     public_key_file: Path | None = None  # check heads with this key instead of <data_dir>'s (an auditor's copy)
+    # also POST each signed head (Standard Webhooks, signed with head_webhook_secret "whsec_...") to this URL,
+    # set by the operator: another system keeps a copy. The file stays the record; failed posts are retried.
+    head_webhook_url: str | None = None
+    head_webhook_secret: SecretStr | None = None
 
     @field_validator("hmac_key")
     @classmethod

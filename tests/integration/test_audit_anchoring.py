@@ -283,3 +283,38 @@ def test_an_old_database_first_started_with_an_environment_key_asks_for_the_boun
     monkeypatch.setenv(audit_keys.ENV_HMAC_KEY, "ef" * 8)
     with pytest.raises(ConfigError, match="at least 32 bytes"):
         load_settings(data_dir=tmp_path)
+
+
+def test_signed_heads_are_posted_to_the_head_webhook_and_retried_until_accepted(tmp_path):
+    from coldtrace import webhooks
+    from tests.support.webhook_receiver import WebhookReceiver
+
+    secret = webhooks.generate_secret()
+    receiver = WebhookReceiver([secret]).start()
+    s = start_stack(tmp_path, None, clock=ManualClock(), with_collector=False,
+                    audit={"head_webhook_url": receiver.url, "head_webhook_secret": secret})
+    try:
+        receiver.now_s = lambda: s.services.clock.now_ms() // 1000
+        _history(s, 1, "W")
+        first = audit_anchor.tick(s.services)
+        assert [r.webhook_id for r in receiver.requests] == [f"audit-head-{first['id']}"]
+        assert receiver.requests[0].signature_ok and receiver.requests[0].status == 204
+        assert json.loads(receiver.requests[0].body)["data"] == json.loads(json.dumps(first))
+
+        receiver.mode = "error"  # the receiver is down: the head stays in the file and is posted later
+        _history(s, 1, "X")
+        s.services.clock.advance(5 * MINUTE)
+        second = audit_anchor.tick(s.services)
+        assert receiver.requests[-1].status == 500
+        receiver.mode = "ok"
+        s.services.clock.advance(5 * MINUTE)
+        assert audit_anchor.tick(s.services) is None  # no new head, but the pending one goes out
+        assert receiver.delivered() == {f"audit-head-{first['id']}": 1, f"audit-head-{second['id']}": 1}
+        pub = audit_anchor.public_key_for(s.services.settings)
+        data = json.loads(receiver.requests[-1].body)["data"]
+        assert audit_keys.verify_signature(pub, base64.b64decode(data["sig"]), audit_anchor.head_message(
+            data["id"], data["hash"], data["time"], data["keyed_from"]))
+    finally:
+        s.close()
+        receiver.stop()
+        audit_keys.forget_cached_keys()

@@ -96,8 +96,7 @@ class UserOut(BaseModel):
 
 def setup(app: FastAPI) -> None:
     """Size the password hashing to this process's memory (or ``api.password_hash_slots``) at start."""
-    api = app.state.services.settings.api
-    auth.configure_password_hashing(getattr(api, "password_hash_slots", None))
+    auth.configure_password_hashing(app.state.services.settings.api.password_hash_slots)
 
 
 def login_throttle(services) -> LoginThrottle:
@@ -135,7 +134,7 @@ async def login(body: LoginIn, request: Request, response: Response, services: S
     response.set_cookie(SESSION_COOKIE, s.token, max_age=(s.expires_at - now) // 1000, httponly=True,
                         samesite="strict", path="/",
                         secure=services.settings.api.cookie_secure or request.url.scheme == "https")
-    user = auth.get_user(services.db, p.user_id) or {}
+    user = await run_in_threadpool(auth.get_user, services.db, p.user_id) or {}
     return SessionOut(kind=p.kind, name=p.name, role=p.role, user_id=p.user_id, full_name=user.get("full_name"),
                       csrf_token=s.csrf_token, expires_at=to_iso(s.expires_at))
 

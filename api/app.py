@@ -6,6 +6,7 @@ import importlib
 import logging
 
 from fastapi import FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from coldtrace import __version__
 from coldtrace.settings import Settings
@@ -30,6 +31,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         openapi_url="/api/v1/openapi.json",
     )
     app.state.services = services
+    # X-Forwarded-For / -Proto only from api.trusted_proxies (the client address feeds the sign-in throttle,
+    # the scheme the cookie's Secure flag); uvicorn's own proxy handling is off (cli._start_api)
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(services.settings.api.trusted_proxies))
     install_error_handlers(app)
     for name in ROUTER_MODULES:
         module = importlib.import_module(f"api.routers.{name}")

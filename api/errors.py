@@ -9,12 +9,21 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from coldtrace.errors import ColdTraceError, ConfigError, Conflict, Forbidden, NotFound, PayloadError, StoreError
+from coldtrace.errors import (
+    ColdTraceError,
+    ConfigError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PayloadError,
+    RateLimited,
+    StoreError,
+)
 
 log = logging.getLogger(__name__)
 
 _STATUS = [(NotFound, 404), (Conflict, 409), (Forbidden, 403), (PayloadError, 400), (ConfigError, 400),
-           (StoreError, 503)]
+           (StoreError, 503), (RateLimited, 429)]
 _HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
                405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
                422: "validation", 429: "rate_limited", 503: "unavailable"}
@@ -44,7 +53,7 @@ def install_error_handlers(app: FastAPI) -> None:
         status = next((s for t, s in _STATUS if isinstance(exc, t)), 500)
         if status >= 500:
             log.error("%s %s failed: %s", request.method, request.url.path, exc)
-        return error_response(status, getattr(exc, "code", "error"), str(exc))
+        return error_response(status, getattr(exc, "code", "error"), str(exc), getattr(exc, "headers", None))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -10,13 +10,17 @@ the caller leaves ``now_ms`` out.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
 import logging
+import os
 import re
 import secrets
 import sqlite3
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,7 +28,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from .clock import SystemClock
-from .errors import ConfigError, Conflict, NotFound, StoreError
+from .errors import ConfigError, Conflict, NotFound, RateLimited, StoreError
 from .model import DAY, HOUR, MINUTE, stable_id
 from .settings import is_loopback_host
 from .store.db import Database
@@ -41,6 +45,10 @@ MAX_FAILED_LOGINS = 5
 LOCKOUT_MS = 15 * MINUTE
 SESSION_IDLE_MS = 30 * MINUTE  # Annex 11 §12: inactive sessions end
 SESSION_MAX_MS = 12 * HOUR
+# Longest life of an API token made through the API, by the token's role (docs/SECURITY.md says why): the
+# more a leaked token can do, the sooner it must be renewed. A personal token never outlives this from its
+# creation, whatever its stored expiry says.
+TOKEN_MAX_MS: dict[str, int] = {"viewer": 90 * DAY, "qa": 30 * DAY, "admin": 7 * DAY}
 
 _hasher = PasswordHasher()
 
@@ -48,7 +56,7 @@ _hasher = PasswordHasher()
 @functools.cache
 def _dummy_hash() -> str:
     """Checked when the user does not exist, so a wrong username costs as much as a wrong password."""
-    return _hasher.hash(secrets.token_hex(16))
+    return _hasher.hash(secrets.token_hex(16))  # outside the gate: computed once, at start
 
 
 @dataclass(frozen=True)
@@ -112,7 +120,7 @@ def create_user(db: Database, username: str, full_name: str, password: str, role
     check_password_policy(password)
     now = _now(now_ms)
     uid = stable_id("usr", secrets.token_hex(8))
-    pw_hash = _hasher.hash(password)
+    pw_hash = _hash_password(password)
     try:
         with db.write() as c:
             c.execute("INSERT INTO users (id, username, full_name, password_hash, role, created_at,"
@@ -143,45 +151,254 @@ def _user_principal(row: sqlite3.Row) -> Principal:
 
 
 def verify_password(db: Database, user_id: str, password: str, now_ms: int | None = None) -> bool:
-    """Re-check a signed-in user's password (electronic signature: 21 CFR 11.200)."""
+    """Re-check a signed-in user's password (electronic signature: 21 CFR 11.200). A wrong password counts
+    toward the same lockout as a failed sign-in; a locked account cannot sign. The caller records the
+    failure in the audit trail (with what was being signed)."""
     row = db.query_one("SELECT username FROM users WHERE id = ?", (user_id,))
     if row is None:
         return False
-    p = authenticate_password(db, row["username"], password, now_ms=now_ms)
-    return p is not None and p.user_id == user_id
+    res = check_login(db, row["username"], password, now_ms=now_ms, record=False)
+    return res.principal is not None and res.principal.user_id == user_id
 
 
 def authenticate_password(db: Database, username: str, password: str, *,
                           now_ms: int | None = None) -> Principal | None:
     """Username + password -> Principal, or None. Repeated failures lock the account for a while."""
-    now = _now(now_ms)
-    row = db.query_one("SELECT * FROM users WHERE username = ?", (username,))
-    if row is None:
+    return check_login(db, username, password, now_ms=now_ms, record=False).principal
+
+
+# ---------------------------------------------------------------- sign-in: bounded hashing, lockout
+
+@dataclass(frozen=True)
+class LoginResult:
+    """What a sign-in attempt found. Only ``principal`` may reach the caller: whether the user exists or
+    is locked is for the audit trail and the log, never for the answer."""
+
+    principal: Principal | None
+    user_id: str | None  # the account the username names; None: no such user
+    locked: bool = False  # the account is locked (now, after this attempt)
+
+
+class HashGate:
+    """At most ``slots`` argon2 computations at once in this process (each takes ``memory_cost`` KiB, 64 MiB
+    by default), and at most ``queue`` more callers waiting for a slot, each at most ``wait_s``. Beyond that
+    a caller gets RateLimited (``login_busy``) at once: memory stays bounded whatever the number of requests,
+    and threads are not piled up behind the hashing."""
+
+    def __init__(self, slots: int, queue: int | None = None, wait_s: float = 10.0) -> None:
+        self.slots = max(1, int(slots))
+        self.queue = max(0, int(queue if queue is not None else 4 * self.slots))
+        self.wait_s = wait_s
+        self._sem = threading.BoundedSemaphore(self.slots)
+        self._lock = threading.Lock()
+        self._inside = 0  # hashing + waiting
+        self.peak = 0  # most computations seen at once (benchmarks)
+        self._active = 0
+
+    def _busy(self) -> RateLimited:
+        return RateLimited("the server is busy checking other passwords: try again shortly",
+                           max(1, round(self.wait_s / 4)), code="login_busy")
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        with self._lock:
+            if self._inside >= self.slots + self.queue:
+                raise self._busy()
+            self._inside += 1
         try:
-            _hasher.verify(_dummy_hash(), password)
-        except (VerificationError, InvalidHashError):
-            pass
-        return None
-    if not row["active"] or (row["locked_until"] is not None and row["locked_until"] > now):
-        return None
+            if not self._sem.acquire(timeout=self.wait_s):
+                raise self._busy()
+            try:
+                with self._lock:
+                    self._active += 1
+                    self.peak = max(self.peak, self._active)
+                yield
+            finally:
+                with self._lock:
+                    self._active -= 1
+                self._sem.release()
+        finally:
+            with self._lock:
+                self._inside -= 1
+
+
+def available_memory_bytes() -> int | None:
+    """Memory this process may still use: MemAvailable, or less under a cgroup (container) limit."""
+    avail = None
     try:
-        _hasher.verify(row["password_hash"], password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        failed = row["failed_logins"] + 1
-        locked = now + LOCKOUT_MS if failed >= MAX_FAILED_LOGINS else None
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max", encoding="ascii") as f:
+            raw = f.read().strip()
+        if raw.isdigit():
+            with open("/sys/fs/cgroup/memory.current", encoding="ascii") as f:
+                room = int(raw) - int(f.read().strip())
+            avail = room if avail is None else min(avail, room)
+    except (OSError, ValueError):
+        pass
+    return avail
+
+
+def default_hash_slots(memory_fraction: float = 0.25, max_slots: int = 8) -> int:
+    """Slots sized to memory: a quarter of the available memory in argon2 buffers at most, and no more
+    computations than CPUs (more would only queue inside the kernel). At least one."""
+    per_hash = _hasher.memory_cost * 1024
+    by_cpu = os.cpu_count() or 1
+    avail = available_memory_bytes()
+    by_mem = max_slots if avail is None else int(avail * memory_fraction) // per_hash
+    return max(1, min(by_cpu, by_mem, max_slots))
+
+
+_gate: HashGate | None = None
+_gate_lock = threading.Lock()
+
+
+def configure_password_hashing(slots: int | None = None, queue: int | None = None, wait_s: float = 10.0
+                               ) -> HashGate:
+    """(Re)build the process's hash gate; None: sized to memory. Also computes the dummy hash, so the first
+    sign-in of an unknown user does not take longer than the others."""
+    global _gate
+    with _gate_lock:
+        _gate = HashGate(slots or default_hash_slots(), queue, wait_s)
+    _dummy_hash()
+    log.info("password hashing: %d at once (argon2id, %d MiB each), %d more may wait", _gate.slots,
+             _hasher.memory_cost // 1024, _gate.queue)
+    return _gate
+
+
+def hash_gate() -> HashGate:
+    global _gate
+    if _gate is None:
+        with _gate_lock:
+            if _gate is None:
+                _gate = HashGate(default_hash_slots())
+    return _gate
+
+
+def _hash_password(password: str) -> str:
+    with hash_gate().slot():
+        return _hasher.hash(password)
+
+
+def _verify_hash(stored: str, password: str) -> bool:
+    """One argon2 verification, inside the gate. False for a mismatch or an unusable stored hash."""
+    with hash_gate().slot():
+        try:
+            return _hasher.verify(stored, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+
+# A failure counts atomically in the database (no read-modify-write in Python, so simultaneous failures all
+# count): the MAX_FAILED_LOGINS-th consecutive failure locks the account for LOCKOUT_MS; failures while it
+# is locked are still counted but do not extend the lock; the first failure after the lock ended starts a
+# new count. All SET expressions read the row as it was before this UPDATE.
+_FAIL_SQL = """
+UPDATE users SET
+  failed_logins = CASE WHEN locked_until IS NOT NULL AND locked_until <= :now THEN 1 ELSE failed_logins + 1 END,
+  locked_until = CASE
+    WHEN locked_until IS NOT NULL AND locked_until > :now THEN locked_until
+    WHEN (CASE WHEN locked_until IS NOT NULL AND locked_until <= :now THEN 1 ELSE failed_logins + 1 END) >= :max
+      THEN :now + :lock_ms
+    ELSE NULL END
+WHERE id = :id
+RETURNING failed_logins, locked_until
+"""
+# A right password clears the count, but only on an active account that is not locked at this instant.
+_SUCCESS_SQL = """
+UPDATE users SET failed_logins = 0, locked_until = NULL
+WHERE id = :id AND active = 1 AND (locked_until IS NULL OR locked_until <= :now)
+RETURNING id
+"""
+
+UNKNOWN_WINDOW_MS = 10 * MINUTE  # failed sign-ins of unknown usernames: one audit record per window
+
+
+def check_login(db: Database, username: str, password: str, *, now_ms: int | None = None, record: bool = True,
+                client: str | None = None) -> LoginResult:
+    """A sign-in attempt. Exactly one argon2 verification whatever the account's state (unknown usernames
+    are checked against a dummy hash, locked and inactive accounts against their own), so the time taken
+    tells nothing. ``record``: write the audit trail (success and failure of a known account: one record
+    each; unknown usernames: counted per window, see ``flush_unknown_failures``). Raises RateLimited
+    (``login_busy``) when the hashing slots and their queue are full."""
+    now = _now(now_ms)
+    row = db.query_one("SELECT id, username, role, active, password_hash FROM users WHERE username = ?",
+                       (username,))
+    ok = _verify_hash(row["password_hash"] if row is not None else _dummy_hash(), password)
+    if row is None:
+        if record:
+            with db.write() as c:
+                _note_unknown_failure(c, client, now)
+                flush_unknown_failures(c, now)
+        return LoginResult(None, None)
+    from .audit import record_audit
+
+    if ok:
         with db.write() as c:
-            c.execute("UPDATE users SET failed_logins = ?, locked_until = ? WHERE id = ?",
-                      (0 if locked else failed, locked, row["id"]))
-        if locked:
-            log.warning("user %s locked for %d min after %d failed logins", username, LOCKOUT_MS // MINUTE,
-                        failed)
-        return None
-    with db.write() as c:
+            granted = c.execute(_SUCCESS_SQL, {"id": row["id"], "now": now}).fetchone() is not None
+            if record:
+                record_audit(c, actor=row["username"], action="auth.login" if granted else "auth.login_failed",
+                             entity="user", entity_id=row["id"], ts=now,
+                             new={"client": client} if granted else
+                             {"client": client, "reason": "locked" if row["active"] else "inactive"})
+        if not granted:
+            return LoginResult(None, row["id"], locked=bool(row["active"]))
         if _hasher.check_needs_rehash(row["password_hash"]):
-            c.execute("UPDATE users SET password_hash = ? WHERE id = ?", (_hasher.hash(password), row["id"]))
-        if row["failed_logins"] or row["locked_until"]:
-            c.execute("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?", (row["id"],))
-    return _user_principal(row)
+            new_hash = _hash_password(password)
+            with db.write() as c:
+                c.execute("UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?",
+                          (new_hash, row["id"], row["password_hash"]))
+        return LoginResult(_user_principal(row), row["id"])
+    with db.write() as c:
+        r = c.execute(_FAIL_SQL, {"id": row["id"], "now": now, "max": MAX_FAILED_LOGINS,
+                                  "lock_ms": LOCKOUT_MS}).fetchone()
+        locked = r is not None and r["locked_until"] is not None and r["locked_until"] > now
+        if record and r is not None:
+            record_audit(c, actor=row["username"], action="auth.login_failed", entity="user",
+                         entity_id=row["id"], ts=now,
+                         new={"client": client, "consecutive_failures": r["failed_logins"],
+                              "locked_until": r["locked_until"] if locked else None})
+    if r is not None and r["failed_logins"] == MAX_FAILED_LOGINS:
+        log.warning("user %s locked for %d min after %d failed password checks", row["username"],
+                    LOCKOUT_MS // MINUTE, MAX_FAILED_LOGINS)
+    return LoginResult(None, row["id"], locked=locked)
+
+
+def _note_unknown_failure(c: sqlite3.Connection, client: str | None, now: int) -> None:
+    from .login_guard import client_bucket  # an IPv6 client by its /64: one row per subscriber and window
+
+    start = now - now % UNKNOWN_WINDOW_MS
+    c.execute("INSERT INTO login_failures_unknown (window_start, client, attempts, first_ts, last_ts)"
+              " VALUES (?,?,1,?,?) ON CONFLICT (window_start, client) DO UPDATE SET"
+              " attempts = attempts + 1, last_ts = excluded.last_ts", (start, client_bucket(client), now, now))
+
+
+def flush_unknown_failures(c: sqlite3.Connection, now_ms: int, *, max_clients: int = 20) -> int:
+    """Turn each ended window of failed sign-ins for unknown usernames into one audit record (attempts, the
+    busiest client addresses); returns how many records were written. Runs inside the caller's write
+    transaction; called on such failures and on the clock tick."""
+    from .audit import record_audit
+
+    ended = [r[0] for r in c.execute("SELECT DISTINCT window_start FROM login_failures_unknown"
+                                     " WHERE window_start + ? <= ? ORDER BY window_start",
+                                     (UNKNOWN_WINDOW_MS, now_ms))]
+    for start in ended:
+        rows = c.execute("SELECT client, attempts, first_ts, last_ts FROM login_failures_unknown"
+                         " WHERE window_start = ? ORDER BY attempts DESC, client", (start,)).fetchall()
+        record_audit(c, actor="anonymous", action="auth.login_failed_unknown", entity="user", entity_id=None,
+                     ts=now_ms, reason="failed sign-ins for usernames that do not exist (counted per window)",
+                     new={"window_start": start, "window_end": start + UNKNOWN_WINDOW_MS,
+                          "attempts": sum(r["attempts"] for r in rows), "clients_total": len(rows),
+                          "clients": {r["client"]: r["attempts"] for r in rows[:max_clients]},
+                          "first_ts": min(r["first_ts"] for r in rows), "last_ts": max(r["last_ts"] for r in rows)})
+        c.execute("DELETE FROM login_failures_unknown WHERE window_start = ?", (start,))
+    return len(ended)
 
 
 def set_password(db: Database, user_id: str, password: str, *, actor: str, now_ms: int | None = None) -> None:
@@ -189,9 +406,10 @@ def set_password(db: Database, user_id: str, password: str, *, actor: str, now_m
 
     check_password_policy(password)
     now = _now(now_ms)
+    pw_hash = _hash_password(password)  # not inside the write transaction: hashing takes a while
     with db.write() as c:
         n = c.execute("UPDATE users SET password_hash = ?, updated_at = ?, failed_logins = 0,"
-                      " locked_until = NULL WHERE id = ?", (_hasher.hash(password), now, user_id)).rowcount
+                      " locked_until = NULL WHERE id = ?", (pw_hash, now, user_id)).rowcount
         if not n:
             raise NotFound(f"no user {user_id}")
         c.execute("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
@@ -273,6 +491,33 @@ def revoke_token(db: Database, token_id: str, *, actor: str, now_ms: int | None 
                      old={"revoked_at": None}, new={"revoked_at": now})
 
 
+class TokenExpiryTooLong(ValueError):
+    """The requested expiry is beyond the maximum of the token's role."""
+
+    code = "token_expiry_too_long"
+
+
+def token_expiry(role: str, requested: int | None, now_ms: int) -> int:
+    """The expiry of a new API token of ``role``: ``requested`` (epoch ms) if within the role's maximum,
+    the maximum itself if None. Raises TokenExpiryTooLong (or ValueError for a past expiry)."""
+    _check_role(role)
+    limit = now_ms + TOKEN_MAX_MS[role]
+    if requested is None:
+        return limit
+    if requested <= now_ms:
+        raise ValueError("token expiry is in the past")
+    if requested > limit:
+        raise TokenExpiryTooLong(f"a {role} token lives at most {TOKEN_MAX_MS[role] // DAY} days: expires must be"
+                                 f" on or before {_iso(limit)}")
+    return requested
+
+
+def _iso(ms: int) -> str:
+    from .clock import to_iso
+
+    return to_iso(ms) or str(ms)
+
+
 def list_tokens(db: Database) -> list[dict[str, Any]]:
     return [dict(r) for r in db.query(
         "SELECT id, name, user_id, role, created_at, expires_at, revoked_at, last_used_at FROM api_tokens"
@@ -295,14 +540,17 @@ def authenticate_bearer(db: Database, raw_token: str, now_ms: int) -> Principal 
         return Principal("device", f"device-token:{row['id']}", "device", None, ids)
     if raw_token.startswith(USER_TOKEN_PREFIX):
         row = db.query_one(
-            "SELECT t.id, t.name, t.role, t.user_id, t.expires_at, u.username, u.role AS user_role, u.active"
-            " FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id"
+            "SELECT t.id, t.name, t.role, t.user_id, t.created_at, t.expires_at, u.username, u.role AS user_role,"
+            " u.active FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id"
             " WHERE t.token_hash = ? AND t.revoked_at IS NULL", (h,))
         if row is None or (row["expires_at"] is not None and row["expires_at"] <= now_ms):
             return None
         role = row["role"]
         if row["user_id"] is not None:
             if not row["active"]:
+                return None
+            # a personal token never outlives its role's maximum (also those made before the maximum existed)
+            if now_ms >= row["created_at"] + TOKEN_MAX_MS.get(role, 0):
                 return None
             # a user's demotion takes effect on the tokens they already hold
             role = min(role, row["user_role"], key=lambda r: ROLE_RANK[r])

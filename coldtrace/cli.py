@@ -133,7 +133,7 @@ def _start_api(services, settings: Settings):
 
     app = create_app(settings, services=services)
     config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port, log_level="warning",
-                            access_log=False)
+                            access_log=False, proxy_headers=False)  # api.trusted_proxies decides (api/app.py)
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     thread = threading.Thread(target=server.run, name="api", daemon=True)

@@ -137,8 +137,16 @@ def add_commands(sub) -> None:
     hd.set_defaults(handler=cmd_audit_head)
     vf = au.add_parser("verify", help="walk the hash chain; name the first record that no longer matches")
     vf.add_argument("--known-head", help="ID:HASH kept from an earlier `coldtrace audit head`")
+    vf.add_argument("--heads", help="signed head file (default: COLDTRACE_AUDIT__HEAD_FILE or"
+                    " <data-dir>/audit-heads.jsonl)")
+    vf.add_argument("--public-key", help="PEM public key that checks the heads (default: the data directory's)")
     vf.add_argument("--data-dir")
     vf.set_defaults(handler=cmd_audit_verify)
+
+    ex = au.add_parser("export-head", help="append the signed head to the head file now (the collector does it"
+                       " on its clock tick; this is for cron when only the API runs)")
+    ex.add_argument("--data-dir")
+    ex.set_defaults(handler=cmd_audit_export_head)
 
     mq = sub.add_parser("mqtt-config", help="write Mosquitto password file + ACL: devices write only their topics")
     mq.add_argument("--out", required=True, help="directory for passwd, acl, coldtrace.conf")
@@ -166,13 +174,35 @@ def cmd_audit_head(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from . import audit
+    from pathlib import Path
 
-    _, db = _db(args)
+    from . import audit, audit_anchor, audit_keys
+
+    settings, db = _db(args)
     known = audit.parse_head(args.known_head) if args.known_head else None
-    result = audit.verify(db, known_head=known)
+    pub = audit_keys.load_public_key(Path(args.public_key).read_bytes()) if args.public_key else None
+    try:
+        result = audit_anchor.verify(db, settings, known_head=known, public_key=pub,
+                                     heads_path=Path(args.heads) if args.heads else None)
+    finally:
+        db.close()
     if result.ok:
-        print(f"audit trail intact: {result.checked} records, head {result.head_hash}")
+        print(f"audit trail intact: {result.checked} records, head {result.head_hash}"
+              f" ({result.heads_checked} signed/kept heads matched; keyed from record {result.keyed_from},"
+              f" key {result.key_id})")
         return 0
     print(f"audit trail BROKEN at record {result.first_bad_id}: {result.problem}")
     return 1
+
+
+def cmd_audit_export_head(args: argparse.Namespace) -> int:
+    from . import audit_anchor
+
+    settings, db = _db(args)
+    try:
+        rec = audit_anchor.HeadExporter(db, settings).export(SystemClock().now_ms(), force=True)
+    finally:
+        db.close()
+    where = audit_anchor.head_file(settings)
+    print(f"exported head {rec['id']}:{rec['hash']} to {where}" if rec else f"the head is already in {where}")
+    return 0

@@ -46,3 +46,20 @@ class Conflict(ColdTraceError):
 
 class Forbidden(ColdTraceError):
     code = "forbidden"
+
+
+class RateLimited(ColdTraceError):
+    """Too many requests of one kind right now (sign-in throttle, password hashing full): try again after
+    ``retry_after_s`` seconds. Over HTTP: 429 with a Retry-After header."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int, code: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1, int(retry_after_s))
+        if code is not None:
+            self.code = code
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}

@@ -68,6 +68,60 @@ class ApiSettings(BaseModel):
     port: int = Field(8080, ge=0, le=65535)
     max_range_days: int = 400
     page_limit: int = 10_000
+    # argon2 computations at once (64 MiB each); None: sized to the available memory and CPUs (auth.py)
+    password_hash_slots: int | None = Field(None, ge=1, le=64)
+    # proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (CIDRs or addresses; "*" trusts anyone).
+    # Env: COLDTRACE_API__TRUSTED_PROXIES='["10.0.0.0/8"]' or a comma-separated list
+    trusted_proxies: Annotated[list[str], NoDecode] = ["127.0.0.1/32", "::1/128"]
+    cookie_secure: bool = False  # True: the session cookie is always Secure (TLS ends at a proxy)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, v: object) -> object:
+        if isinstance(v, str):
+            if v.strip().startswith("["):
+                return json.loads(v)
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, v: list[str]) -> list[str]:
+        for item in v:
+            if item != "*":
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(f"trusted proxy {item!r} is not an address or CIDR") from None
+        return v
+
+
+class AuditSettings(BaseModel):
+    """Audit anchoring (coldtrace/audit_keys.py, coldtrace/audit_anchor.py, docs/SECURITY.md). The keys are
+    read by coldtrace.audit_keys from the same environment variables (COLDTRACE_AUDIT__HMAC_KEY, ...)."""
+
+    hmac_key: SecretStr | None = None  # hex/base64, >= 32 bytes; None: <data_dir>/audit-hmac.key (made 0600)
+    keyed_from: int | None = Field(None, ge=1)  # with hmac_key: first record id that must be keyed (default 1)
+    signing_key: SecretStr | None = None  # Ed25519 (PEM or base64 raw); None: <data_dir>/audit-signing.key
+    # signed heads, one JSON line each, appended; None: <data_dir>/audit-heads.jsonl. Put it elsewhere
+    # (another disk, a mount only appended to, a log shipper's input): it is what catches a truncated tail.
+    head_file: Path | None = None
+    head_interval_s: float = Field(300.0, gt=0)  # export the head at most this often (when it changed)
+    public_key_file: Path | None = None  # check heads with this key instead of <data_dir>'s (an auditor's copy)
+    # also POST each signed head (Standard Webhooks, signed with head_webhook_secret "whsec_...") to this URL,
+    # set by the operator: another system keeps a copy. The file stays the record; failed posts are retried.
+    head_webhook_url: str | None = None
+    head_webhook_secret: SecretStr | None = None
+
+    @field_validator("hmac_key")
+    @classmethod
+    def _check_hmac_key(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            raw = v.get_secret_value().strip()
+            hex_ok = all(c in "0123456789abcdefABCDEF" for c in raw)
+            if (len(raw) // 2 if hex_ok else len(raw) * 3 // 4) < 32:
+                raise ValueError("the audit HMAC key needs at least 32 bytes (64 hex digits or 43+ base64)")
+        return v
 
 
 class IngestSettings(BaseModel):
@@ -157,6 +211,7 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     api: ApiSettings = ApiSettings()
     ingest: IngestSettings = IngestSettings()
+    audit: AuditSettings = AuditSettings()
     webhooks: WebhookSettings = WebhookSettings()
     sim: SimSettings = SimSettings()
 

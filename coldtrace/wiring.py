@@ -43,6 +43,9 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
                           " (choose another with --data-dir or COLDTRACE_DATA_DIR)") from exc
     clock = clock or SystemClock()
     db = Database(settings.db_path, synchronous=settings.store.sqlite_synchronous)
+    from .audit_anchor import ensure_keys
+
+    ensure_keys(db, settings)  # audit HMAC and head-signing keys, outside the database (docs/SECURITY.md)
     readings = open_reading_store(settings, db)
     pipeline = Pipeline(db, readings, clock, default_profile=settings.default_profile,
                         require_registration=settings.ingest.require_registration)

@@ -8,7 +8,7 @@ import time
 import tomllib
 from pathlib import Path
 
-from coldtrace import shipments
+from coldtrace import audit_anchor, shipments
 from coldtrace.calibration_service import for_services
 from coldtrace.errors import ColdTraceError, ConfigError
 from coldtrace.wiring import Services
@@ -69,6 +69,10 @@ class CollectorService:
                 for_services(self.services).tick(self.services.clock.now_ms())
             except ColdTraceError as exc:
                 log.error("calibration tick failed: %s", exc)
+            try:  # signed audit head to the head file; failed sign-ins of unknown users summarised
+                audit_anchor.tick(self.services)
+            except (ColdTraceError, OSError) as exc:
+                log.error("audit tick failed: %s", exc)
 
     def stop(self) -> None:
         self._stop.set()

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from coldtrace import audit
+from coldtrace import audit, audit_anchor, audit_keys
 from coldtrace.clock import to_iso
 
 from ..deps import QA, RangeDep, ServicesDep
@@ -41,6 +41,10 @@ class VerifyOut(BaseModel):
     head_hash: str
     first_bad_id: int | None
     problem: str | None
+    head_id: int = 0
+    key_id: str | None = None  # fingerprint of the HMAC key the keyed records were checked with
+    keyed_from: int | None = None  # records before it are the unkeyed chain from before keying began
+    heads_checked: int = 0  # signed exported heads (and the kept head) found unchanged in the chain
 
 
 @router.get("", response_model=AuditPage, summary="Audit records in order (keyset pagination)")
@@ -59,7 +63,8 @@ def list_audit(services: ServicesDep, _: QA, rng: RangeDep,
     return AuditPage(items=items, next_after_id=rows[-1]["id"] if len(rows) == limit else None)
 
 
-@router.get("/verify", response_model=VerifyOut, summary="Walk the hash chain; name the first bad record")
+@router.get("/verify", response_model=VerifyOut, summary="Walk the keyed hash chain, check it against the signed"
+            " heads exported outside the database; name the first bad record")
 def verify(services: ServicesDep, _: QA,
            known_head: Annotated[str | None, Query(max_length=100, description=(
                "ID:HASH of a head kept elsewhere (GET /audit/head earlier): detects a chain cut at its end"))] = None,
@@ -70,7 +75,7 @@ def verify(services: ServicesDep, _: QA,
             head = audit.parse_head(known_head)
         except ValueError as exc:
             raise ApiError(400, "bad_head", str(exc)) from None
-    return VerifyOut(**audit.verify(services.db, known_head=head).to_dict())
+    return VerifyOut(**audit_anchor.verify(services.db, services.settings, known_head=head).to_dict())
 
 
 class HeadOut(BaseModel):
@@ -83,3 +88,19 @@ class HeadOut(BaseModel):
 def head(services: ServicesDep, _: QA) -> HeadOut:
     rid, h = audit.head(services.db)
     return HeadOut(id=rid, hash=h, head=f"{rid}:{h}")
+
+
+class PublicKeyOut(BaseModel):
+    algorithm: str = "Ed25519"
+    fingerprint: str
+    pem: str  # checks the "sig" of each line of the head file (docs/SECURITY.md)
+    head_file: str
+
+
+@router.get("/public-key", response_model=PublicKeyOut, summary="The public key of the signed audit heads")
+def public_key(services: ServicesDep, _: QA) -> PublicKeyOut:
+    key = audit_anchor.public_key_for(services.settings)
+    if key is None:
+        raise ApiError(404, "no_signing_key", "no audit signing key: it is created when the service starts")
+    return PublicKeyOut(fingerprint=audit_keys.public_fingerprint(key), pem=audit_keys.public_pem(key),
+                        head_file=str(audit_anchor.head_file(services.settings)))

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from coldtrace import auth
-from coldtrace.audit import record_audit
 from coldtrace.clock import parse_time, to_iso
-from coldtrace.model import DAY
+from coldtrace.errors import RateLimited
+from coldtrace.login_guard import LoginThrottle
 
 from ..deps import CSRF_HEADER, SESSION_COOKIE, Admin, CurrentPrincipal, ServicesDep, Viewer
 from ..errors import ApiError
@@ -44,7 +45,8 @@ class SessionOut(BaseModel):
 class TokenIn(BaseModel):
     name: Annotated[str, Field(min_length=1, max_length=100)]
     role: HumanRole | None = None  # default: your own role (never above it)
-    expires: Annotated[int | str | None, Field(description="RFC 3339 or epoch ms; default 90 days")] = None
+    expires: Annotated[int | str | None, Field(description=(
+        "RFC 3339 or epoch ms; at most (and by default) viewer 90 days, qa 30 days, admin 7 days from now"))] = None
     service: bool = False  # admin only: a token not tied to a person (cannot sign decisions)
 
 
@@ -92,19 +94,47 @@ class UserOut(BaseModel):
     active: bool
 
 
-@router.post("/auth/login", response_model=SessionOut, summary="Username + password -> session cookie")
-def login(body: LoginIn, request: Request, response: Response, services: ServicesDep) -> SessionOut:
+def setup(app: FastAPI) -> None:
+    """Size the password hashing to this process's memory (or ``api.password_hash_slots``) at start."""
+    auth.configure_password_hashing(app.state.services.settings.api.password_hash_slots)
+
+
+def login_throttle(services) -> LoginThrottle:
+    """The process's sign-in throttle (one per Services, shared by every app built on them)."""
+    return services.extras.setdefault("login_throttle", LoginThrottle())
+
+
+_LOGIN_RESPONSES: dict[int | str, dict] = {
+    401: {"description": "`login_failed`: the same answer for a wrong password, an unknown user and a locked"
+                         " or disabled account"},
+    429: {"description": "`login_throttled` (too many attempts from this client or for this username) or"
+                         " `login_busy` (password hashing full); wait the Retry-After seconds"},
+}
+
+
+@router.post("/auth/login", response_model=SessionOut, summary="Username + password -> session cookie",
+             responses=_LOGIN_RESPONSES)
+async def login(body: LoginIn, request: Request, response: Response, services: ServicesDep) -> SessionOut:
+    # async, so that refused attempts cost no worker thread; the password check itself runs in a thread
     now = services.clock.now_ms()
-    p = auth.authenticate_password(services.db, body.username, body.password, now_ms=now)
-    with services.db.write() as c:
-        record_audit(c, actor=body.username, action="auth.login" if p else "auth.login_failed", entity="user",
-                     entity_id=p.user_id if p else None, ts=now)
+    client = request.client.host if request.client else None
+    throttle = login_throttle(services)
+    admission = throttle.admit(client, body.username, now)  # RateLimited -> 429 login_throttled
+    try:
+        res = await run_in_threadpool(auth.check_login, services.db, body.username, body.password, now_ms=now,
+                                      client=client)
+    except RateLimited:  # hashing full: the password was not checked, the attempt does not count
+        throttle.settle(admission, tried=False)
+        raise
+    throttle.settle(admission, succeeded=res.principal is not None)
+    p = res.principal
     if p is None or p.user_id is None:
         raise ApiError(401, "login_failed", "wrong username or password, or the account is locked")
-    s = auth.create_session(services.db, p.user_id, now)
+    s = await run_in_threadpool(auth.create_session, services.db, p.user_id, now)
     response.set_cookie(SESSION_COOKIE, s.token, max_age=(s.expires_at - now) // 1000, httponly=True,
-                        samesite="strict", secure=request.url.scheme == "https", path="/")
-    user = auth.get_user(services.db, p.user_id) or {}
+                        samesite="strict", path="/",
+                        secure=services.settings.api.cookie_secure or request.url.scheme == "https")
+    user = await run_in_threadpool(auth.get_user, services.db, p.user_id) or {}
     return SessionOut(kind=p.kind, name=p.name, role=p.role, user_id=p.user_id, full_name=user.get("full_name"),
                       csrf_token=s.csrf_token, expires_at=to_iso(s.expires_at))
 
@@ -150,7 +180,7 @@ def list_tokens(services: ServicesDep, p: Viewer) -> list[TokenOut]:
 def create_token(body: TokenIn, services: ServicesDep, p: Viewer) -> TokenCreated:
     now = services.clock.now_ms()
     try:
-        expires = parse_time(body.expires) if body.expires not in (None, "") else now + 90 * DAY
+        requested = parse_time(body.expires) if body.expires not in (None, "") else None
     except (ValueError, TypeError, OverflowError):
         raise ApiError(400, "bad_time", "expires must be RFC 3339 with an offset or epoch milliseconds") from None
     if body.service:
@@ -161,7 +191,15 @@ def create_token(body: TokenIn, services: ServicesDep, p: Viewer) -> TokenCreate
         if p.user_id is None:
             raise ApiError(403, "forbidden", "a service token cannot create personal tokens")
         user = p.user_id
-    role = body.role or (None if user else "viewer")
+    role = body.role or (p.role if user else "viewer")
+    if auth.ROLE_RANK.get(role, 99) > auth.ROLE_RANK.get(p.role, 0):  # a viewer token of an admin stays a viewer
+        raise ApiError(400, "bad_token_request", f"a token cannot hold role {role} above your current role {p.role}")
+    try:
+        expires = auth.token_expiry(role, requested, now)  # capped by the token's role (docs/SECURITY.md)
+    except auth.TokenExpiryTooLong as exc:
+        raise ApiError(422, exc.code, str(exc)) from None
+    except ValueError as exc:
+        raise ApiError(400, "bad_token_request", str(exc)) from None
     try:
         raw = auth.create_token(services.db, user=user, role=role, name=body.name, expires=expires,
                                 actor=p.name, now_ms=now)

@@ -93,7 +93,9 @@ def test_recomputing_the_edited_rows_hash_still_breaks_the_chain(stack):
     finally:
         conn.close()
     res = stack.get("/api/v1/audit/verify")
-    assert res["ok"] is False and res["first_bad_id"] == victim["id"] + 1  # the next one no longer chains
+    # the record is keyed: a plain SHA-256 (or any hash made without the key) no longer matches it
+    assert res["ok"] is False and res["first_bad_id"] == victim["id"]
+    assert "keyed hash mismatch" in res["problem"]
 
 
 def test_audit_pages_and_ranges(stack):

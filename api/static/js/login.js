@@ -36,7 +36,11 @@ form.addEventListener("submit", async (ev) => {
       return;
     }
     const body = await resp.json().catch(() => null);
+    const wait = Number(resp.headers.get("Retry-After")) || 0;
     showError(resp.status === 401 ? "Wrong username or password, or the account is locked."
+      : resp.status === 429 ? `${body && body.error && body.error.code === "login_busy"
+        ? "The server is busy checking other sign-ins" : "Too many sign-in attempts"}: try again in ${
+        Math.max(wait, 1)} s.`
       : (body && body.error && body.error.message) || `Sign-in failed (HTTP ${resp.status}).`);
     form.password.value = "";
     form.password.focus();

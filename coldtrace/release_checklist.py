@@ -131,7 +131,8 @@ def build(db: Database, readings: ReadingStore, shipment_id: str, now_ms: int, *
     rows = [{"alert_id": a["id"], "type": a["type"], "severity": a["severity"], "device_id": a["device_id"],
              "ts": a["ts"], "limit_id": a["data"].get("limit_id"), "acknowledged_at": a["acknowledged_at"],
              "acknowledged_by": a["acknowledged_by"], "comment": a["ack_comment"],
-             "link": f"/ui/alerts?alert={_q(a['id'])}"} for a in alarms]
+             "link": (f"/ui/alerts?state=&type={_q(a['type'])}&device_id={_q(a['device_id'])}" if a["device_id"]
+                      else f"/ui/alerts?state=&type={_q(a['type'])}")} for a in alarms]
     if not alarms and not alarmed_excs:
         st, detail = PASS, "no alarm in the loggers' windows"
     elif unacked:
@@ -142,7 +143,7 @@ def build(db: Database, readings: ReadingStore, shipment_id: str, now_ms: int, *
     else:
         st, detail = PASS, f"{len(alarms)} alarms, all acknowledged ({len(alarmed_excs)} alarmed excursions)"
     items.append({"id": "alarms", "title": "Excursions alarmed and acknowledged", "status": st,
-                  "detail": detail, "link": f"{page}#excursions", "rows": rows})
+                  "detail": detail, "link": f"{page}#loggers", "rows": rows})
 
     # -- MKT per logger and combined
     limit = profile.mkt_max_c
@@ -173,7 +174,7 @@ def build(db: Database, readings: ReadingStore, shipment_id: str, now_ms: int, *
                            f" {_min(b['remaining_ms'])} ({b['status']})" for b in bands)
     items.append({"id": "stability_budget", "title": f"Lot {sh['lot']} stability budget (all legs)",
                   "status": st, "detail": detail,
-                  "link": f"/api/v1/lots/{_q(sh['product'])}/{_q(sh['lot'])}/budget", "rows": bands})
+                  "link": f"{page}#lot-budget", "rows": bands})
 
     # -- calibration of each logger
     crows, sts = [], []

@@ -242,14 +242,16 @@ def sign(shipment_id: str, body: DecisionIn, services: ServicesDep, who: QA) -> 
 
 @router.get("/shipments/{shipment_id}/report.html", response_class=HTMLResponse)
 def report_html(shipment_id: str, services: ServicesDep, _: Viewer) -> HTMLResponse:
-    data = report.build(services.db, services.readings, shipment_id, services.clock.now_ms())
+    data = report.build(services.db, services.readings, shipment_id, services.clock.now_ms(),
+                        uncalibrated_policy=_policy(services))
     return HTMLResponse(report.render_html(data))
 
 
 @router.get("/shipments/{shipment_id}/report.pdf", response_class=Response,
             responses={200: {"content": {"application/pdf": {}}}})
 def report_pdf(shipment_id: str, services: ServicesDep, _: Viewer) -> Response:
-    data = report.build(services.db, services.readings, shipment_id, services.clock.now_ms())
+    data = report.build(services.db, services.readings, shipment_id, services.clock.now_ms(),
+                        uncalibrated_policy=_policy(services))
     return Response(report.render_pdf(data), media_type="application/pdf",
                     headers={"Content-Disposition": f'attachment; filename="{data["shipment"]["reference"]}.pdf"'})
 

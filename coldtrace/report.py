@@ -25,6 +25,7 @@ from typing import Any
 
 from . import audit, release_checklist, shipments
 from .clock import to_iso
+from .pdf_pages import numbered_canvas
 from .ports import ReadingStore
 from .report_chart import build_chart, to_drawing, to_svg
 from .shipment_stats import in_range_bounds
@@ -363,40 +364,6 @@ def render_pdf(data: dict[str, Any]) -> bytes:
                                " (check with `coldtrace audit verify --known-head`)."), cell)]
     doc.build(story, canvasmaker=numbered_canvas(running_header(data)))
     return buf.getvalue()
-
-
-def numbered_canvas(header: str) -> Any:
-    """A reportlab canvas class that prints the running header and "Page x of y" on every page: pages are
-    kept until the end, when the total is known (the usual two-pass pattern)."""
-    from reportlab.pdfgen import canvas
-
-    class NumberedCanvas(canvas.Canvas):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._pages: list[dict[str, Any]] = []
-
-        def showPage(self) -> None:  # noqa: N802 - reportlab's name
-            self._pages.append(dict(self.__dict__))
-            self._startPage()
-
-        def save(self) -> None:
-            total = len(self._pages)
-            for state in self._pages:
-                self.__dict__.update(state)
-                self._decorate(total)
-                super().showPage()
-            super().save()
-
-        def _decorate(self, total: int) -> None:
-            w, h = self._pagesize
-            self.saveState()
-            self.setFont("Helvetica", 7)
-            self.setFillGray(0.3)
-            self.drawString(12 * 2.8346, h - 8 * 2.8346, header)
-            self.drawRightString(w - 12 * 2.8346, 6 * 2.8346, f"Page {self._pageNumber} of {total}")
-            self.restoreState()
-
-    return NumberedCanvas
 
 
 # ---------------------------------------------------------------- CSV

@@ -102,6 +102,30 @@ def create_shipment(db: Database, *, reference: str, origin: str, destination: s
 UNCALIBRATED_POLICIES = ("refuse", "warn")
 
 
+EDITABLE = ("origin", "destination", "product", "lot", "profile_id")
+
+
+def update_shipment(db: Database, shipment_id: str, *, actor: str, now_ms: int, reason: str | None = None,
+                    **fields: Any) -> dict[str, Any]:
+    """Correct a planned shipment's facts (route, product, lot, profile). Once it has departed, what it is
+    judged against is fixed: a changed profile or lot would change the evaluation QA signs."""
+    bad = set(fields) - set(EDITABLE)
+    if bad:
+        raise ValueError(f"these fields cannot be edited: {sorted(bad)}")
+    if "profile_id" in fields:
+        load_profile(db, fields["profile_id"])
+    with db.write() as c:
+        sh = store.get_shipment(c, shipment_id)
+        if sh["state"] != "planned":
+            raise Conflict(f"a shipment is edited only while planned (it is {sh['state']})")
+        changed = {k: v for k, v in fields.items() if sh[k] != v}
+        if changed:
+            store.update_shipment(c, shipment_id, **changed, updated_at=now_ms)
+            record_audit(c, actor=actor, action="shipment.update", entity="shipment", entity_id=shipment_id,
+                         old={k: sh[k] for k in changed}, new=changed, reason=reason, ts=now_ms)
+    return store.get_shipment(db, shipment_id)
+
+
 def attach_logger(db: Database, shipment_id: str, device_id: str, *, actor: str, now_ms: int,
                   start_ts: int | None = None, end_ts: int | None = None,
                   uncalibrated: str = "refuse") -> dict[str, Any]:

@@ -32,6 +32,15 @@ class ShipmentIn(BaseModel):
     profile_id: Annotated[str, Field(min_length=1, max_length=64)] = "2-8C"
 
 
+class ShipmentPatch(BaseModel):
+    origin: Text | None = None
+    destination: Text | None = None
+    product: Text | None = None
+    lot: Text | None = None
+    profile_id: Annotated[str | None, Field(min_length=1, max_length=64)] = None
+    reason: Annotated[str | None, Field(max_length=1000)] = None
+
+
 class LoggerIn(BaseModel):
     device_id: Annotated[str, Field(pattern=DEVICE_RE)]
     start: Stamp = None
@@ -163,6 +172,16 @@ def create_shipment(body: ShipmentIn, services: ServicesDep, who: QA) -> Shipmen
 @router.get("/shipments/{shipment_id}", response_model=ShipmentOut)
 def get_shipment(shipment_id: str, services: ServicesDep, _: Viewer) -> ShipmentOut:
     return _out(services, store.get_shipment(services.db, shipment_id))
+
+
+@router.patch("/shipments/{shipment_id}", response_model=ShipmentOut,
+              summary="Correct a planned shipment (route, product, lot, profile); audited")
+def update_shipment(shipment_id: str, body: ShipmentPatch, services: ServicesDep, who: QA) -> ShipmentOut:
+    fields = body.model_dump(exclude_unset=True, exclude={"reason"})
+    fields = {k: v for k, v in fields.items() if v is not None}
+    sh = shipments.update_shipment(services.db, shipment_id, actor=who.name, now_ms=services.clock.now_ms(),
+                                   reason=body.reason, **fields)
+    return _out(services, sh)
 
 
 @router.post("/shipments/{shipment_id}/loggers", response_model=LoggerOut, status_code=201)

@@ -7,6 +7,7 @@ import { bucketsToData, makeChart } from "../chart.js";
 import { chartLegend, excursionSpans, severityBadge } from "./common.js";
 import { shipmentStateBadge } from "./shipments.js";
 import { openSignatureDialog } from "./signature.js";
+import { field, formError, fromLocalInput, input, onSubmit, select, toLocalInput } from "../forms.js";
 
 export async function mount(main, ctx) {
   const id = ctx.params[0];
@@ -20,9 +21,12 @@ export async function mount(main, ctx) {
   const checklistBox = h("div", { id: "release-checklist" }, loading("Checking the release criteria"));
   const budgetBox = h("div", { id: "lot-budget" });
   const decisionBox = h("div", {});
+  const manageBox = h("div", { id: "manage" });
+  let manageKey = null;
   const loggersBox = h("div", {});
   const crumb = h("span", {}, id);
   replace(main, h("div", { class: "crumbs" }, link("/ui/shipments", "Shipments"), " / ", crumb), head, tiles,
+    ctx.canWrite ? section("Loggers and transport", manageBox) : null,
     section("Release checklist", checklistBox), section("Lot stability budget", budgetBox),
     section("Decision", decisionBox), h("div", { id: "loggers" }, loggersBox));
   let lastChecklist = null;
@@ -48,6 +52,11 @@ export async function mount(main, ctx) {
     renderChecklist(cl);
     renderBudget(sh, cl);
     renderDecision(sh, decisions);
+    const mk = JSON.stringify([sh.state, sh.loggers.map((l) => l.device_id), sh.origin, sh.destination, sh.product, sh.lot, sh.profile_id]);
+    if (ctx.canWrite && mk !== manageKey) {
+      manageKey = mk;
+      await renderManage(sh);
+    }
     // Readings change while in transit; a delivered shipment's curves do not: redraw only when they can differ.
     const key = JSON.stringify([sh.state, sh.end, ev.loggers.map((l) => [l.device_id, l.stats.count, l.excursions.length])]);
     if (key !== lastKey) {
@@ -165,6 +174,88 @@ export async function mount(main, ctx) {
       ], decisions.slice(0, -1).reverse()));
     }
     replace(decisionBox, ...parts);
+  }
+
+  async function renderManage(sh) {
+    const parts = [];
+    const sid = encodeURIComponent(sh.id);
+    const after = async () => { manageKey = null; await refresh(); };
+    // loggers: attached ones (detach while planned), and attaching another (before delivery)
+    parts.push(h("h3", {}, "Loggers"), table([
+      { label: "Logger", cell: (l) => link(`/ui/devices/${encodeURIComponent(l.device_id)}`, l.device_id) },
+      { label: "Window", cell: (l) => (l.start || l.end ? [time(l.start, { empty: "departure" }), " → ", time(l.end, { empty: "arrival" })] : "the shipment's") },
+      { label: "Attached", cell: (l) => [time(l.attached_at), ` by ${l.attached_by}`] },
+      { label: "", cell: (l) => (sh.state === "planned" ? h("button", { type: "button", class: "btn btn-small", onclick: () => detach(l.device_id) }, `Detach ${l.device_id}`) : "") },
+    ], sh.loggers, { emptyText: "No logger attached yet." }));
+    if (["planned", "in_transit"].includes(sh.state)) {
+      let devices = [];
+      try { devices = await api.get("/api/v1/devices", { limit: 10000 }); } catch (e) { /* typed id still works */ }
+      const attached = new Set(sh.loggers.map((l) => l.device_id));
+      const dev = input({ id: "attach-device", list: "attach-devices", required: true, placeholder: "LOG-0001", autocomplete: "off" });
+      const list = h("datalist", { id: "attach-devices" }, devices.filter((d) => !attached.has(d.id) && d.kind !== "reference").map((d) => h("option", { value: d.id })));
+      const from = input({ type: "datetime-local" });
+      const to = input({ type: "datetime-local" });
+      const err = formError();
+      const form = h("form", { class: "form-grid", id: "attach-form", novalidate: true },
+        field("Logger to attach", dev, "its calibration must be valid (policy for loggers without a record: see the checklist)"), list,
+        field("Own window from (optional)", from), field("Own window to (optional)", to),
+        h("div", { class: "form-actions" }, h("button", { type: "submit", class: "btn" }, "Attach logger")), err);
+      onSubmit(form, err, async () => {
+        if (!dev.value.trim()) throw new Error("Name the logger to attach.");
+        await api.post(`/api/v1/shipments/${sid}/loggers`, { device_id: dev.value.trim(), start: fromLocalInput(from.value), end: fromLocalInput(to.value) });
+        await after();
+      }, { busy: "Attaching…" });
+      parts.push(form);
+    }
+    // transport: departure and arrival, dated (default now)
+    const next = { planned: ["in_transit", "Record departure", "Departed at"], in_transit: ["delivered", "Record arrival", "Arrived at"] }[sh.state];
+    if (next) {
+      const at = input({ type: "datetime-local", value: toLocalInput(), id: "transition-at" });
+      const reason = input({ maxlength: 1000, id: "transition-note" });
+      const err = formError();
+      const form = h("form", { class: "form-grid", id: "transition-form", novalidate: true },
+        h("h3", { class: "wide" }, "Transport"),
+        field(`${next[2]} (your time zone)`, at), field("Note (optional)", reason),
+        h("div", { class: "form-actions" }, h("button", { type: "submit", class: "btn btn-primary" }, next[1])), err);
+      onSubmit(form, err, async () => {
+        await api.post(`/api/v1/shipments/${sid}/transitions`, { to: next[0], at: fromLocalInput(at.value), reason: reason.value.trim() || null });
+        await after();
+      });
+      parts.push(form);
+    }
+    if (sh.state === "planned") {
+      let profiles = [];
+      try { profiles = await api.get("/api/v1/profiles"); } catch (e) { /* keep the current one */ }
+      const f = {
+        origin: input({ value: sh.origin, maxlength: 200 }), destination: input({ value: sh.destination, maxlength: 200 }),
+        product: input({ value: sh.product, maxlength: 200 }), lot: input({ value: sh.lot, maxlength: 200 }),
+        profile_id: select((profiles.length ? profiles : [{ id: sh.profile_id, name: sh.profile_id }]).map((p) => [p.id, `${p.name} (${p.id})`]), sh.profile_id),
+      };
+      const reason = input({ maxlength: 1000 });
+      const err = formError();
+      const form = h("form", { class: "form-grid", id: "edit-shipment", novalidate: true },
+        field("Origin", f.origin), field("Destination", f.destination), field("Product", f.product), field("Lot", f.lot),
+        field("Temperature profile", f.profile_id), field("Reason for the change", reason),
+        h("div", { class: "form-actions" }, h("button", { type: "submit", class: "btn" }, "Save changes")), err);
+      onSubmit(form, err, async () => {
+        const body = Object.fromEntries(Object.entries(f).map(([k, el]) => [k, el.value.trim()]));
+        await api.patch(`/api/v1/shipments/${sid}`, { ...body, reason: reason.value.trim() || null });
+        await after();
+      });
+      parts.push(h("details", {}, h("summary", {}, "Edit the shipment (while planned)"), form));
+    }
+    replace(manageBox, parts);
+
+    async function detach(device) {
+      const why = window.prompt(`Why is ${device} detached? (recorded in the audit trail)`);
+      if (!why) return;
+      try {
+        await api.del(`/api/v1/shipments/${sid}/loggers/${encodeURIComponent(device)}?reason=${encodeURIComponent(why)}`);
+        await after();
+      } catch (e) {
+        manageBox.append(errorBox(e, "Detaching"));
+      }
+    }
   }
 
   async function startReview(sh) {

@@ -1,0 +1,194 @@
+"""The QA forms in headless Chromium: a shipment created, monitored, reviewed and released, and a calibration
+session run, signed and certified, entirely from the QA pages (issue 16). The loggers' readings arrive as
+they would from the loggers (through the Pipeline); everything else is done by clicking. Each page's
+screenshot goes to test-artifacts/."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from coldtrace import auth
+from coldtrace.model import Reading
+from firmware_sim.bench import BenchSpec, bench_series
+from tests.e2e.conftest import login
+from tests.e2e.live_app import HOUR, MINUTE, QA_PASSWORD, ingest_series
+
+pytestmark = pytest.mark.e2e
+ZONE = ZoneInfo("Europe/Zurich")  # the browser context's zone (conftest)
+BEN = ("qa.ben", "Ben Okafor", "second-signatory-2026")
+
+
+def local_input(ms: int) -> str:
+    """What a person types into a datetime-local field in the browser's zone."""
+    return datetime.fromtimestamp(ms / 1000, ZONE).strftime("%Y-%m-%dT%H:%M")
+
+
+def login_as(page, base_url: str, user: str, password: str, next_path: str) -> None:
+    page.goto(f"{base_url}{next_path}")
+    page.wait_for_url("**/ui/login**")
+    page.get_by_label("Username").fill(user)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"**{next_path}")
+
+
+def test_shipment_created_monitored_reviewed_and_released_from_the_pages(live_app, page, shot):
+    base, svc = live_app.base_url, live_app.services
+    now = svc.clock.now_ms()
+    t0 = now - 7 * HOUR - now % MINUTE
+    login(page, base, "/ui/calibration")
+    # the logger's calibration certificate, recorded from the calibration page
+    page.get_by_text("Record a device's calibration").click()
+    form = page.locator("#device-record")
+    form.get_by_label("Device").fill("LOG-FORM-1")
+    form.get_by_label("Calibrated on").fill(datetime.fromtimestamp((now - 40 * 24 * HOUR) / 1000, ZONE)
+                                            .strftime("%Y-%m-%d"))
+    form.get_by_label("Certificate number").fill("DAkkS-D-K-1234-2026-07")
+    form.get_by_label("Issuing laboratory").fill("Kalibrierlabor Nord")
+    form.get_by_role("button", name="Save calibration record").click()
+    form.get_by_text("Calibration record of LOG-FORM-1 saved.").wait_for()
+    shot(page, "form-calibration-record")
+
+    # a new shipment
+    page.goto(f"{base}/ui/shipments")
+    page.get_by_text("New shipment").click()
+    form = page.locator("#new-shipment")
+    form.get_by_role("button", name="Create shipment").click()
+    assert "Fill in: reference" in form.get_by_role("alert").inner_text()
+    for label, value in (("Reference", "SHP-FORM-001"), ("Origin", "Basel depot"), ("Destination", "Site 7, Leeds"),
+                         ("Product", "IMP-4471 vials"), ("Lot", "L2026-200")):
+        form.get_by_label(label).fill(value)
+    form.get_by_label("Temperature profile").select_option("2-8C")
+    shot(page, "form-new-shipment")
+    form.get_by_role("button", name="Create shipment").click()
+    page.wait_for_url("**/ui/shipments/shp_*")
+    sid = page.url.rsplit("/", 1)[1]
+
+    # attaching: a logger without a calibration record is refused (policy "refuse"), the calibrated one attaches
+    manage = page.locator("#manage")
+    manage.get_by_label("Logger to attach").fill("LOG-NO-CAL")
+    manage.get_by_role("button", name="Attach logger").click()
+    assert "no calibration record" in manage.get_by_role("alert").inner_text()
+    manage.get_by_label("Logger to attach").fill("LOG-FORM-1")
+    manage.get_by_role("button", name="Attach logger").click()
+    manage.get_by_role("button", name="Detach LOG-FORM-1").wait_for()
+    # a correction while planned
+    manage.get_by_text("Edit the shipment (while planned)").click()
+    manage.locator("#edit-shipment").get_by_label("Destination").fill("Site 7, Leeds (pharmacy)")
+    manage.locator("#edit-shipment").get_by_label("Reason for the change").fill("receiving pharmacy named")
+    manage.locator("#edit-shipment").get_by_role("button", name="Save changes").click()
+    page.get_by_text("Basel depot → Site 7, Leeds (pharmacy)").wait_for()
+    shot(page, "form-shipment-planned")
+
+    # departure, the logger's readings (steady 4-6 °C, every 5 min), arrival
+    manage.get_by_label("Departed at (your time zone)").fill(local_input(t0))
+    manage.get_by_role("button", name="Record departure").click()
+    page.get_by_role("button", name="Record arrival").wait_for()
+    ts = [t0 + i * 5 * MINUTE for i in range(6 * 12 + 1)]
+    ingest_series(svc, "LOG-FORM-1", ts, [5.0 + 0.8 * math.sin(i / 7) for i in range(len(ts))])
+    manage.get_by_label("Arrived at (your time zone)").fill(local_input(t0 + 6 * HOUR))
+    manage.get_by_role("button", name="Record arrival").click()
+    page.get_by_role("button", name="Start QA review").click()
+    page.get_by_role("button", name="Sign decision…").wait_for()
+
+    # the checklist passes; the release is signed without any override
+    checklist = page.locator("#release-checklist")
+    checklist.locator("[data-item=calibration]").get_by_role("link", name="DAkkS-D-K-1234-2026-07").wait_for()
+    assert "Overall: PASS" in " ".join(checklist.inner_text().split())
+    assert checklist.locator(".check-fail").count() == 0
+    shot(page, "release-checklist-pass")
+    page.get_by_role("button", name="Sign decision…").click()
+    dialog = page.get_by_role("dialog")
+    assert dialog.locator("input[name=meaning]:checked").count() == 0
+    assert dialog.get_by_role("checkbox").count() == 0  # nothing fails: nothing to override
+    dialog.get_by_role("radio", name="Release").check()
+    dialog.get_by_label("Reason (recorded with the signature)").fill("All release criteria met.")
+    dialog.get_by_label("Password of qa.anna (re-enter to sign)").fill(QA_PASSWORD)
+    dialog.get_by_role("button", name="Sign").click()
+    page.get_by_text("signature verified").wait_for()
+    shot(page, "shipment-released-from-forms")
+    with live_app.api() as api:
+        sh = api.get(f"/api/v1/shipments/{sid}").json()
+        trail = api.get("/api/v1/audit", params={"entity_id": sid, "from": t0 - HOUR}).json()["items"]
+    assert (sh["state"], sh["destination"], [lg["device_id"] for lg in sh["loggers"]]) == (
+        "released", "Site 7, Leeds (pharmacy)", ["LOG-FORM-1"])
+    assert (sh["start"], sh["end"]) == (datetime.fromtimestamp(t0 / 1000, ZONE).astimezone(ZoneInfo("UTC"))
+                                        .strftime("%Y-%m-%dT%H:%M:00.000Z"),
+                                        datetime.fromtimestamp((t0 + 6 * HOUR) / 1000, ZONE)
+                                        .astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%dT%H:%M:00.000Z"))
+    actions = [a["action"] for a in trail]
+    assert {"shipment.create", "shipment.attach_logger", "shipment.update", "shipment.in_transit",
+            "shipment.delivered", "shipment.under_review", "decision.sign"} <= set(actions)
+
+
+def test_calibration_session_run_signed_and_certified_from_the_pages(live_app, page, shot):
+    base, svc = live_app.base_url, live_app.services
+    now = svc.clock.now_ms()
+    auth.create_user(svc.db, BEN[0], BEN[1], BEN[2], "qa", actor="e2e", now_ms=now)
+    spec = BenchSpec()
+    start = now - spec.duration_ms - 10 * MINUTE - now % MINUTE
+    for dev, (ts, temp) in bench_series(spec, start).items():  # the bench's readings, as stored by ingest
+        svc.readings.write([Reading(dev, int(t), float(v)) for t, v in zip(ts, temp, strict=True)])
+    login(page, base, "/ui/calibration")
+    # the reference's certificate and uncertainty
+    page.get_by_text("Record a device's calibration").click()
+    rec = page.locator("#device-record")
+    for label, value in (("Device", spec.reference_id), ("Certificate number", "UKAS 0001/2026/17"),
+                         ("Issuing laboratory", "UKAS calibration laboratory 0001"),
+                         ("Expanded uncertainty U, k=2 (°C)", "0.03"),
+                         ("Traceability", "ITS-90 via NPL (UK), UKAS laboratory 0001"), ("Make", "Fluke"),
+                         ("Model", "1524"), ("Serial number", "B79432")):
+        rec.get_by_label(label).fill(value)
+    rec.get_by_label("Calibrated on").fill(datetime.fromtimestamp((now - 60 * 24 * HOUR) / 1000, ZONE)
+                                           .strftime("%Y-%m-%d"))
+    rec.get_by_role("button", name="Save calibration record").click()
+    rec.get_by_text(f"Calibration record of {spec.reference_id} saved.").wait_for()
+    # the session
+    page.get_by_text("Start a calibration session").click()
+    form = page.locator("#new-session")
+    form.get_by_label("Reference").fill(spec.reference_id)
+    form.get_by_label("Devices under test").fill(", ".join(lg.device_id for lg in spec.loggers[:2]))
+    form.get_by_label("Follow readings from").fill(local_input(start))
+    form.get_by_label("Customer").fill("Clinical Supply Depot Basel")
+    form.get_by_label("Ambient temperature (°C)").fill("22.4")
+    form.get_by_label("Relative humidity (%)").fill("41")
+    shot(page, "form-new-session")
+    form.get_by_role("button", name="Start session").click()
+    page.wait_for_url("**/ui/calibration/sessions/cal_*")
+    session_id = page.url.rsplit("/", 1)[1]
+    page.get_by_role("button", name="Evaluate now").click()
+    page.locator("h1").get_by_text("completed").wait_for()
+    assert "22.4 °C, 41 % RH" in page.locator(".card").first.inner_text()
+    # performed by Anna ...
+    page.get_by_role("button", name="Sign as performed…").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Password of qa.anna (re-enter to sign)").fill(QA_PASSWORD)
+    dialog.get_by_role("button", name="Sign").click()
+    page.locator("#signatures").get_by_text("Performed by").wait_for()
+    # ... who cannot approve her own calibration
+    page.locator("[data-issue='BENCH-LOG-1']").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Password of qa.anna (re-enter to sign)").fill(QA_PASSWORD)
+    dialog.get_by_role("button", name="Sign and issue").click()
+    dialog.get_by_text("approved by another person").wait_for()
+    dialog.get_by_role("button", name="Cancel").click()
+    shot(page, "calibration-session-signed")
+    # approved and issued by Ben
+    page.context.clear_cookies()
+    login_as(page, base, BEN[0], BEN[2], f"/ui/calibration/sessions/{session_id}")
+    page.locator("[data-issue='BENCH-LOG-1']").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label(f"Password of {BEN[0]} (re-enter to sign)").fill(BEN[2])
+    dialog.get_by_role("button", name="Sign and issue").click()
+    page.locator("#certificates").get_by_role("link", name="revision 1").wait_for()
+    shot(page, "calibration-certificate-issued")
+    with live_app.api() as api:
+        revs = api.get(f"/api/v1/calibration/sessions/{session_id}/certificates/BENCH-LOG-1/revisions").json()
+        pdf = api.get(f"/api/v1/calibration/sessions/{session_id}/certificates/BENCH-LOG-1.pdf")
+    assert [(r["revision"], r["approver_name"]) for r in revs["revisions"]] == [(1, BEN[1])]
+    assert revs["performed"]["printed_name"] == "Anna Berg"
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")

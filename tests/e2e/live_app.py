@@ -52,7 +52,8 @@ class LiveApp:
 def start_app(data_dir: Path) -> LiveApp:
     from api.app import create_app
 
-    settings = load_settings(data_dir=data_dir, mqtt={"url": None})
+    # webhook receivers of the tests listen on loopback, which the SSRF guard refuses unless allowed
+    settings = load_settings(data_dir=data_dir, mqtt={"url": None}, webhooks={"allow_private_targets": True})
     services = build_services(settings)
     token = auth.create_token(services.db, role="admin", name="e2e", actor="e2e")
     port = free_port()

@@ -192,3 +192,30 @@ def test_calibration_session_run_signed_and_certified_from_the_pages(live_app, p
     assert [(r["revision"], r["approver_name"]) for r in revs["revisions"]] == [(1, BEN[1])]
     assert revs["performed"]["printed_name"] == "Anna Berg"
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+
+
+EPOCH_MS = r"\b1[5-9]\d{11}\b"  # a raw epoch-millisecond time (2017..2033)
+LONG_FLOAT = r"\d\.\d{7,}"  # a float printed with its binary noise
+
+
+def test_no_page_shows_raw_epoch_milliseconds_or_long_floats(live_app, page, shot):
+    import re
+
+    with live_app.api() as api:
+        sh = api.get("/api/v1/shipments").json()["items"]
+        sessions = api.get("/api/v1/calibration/sessions").json()
+    paths = ["/ui/fleet", "/ui/shipments", "/ui/alerts?state=", "/ui/calibration", "/ui/quarantine", "/ui/profiles",
+             "/ui/devices/LOG-FORM-1", "/ui/calibration/devices/BENCH-LOG-1"]
+    paths += [f"/ui/shipments/{s['id']}" for s in sh] + [f"/ui/calibration/sessions/{s['id']}" for s in sessions]
+    login(page, live_app.base_url, "/ui/fleet")
+    for path in paths:
+        page.goto(f"{live_app.base_url}{path}")
+        page.wait_for_load_state("networkidle")
+        page.wait_for_function("!document.querySelector('.state-loading')")
+        text = page.locator("main").inner_text()
+        assert not re.search(EPOCH_MS, text), (path, re.search(EPOCH_MS, text).group(0))
+        assert not re.search(LONG_FLOAT, text), (path, re.search(LONG_FLOAT, text).group(0))
+        # every time on the page is a <time> with its UTC instant on hover
+        for t in page.locator("main time").all()[:20]:
+            assert t.get_attribute("title").endswith("UTC")
+        shot(page, "page-" + re.sub(r"[^A-Za-z0-9]+", "-", path.split("?")[0].strip("/"))[:60])

@@ -2,7 +2,7 @@
 // (n, error, s, u, U, ILAC-G8 decision) with a link to each device's certificate and drift chart.
 
 import { api } from "../api.js";
-import { badge, dl, errorBox, h, link, loading, notFound, replace, section, table, temp, time } from "../dom.js";
+import { badge, dl, errorBox, fixed, h, link, loading, notFound, replace, section, table, temp, time } from "../dom.js";
 import { sessionStateBadge } from "./calibration.js";
 import { field, formError, input, onSubmit, signDialog } from "../forms.js";
 
@@ -46,7 +46,7 @@ export async function mount(main, ctx) {
       ctx.canWrite && s.state === "running" && h("button", { type: "button", class: "btn", onclick: () => cancelSession() }, "Cancel session"));
     replace(head, h("div", { class: "page-head" }, h("h1", {}, `Calibration session ${id} `, sessionStateBadge(s.state)), actions), h("div", { class: "card" }, dl([
       ["Kind", (s.kind || "").replace("_", "-")], ["Reference", link(`/ui/calibration/devices/${encodeURIComponent(s.reference_id)}`, s.reference_id)],
-      ["Reference uncertainty", `U = ${s.u_ref_c} °C (k = 2)`], ["MPE", `±${s.mpe_c} °C (${s.rule} decision rule)`],
+      ["Reference uncertainty", `U = ${fixed(s.u_ref_c, 4)} °C (k = 2)`], ["MPE", `±${fixed(s.mpe_c, 3)} °C (${s.rule} decision rule)`],
       ["Started", time(s.started_at)], ["Completed", time(s.completed_at, { empty: s.state === "running" ? "running" : "—" })],
       ["Devices under test", s.duts.map((d) => d.device_id).join(", ")], s.notes && ["Notes", s.notes],
       ["Customer", s.customer || "—"], ["Location", s.location || "—"],

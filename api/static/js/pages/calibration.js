@@ -2,7 +2,7 @@
 // (due date, expired, failed), each device linking to its drift chart.
 
 import { api, getOptional } from "../api.js";
-import { badge, errorBox, h, link, loading, replace, section, table, time, toMs } from "../dom.js";
+import { badge, errorBox, fixed, h, link, loading, replace, section, table, time, toMs } from "../dom.js";
 import { calibrationBadge } from "./common.js";
 import { field, formError, fromLocalInput, input, numberList, onSubmit, select, toLocalInput } from "../forms.js";
 
@@ -34,7 +34,7 @@ export async function mount(main, ctx) {
         { label: "State", cell: (s) => sessionStateBadge(s.state) },
         { label: "Kind", cell: (s) => (s.kind || "").replace("_", "-") },
         { label: "Reference", cell: (s) => s.reference_id },
-        { label: "Set points", cell: (s) => (s.set_points || []).map((p) => `${p} °C`).join(", ") },
+        { label: "Set points", cell: (s) => (s.set_points || []).map((p) => `${fixed(p, 2)} °C`).join(", ") },
         { label: "Started", cell: (s) => time(s.started_at) },
         { label: "Completed", cell: (s) => time(s.completed_at) },
       ], sessions, { emptyText: "No calibration session yet. Start one with the form above." }));

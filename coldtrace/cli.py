@@ -228,10 +228,9 @@ def _simulate_bench(services, mqtt_url: str) -> None:
     """A calibration bench for the demo: a session is opened, then the bench's readings are published."""
     from firmware_sim.bench import BenchSpec, run_bench
 
+    from .calibration_records import upsert_device_calibration
     from .calibration_service import SessionSpec, for_services
     from .model import MINUTE
-
-    from .calibration_records import upsert_device_calibration
 
     spec = BenchSpec()
     now = services.clock.now_ms()

@@ -335,7 +335,8 @@ class SeriesEngine:
         """The whole state as JSON-able data (after the last reading fed; its hold still pending)."""
         mk = self.mkt
         return {
-            "v": 1, "first_ts": self.first_ts, "last_ts": self.last_ts, "last_value": self.last_value, "last_q": self.last_q,
+            "v": 1, "first_ts": self.first_ts, "last_ts": self.last_ts, "last_value": self.last_value,
+            "last_q": self.last_q,
             "D": self.D, "W": self.W, "finished": self.finished,
             "machines": [m.state() for m in self.machines],
             "mkt": None if mk is None else [mk.open, mk.start, mk.dur, mk.peak],

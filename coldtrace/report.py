@@ -64,26 +64,6 @@ def _handling_text(events: list[dict[str, Any]]) -> str:
                      + (f": {e['comment']}" if e["comment"] else "") for e in events)
 
 
-def _acks(db: Database, alert: dict[str, Any]) -> list[str]:
-    """Acknowledgements of an alert: the alert's own columns when the lifecycle adds them, and the audit
-    trail's records about the alert (who, when, comment)."""
-    out = []
-    if alert.get("acknowledged_by"):
-        out.append(f"acknowledged by {alert['acknowledged_by']} at {to_iso(alert.get('acknowledged_at'))}"
-                   + (f": {alert['ack_comment']}" if alert.get("ack_comment") else ""))
-    for r in db.query("SELECT ts, actor, action, reason, new_value FROM audit_log WHERE entity = 'alert'"
-                      " AND entity_id = ? ORDER BY id", (alert["id"],)):
-        comment = r["reason"]
-        if not comment and r["new_value"]:
-            nv = json.loads(r["new_value"])
-            comment = nv.get("comment") if isinstance(nv, dict) else None
-        line = f"{r['action'].split('.')[-1]} by {r['actor']} at {to_iso(r['ts'])}" + (f": {comment}" if comment
-                                                                                          else "")
-        if line not in out:
-            out.append(line)
-    return out
-
-
 def info_lines(alerts: list[dict[str, Any]]) -> list[str]:
     """Info events in one line per excursion (opened / closed / revised), and one per other info event."""
     by_exc: dict[str, list[dict[str, Any]]] = {}
@@ -140,7 +120,6 @@ def build(db: Database, readings: ReadingStore, shipment_id: str, now_ms: int, *
                shipments.windows(sh, store.loggers(db, shipment_id)) if s is not None]
     alerts = store.shipment_alerts(db, shipment_id, windows)
     for a in alerts:
-        a["acks"] = _acks(db, a)
         a["data"] = json.loads(a["data"]) if isinstance(a.get("data"), str) else a.get("data")
         a["handling"] = handling(db, a["id"]) if a["severity"] in ALARM_SEVERITIES else []
     decisions = store.decisions(db, shipment_id)
@@ -250,7 +229,8 @@ def alert_rows(data: dict[str, Any]) -> list[list[str]]:
         if a["severity"] not in ALARM_SEVERITIES:
             continue
         d = a["data"] or {}
-        limit = f"{d['limit_id']} ({d.get('direction', '')} {d.get('threshold_c', 0):g} °C)" if d.get("limit_id") else "-"
+        limit = (f"{d['limit_id']} ({d.get('direction', '')} {d.get('threshold_c', 0):g} °C)" if d.get("limit_id")
+                 else "-")
         rows.append([to_iso(a["ts"]) or "", a["type"], a["severity"], a["device_id"] or "-", limit, a["state"],
                      _handling_text(a["handling"]) or "NOT ACKNOWLEDGED"])
     return rows

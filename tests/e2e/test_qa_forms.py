@@ -192,6 +192,19 @@ def test_calibration_session_run_signed_and_certified_from_the_pages(live_app, p
     assert [(r["revision"], r["approver_name"]) for r in revs["revisions"]] == [(1, BEN[1])]
     assert revs["performed"]["printed_name"] == "Anna Berg"
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    # the customer's name corrected in the conditions form, then a re-issue that says what changed
+    cond = page.locator("#conditions-form")
+    cond.get_by_label("Customer").fill("Clinical Supply Depot Basel AG")
+    cond.get_by_role("button", name="Save conditions").click()
+    cond.get_by_text("An issued certificate changes only by a re-issue").wait_for()
+    page.locator("[data-issue='BENCH-LOG-1']").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("What changed and why (stated on the certificate)").fill("customer's legal name corrected")
+    dialog.get_by_label(f"Password of {BEN[0]} (re-enter to sign)").fill(BEN[2])
+    dialog.get_by_role("button", name="Sign and re-issue").click()
+    page.locator("#certificates").get_by_role("link", name="revision 2").wait_for()
+    assert "customer's legal name corrected (fields changed: customer)" in page.locator("#certificates").inner_text()
+    shot(page, "calibration-certificate-reissued")
 
 
 EPOCH_MS = r"\b1[5-9]\d{11}\b"  # a raw epoch-millisecond time (2017..2033)

@@ -232,3 +232,43 @@ def test_no_page_shows_raw_epoch_milliseconds_or_long_floats(live_app, page, sho
         for t in page.locator("main time").all()[:20]:
             assert t.get_attribute("title").endswith("UTC")
         shot(page, "page-" + re.sub(r"[^A-Za-z0-9]+", "-", path.split("?")[0].strip("/"))[:60])
+
+
+def test_checklist_and_mkt_card_fail_for_a_logger_over_the_mkt_limit(live_app, page, shot):
+    """Issue 16's case: one logger's own MKT far over 8 °C while the combined MKT is under it; the lot's budget
+    exhausted. The MKT card names the logger, the checklist fails MKT and budget, the budget table shows it."""
+    from coldtrace import shipments
+    from coldtrace.calibration_records import upsert_device_calibration
+
+    svc = live_app.services
+    now = svc.clock.now_ms()
+    t0 = now - 8 * HOUR - now % MINUTE
+    with svc.db.write() as c:
+        for dev in ("LOG-COOL", "LOG-WARM"):
+            upsert_device_calibration(c, dev, now, last_calibrated_at=now - 30 * 24 * HOUR, interval_days=365,
+                                      certificate_ref=f"EXT-{dev}")
+    sh = shipments.create_shipment(svc.db, reference="SHP-MKT-1", origin="A", destination="B", product="IMP-9",
+                                   lot="L-MKT", profile_id="2-8C", actor="e2e", now_ms=now)
+    for dev in ("LOG-COOL", "LOG-WARM"):
+        shipments.attach_logger(svc.db, sh["id"], dev, actor="e2e", now_ms=now)
+    shipments.transition(svc.db, svc.readings, sh["id"], "in_transit", actor="e2e", now_ms=now, at_ts=t0)
+    ts = [t0 + i * 5 * MINUTE for i in range(73)]
+    ingest_series(svc, "LOG-COOL", ts, [3.0] * len(ts))
+    ingest_series(svc, "LOG-WARM", ts, [9.8] * len(ts))
+    for to, at in (("delivered", t0 + 6 * HOUR), ("under_review", now)):
+        shipments.transition(svc.db, svc.readings, sh["id"], to, actor="e2e", now_ms=now, at_ts=at,
+                             emit=svc.pipeline.emit)
+    login(page, live_app.base_url, f"/ui/shipments/{sh['id']}")
+    card = page.locator("#mkt")
+    card.get_by_text("LOG-WARM: 9.80 °C over the limit").wait_for()
+    assert "bad" in card.get_attribute("class")
+    checklist = page.locator("#release-checklist")
+    assert "FAIL" in checklist.locator("[data-item=mkt]").inner_text()
+    assert "high: used 360.0 min of 240.0 min, remaining 0.0 min (exhausted)" in \
+        checklist.locator("[data-item=stability_budget]").inner_text()
+    assert "exhausted" in page.locator("#lot-budget").inner_text()
+    # the logger's mkt excursion is the window's, closed at arrival (not "ongoing" from arrival)
+    warm = page.locator("section", has=page.locator("[data-device='LOG-WARM']"))
+    row = warm.get_by_role("row").filter(has_text="(mkt)")
+    assert "ongoing" not in row.inner_text() and "6.0 h" in row.inner_text()
+    shot(page, "release-checklist-mkt-fail")

@@ -33,7 +33,7 @@ export async function mount(main, ctx) {
     const f = { username: input({ maxlength: 64, autocomplete: "off" }), full_name: input({ maxlength: 200 }),
       password: input({ type: "password", autocomplete: "new-password" }), role: select(ROLES, "qa") };
     const err = formError();
-    const done = h("p", { role: "status", class: "muted" });
+    const done = h("p", { role: "status", class: "muted wide" });
     const form = h("form", { id: "user-form", class: "form-grid", novalidate: true },
       field("Username", f.username), field("Full name (printed with signatures)", f.full_name),
       field("Initial password", f.password, "at least 12 characters"), field("Role", f.role),

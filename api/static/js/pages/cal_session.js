@@ -97,7 +97,7 @@ export async function mount(main, ctx) {
       ambient_rh_pct: input({ type: "number", step: "1", min: "0", max: "100", value: s.ambient_rh_pct ?? "" }),
     };
     const err = formError();
-    const done = h("p", { role: "status", class: "muted" });
+    const done = h("p", { role: "status", class: "muted wide" });
     const form = h("form", { class: "form-grid", id: "conditions-form", novalidate: true },
       field("Customer", f.customer), field("Location", f.location), field("Ambient temperature (°C)", f.ambient_c),
       field("Relative humidity (%)", f.ambient_rh_pct),

@@ -132,7 +132,7 @@ function deviceRecordForm(devices) {
     make: input({ maxlength: 100 }), model: input({ maxlength: 100 }), serial_number: input({ maxlength: 100 }),
   };
   const err = formError();
-  const done = h("p", { role: "status", class: "muted" });
+  const done = h("p", { role: "status", class: "muted wide" });
   const form = h("form", { id: "device-record", class: "form-grid", novalidate: true },
     field("Device", f.device), deviceList("cal-devices", devices),
     field("Calibrated on", f.last_calibrated_at), field("Interval (days)", f.interval_days),

@@ -74,7 +74,7 @@ function renderEditor(box, p, isAdmin, refresh, initial = false) {
   const preview = h("div", { class: "preview-chart", id: "profile-preview" });
   const alarmsBox = h("div", { id: "preview-alarms" });
   const err = formError();
-  const done = h("p", { role: "status", class: "muted" });
+  const done = h("p", { role: "status", class: "muted wide" });
   let chart = null;
   let timer = null;
 

@@ -221,9 +221,11 @@ def test_no_page_shows_raw_epoch_milliseconds_or_long_floats(live_app, page, sho
              "/ui/devices/LOG-FORM-1", "/ui/calibration/devices/BENCH-LOG-1"]
     paths += [f"/ui/shipments/{s['id']}" for s in sh] + [f"/ui/calibration/sessions/{s['id']}" for s in sessions]
     login(page, live_app.base_url, "/ui/fleet")
+    page.locator(".user").wait_for()  # signed in
     for path in paths:
         page.goto(f"{live_app.base_url}{path}")
         page.wait_for_load_state("networkidle")
+        assert "/ui/login" not in page.url
         page.wait_for_function("!document.querySelector('.state-loading')")
         text = page.locator("main").inner_text()
         assert not re.search(EPOCH_MS, text), (path, re.search(EPOCH_MS, text).group(0))
@@ -272,3 +274,30 @@ def test_checklist_and_mkt_card_fail_for_a_logger_over_the_mkt_limit(live_app, p
     row = warm.get_by_role("row").filter(has_text="(mkt)")
     assert "ongoing" not in row.inner_text() and "6.0 h" in row.inner_text()
     shot(page, "release-checklist-mkt-fail")
+
+
+def test_html_trip_report_prints_with_running_header_and_page_numbers(live_app, page, tmp_path):
+    """The HTML trip report printed from the browser (Chromium's PDF): the running header and "Page x of y"
+    come from the report's print CSS (@page margin boxes)."""
+    import subprocess
+
+    from tests.support.services import missing_service
+
+    with live_app.api() as api:
+        sid = next(s["id"] for s in api.get("/api/v1/shipments").json()["items"] if s["reference"] == "SHP-MKT-1")
+    login(page, live_app.base_url, "/ui/shipments")
+    page.get_by_role("link", name="SHP-MKT-1").wait_for()  # signed in (the session cookie is set)
+    page.goto(f"{live_app.base_url}/api/v1/shipments/{sid}/report.html")
+    page.get_by_role("heading", name="Acceptance criteria").wait_for()
+    pdf = tmp_path / "printed.pdf"
+    page.pdf(path=str(pdf), prefer_css_page_size=True)
+    try:
+        text = subprocess.run(["pdftotext", "-enc", "UTF-8", str(pdf), "-"], check=True, capture_output=True,
+                              text=True).stdout
+    except FileNotFoundError:
+        missing_service("pdftotext (poppler-utils)")
+    pages = [p for p in text.split("\f") if p.strip()]
+    assert len(pages) >= 2
+    for n, p in enumerate(pages, 1):
+        assert f"Page {n} of {len(pages)}" in p
+        assert "Trip report SHP-MKT-1 | lot IMP-9 / L-MKT | report TR-" in p

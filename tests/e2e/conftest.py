@@ -71,4 +71,5 @@ def login(page, base_url: str, next_path: str = "/ui/fleet") -> None:
     page.get_by_label("Username").fill(QA_USER)
     page.get_by_label("Password").fill(QA_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"**{next_path}")
+    # not a glob: "**/ui/fleet" would also match the login page's own URL (…/ui/login?next=/ui/fleet)
+    page.wait_for_url(lambda url: "/ui/login" not in url and url.endswith(next_path))

@@ -33,7 +33,7 @@ def login_as(page, base_url: str, user: str, password: str, next_path: str) -> N
     page.get_by_label("Username").fill(user)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"**{next_path}")
+    page.wait_for_url(lambda url: "/ui/login" not in url and url.endswith(next_path))
 
 
 def test_shipment_created_monitored_reviewed_and_released_from_the_pages(live_app, page, shot):

@@ -99,19 +99,13 @@ def certificate_link(db: Database, device_id: str, certificate_ref: str | None) 
     device's calibration page (an external certificate is recorded there)."""
     if certificate_ref:
         row = db.query_one("SELECT session_id FROM calibration_certificates WHERE number = ? AND device_id = ?"
-                           " ORDER BY revision DESC LIMIT 1", (certificate_ref, device_id)) \
-            if _has_certificates(db) else None
+                           " ORDER BY revision DESC LIMIT 1", (certificate_ref, device_id))
         sid = row[0] if row else None
         if sid is None and certificate_ref.startswith("CT-") and certificate_ref.endswith(f"-{device_id}"):
             sid = certificate_ref[3:-len(device_id) - 1]
         if sid and db.query_one("SELECT 1 FROM calibration_sessions WHERE id = ?", (sid,)):
             return f"/api/v1/calibration/sessions/{_q(sid)}/certificates/{_q(device_id)}.pdf"
     return f"/ui/calibration/devices/{_q(device_id)}"
-
-
-def _has_certificates(db: Database) -> bool:
-    return db.query_one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'calibration_certificates'"
-                        ) is not None
 
 
 def build(db: Database, readings: ReadingStore, shipment_id: str, now_ms: int, *,

@@ -12,6 +12,7 @@ import pytest
 
 from coldtrace.clock import ManualClock
 from coldtrace.model import MINUTE, Reading
+from coldtrace.release_checklist import certificate_link
 from firmware_sim.bench import BenchSpec, bench_series
 from tests.integration.test_trip_report_golden import compare_golden, normalise, pdftotext
 from tests.support.stack import start_stack
@@ -84,6 +85,9 @@ def test_certificate_signed_issued_and_reissued(tmp_path):
                           json={"password": APPROVER[2]}), 201)
         assert (rev1["number"], rev1["revision"], rev1["approver_name"]) == (f"CT-{sid}-{dev}", 1, "Dr Ana Silva")
         issued_at = rev1["issued_at"]
+        # the logger's calibration record names this certificate; a shipment's checklist links to its PDF
+        assert stack.get(f"{CAL}/devices/{dev}")["status"]["certificate_ref"] == rev1["number"]
+        assert certificate_link(svc.db, dev, rev1["number"]) == f"{CAL}/sessions/{sid}/certificates/{dev}.pdf"
 
         # the PDF of revision 1 is the same at every download, later too (issue date stored once)
         clock.advance(3 * 24 * 60 * MINUTE)

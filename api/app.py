@@ -27,7 +27,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         title="ColdTrace",
         version=__version__,
         description="Temperature and calibration monitoring for clinical-trial supply chains.",
-        docs_url="/docs",
+        docs_url=None,  # /docs and /redoc: api/routers/docs.py, from the vendored bundles (no CDN)
+        redoc_url=None,
         openapi_url="/api/v1/openapi.json",
     )
     app.state.services = services

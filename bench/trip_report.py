@@ -36,7 +36,7 @@ def main() -> None:
             dev = f"LOG-{i}"
             temps = 5 + rng.normal(0, 0.3, n) + np.where((np.arange(n) % 2000) < 40, 4.0, 0.0)
             store.write([Reading(dev, t0 + k * MINUTE, float(v)) for k, v in enumerate(temps)])
-            shipments.attach_logger(db, sh["id"], dev, actor="bench", now_ms=t0)
+            shipments.attach_logger(db, sh["id"], dev, actor="bench", now_ms=t0, uncalibrated="warn")
         shipments.transition(db, store, sh["id"], "in_transit", actor="bench", now_ms=t0, at_ts=t0)
         end = t0 + n * MINUTE
         shipments.transition(db, store, sh["id"], "delivered", actor="bench", now_ms=end, at_ts=end)

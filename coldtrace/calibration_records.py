@@ -21,7 +21,8 @@ from .errors import NotFound
 from .store.db import Database, add_equal_filters
 
 DEVICE_FIELDS = ("last_calibrated_at", "interval_days", "due_at", "status", "certificate_ref",
-                 "expanded_uncertainty_c", "resolution_c", "traceability", "due_alerted")
+                 "expanded_uncertainty_c", "resolution_c", "traceability", "due_alerted",
+                 "make", "model", "serial_number", "calibrated_by")
 
 
 def _conn(db: Database | sqlite3.Connection) -> sqlite3.Connection:
@@ -172,7 +173,10 @@ def device_drift(db: Database, device_id: str, *, next_due_ms: int | None = None
     return out
 
 
-def certificate_data(db: Database, session_id: str, device_id: str, issued_at_ms: int) -> CertificateData:
+def certificate_data(db: Database, session_id: str, device_id: str, issued_at_ms: int | None = None, *,
+                     lab: dict[str, str] | None = None) -> CertificateData:
+    """What the certificate of one device under test states, from the records as they are now (a draft until
+    issued: ``coldtrace.certificate_issue`` freezes it with its revision and signatures)."""
     s = session_row(db, session_id)
     dut = db.query_one("SELECT resolution_c FROM calibration_session_duts WHERE session_id = ? AND device_id = ?",
                        (session_id, device_id))
@@ -189,8 +193,27 @@ def certificate_data(db: Database, session_id: str, device_id: str, issued_at_ms
             pts.append(CertificatePoint(float(sp), r["n"], r["ref_mean_c"], r["dut_mean_c"], r["error_c"], r["s_c"],
                                         r["expanded_u_c"], r["decision"]))
     ref = device_calibration(db, s["reference_id"]) or {}
+    dev = device_calibration(db, device_id) or {}
     overall = cal.overall_decision([p.decision for p in pts]) if s["state"] == "completed" else s["state"]
-    return CertificateData(certificate_ref(session_id, device_id), session_id, device_id, s["kind"], s["rule"],
-                           s["mpe_c"], issued_at_ms, s["started_at"], s["completed_at"], s["reference_id"],
-                           s["u_ref_c"], ref.get("certificate_ref"), ref.get("traceability"), dut["resolution_c"],
-                           s["u_medium_c"], overall, tuple(pts))
+    keys = s.keys()
+    lab = lab or {}
+    performed = db.query_one("SELECT printed_name, signer_username, signed_at, meaning FROM calibration_signatures"
+                             " WHERE session_id = ? AND role = 'performed'", (session_id,))
+    return CertificateData(
+        certificate_ref(session_id, device_id), session_id, device_id, s["kind"], s["rule"], s["mpe_c"],
+        issued_at_ms, s["started_at"], s["completed_at"], s["reference_id"], s["u_ref_c"],
+        ref.get("certificate_ref"), ref.get("traceability"), dut["resolution_c"], s["u_medium_c"], overall,
+        tuple(pts),
+        lab_name=lab.get("name"), lab_address=lab.get("address"),
+        customer=(s["customer"] if "customer" in keys else None) or lab.get("customer"),
+        location=(s["location"] if "location" in keys else None) or lab.get("location"),
+        ambient_c=s["ambient_c"] if "ambient_c" in keys else None,
+        ambient_rh_pct=s["ambient_rh_pct"] if "ambient_rh_pct" in keys else None,
+        dut_make=dev.get("make"), dut_model=dev.get("model"), dut_serial=dev.get("serial_number"),
+        reference_lab=ref.get("calibrated_by"), reference_due_ms=ref.get("due_at"),
+        reference_make=ref.get("make"), reference_model=ref.get("model"), reference_serial=ref.get("serial_number"),
+        next_due_ms=dev.get("due_at") if dev.get("certificate_ref") == certificate_ref(session_id, device_id)
+        else None, interval_days=dev.get("interval_days"),
+        performed_by=None if performed is None else {
+            "printed_name": performed["printed_name"], "username": performed["signer_username"],
+            "signed_at": performed["signed_at"], "meaning": performed["meaning"]})

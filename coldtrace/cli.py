@@ -228,15 +228,24 @@ def _simulate_bench(services, mqtt_url: str) -> None:
     """A calibration bench for the demo: a session is opened, then the bench's readings are published."""
     from firmware_sim.bench import BenchSpec, run_bench
 
+    from .calibration_records import upsert_device_calibration
     from .calibration_service import SessionSpec, for_services
     from .model import MINUTE
 
     spec = BenchSpec()
-    start = services.clock.now_ms() - spec.duration_ms - MINUTE
+    now = services.clock.now_ms()
+    start = now - spec.duration_ms - MINUTE
+    with services.db.write() as c:  # the reference's certificate and traceability, the loggers' identity
+        for dev, fields in spec.registrations(now).items():
+            upsert_device_calibration(c, dev, now, **fields)
     sid = for_services(services).create_session(SessionSpec(
         reference_id=spec.reference_id, duts={lg.device_id: lg.resolution_c for lg in spec.loggers},
         set_points=tuple(spec.set_points), mpe_c=0.5, u_ref_c=spec.reference_U_c, start_ms=start,
         created_by="simulator", notes="simulated bench (coldtrace run --simulate)"))
+    with services.db.write() as c:
+        lab = services.settings.lab
+        c.execute("UPDATE calibration_sessions SET customer = ?, location = ?, ambient_c = ?, ambient_rh_pct = ?"
+                  " WHERE id = ?", (lab.customer, lab.location, spec.ambient_c, spec.ambient_rh_pct, sid))
 
     def publish() -> None:
         try:

@@ -117,8 +117,8 @@ class SeriesEngine:
     late data re-evaluated from the last checkpoint before it (``reevaluate``) instead of the whole history.
     """
 
-    __slots__ = ("series_id", "profile", "machines", "mkt", "ea_r", "mkt_ratio", "last_ts", "last_value",
-                 "last_q", "D", "W", "history", "finished")
+    __slots__ = ("series_id", "profile", "machines", "mkt", "ea_r", "mkt_ratio", "first_ts", "last_ts",
+                 "last_value", "last_q", "D", "W", "history", "finished")
 
     def __init__(self, series_id: str, profile: Profile, *, keep_history: bool = True) -> None:
         self.series_id = series_id
@@ -133,6 +133,7 @@ class SeriesEngine:
         self.mkt = _MktState() if profile.mkt_max_c is not None else None
         self.mkt_ratio = (ratio_for(profile.mkt_max_c + MKT_EPSILON_C, self.ea_r)
                           if profile.mkt_max_c is not None else 0.0)
+        self.first_ts: int | None = None  # the series' first reading (a window MKT judged at finish starts here)
         self.last_ts: int | None = None
         self.last_value = 0.0
         # MKT limit, in the exp domain: q = exp(-ΔH/RT) - (the term of mkt_max_c); the running MKT exceeds
@@ -153,6 +154,8 @@ class SeriesEngine:
             raise ValueError("ts and temps must be of equal length")
         if n == 0:
             return []
+        if self.first_ts is None:
+            self.first_ts = int(ts[0])
         if n == 1:  # the most common feed of all (one live reading): no lists to build or check
             x, y = int(ts[0]), float(temps[0])
             if (self.last_ts is not None and x <= self.last_ts) or not math.isfinite(y):
@@ -277,14 +280,26 @@ class SeriesEngine:
         for m in self.machines:
             if m.open:
                 m.check_alarms(end_ts, m.dur)
-        mk = self.mkt
-        if mk is not None and self.W > 0 and self.D > 0.0:
+        closed: list[Excursion] = []
+        mk, mkt_max = self.mkt, self.profile.mkt_max_c
+        if mk is not None and mkt_max is not None and self.W > 0 and (mk.open or self.D > 0.0):
+            # The window's MKT is final at its end: an MKT episode is closed there (never "ongoing"). One
+            # judged only now (less than 24 h covered) is the whole window's: from the first reading to the
+            # end, its covered time, alarmed at the end where the judgement was made.
             r = self.D / self.W + self.mkt_ratio
-            if not mk.open:
-                mk.open, mk.start, mk.dur, mk.peak = True, end_ts, 0, r
-            elif r > mk.peak:
-                mk.peak = r
-        return self.open_excursions()
+            if mk.open:
+                peak = max(mk.peak, r) if self.D > 0.0 else mk.peak
+                start, dur, alarm = mk.start, mk.dur, mk.start
+            else:
+                peak = r
+                start = self.first_ts if self.first_ts is not None else end_ts
+                dur, alarm = self.W, end_ts
+            mk.open = False
+            closed.append(Excursion(self.series_id, MKT_LIMIT_ID, "above", mkt_max, "alarm", start, end_ts, dur,
+                                    round(mkt_from_ratio(peak, self.ea_r), 6), 0.0, alarm, "mkt"))
+            if self.history is not None:
+                self.history.extend(closed)
+        return sort_excursions([*closed, *self.open_excursions()])
 
     # -- results ---------------------------------------------------------------------------------------
     def machine_excursions(self, m: _Machine, end: int | None) -> list[Excursion]:
@@ -320,7 +335,8 @@ class SeriesEngine:
         """The whole state as JSON-able data (after the last reading fed; its hold still pending)."""
         mk = self.mkt
         return {
-            "v": 1, "last_ts": self.last_ts, "last_value": self.last_value, "last_q": self.last_q,
+            "v": 1, "first_ts": self.first_ts, "last_ts": self.last_ts, "last_value": self.last_value,
+            "last_q": self.last_q,
             "D": self.D, "W": self.W, "finished": self.finished,
             "machines": [m.state() for m in self.machines],
             "mkt": None if mk is None else [mk.open, mk.start, mk.dur, mk.peak],
@@ -334,6 +350,7 @@ class SeriesEngine:
         if snap.get("v") != 1 or len(snap["machines"]) != len(eng.machines):
             raise ValueError("snapshot does not match this profile")
         eng.last_ts = snap["last_ts"]
+        eng.first_ts = snap.get("first_ts")
         eng.last_value, eng.last_q, eng.D, eng.W = (float(snap["last_value"]), float(snap["last_q"]),
                                                      float(snap["D"]), int(snap["W"]))
         eng.finished = bool(snap["finished"])

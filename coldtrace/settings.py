@@ -197,6 +197,23 @@ class SimSettings(BaseModel):
     history_hours: float = Field(6.0, ge=0)
 
 
+class ShipmentSettings(BaseModel):
+    """Release of shipments (docs/RULES.md "Release checklist")."""
+
+    # A logger with no calibration record: "refuse" it at attachment (default), or "warn" (attach; the
+    # release checklist shows it as a warning)
+    uncalibrated_loggers: Literal["refuse", "warn"] = "refuse"
+
+
+class LabSettings(BaseModel):
+    """The calibration laboratory named on certificates (ISO/IEC 17025:2017 7.8.2.1 b)."""
+
+    name: str = "ColdTrace calibration laboratory"
+    address: str = "address not configured (COLDTRACE_LAB__ADDRESS)"
+    location: str = "calibration bench"  # where calibrations are performed, when not at the customer's site
+    customer: str = "internal (own equipment)"  # default customer of a session
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COLDTRACE_", env_nested_delimiter="__", extra="ignore")
 
@@ -214,6 +231,8 @@ class Settings(BaseSettings):
     audit: AuditSettings = AuditSettings()
     webhooks: WebhookSettings = WebhookSettings()
     sim: SimSettings = SimSettings()
+    shipments: ShipmentSettings = ShipmentSettings()
+    lab: LabSettings = LabSettings()
 
     @property
     def db_path(self) -> Path:

@@ -43,6 +43,12 @@ LOW_BUDGET_FRACTION = 0.10
 Emit = Callable[[sqlite3.Connection, Sequence[Alert], int], int]
 
 
+class UncalibratedLogger(Conflict):
+    """A logger without any calibration record, refused by the policy ``refuse``."""
+
+    code = "logger_uncalibrated"
+
+
 def load_profile(db: Database | sqlite3.Connection, profile_id: str) -> Profile:
     conn = db.conn() if isinstance(db, Database) else db
     row = conn.execute("SELECT body FROM profiles WHERE id = ?", (profile_id,)).fetchone()
@@ -93,16 +99,53 @@ def create_shipment(db: Database, *, reference: str, origin: str, destination: s
     return store.get_shipment(db, sid)
 
 
+UNCALIBRATED_POLICIES = ("refuse", "warn")
+
+
+EDITABLE = ("origin", "destination", "product", "lot", "profile_id")
+
+
+def update_shipment(db: Database, shipment_id: str, *, actor: str, now_ms: int, reason: str | None = None,
+                    **fields: Any) -> dict[str, Any]:
+    """Correct a planned shipment's facts (route, product, lot, profile). Once it has departed, what it is
+    judged against is fixed: a changed profile or lot would change the evaluation QA signs."""
+    bad = set(fields) - set(EDITABLE)
+    if bad:
+        raise ValueError(f"these fields cannot be edited: {sorted(bad)}")
+    if "profile_id" in fields:
+        load_profile(db, fields["profile_id"])
+    with db.write() as c:
+        sh = store.get_shipment(c, shipment_id)
+        if sh["state"] != "planned":
+            raise Conflict(f"a shipment is edited only while planned (it is {sh['state']})")
+        changed = {k: v for k, v in fields.items() if sh[k] != v}
+        if changed:
+            store.update_shipment(c, shipment_id, **changed, updated_at=now_ms)
+            record_audit(c, actor=actor, action="shipment.update", entity="shipment", entity_id=shipment_id,
+                         old={k: sh[k] for k in changed}, new=changed, reason=reason, ts=now_ms)
+    return store.get_shipment(db, shipment_id)
+
+
 def attach_logger(db: Database, shipment_id: str, device_id: str, *, actor: str, now_ms: int,
-                  start_ts: int | None = None, end_ts: int | None = None) -> dict[str, Any]:
+                  start_ts: int | None = None, end_ts: int | None = None,
+                  uncalibrated: str = "refuse") -> dict[str, Any]:
     """Attach a logger for [start_ts, end_ts) (None: the shipment's own window). Refused when the
-    shipment is past transit or the logger's calibration has expired (RULES.md)."""
+    shipment is past transit or the logger's calibration has expired or failed (RULES.md); a logger with no
+    calibration record is refused too, unless the ``uncalibrated`` policy is "warn" (setting
+    ``shipments.uncalibrated_loggers``): then it is attached, the audit record says so and the release
+    checklist shows it."""
+    if uncalibrated not in UNCALIBRATED_POLICIES:
+        raise ValueError(f"uncalibrated policy must be one of {UNCALIBRATED_POLICIES}")
     if start_ts is not None and end_ts is not None and end_ts <= start_ts:
         raise ValueError("logger window end must be after its start")
     cal = calibration_status(db, device_id, now_ms)
     if cal.get("usable") is False or cal["status"] in ("expired", "failed"):
         raise Conflict(f"logger {device_id} cannot be attached: calibration {cal['status']}"
                        + (f" ({cal['reason']})" if cal.get("reason") else ""))
+    if cal["status"] == "unknown" and uncalibrated == "refuse":
+        raise UncalibratedLogger(
+            f"logger {device_id} cannot be attached: it has no calibration record (record its calibration"
+            " certificate first; the setting shipments.uncalibrated_loggers=warn attaches it with a warning)")
     with db.write() as c:
         sh = store.get_shipment(c, shipment_id)
         if sh["state"] not in ("planned", "in_transit"):
@@ -114,7 +157,9 @@ def attach_logger(db: Database, shipment_id: str, device_id: str, *, actor: str,
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"logger {device_id} is already attached to {shipment_id}") from exc
         record_audit(c, actor=actor, action="shipment.attach_logger", entity="shipment", entity_id=shipment_id,
-                     new=row, ts=now_ms)
+                     new={**row, "calibration": cal["status"]},
+                     reason=("no calibration record: attached under policy 'warn'" if cal["status"] == "unknown"
+                             else None), ts=now_ms)
     return row
 
 

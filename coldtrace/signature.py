@@ -49,8 +49,10 @@ def verify_decision(d: dict[str, Any]) -> bool:
 
 def sign_decision(db: Database, readings: ReadingStore, shipment_id: str, *, principal: Principal,
                   password: str, meaning: str, reason: str, now_ms: int,
-                  supersede_reason: str | None = None, emit: shipments.Emit | None = None) -> dict[str, Any]:
-    """Sign a decision on a shipment under review, or supersede the decision in force."""
+                  supersede_reason: str | None = None, emit: shipments.Emit | None = None,
+                  checklist: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Sign a decision on a shipment under review, or supersede the decision in force. ``checklist``: the
+    release checklist the signer saw (its summary goes into the audit record of the decision)."""
     if meaning not in MEANINGS:
         raise ValueError(f"meaning must be one of {', '.join(MEANINGS)}")
     if not reason or not reason.strip():
@@ -95,7 +97,8 @@ def sign_decision(db: Database, readings: ReadingStore, shipment_id: str, *, pri
         record_audit(c, actor=user["username"], action="decision.sign", entity="shipment", entity_id=shipment_id,
                      old={"state": sh["state"], "decision_id": current["id"] if current else None},
                      new={"state": meaning, "decision_id": d["id"], "printed_name": d["printed_name"],
-                          "signature_hash": d["signature_hash"]},
+                          "signature_hash": d["signature_hash"],
+                          **({"checklist": checklist} if checklist is not None else {})},
                      reason=d["reason"] if not current else f"{d['reason']} (supersedes: {d['supersede_reason']})",
                      ts=now_ms)
         if emit is not None:

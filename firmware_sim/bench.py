@@ -38,6 +38,9 @@ class BenchLogger:
     noise_c: float = 0.012
     resolution_c: float = 0.01
     tau_s: float = 20.0
+    make: str = "Coldchain Instruments"
+    model: str = "CI-T20 USB logger"
+    serial_number: str = ""  # "" -> derived from the device id
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,31 @@ class BenchSpec:
         BenchLogger("BENCH-LOG-3", offset_c=0.15, drift_c_per_h=0.25),  # drifts out during the session
     ))
     seed: int = 7
+    # the reference's calibration record, so that a bench certificate states its traceability in full
+    reference_make: str = "Fluke"
+    reference_model: str = "1524 with 5615 PRT"
+    reference_serial: str = "B79432"
+    reference_certificate: str = "UKAS 0001/2026/17"
+    reference_lab: str = "UKAS calibration laboratory 0001 (simulated)"
+    reference_traceability: str = ("Reference PRT calibrated by comparison at fixed points of ITS-90; traceable to "
+                                   "the national temperature standards of NPL (UK) through UKAS laboratory 0001")
+    reference_interval_days: float = 365.0
+    ambient_rh_pct: float = 45.0
+
+    def registrations(self, now_ms: int) -> dict[str, dict]:
+        """Calibration records of the bench's devices (the fields of PUT /api/v1/calibration/devices/{id}):
+        the reference with its certificate, issuing lab, traceability and U; each logger's make, model and
+        serial number. The reference was calibrated 60 days ago."""
+        out = {self.reference_id: {
+            "last_calibrated_at": now_ms - 60 * 86_400_000, "interval_days": self.reference_interval_days,
+            "certificate_ref": self.reference_certificate, "calibrated_by": self.reference_lab,
+            "traceability": self.reference_traceability, "expanded_uncertainty_c": self.reference_U_c,
+            "resolution_c": self.reference_resolution_c, "make": self.reference_make,
+            "model": self.reference_model, "serial_number": self.reference_serial}}
+        for lg in self.loggers:
+            out[lg.device_id] = {"make": lg.make, "model": lg.model, "resolution_c": lg.resolution_c,
+                                 "serial_number": lg.serial_number or f"SN-{lg.device_id.split('-')[-1]:0>6}"}
+        return out
 
     @property
     def duration_ms(self) -> int:
@@ -139,7 +167,8 @@ class BenchRun:
         """A session body for POST /api/v1/calibration/sessions matching this bench."""
         return {"reference_id": self.spec.reference_id, "set_points": list(self.spec.set_points),
                 "duts": [{"device_id": lg.device_id, "resolution_c": lg.resolution_c} for lg in self.spec.loggers],
-                "mpe_c": mpe_c, "u_ref_c": self.spec.reference_U_c, "start_ms": self.start_ms}
+                "mpe_c": mpe_c, "u_ref_c": self.spec.reference_U_c, "start_ms": self.start_ms,
+                "ambient_c": self.spec.ambient_c, "ambient_rh_pct": self.spec.ambient_rh_pct}
 
 
 def run_bench(mqtt_url: str, *, spec: BenchSpec | None = None, start_ms: int | None = None,
@@ -189,6 +218,8 @@ def main(mqtt_url: str, argv: list[str] | None = None) -> int:
     devices = ", ".join(f"{d} ({n})" for d, n in run.readings.items())
     print(f"Bench published over {mqtt_url}: {run.messages} messages, readings per device: {devices}.")
     print(f"Logger(s) drifting on purpose: {', '.join(run.spec.drifting)}.")
+    print("Record the devices' calibration data (QA role) with PUT /api/v1/calibration/devices/{id}:")
+    print(json.dumps(run.spec.registrations(SystemClock().now_ms()), indent=2))
     print("Create the session (QA role) with POST /api/v1/calibration/sessions and this body:")
     print(json.dumps(run.session_request(), indent=2))
     return 0

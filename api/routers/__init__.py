@@ -15,5 +15,6 @@ ROUTER_MODULES: list[str] = [
     "webhooks",
     "profiles",  # profiles as data, assignment to devices (issue 3)
     "summary",  # per-device summary over a time range (issue 3)
+    "docs",  # /docs (Swagger UI) and /redoc from the vendored bundles (issue 16)
     "pages",  # the QA pages (HTML/JS under api/static), last: it also serves / and /static
 ]

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field, field_validator
 
 from coldtrace import calibration_records as records
+from coldtrace import certificate_issue
 from coldtrace.audit import record_audit
 from coldtrace.calibration_service import CalibrationService, SessionSpec, calibration_status, for_services
 from coldtrace.certificate import render_certificate
@@ -70,6 +71,10 @@ class SessionIn(BaseModel):
     start: str | int | None = Field(None, description="follow readings from here (default: now)")
     start_ms: int | None = Field(None, ge=0, le=MAX_MS)
     notes: str | None = Field(None, max_length=2000)
+    customer: str | None = Field(None, max_length=200, description="default: the lab setting lab.customer")
+    location: str | None = Field(None, max_length=200, description="default: the lab setting lab.location")
+    ambient_c: float | None = Field(None, ge=-40, le=60, description="ambient temperature during calibration")
+    ambient_rh_pct: float | None = Field(None, ge=0, le=100, description="ambient relative humidity")
 
     @field_validator("set_points")
     @classmethod
@@ -77,6 +82,24 @@ class SessionIn(BaseModel):
         if any(not -200 <= x <= 100 for x in v):
             raise ValueError("set points must lie in [-200, 100] °C")
         return v
+
+
+class SessionConditionsIn(BaseModel):
+    """What a certificate states about the session besides its results (ISO/IEC 17025 7.8.2.1, 7.8.4.1)."""
+
+    customer: str | None = Field(None, max_length=200)
+    location: str | None = Field(None, max_length=200)
+    ambient_c: float | None = Field(None, ge=-40, le=60)
+    ambient_rh_pct: float | None = Field(None, ge=0, le=100)
+
+
+class SignIn(BaseModel):
+    password: str = Field(min_length=1, max_length=1000)
+
+
+class IssueIn(BaseModel):
+    password: str = Field(min_length=1, max_length=1000)
+    changes: str | None = Field(None, max_length=2000, description="a re-issue: what changed and why")
 
 
 class DeviceCalibrationIn(BaseModel):
@@ -87,6 +110,10 @@ class DeviceCalibrationIn(BaseModel):
     resolution_c: float | None = Field(None, gt=0, le=10)
     traceability: str | None = Field(None, max_length=2000)
     status: Literal["valid", "failed", "indeterminate"] | None = None
+    make: str | None = Field(None, max_length=100)
+    model: str | None = Field(None, max_length=100)
+    serial_number: str | None = Field(None, max_length=100)
+    calibrated_by: str | None = Field(None, max_length=300, description="laboratory that issued its certificate")
 
 
 class HistoryIn(BaseModel):
@@ -107,9 +134,13 @@ def create_session(body: SessionIn, services: ServicesDep, p: QA) -> dict[str, A
                        body.tolerance_c, body.u_medium_c, body.u_ref_c, start, p.name, body.notes)
     if len(spec.duts) != len(body.duts):
         raise ApiError(400, "duplicate_dut", "a device appears twice among the devices under test")
+    lab = services.settings.lab
     try:
         with services.db.write() as c:  # the session and its audit record in one transaction
             sid = calibration_service(services).create_session(spec)
+            c.execute("UPDATE calibration_sessions SET customer = ?, location = ?, ambient_c = ?, ambient_rh_pct = ?"
+                      " WHERE id = ?", (body.customer or lab.customer, body.location or lab.location, body.ambient_c,
+                                        body.ambient_rh_pct, sid))
             record_audit(c, actor=p.name, action="calibration.session.create", entity="calibration_session",
                          entity_id=sid, new=body.model_dump(), ts=services.clock.now_ms())
     except ValueError as exc:
@@ -168,11 +199,66 @@ def session_results(session_id: str, services: ServicesDep, _: Viewer,
     return records.session_results(services.db, session_id, device_id)
 
 
+@router.patch("/sessions/{session_id}", summary="Customer, location and environmental conditions of a session")
+def update_conditions(session_id: str, body: SessionConditionsIn, services: ServicesDep, p: QA) -> dict[str, Any]:
+    fields = body.model_dump(exclude_unset=True)
+    with services.db.write() as c:
+        old = dict(records.session_row(c, session_id))
+        if fields:
+            sets = ", ".join(f"{k} = ?" for k in fields)
+            c.execute(f"UPDATE calibration_sessions SET {sets} WHERE id = ?", (*fields.values(), session_id))
+        record_audit(c, actor=p.name, action="calibration.session.update", entity="calibration_session",
+                     entity_id=session_id, old={k: old.get(k) for k in fields}, new=fields,
+                     ts=services.clock.now_ms())
+    return records.session_detail(services.db, session_id)
+
+
+@router.post("/sessions/{session_id}/signatures", status_code=201,
+             summary="Sign a completed session as performed (re-enter your password)")
+def sign_performed(session_id: str, body: SignIn, services: ServicesDep, p: QA) -> dict[str, Any]:
+    d = certificate_issue.sign_performed(services.db, session_id, principal=p, password=body.password,
+                                         now_ms=services.clock.now_ms())
+    return _signature_out(d)
+
+
+def _signature_out(d: dict[str, Any] | None) -> dict[str, Any] | None:
+    if d is None:
+        return None
+    return {k: d[k] for k in ("id", "role", "meaning", "signer_username", "printed_name", "signed_at",
+                              "record_hash", "signature_hash")}
+
+
+@router.get("/sessions/{session_id}/certificates/{device_id}/revisions",
+            summary="A device's certificate: number, issued revisions, signatures")
+def certificate_state(session_id: str, device_id: str, services: ServicesDep, _: Viewer) -> dict[str, Any]:
+    records.certificate_data(services.db, session_id, device_id)  # 404 for a device not under test
+    return {"number": records.certificate_ref(session_id, device_id), "session_id": session_id,
+            "device_id": device_id,
+            "performed": _signature_out(certificate_issue.performed_signature(services.db, session_id)),
+            "revisions": certificate_issue.revisions(services.db, session_id, device_id)}
+
+
+@router.post("/sessions/{session_id}/certificates/{device_id}/issue", status_code=201,
+             summary="Approve and issue the certificate's next revision (re-enter your password)")
+def issue_certificate(session_id: str, device_id: str, body: IssueIn, services: ServicesDep, p: QA
+                      ) -> dict[str, Any]:
+    try:
+        return certificate_issue.issue(services.db, session_id, device_id, principal=p, password=body.password,
+                                       now_ms=services.clock.now_ms(), lab=services.settings.lab.model_dump(),
+                                       changes=body.changes)
+    except ValueError as exc:
+        raise ApiError(400, "bad_issue", str(exc)) from None
+
+
 @router.get("/sessions/{session_id}/certificates/{device_id}.pdf", response_class=Response,
-            summary="Calibration certificate of one device under test (PDF)")
-def certificate_pdf(session_id: str, device_id: str, services: ServicesDep, _: Viewer) -> Response:
-    data = records.certificate_data(services.db, session_id, device_id, services.clock.now_ms())
-    name = _SAFE_NAME.sub("_", data.certificate_id)
+            summary="Calibration certificate of one device under test (PDF): the latest issued revision, a given"
+                    " one (?revision=), or a draft when none is issued")
+def certificate_pdf(session_id: str, device_id: str, services: ServicesDep, _: Viewer,
+                    revision: Annotated[int | None, Query(ge=1, le=10_000)] = None) -> Response:
+    data = certificate_issue.issued_data(services.db, session_id, device_id, revision)
+    if data is None:
+        data = records.certificate_data(services.db, session_id, device_id, lab=services.settings.lab.model_dump())
+    name = _SAFE_NAME.sub("_", data.certificate_id + (f"-rev{data.revision}" if data.issued else "-draft"))
     return Response(render_certificate(data), media_type="application/pdf",
                     headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'})
 

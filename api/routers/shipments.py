@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from coldtrace import report, shipments, signature
+from coldtrace import release_checklist, report, shipments, signature
 from coldtrace.clock import parse_time, to_iso
 from coldtrace.store import shipments as store
 
@@ -32,6 +32,15 @@ class ShipmentIn(BaseModel):
     profile_id: Annotated[str, Field(min_length=1, max_length=64)] = "2-8C"
 
 
+class ShipmentPatch(BaseModel):
+    origin: Text | None = None
+    destination: Text | None = None
+    product: Text | None = None
+    lot: Text | None = None
+    profile_id: Annotated[str | None, Field(min_length=1, max_length=64)] = None
+    reason: Annotated[str | None, Field(max_length=1000)] = None
+
+
 class LoggerIn(BaseModel):
     device_id: Annotated[str, Field(pattern=DEVICE_RE)]
     start: Stamp = None
@@ -49,6 +58,9 @@ class DecisionIn(BaseModel):
     reason: Annotated[str, Field(min_length=1, max_length=2000)]
     password: Annotated[str, Field(min_length=1, max_length=1000)]
     supersede_reason: Annotated[str | None, Field(max_length=2000)] = None
+    override_failed_checks: bool = Field(False, description=(
+        "Release although items of the release checklist fail: the signer states it (the reason must justify"
+        " it); without it such a release is refused with 409 checklist_failed"))
 
 
 class LoggerOut(BaseModel):
@@ -131,6 +143,10 @@ def _emit(services: Any):
     return services.pipeline.emit
 
 
+def _policy(services: Any) -> str:
+    return services.settings.shipments.uncalibrated_loggers
+
+
 @router.get("/shipments", response_model=ShipmentPage, summary="Shipments by id, paginated")
 def list_shipments(services: ServicesDep, _: Viewer,
                    state: Literal["planned", "in_transit", "delivered", "under_review", "released",
@@ -158,12 +174,22 @@ def get_shipment(shipment_id: str, services: ServicesDep, _: Viewer) -> Shipment
     return _out(services, store.get_shipment(services.db, shipment_id))
 
 
+@router.patch("/shipments/{shipment_id}", response_model=ShipmentOut,
+              summary="Correct a planned shipment (route, product, lot, profile); audited")
+def update_shipment(shipment_id: str, body: ShipmentPatch, services: ServicesDep, who: QA) -> ShipmentOut:
+    fields = body.model_dump(exclude_unset=True, exclude={"reason"})
+    fields = {k: v for k, v in fields.items() if v is not None}
+    sh = shipments.update_shipment(services.db, shipment_id, actor=who.name, now_ms=services.clock.now_ms(),
+                                   reason=body.reason, **fields)
+    return _out(services, sh)
+
+
 @router.post("/shipments/{shipment_id}/loggers", response_model=LoggerOut, status_code=201)
 def attach_logger(shipment_id: str, body: LoggerIn, services: ServicesDep, who: QA) -> LoggerOut:
     try:
         row = shipments.attach_logger(services.db, shipment_id, body.device_id, actor=who.name,
                                       now_ms=services.clock.now_ms(), start_ts=_ts(body.start, "start"),
-                                      end_ts=_ts(body.end, "end"))
+                                      end_ts=_ts(body.end, "end"), uncalibrated=_policy(services))
     except ValueError as exc:
         raise ApiError(400, "bad_window", str(exc)) from None
     return LoggerOut(device_id=row["device_id"], start=to_iso(row["start_ts"]), end=to_iso(row["end_ts"]),
@@ -197,6 +223,12 @@ def evaluation(shipment_id: str, services: ServicesDep, _: Viewer) -> dict[str, 
     return shipments.evaluate(services.db, services.readings, shipment_id).to_dict()
 
 
+@router.get("/shipments/{shipment_id}/checklist", summary="Release checklist: each item pass/fail with a link")
+def checklist(shipment_id: str, services: ServicesDep, _: Viewer) -> dict[str, Any]:
+    return release_checklist.build(services.db, services.readings, shipment_id, services.clock.now_ms(),
+                                   uncalibrated_policy=_policy(services))
+
+
 @router.get("/shipments/{shipment_id}/decisions", response_model=list[DecisionOut])
 def list_decisions(shipment_id: str, services: ServicesDep, _: Viewer) -> list[DecisionOut]:
     store.get_shipment(services.db, shipment_id)
@@ -206,11 +238,22 @@ def list_decisions(shipment_id: str, services: ServicesDep, _: Viewer) -> list[D
 @router.post("/shipments/{shipment_id}/decisions", response_model=DecisionOut, status_code=201,
              summary="Sign a decision (re-enter your password); a later one supersedes with a reason")
 def sign(shipment_id: str, body: DecisionIn, services: ServicesDep, who: QA) -> DecisionOut:
+    now = services.clock.now_ms()
+    cl = release_checklist.build(services.db, services.readings, shipment_id, now,
+                                 uncalibrated_policy=_policy(services))
+    failed = [i["title"] for i in cl["items"] if i["status"] == release_checklist.FAIL]
+    if body.meaning == "released" and failed and not body.override_failed_checks:
+        raise ApiError(409, "checklist_failed",
+                       f"release checklist items fail: {'; '.join(failed)}. Review them, or release stating that"
+                       " you override them (override_failed_checks) with a reason that justifies it")
     try:
         d = signature.sign_decision(services.db, services.readings, shipment_id, principal=who,
                                     password=body.password, meaning=body.meaning, reason=body.reason,
-                                    supersede_reason=body.supersede_reason, now_ms=services.clock.now_ms(),
-                                    emit=_emit(services))
+                                    supersede_reason=body.supersede_reason, now_ms=now,
+                                    emit=_emit(services),
+                                    checklist={"summary": release_checklist.summary_line(cl), "failed": failed,
+                                               "override_failed_checks": bool(failed and body.override_failed_checks
+                                                                              and body.meaning == "released")})
     except ValueError as exc:
         raise ApiError(400, "bad_decision", str(exc)) from None
     return DecisionOut.from_row(d)
@@ -218,14 +261,16 @@ def sign(shipment_id: str, body: DecisionIn, services: ServicesDep, who: QA) -> 
 
 @router.get("/shipments/{shipment_id}/report.html", response_class=HTMLResponse)
 def report_html(shipment_id: str, services: ServicesDep, _: Viewer) -> HTMLResponse:
-    data = report.build(services.db, services.readings, shipment_id, services.clock.now_ms())
+    data = report.build(services.db, services.readings, shipment_id, services.clock.now_ms(),
+                        uncalibrated_policy=_policy(services))
     return HTMLResponse(report.render_html(data))
 
 
 @router.get("/shipments/{shipment_id}/report.pdf", response_class=Response,
             responses={200: {"content": {"application/pdf": {}}}})
 def report_pdf(shipment_id: str, services: ServicesDep, _: Viewer) -> Response:
-    data = report.build(services.db, services.readings, shipment_id, services.clock.now_ms())
+    data = report.build(services.db, services.readings, shipment_id, services.clock.now_ms(),
+                        uncalibrated_policy=_policy(services))
     return Response(report.render_pdf(data), media_type="application/pdf",
                     headers={"Content-Disposition": f'attachment; filename="{data["shipment"]["reference"]}.pdf"'})
 

@@ -44,8 +44,9 @@ def page(browser, request):
     pg = ctx.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
-    # refusals the tests provoke (wrong password: 401 at login, 403 when signing) and optional API parts (404)
-    expected = re.compile(r"Failed to load resource: .* (401|403|404)")
+    # refusals the tests provoke (wrong password: 401 at login, 403 when signing; a refused form: 400, 409) and
+    # optional API parts (404)
+    expected = re.compile(r"Failed to load resource: .* (400|401|403|404|409)")
     pg.on("console", lambda m: errors.append(m.text) if m.type == "error" and not expected.search(m.text) else None)
     yield pg
     ctx.close()
@@ -70,4 +71,5 @@ def login(page, base_url: str, next_path: str = "/ui/fleet") -> None:
     page.get_by_label("Username").fill(QA_USER)
     page.get_by_label("Password").fill(QA_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"**{next_path}")
+    # not a glob: "**/ui/fleet" would also match the login page's own URL (…/ui/login?next=/ui/fleet)
+    page.wait_for_url(lambda url: "/ui/login" not in url and url.endswith(next_path))

@@ -15,6 +15,7 @@ import httpx
 import uvicorn
 
 from coldtrace import auth, shipments
+from coldtrace.calibration_records import upsert_device_calibration
 from coldtrace.settings import load_settings
 from coldtrace.wiring import Services, build_services
 from tests.support.services import free_port, wait_port
@@ -51,7 +52,8 @@ class LiveApp:
 def start_app(data_dir: Path) -> LiveApp:
     from api.app import create_app
 
-    settings = load_settings(data_dir=data_dir, mqtt={"url": None})
+    # webhook receivers of the tests listen on loopback, which the SSRF guard refuses unless allowed
+    settings = load_settings(data_dir=data_dir, mqtt={"url": None}, webhooks={"allow_private_targets": True})
     services = build_services(settings)
     token = auth.create_token(services.db, role="admin", name="e2e", actor="e2e")
     port = free_port()
@@ -97,6 +99,9 @@ def seed(app: LiveApp) -> dict:
     sh = shipments.create_shipment(s.db, reference=SHIPMENT_REF, origin="Basel depot", destination="Site 104, Lyon",
                                    product="IMP-4471 vials", lot="L2026-118", profile_id="2-8C", actor=QA_USER,
                                    now_ms=now)
+    with s.db.write() as c:  # a logger is attached only with a calibration record (policy "refuse")
+        upsert_device_calibration(c, EXCURSION_LOGGER, now, last_calibrated_at=now - 60 * DAY, interval_days=365,
+                                  certificate_ref="CAL-2026-101", resolution_c=0.01)
     shipments.attach_logger(s.db, sh["id"], EXCURSION_LOGGER, actor=QA_USER, now_ms=now)
     for to, at in (("in_transit", t0 + 10 * MINUTE), ("delivered", t0 + 6 * HOUR + 50 * MINUTE),
                    ("under_review", now)):

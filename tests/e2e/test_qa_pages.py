@@ -88,17 +88,32 @@ def test_shipment_with_an_excursion_shows_its_chart(live_app, page, shot):
     aria = page.locator(f"[data-device='{EXCURSION_LOGGER}'] [role=img]").get_attribute("aria-label")
     assert "excursion" in aria and "highest 11." in aria
     assert page.get_by_role("button", name="Sign decision…").is_visible()
+    # the release checklist: the unacknowledged alarm fails its item, with a link to it
+    checklist = page.locator("#release-checklist")
+    alarms = checklist.locator("[data-item=alarms]")
+    assert "FAIL" in alarms.inner_text() and "not acknowledged" in alarms.inner_text()
+    assert "CAL-2026-101" in checklist.locator("[data-item=calibration]").inner_text()
+    assert 'policy "refuse"' in checklist.inner_text()
+    assert "high" in page.locator("#lot-budget").inner_text()
     shot(page, "shipment")
-    # the decision dialog: nothing is signed without a reason and the password
+    # the decision dialog: no decision pre-selected; nothing is signed without one, a reason and the password
     page.get_by_role("button", name="Sign decision…").click()
     dialog = page.get_by_role("dialog")
+    assert dialog.locator("input[name=meaning]:checked").count() == 0
     dialog.get_by_role("button", name="Sign").click()
-    assert "give a reason" in dialog.get_by_role("alert").inner_text()
+    alert_text = dialog.get_by_role("alert").inner_text()
+    assert "choose a decision" in alert_text and "give a reason" in alert_text
+    assert "Release checklist: FAIL" in dialog.inner_text()
+    dialog.get_by_role("radio", name="Release").check()
     shot(page, "signature-dialog")
-    # sign: the password is re-entered; a wrong one is refused and nothing is recorded
+    # a release over failing checklist items must be confirmed as such
     dialog.get_by_label("Reason (recorded with the signature)").fill(
         "Excursion of 73 min above 8 °C; stability data allow 240 min cumulative. MKT within limit.")
     dialog.get_by_label("Password of qa.anna (re-enter to sign)").fill("wrong password")
+    dialog.get_by_role("button", name="Sign").click()
+    dialog.get_by_text("confirm that you release over the failing checklist items").wait_for()
+    dialog.get_by_role("checkbox", name="I release although").check()
+    # sign: the password is re-entered; a wrong one is refused and nothing is recorded
     dialog.get_by_role("button", name="Sign").click()
     dialog.get_by_text("the password is not correct").wait_for()
     with live_app.api() as api:

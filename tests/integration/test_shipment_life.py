@@ -64,7 +64,12 @@ def test_shipment_life(stack):
         "reference": "SHP-0042", "origin": "Basel", "destination": "Leeds", "product": "IMP-7",
         "lot": "L2026-01", "profile_id": "2-8C"}), 201)
     sid = sh["id"]
+    # a logger without any calibration record is refused (policy "refuse", the default); recorded, accepted
+    r = c.post(f"{API}/shipments/{sid}/loggers", headers=qa, json={"device_id": "LOG-1"})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "logger_uncalibrated"
     for dev in ("LOG-1", "LOG-2"):
+        _ok(c.put(f"{API}/calibration/devices/{dev}", headers=qa, json={
+            "last_calibrated_at": t0 - 30 * 24 * HOUR, "interval_days": 365, "certificate_ref": f"EXT-{dev}"}))
         _ok(c.post(f"{API}/shipments/{sid}/loggers", headers=qa, json={"device_id": dev}), 201)
     _ok(c.post(f"{API}/shipments/{sid}/transitions", headers=qa, json={"to": "in_transit", "at": t0}))
 
@@ -175,7 +180,7 @@ def test_lot_budget_alerts_below_ten_percent_and_when_exhausted(stack):
         t = start + leg * 8 * HOUR
         sh = shipments.create_shipment(db, reference=f"LEG-{leg}", origin="A", destination="B", product="IMP-9",
                                        lot="L1", profile_id="2-8C", actor="qa1", now_ms=now)
-        shipments.attach_logger(db, sh["id"], dev, actor="qa1", now_ms=now)
+        shipments.attach_logger(db, sh["id"], dev, actor="qa1", now_ms=now, uncalibrated="warn")
         shipments.transition(db, svc.readings, sh["id"], "in_transit", actor="qa1", now_ms=now, at_ts=t)
         n_above = minutes_above // 5
         temps = [9.0] * n_above + [5.0] * (72 - n_above)

@@ -117,11 +117,18 @@ def _mkt_oracle(series_id: str, profile: Profile, ts: list[int], temps: list[flo
         W += cov[i]
         if ep is not None:
             ep["covered"] += cov[i]
-    if end_ts is not None and W > 0 and D > 0.0:
+    if end_ts is not None and W > 0 and (ep is not None or D > 0.0):
+        # the window's MKT is final at its end: the episode closes there; one judged only at the end is the
+        # whole window's (first reading to end, all covered time), alarmed at the end
         if ep is None:
-            ep = {"start": end_ts, "covered": 0, "peak": D / W + limit_ratio}
+            e = {"start": ts[0], "covered": W, "peak": D / W + limit_ratio}
+            out.append(Excursion(series_id, "mkt", "above", profile.mkt_max_c, "alarm", ts[0], end_ts, W,
+                                 round(mkt_from_ratio(e["peak"], ea_r), 6), 0.0, end_ts, "mkt"))
         else:
-            ep["peak"] = max(ep["peak"], D / W + limit_ratio)
+            if D > 0.0:
+                ep["peak"] = max(ep["peak"], D / W + limit_ratio)
+            out.append(exc(ep, end_ts))
+        return out
     if ep is not None:
         out.append(exc(ep, None))
     return out

@@ -201,8 +201,10 @@ def test_mkt_limit_judged_at_the_series_end_for_a_short_shipment():
     series = [(60 * i, 5.0 if i < 20 else 12.0) for i in range(24)]
     p = prof(above(30.0), max_gap_min=120, mkt_max_c=6.5)
     (e,) = run(p, series, end_min=24 * 60)
-    assert (e.limit_id, e.start_ts, e.alarm_ts, e.alarm_kind, e.severity) == ("mkt", m(1440), m(1440), "mkt",
-                                                                              "alarm")
+    # the whole window's MKT: from the first reading to the end, closed (never "ongoing, 0 s" at arrival),
+    # alarmed at the end where it was judged
+    assert (e.limit_id, e.start_ts, e.end_ts, e.duration_ms, e.alarm_ts, e.alarm_kind, e.severity) == (
+        "mkt", m(0), m(1440), 24 * HOUR, m(1440), "mkt", "alarm")
     assert e.peak_c == pytest.approx(6.65, abs=0.005)
     assert run(prof(above(30.0), max_gap_min=120, mkt_max_c=6.7), series, end_min=24 * 60) == []
 

@@ -14,10 +14,13 @@ const ROUTES = [
   [/^\/ui\/calibration\/devices\/([^/]+)\/?$/, "calibration", () => import("./pages/drift.js")],
   [/^\/ui\/calibration\/sessions\/([^/]+)\/?$/, "calibration", () => import("./pages/cal_session.js")],
   [/^\/ui\/quarantine\/?$/, "quarantine", () => import("./pages/quarantine.js")],
+  [/^\/ui\/profiles\/?$/, "profiles", () => import("./pages/profiles.js")],
+  [/^\/ui\/admin\/?$/, "admin", () => import("./pages/admin.js")],
 ];
 
 const NAV = [["fleet", "Fleet"], ["shipments", "Shipments"], ["alerts", "Alerts"], ["calibration", "Calibration"],
-  ["quarantine", "Quarantine"]];
+  ["quarantine", "Quarantine"], ["profiles", "Profiles"], ["admin", "Admin"]];
+const ADMIN_ONLY = new Set(["admin"]);
 
 const POLL_MS = 5000;
 
@@ -53,7 +56,7 @@ function renderHeader(session, active) {
   const signOut = h("button", { type: "button", class: "btn btn-quiet", onclick: logout }, "Sign out");
   replace(header,
     h("a", { class: "brand", href: "/ui/fleet" }, "ColdTrace", h("span", { class: "brand-sub" }, " QA")),
-    h("nav", { "aria-label": "Main" }, h("ul", {}, NAV.map(([id, label]) => h("li", {},
+    h("nav", { "aria-label": "Main" }, h("ul", {}, NAV.filter(([id]) => !ADMIN_ONLY.has(id) || session.role === "admin").map(([id, label]) => h("li", {},
       h("a", { href: `/ui/${id}`, "aria-current": id === active ? "page" : null }, label))))),
     h("div", { class: "who" },
       h("span", { id: "live", class: "live", role: "status", "aria-live": "polite" }, "Live"),

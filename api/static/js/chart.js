@@ -2,7 +2,7 @@
 // downsampled bucket with its min/max band, the profile's limits as shaded bands beyond each threshold, and
 // excursions as shaded time spans. Axis times are in the user's time zone (uPlot's default).
 
-import { h, temp, utcText } from "./dom.js";
+import { fixed, h, temp, utcText } from "./dom.js";
 
 const C = {
   mean: "#1f4e9c", band: "rgba(31, 78, 156, 0.18)", grid: "rgba(0,0,0,0.08)", axis: "#39414d",
@@ -118,7 +118,7 @@ function limitsPlugin(getOpts) {
           const [, line] = sevColor(l.severity);
           ctx.strokeStyle = line; ctx.fillStyle = line;
           ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(left + width, y); ctx.stroke();
-          const label = `${l.direction === "above" ? "max" : "min"} ${l.threshold_c} °C (${l.severity})`;
+          const label = `${l.direction === "above" ? "max" : "min"} ${fixed(l.threshold_c, 2)} °C (${l.severity})`;
           ctx.fillText(label, left + 6 * devicePixelRatio, l.direction === "above" ? y - 4 * devicePixelRatio : y + 14 * devicePixelRatio);
         }
         for (const m of markers) {
@@ -176,7 +176,7 @@ export function makeChart(container, kind, data, opts = {}) {
     },
     axes: [
       { stroke: C.axis, grid: { stroke: C.grid }, values: timeAxisValues, size: 54, space: 60 },
-      { stroke: C.axis, grid: { stroke: C.grid }, label: "°C", size: 56, values: (u, vals) => vals.map((v) => `${v}`) },
+      { stroke: C.axis, grid: { stroke: C.grid }, label: "°C", size: 56, values: (u, vals) => vals.map((v) => fixed(v, 4)) },
     ],
     legend: { live: true },
     cursor: { drag: { x: true, y: false } },

@@ -75,6 +75,12 @@ export function duration(ms) {
   return `${(hours / 24).toFixed(1)} days`;
 }
 
+/** A number as short as it is exact to ``digits`` decimals (8 -> "8", 0.30000000000000004 -> "0.3"): for
+ * configured values and axis ticks, never a 17-digit float. */
+export function fixed(x, digits = 3) {
+  return x === null || x === undefined || Number.isNaN(Number(x)) ? "—" : String(Number(Number(x).toFixed(digits)));
+}
+
 export function temp(c, digits = 1) {
   return c === null || c === undefined || Number.isNaN(c) ? "—" : `${Number(c).toFixed(digits)} °C`;
 }

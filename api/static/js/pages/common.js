@@ -1,6 +1,6 @@
 // Pieces several pages share: calibration badges, alert/excursion labels, chart legends, range pickers.
 
-import { badge, duration as fmtDuration, h, time, toMs } from "../dom.js";
+import { badge, duration as fmtDuration, fixed, h, time, toMs } from "../dom.js";
 
 /** /api/v1/calibration/devices/{id} -> a badge saying whether the device may be used and when it is due. */
 export function calibrationBadge(c) {
@@ -42,13 +42,25 @@ export function alertLabel(type) {
 export function alertSummary(a) {
   const d = a.data || {};
   const parts = [];
-  if (d.direction && d.threshold_c !== undefined) parts.push(`${d.direction} ${d.threshold_c} °C${d.limit_id ? ` (${d.limit_id})` : ""}`);
+  if (d.direction && d.threshold_c !== undefined) parts.push(`${d.direction} ${fixed(d.threshold_c, 2)} °C${d.limit_id ? ` (${d.limit_id})` : ""}`);
   if (d.peak_c !== undefined && d.peak_c !== null) parts.push(`peak ${Number(d.peak_c).toFixed(1)} °C`);
   if (d.duration_ms) parts.push(fmtDuration(d.duration_ms));
   if (d.battery_pct !== undefined && d.battery_pct !== null) parts.push(`battery ${Math.round(d.battery_pct)} %`);
   if (d.reason) parts.push(String(d.reason));
   if (d.message) parts.push(String(d.message));
+  // calibration, lot and decision alerts: their numbers in words, never raw epoch ms or long floats
+  if (d.stage) parts.push(String(d.stage).replace("_", " ") + (d.due_at_ms ? ` (due ${dateText(d.due_at_ms)})` : ""));
+  if (d.set_point_c !== undefined && d.set_point_c !== null) parts.push(`set point ${fixed(d.set_point_c, 2)} °C`);
+  if (d.slope_c_per_year !== undefined && d.slope_c_per_year !== null) parts.push(`drift ${fixed(d.slope_c_per_year, 3)} °C/year`);
+  if (d.predicted_out_of_tolerance_ms) parts.push(`out of tolerance ~${dateText(d.predicted_out_of_tolerance_ms)}`);
+  if (d.decision) parts.push(`decision ${d.decision}`);
+  if (d.used_ms !== undefined && d.budget_ms !== undefined) parts.push(`budget used ${fmtDuration(d.used_ms)} of ${fmtDuration(d.budget_ms)}`);
+  if (d.meaning) parts.push(`${d.meaning}${d.printed_name ? ` by ${d.printed_name}` : ""}`);
   return parts.join(", ");
+}
+
+function dateText(ms) {
+  return new Date(ms).toLocaleDateString(undefined, { year: "numeric", month: "short", day: "2-digit" });
 }
 
 export function chartLegend({ limits = true, excursions = true } = {}) {

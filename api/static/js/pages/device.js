@@ -2,7 +2,7 @@
 // excursions and its recent alerts. The chart follows the chosen range up to now, refreshed live.
 
 import { api, getOptional } from "../api.js";
-import { ago, badge, dl, duration, empty, errorBox, h, link, loading, notFound, replace, section, table, temp, time } from "../dom.js";
+import { ago, badge, dl, duration, empty, errorBox, fixed, h, link, loading, notFound, replace, section, table, temp, time } from "../dom.js";
 import { bucketsToData, makeChart } from "../chart.js";
 import { statusCell } from "./fleet.js";
 import { alertLabel, alertStateBadge, calibrationBadge, chartLegend, excursionSpans, rangeButtons, rangeMs, severityBadge } from "./common.js";
@@ -148,7 +148,7 @@ export function excursionTable(excs) {
   return table([
     { label: "Start", cell: (e) => time(e.start) },
     { label: "End", cell: (e) => (e.open ? badge("ongoing", "bad") : time(e.end)) },
-    { label: "Limit", cell: (e) => `${e.direction} ${e.threshold_c} °C (${e.limit_id})` },
+    { label: "Limit", cell: (e) => `${e.direction} ${fixed(e.threshold_c, 2)} °C (${e.limit_id})` },
     { label: "Severity", cell: (e) => severityBadge(e.severity) },
     { label: "Duration", num: true, cell: (e) => duration(e.duration_min * 60000) },
     { label: "Peak", num: true, cell: (e) => temp(e.peak_c, 2) },

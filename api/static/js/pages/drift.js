@@ -3,7 +3,7 @@
 // acceptance limits (±(MPE − U)), and the next due date.
 
 import { api, getOptional } from "../api.js";
-import { badge, dl, empty, errorBox, h, link, loading, replace, section, table, time, toMs } from "../dom.js";
+import { badge, dl, empty, errorBox, fixed, h, link, loading, replace, section, table, time, toMs } from "../dom.js";
 import { makeChart } from "../chart.js";
 import { calibrationBadge } from "./common.js";
 import { sessionStateBadge } from "./calibration.js";
@@ -82,11 +82,11 @@ export async function mount(main, ctx) {
           (sp.slope_se_c_per_year !== null ? ` ± ${sp.slope_se_c_per_year.toFixed(3)}` : "") + (sp.t_stat !== null ? ` (t = ${sp.t_stat.toFixed(1)})` : "")],
         ["Predicted out of tolerance", pred ? time(pred, { dateOnly: true }) : "not within the trend"],
         ["Next due", time(sp.next_due_ms ?? dueMs, { dateOnly: true })],
-        ["Tolerance", `MPE ±${sp.mpe_c} °C, U = ${sp.U_c} °C (acceptance ±${(sp.mpe_c - sp.U_c).toFixed(2)} °C)`],
+        ["Tolerance", `MPE ±${fixed(sp.mpe_c)} °C, U = ${fixed(sp.U_c)} °C (acceptance ±${(sp.mpe_c - sp.U_c).toFixed(2)} °C)`],
         ["Verdict", sp.drift ? badge(sp.reason === "before_due" ? "predicted out of tolerance before the due date" : "drifting faster than allowed", "bad")
           : badge(pred ? "stays within acceptance until after the due date" : "no trend toward the tolerance", "ok")],
       ]);
-      return { sp, box, card: section(`Set point ${sp.set_point_c} °C`, box, h("div", { class: "card-sub" }, summary)) };
+      return { sp, box, card: section(`Set point ${fixed(sp.set_point_c, 2)} °C`, box, h("div", { class: "card-sub" }, summary)) };
     });
     replace(driftBox, cards.map((c) => c.card));
     for (const { sp, box } of cards) {
@@ -116,10 +116,10 @@ function driftChart(box, sp, dueMs) {
   if (pred) markers.push({ ts_ms: pred, label: `predicted out of tolerance ${new Date(pred).toLocaleDateString()}`, color: "#b3261e", row: 2 });
   const chart = makeChart(box, "drift", data, {
     height: 300, xRange: [(hist[0].ts - pad) / 1000, (tEnd + pad) / 1000], markers,
-    label: `As-found error at ${sp.set_point_c} °C with drift trend`,
+    label: `As-found error at ${fixed(sp.set_point_c, 2)} °C with drift trend`,
     hlines: [
-      { value: sp.mpe_c, label: `+MPE ${sp.mpe_c} °C`, color: "#b3261e" },
-      { value: -sp.mpe_c, label: `−MPE −${sp.mpe_c} °C`, color: "#b3261e", below: true },
+      { value: sp.mpe_c, label: `+MPE ${fixed(sp.mpe_c)} °C`, color: "#b3261e" },
+      { value: -sp.mpe_c, label: `−MPE −${fixed(sp.mpe_c)} °C`, color: "#b3261e", below: true },
       { value: acc, label: `acceptance +${acc.toFixed(2)} °C (MPE − U)`, color: "#a15c00", dash: [5, 4], below: true },
       { value: -acc, label: `acceptance −${acc.toFixed(2)} °C`, color: "#a15c00", dash: [5, 4] },
       { value: 0, color: "rgba(0,0,0,0.25)" },

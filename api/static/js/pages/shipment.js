@@ -7,6 +7,7 @@ import { bucketsToData, makeChart } from "../chart.js";
 import { chartLegend, excursionSpans, severityBadge } from "./common.js";
 import { shipmentStateBadge } from "./shipments.js";
 import { openSignatureDialog } from "./signature.js";
+import { field, formError, fromLocalInput, input, onSubmit, select, toLocalInput } from "../forms.js";
 
 export async function mount(main, ctx) {
   const id = ctx.params[0];
@@ -17,29 +18,45 @@ export async function mount(main, ctx) {
   }
   const head = h("div", {}, loading("Loading the shipment"));
   const tiles = h("div", { class: "tiles" });
+  const checklistBox = h("div", { id: "release-checklist" }, loading("Checking the release criteria"));
+  const budgetBox = h("div", { id: "lot-budget" });
   const decisionBox = h("div", {});
+  const manageBox = h("div", { id: "manage" });
+  let manageKey = null;
   const loggersBox = h("div", {});
   const crumb = h("span", {}, id);
   replace(main, h("div", { class: "crumbs" }, link("/ui/shipments", "Shipments"), " / ", crumb), head, tiles,
+    ctx.canWrite ? section("Loggers and transport", manageBox) : null,
+    section("Release checklist", checklistBox), section("Lot stability budget", budgetBox),
     section("Decision", decisionBox), h("div", { id: "loggers" }, loggersBox));
+  let lastChecklist = null;
   const charts = new Map();
   let lastKey = null;
 
   async function refresh() {
-    let sh, ev, decisions;
+    let sh, ev, decisions, cl;
     try {
-      [sh, ev, decisions] = await Promise.all([
+      [sh, ev, decisions, cl] = await Promise.all([
         api.get(`/api/v1/shipments/${encodeURIComponent(id)}`),
         api.get(`/api/v1/shipments/${encodeURIComponent(id)}/evaluation`),
         api.get(`/api/v1/shipments/${encodeURIComponent(id)}/decisions`),
+        api.get(`/api/v1/shipments/${encodeURIComponent(id)}/checklist`),
       ]);
     } catch (e) {
       replace(head, errorBox(e, "The shipment"));
       throw e;
     }
+    lastChecklist = cl;
     renderHead(sh);
-    renderTiles(sh, ev);
+    renderTiles(sh, ev, cl);
+    renderChecklist(cl);
+    renderBudget(sh, cl);
     renderDecision(sh, decisions);
+    const mk = JSON.stringify([sh.state, sh.loggers.map((l) => l.device_id), sh.origin, sh.destination, sh.product, sh.lot, sh.profile_id]);
+    if (ctx.canWrite && mk !== manageKey) {
+      manageKey = mk;
+      await renderManage(sh);
+    }
     // Readings change while in transit; a delivered shipment's curves do not: redraw only when they can differ.
     const key = JSON.stringify([sh.state, sh.end, ev.loggers.map((l) => [l.device_id, l.stats.count, l.excursions.length])]);
     if (key !== lastKey) {
@@ -65,18 +82,63 @@ export async function mount(main, ctx) {
       ])));
   }
 
-  function renderTiles(sh, ev) {
+  function renderTiles(sh, ev, cl) {
     const excs = ev.loggers.flatMap((l) => l.excursions);
     const alarms = excs.filter((e) => e.alarm_ts !== null).length;
     const covered = ev.loggers.reduce((a, l) => a + (l.stats.covered_ms || 0), 0);
     const inRange = ev.loggers.reduce((a, l) => a + (l.stats.in_range_ms || 0), 0);
     const mktMax = ev.profile.mkt_max_c;
+    // a logger over the MKT limit fails the shipment's MKT even when the combined MKT is under it
+    const over = mktMax === null ? [] : ev.loggers.filter((l) => l.stats.mkt_c !== null && l.stats.mkt_c > mktMax);
+    const mktBad = ev.mkt_exceeded || over.length > 0;
+    const mktNote = mktMax === null ? "no MKT limit in the profile" : [
+      `combined, limit ${short(mktMax)} °C${ev.mkt_exceeded ? " — exceeded" : ""}`,
+      ...over.map((l) => h("div", { class: "k mkt-over" }, `⚠ ${l.device_id}: ${temp(l.stats.mkt_c, 2)} over the limit`)),
+    ];
+    const calFail = cl.items.find((i) => i.id === "calibration");
     replace(tiles,
-      tileEl("MKT", ev.mkt_c === null ? "—" : temp(ev.mkt_c, 2), ev.mkt_exceeded ? "bad" : null,
-        mktMax === null ? "no MKT limit in the profile" : `limit ${mktMax} °C${ev.mkt_exceeded ? " — exceeded" : ""}`),
+      h("div", { class: `tile ${mktBad ? "bad" : ""}`, id: "mkt" }, h("div", { class: "v" }, ev.mkt_c === null ? "—" : temp(ev.mkt_c, 2)),
+        h("div", { class: "k" }, "MKT"), h("div", { class: "k" }, mktNote)),
+      tileEl("Calibration", calFail ? statusText(calFail.status) : "—", tileKind(calFail && calFail.status),
+        calFail ? calFail.rows.map((r) => `${r.device_id}: ${r.status.replace("_", " ")}`).join(", ") || "no logger" : null),
       tileEl("Excursions", String(excs.length), excs.length ? "warn" : null, `${alarms} alarmed`),
       tileEl("Time in range", covered ? `${(100 * inRange / covered).toFixed(1)} %` : "—", null, `of ${duration(covered)} covered`),
       tileEl("Loggers", String(ev.loggers.length), null, ev.loggers.length ? "evaluated over their window" : "attach a logger"));
+  }
+
+  function renderChecklist(cl) {
+    const rows = cl.items.map((i) => h("li", { class: `check check-${i.status.replace("/", "")}`, dataset: { item: i.id } },
+      h("span", { class: "check-status" }, checkBadge(i.status)),
+      h("div", { class: "check-body" },
+        h("a", { href: i.link, class: "check-title" }, i.title),
+        h("div", { class: "check-detail" }, i.detail),
+        i.id === "calibration" && h("div", { class: "muted" }, `Loggers without a calibration record: policy "${cl.uncalibrated_policy}" (`,
+          cl.uncalibrated_policy === "refuse" ? "refused at attachment" : "attached with a warning", ", setting shipments.uncalibrated_loggers)."),
+        i.id === "calibration" && i.rows.length > 0 && h("ul", { class: "check-rows" }, i.rows.map((r) => h("li", {},
+          `${r.device_id}: ${r.status.replace("_", " ")}`, r.certificate_ref ? [", certificate ", h("a", { href: r.link }, r.certificate_ref)] : [", ", h("a", { href: r.link }, "calibration record")],
+          r.due_at ? [", due ", time(r.due_at)] : null))),
+        i.id === "alarms" && i.rows.length > 0 && h("ul", { class: "check-rows" }, i.rows.map((a) => h("li", {},
+          `${a.device_id || "shipment"} ${a.type} (${a.limit_id || a.severity}) at `, time(a.ts), ": ",
+          a.acknowledged_at ? [`acknowledged by ${a.acknowledged_by} `, time(a.acknowledged_at), a.comment ? ` — “${a.comment}”` : ""]
+            : h("a", { href: a.link }, "not acknowledged")))))));
+    replace(checklistBox,
+      h("p", {}, "Overall: ", checkBadge(cl.overall),
+        cl.overall === "fail" ? " — a release over failing items must be stated as an override with its justification." : ""),
+      h("ul", { class: "checklist" }, rows));
+  }
+
+  function renderBudget(sh, cl) {
+    const item = cl.items.find((i) => i.id === "stability_budget");
+    if (!item || !item.rows.length) { replace(budgetBox, empty("No limit of the profile has a cumulative budget.")); return; }
+    replace(budgetBox, h("p", { class: "muted" }, `Product ${sh.product}, lot ${sh.lot}: time beyond each band summed over all legs (the worst logger of each leg).`),
+      table([
+        { label: "Band", cell: (b) => `${b.band} (${b.direction} ${short(b.threshold_c)} °C)` },
+        { label: "Budget", num: true, cell: (b) => duration(b.budget_ms) },
+        { label: "Used (all legs)", num: true, cell: (b) => duration(b.used_ms) },
+        { label: "This shipment", num: true, cell: (b) => duration(b.by_shipment[sh.id] ?? 0) },
+        { label: "Remaining", num: true, cell: (b) => `${duration(b.remaining_ms)} (${num(b.remaining_pct, 1)} %)` },
+        { label: "Status", cell: (b) => badge(b.status, b.status === "exhausted" ? "bad" : b.status === "low" ? "warn" : "ok") },
+      ], item.rows));
   }
 
   function renderDecision(sh, decisions) {
@@ -96,7 +158,7 @@ export async function mount(main, ctx) {
     }
     if (ctx.canWrite && (sh.state === "under_review" || (current && ["released", "rejected", "quarantined"].includes(sh.state)))) {
       buttons.append(h("button", { type: "button", class: "btn btn-primary", id: "sign-decision",
-        onclick: () => openSignatureDialog({ shipment: sh, current, session: ctx.session, onSigned: () => refresh() }) },
+        onclick: () => openSignatureDialog({ shipment: sh, current, session: ctx.session, checklist: lastChecklist, onSigned: () => refresh() }) },
       current ? "Sign a new decision…" : "Sign decision…"));
     }
     if (!ctx.canWrite) buttons.append(h("p", { class: "muted" }, "Signing decisions needs the QA role."));
@@ -112,6 +174,88 @@ export async function mount(main, ctx) {
       ], decisions.slice(0, -1).reverse()));
     }
     replace(decisionBox, ...parts);
+  }
+
+  async function renderManage(sh) {
+    const parts = [];
+    const sid = encodeURIComponent(sh.id);
+    const after = async () => { manageKey = null; await refresh(); };
+    // loggers: attached ones (detach while planned), and attaching another (before delivery)
+    parts.push(h("h3", {}, "Loggers"), table([
+      { label: "Logger", cell: (l) => link(`/ui/devices/${encodeURIComponent(l.device_id)}`, l.device_id) },
+      { label: "Window", cell: (l) => (l.start || l.end ? [time(l.start, { empty: "departure" }), " → ", time(l.end, { empty: "arrival" })] : "the shipment's") },
+      { label: "Attached", cell: (l) => [time(l.attached_at), ` by ${l.attached_by}`] },
+      { label: "", cell: (l) => (sh.state === "planned" ? h("button", { type: "button", class: "btn btn-small", onclick: () => detach(l.device_id) }, `Detach ${l.device_id}`) : "") },
+    ], sh.loggers, { emptyText: "No logger attached yet." }));
+    if (["planned", "in_transit"].includes(sh.state)) {
+      let devices = [];
+      try { devices = await api.get("/api/v1/devices", { limit: 10000 }); } catch (e) { /* typed id still works */ }
+      const attached = new Set(sh.loggers.map((l) => l.device_id));
+      const dev = input({ id: "attach-device", list: "attach-devices", required: true, placeholder: "LOG-0001", autocomplete: "off" });
+      const list = h("datalist", { id: "attach-devices" }, devices.filter((d) => !attached.has(d.id) && d.kind !== "reference").map((d) => h("option", { value: d.id })));
+      const from = input({ type: "datetime-local" });
+      const to = input({ type: "datetime-local" });
+      const err = formError();
+      const form = h("form", { class: "form-grid", id: "attach-form", novalidate: true },
+        field("Logger to attach", dev, "its calibration must be valid (policy for loggers without a record: see the checklist)"), list,
+        field("Own window from (optional)", from), field("Own window to (optional)", to),
+        h("div", { class: "form-actions" }, h("button", { type: "submit", class: "btn" }, "Attach logger")), err);
+      onSubmit(form, err, async () => {
+        if (!dev.value.trim()) throw new Error("Name the logger to attach.");
+        await api.post(`/api/v1/shipments/${sid}/loggers`, { device_id: dev.value.trim(), start: fromLocalInput(from.value), end: fromLocalInput(to.value) });
+        await after();
+      }, { busy: "Attaching…" });
+      parts.push(form);
+    }
+    // transport: departure and arrival, dated (default now)
+    const next = { planned: ["in_transit", "Record departure", "Departed at"], in_transit: ["delivered", "Record arrival", "Arrived at"] }[sh.state];
+    if (next) {
+      const at = input({ type: "datetime-local", value: toLocalInput(), id: "transition-at" });
+      const reason = input({ maxlength: 1000, id: "transition-note" });
+      const err = formError();
+      const form = h("form", { class: "form-grid", id: "transition-form", novalidate: true },
+        h("h3", { class: "wide" }, "Transport"),
+        field(`${next[2]} (your time zone)`, at), field("Note (optional)", reason),
+        h("div", { class: "form-actions" }, h("button", { type: "submit", class: "btn btn-primary" }, next[1])), err);
+      onSubmit(form, err, async () => {
+        await api.post(`/api/v1/shipments/${sid}/transitions`, { to: next[0], at: fromLocalInput(at.value), reason: reason.value.trim() || null });
+        await after();
+      });
+      parts.push(form);
+    }
+    if (sh.state === "planned") {
+      let profiles = [];
+      try { profiles = await api.get("/api/v1/profiles"); } catch (e) { /* keep the current one */ }
+      const f = {
+        origin: input({ value: sh.origin, maxlength: 200 }), destination: input({ value: sh.destination, maxlength: 200 }),
+        product: input({ value: sh.product, maxlength: 200 }), lot: input({ value: sh.lot, maxlength: 200 }),
+        profile_id: select((profiles.length ? profiles : [{ id: sh.profile_id, name: sh.profile_id }]).map((p) => [p.id, `${p.name} (${p.id})`]), sh.profile_id),
+      };
+      const reason = input({ maxlength: 1000 });
+      const err = formError();
+      const form = h("form", { class: "form-grid", id: "edit-shipment", novalidate: true },
+        field("Origin", f.origin), field("Destination", f.destination), field("Product", f.product), field("Lot", f.lot),
+        field("Temperature profile", f.profile_id), field("Reason for the change", reason),
+        h("div", { class: "form-actions" }, h("button", { type: "submit", class: "btn" }, "Save changes")), err);
+      onSubmit(form, err, async () => {
+        const body = Object.fromEntries(Object.entries(f).map(([k, el]) => [k, el.value.trim()]));
+        await api.patch(`/api/v1/shipments/${sid}`, { ...body, reason: reason.value.trim() || null });
+        await after();
+      });
+      parts.push(h("details", {}, h("summary", {}, "Edit the shipment (while planned)"), form));
+    }
+    replace(manageBox, parts);
+
+    async function detach(device) {
+      const why = window.prompt(`Why is ${device} detached? (recorded in the audit trail)`);
+      if (!why) return;
+      try {
+        await api.del(`/api/v1/shipments/${sid}/loggers/${encodeURIComponent(device)}?reason=${encodeURIComponent(why)}`);
+        await after();
+      } catch (e) {
+        manageBox.append(errorBox(e, "Detaching"));
+      }
+    }
   }
 
   async function startReview(sh) {
@@ -134,7 +278,7 @@ export async function mount(main, ctx) {
     const cards = ev.loggers.map((lg) => {
       const chartBox = h("div", { class: "chart-box", dataset: { device: lg.device_id } }, loading("Loading the chart"));
       return { lg, chartBox, card: section(`Logger ${lg.device_id}`, chartBox, chartLegend(), statsFacts(lg, ev.profile),
-        h("h3", {}, "Excursions"), excursionsOf(lg)) };
+        h("h3", { id: excursionsAnchor(lg) }, "Excursions"), excursionsOf(lg)) };
     });
     replace(loggersBox, cards.map((c) => c.card));
     await Promise.all(cards.map(async ({ lg, chartBox }) => {
@@ -160,6 +304,33 @@ export async function mount(main, ctx) {
   return { refresh, interval: 10000 };
 }
 
+function num(x, digits) {
+  return x === null || x === undefined ? "—" : Number(x).toFixed(digits);
+}
+
+/** A configured value (threshold, limit) as short as it is exact to 0.01: 8 -> "8", 2.5 -> "2.5". */
+function short(x) {
+  return x === null || x === undefined ? "—" : String(Number(Number(x).toFixed(2)));
+}
+
+function excursionsAnchor(lg) {
+  return `excursions-${lg.device_id}`;
+}
+
+const CHECK_KIND = { pass: "ok", fail: "bad", warn: "warn", "n/a": "neutral" };
+
+function statusText(s) {
+  return { pass: "Pass", fail: "Fail", warn: "Warning", "n/a": "n/a" }[s] || s;
+}
+
+function tileKind(s) {
+  return s === "fail" ? "bad" : s === "warn" ? "warn" : null;
+}
+
+function checkBadge(s) {
+  return badge(statusText(s).toUpperCase(), CHECK_KIND[s] || "neutral");
+}
+
 function tileEl(label, value, kind, note) {
   return h("div", { class: `tile ${kind || ""}` }, h("div", { class: "v" }, value), h("div", { class: "k" }, label),
     note && h("div", { class: "k" }, note));
@@ -172,7 +343,8 @@ function statsFacts(lg, profile) {
     ["Window", [time(lg.start), " → ", time(lg.end, { empty: "now" })]],
     ["Readings", (s.count ?? 0).toLocaleString()],
     ["Min / mean / max", `${temp(s.min_c, 2)} / ${temp(s.mean_c, 2)} / ${temp(s.max_c, 2)}`],
-    ["MKT of this logger", s.mkt_c === null ? "—" : temp(s.mkt_c, 2)],
+    ["MKT of this logger", s.mkt_c === null ? "—" : [temp(s.mkt_c, 2),
+      profile.mkt_max_c !== null && s.mkt_c > profile.mkt_max_c ? [" ", badge(`over the ${short(profile.mkt_max_c)} °C limit`, "bad")] : ""]],
     ["Time in range", s.time_in_range_pct === null || s.time_in_range_pct === undefined ? "—" : `${Number(s.time_in_range_pct).toFixed(1)} %`],
     ["Gaps (no data)", s.gap_ms ? `${duration(s.gap_ms)} in ${s.gaps.length} gap${s.gaps.length === 1 ? "" : "s"}` : "none"],
     beyond.length && ["Time beyond limits", beyond.map(([k, ms]) => `${k}: ${duration(ms)}`).join(", ")],
@@ -183,7 +355,7 @@ function excursionsOf(lg) {
   return table([
     { label: "Start", cell: (e) => time(e.start_ts) },
     { label: "End", cell: (e) => (e.end_ts === null ? badge("ongoing", "bad") : time(e.end_ts)) },
-    { label: "Limit", cell: (e) => `${e.direction} ${e.threshold_c} °C (${e.limit_id})` },
+    { label: "Limit", cell: (e) => `${e.direction} ${short(e.threshold_c)} °C (${e.limit_id})` },
     { label: "Severity", cell: (e) => severityBadge(e.severity) },
     { label: "Duration", num: true, cell: (e) => duration(e.duration_ms) },
     { label: "Peak", num: true, cell: (e) => temp(e.peak_c, 2) },

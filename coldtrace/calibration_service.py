@@ -32,6 +32,7 @@ from .calibration_records import (
     upsert_device_calibration,
 )
 from .clock import Clock
+from .device_roles import leave_bench
 from .errors import ColdTraceError, Conflict
 from .model import MINUTE, Alert, stable_id
 from .pipeline import Pipeline
@@ -126,6 +127,7 @@ class CalibrationService:
                 raise Conflict(f"session {session_id} is {s['state']}")
             c.execute("UPDATE calibration_sessions SET state = 'cancelled', completed_at = ? WHERE id = ?",
                       (self.clock.now_ms(), session_id))
+            self._leave_bench(c, s)
 
     # ---------------------------------------------------------------- following live readings
     def tick(self, now_ms: int | None = None) -> TickReport:
@@ -312,11 +314,20 @@ class CalibrationService:
                     alerts += self._long_term_alerts(c, dev, due, sid, completed_at)
             c.execute("UPDATE calibration_sessions SET state = 'completed', completed_at = ? WHERE id = ?",
                       (completed_at, sid))
+            self._leave_bench(c, s)
             n = self.pipeline.emit(c, alerts, now) if alerts else 0
         if n:
             self.pipeline.alerts_emitted.set()
         log.info("calibration session %s completed (%d alerts)", sid, n)
         return n
+
+    @staticmethod
+    def _leave_bench(c: sqlite3.Connection, s: sqlite3.Row) -> None:
+        """The session's devices judged as bench devices only because of it are judged by profile again from
+        their next reading (device_roles.py); their bench readings never are."""
+        duts = [r[0] for r in c.execute("SELECT device_id FROM calibration_session_duts WHERE session_id = ?",
+                                        (s["id"],))]
+        leave_bench(c, [s["reference_id"], *duts])
 
     def _long_term_alerts(self, c: sqlite3.Connection, dev: str, next_due: int, sid: str, ts: int) -> list[Alert]:
         sps, T, E, U, M = history_arrays(c, dev)

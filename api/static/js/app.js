@@ -14,10 +14,11 @@ const ROUTES = [
   [/^\/ui\/calibration\/devices\/([^/]+)\/?$/, "calibration", () => import("./pages/drift.js")],
   [/^\/ui\/calibration\/sessions\/([^/]+)\/?$/, "calibration", () => import("./pages/cal_session.js")],
   [/^\/ui\/quarantine\/?$/, "quarantine", () => import("./pages/quarantine.js")],
+  [/^\/ui\/alarm-health\/?$/, "alarm-health", () => import("./pages/alarm_health.js")],
 ];
 
 const NAV = [["fleet", "Fleet"], ["shipments", "Shipments"], ["alerts", "Alerts"], ["calibration", "Calibration"],
-  ["quarantine", "Quarantine"]];
+  ["quarantine", "Quarantine"], ["alarm-health", "Alarm health"]];
 
 const POLL_MS = 5000;
 

@@ -103,3 +103,8 @@ def test_calibration_list_says_valid_drift_predicted_with_the_date(live_app, ala
     with live_app.api() as c:
         (a,) = c.get("/api/v1/alerts", params={"type": "calibration.drift_predicted", "device_id": DRIFTING}).json()
     assert a["severity"] == "warning"
+    # the fleet says it too, next to the device
+    page.get_by_role("link", name="Fleet").click()
+    fleet_row = page.get_by_role("row").filter(has_text=DRIFTING)
+    fleet_row.get_by_text("drift predicted").wait_for()
+    assert "valid" in fleet_row.inner_text()

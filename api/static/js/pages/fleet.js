@@ -4,6 +4,9 @@ import { api, getOptional } from "../api.js";
 import { ago, badge, empty, errorBox, h, link, loading, replace, section, table, temp, time } from "../dom.js";
 import { calibrationBadge, deviceStatus } from "./common.js";
 
+// devices on a calibration bench are judged by calibration rules, not by a shipment profile
+const ROLE_LABELS = { calibration_reference: "calibration reference", device_under_calibration: "under calibration" };
+const ROLE_NOTE = "on a calibration bench: judged by the calibration rules, not by a shipment profile";
 const CAL_TTL_MS = 60_000; // calibration states change rarely: ask again once a minute
 
 export async function mount(main, ctx) {
@@ -53,7 +56,7 @@ export async function mount(main, ctx) {
       ? empty("No devices yet.", "Loggers appear here when their first message arrives (or when an admin registers them).")
       : table([
         { label: "Device", cell: (d) => [link(`/ui/devices/${encodeURIComponent(d.id)}`, d.id), d.name ? h("div", { class: "muted" }, d.name) : null] },
-        { label: "Kind", cell: (d) => d.kind },
+        { label: "Kind", cell: (d) => [d.kind, ROLE_LABELS[d.role] ? h("div", { class: "muted", title: ROLE_NOTE }, ROLE_LABELS[d.role]) : null] },
         { label: "Status", cell: statusCell },
         { label: "Last reading", num: true, cell: (d) => (d.last_temp_c === null ? h("span", { class: "muted" }, "none") : temp(d.last_temp_c, 2)) },
         { label: "Reading time", cell: (d) => [time(d.last_ts), d.last_ts ? h("div", { class: "muted" }, ago(d.last_ts)) : null] },

@@ -1,12 +1,13 @@
 """Simulated data loggers publishing over MQTT like real ones: native v1 payloads, seq numbers, batch uploads,
 offline buffering, a birth message and a last will on the status topic, battery drain.
 
-Scenarios: "normal", "failing-cooler", "door-openings", "flaky-network", "low-battery", "mixed" (a fleet with
-one of each). "normal" and "door-openings" (a fridge opened three times an hour, back in minutes) are normal
-operation and must raise no alarm; the cooler that fails for 2 h, the network down for 45 min and the weak
-battery must each raise one (bench/alarm_flood.py runs them all for a simulated day). The recent past
-(``history_ms``) is uploaded as buffered batches at start, so a fresh demo shows
-real excursions at once; then each logger streams live at ``interval_ms``.
+Scenarios: "normal", "failing-cooler", "door-openings", "flaky-network", "low-battery", "probe-fault" (the
+probe loses contact for 10 min and reads -40 °C), "mixed" (a fleet of the first five). "normal" and
+"door-openings" (a fridge opened three times an hour, back in minutes) are normal operation and must raise no
+alarm; the cooler that fails for 2 h, the network down for 45 min, the weak battery and the probe that loses
+contact must each raise one (bench/alarm_flood.py runs them all for a simulated day). The recent past
+(``history_ms``) is uploaded as buffered batches at start, so a fresh demo shows real excursions at once; then
+each logger streams live at ``interval_ms``.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from .thermal import CoolerFailure, ThermalModel
 
 log = logging.getLogger(__name__)
 
-SCENARIOS = ("normal", "failing-cooler", "door-openings", "flaky-network", "low-battery", "mixed")
+SCENARIOS = ("normal", "failing-cooler", "door-openings", "flaky-network", "low-battery", "probe-fault", "mixed")
 QUIET_SCENARIOS = ("normal", "door-openings")  # normal operation: an alarm from these is a false alarm
-FAULTY_SCENARIOS = ("failing-cooler", "flaky-network", "low-battery")
+FAULTY_SCENARIOS = ("failing-cooler", "flaky-network", "low-battery", "probe-fault")
+PROBE_FAULT_MS = 10 * MINUTE
 FLAKY_OUTAGE_MS = 45 * MINUTE  # longer than the profiles' offline_after (30 min): the deadman must see it
 
 
@@ -98,6 +100,9 @@ def build_fleet(n: int, scenario: str, now_ms: int, history_ms: int, interval_ms
         elif kind == "flaky-network":
             down = now_ms + 2 * MINUTE if outage_at_ms is None else outage_at_ms
             lg.offline_windows = ((down, down + FLAKY_OUTAGE_MS),)  # buffers, then uploads
+        elif kind == "probe-fault":  # a third of the way in (a demo: 3 min after start), for 10 min
+            at = start + history_ms // 3 if history_ms else now_ms + 3 * MINUTE
+            model.probe_faults.append((at, at + PROBE_FAULT_MS))
         elif kind == "low-battery":
             lg.battery_pct = 22.0
             lg.battery_drain_per_reading = 0.01

@@ -4,8 +4,8 @@
 
 Every logger scenario of firmware_sim (normal, door openings, failing cooler, flaky network, low battery, a
 probe that loses contact) and the calibration bench (three loggers, one drifting, against a reference) run for
-the span on a ManualClock; the readings go through Pipeline.ingest_raw_many into SQLite, and the clock-driven parts (deadman,
-calibration sessions, alert lifecycle) tick every simulated minute (firmware_sim/fleet_day.py).
+the span on a ManualClock; the readings go through Pipeline.ingest_raw_many into SQLite, and the clock-driven
+parts (deadman, calibration sessions, alert lifecycle) tick every simulated minute (firmware_sim/fleet_day.py).
 
 Prints the alarms (alerts of severity warning and above: what a person must act on) per scenario, and checks
 what ISA-18.2 / IEC 62682 asks of a rationalised alarm system: normal operation (normal loggers, door

@@ -46,6 +46,7 @@ DEFAULT_INTERVAL_DAYS = 365.0
 DEFAULT_RESOLUTION_C = 0.01
 CAPTURE_GRACE_MS = 5 * MINUTE  # after capture end + this, missing DUT data stays missing
 DRIFT_REJUDGE_MS = DAY  # the clock tick re-judges each device's predicted drift this often
+BENCH_TAIL_MS = 60 * MINUTE  # after a session's last capture its devices may stay in the bath this long
 DRIFT_PREDICTED = "calibration.drift_predicted"
 EXPIRED_STATES = ("expired", "failed")
 
@@ -319,7 +320,7 @@ class CalibrationService:
                 alerts += self._judge_drift(c, dev, now)  # new history and a new due date
             c.execute("UPDATE calibration_sessions SET state = 'completed', completed_at = ? WHERE id = ?",
                       (completed_at, sid))
-            self._leave_bench(c, s)
+            self._leave_bench(c, s, completed_at + BENCH_TAIL_MS)
             n = self.pipeline.emit(c, alerts, now) if alerts else 0
         if n:
             self.pipeline.alerts_emitted.set()
@@ -327,12 +328,12 @@ class CalibrationService:
         return n
 
     @staticmethod
-    def _leave_bench(c: sqlite3.Connection, s: sqlite3.Row) -> None:
+    def _leave_bench(c: sqlite3.Connection, s: sqlite3.Row, bench_until_ms: int | None = None) -> None:
         """The session's devices judged as bench devices only because of it are judged by profile again from
-        their next reading (device_roles.py); their bench readings never are."""
+        their next reading after ``bench_until_ms`` (device_roles.py); their bench readings never are."""
         duts = [r[0] for r in c.execute("SELECT device_id FROM calibration_session_duts WHERE session_id = ?",
                                         (s["id"],))]
-        leave_bench(c, [s["reference_id"], *duts])
+        leave_bench(c, [s["reference_id"], *duts], bench_until_ms)
 
     def _long_term_alerts(self, c: sqlite3.Connection, dev: str, next_due: int, sid: str, ts: int) -> list[Alert]:
         sps, T, E, U, M = history_arrays(c, dev)

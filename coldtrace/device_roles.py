@@ -81,13 +81,14 @@ def set_role(c: sqlite3.Connection, device_id: str, role: str | None, *, actor: 
     return {"device_id": device_id, "role": role, "previous": row[0]}
 
 
-def leave_bench(c: sqlite3.Connection, device_ids: Iterable[str]) -> None:
+def leave_bench(c: sqlite3.Connection, device_ids: Iterable[str], bench_until_ms: int | None = None) -> None:
     """A calibration session ended: its devices without a role of their own leave the bench; their readings
-    so far stay bench readings (never judged by a profile). Call after the session's state changed."""
+    so far, and up to ``bench_until_ms`` (the bath's tail after the last capture: the devices are still in
+    it), stay bench readings, never judged by a profile. Call after the session's state changed."""
     sroles = session_roles(c)
     for dev in device_ids:
         row = c.execute("SELECT role, kind, last_ts FROM devices WHERE id = ?", (dev,)).fetchone()
         if row is None or row[0] is not None or row[2] is None or on_bench(None, row[1], sroles.get(dev)):
             continue
-        c.execute("UPDATE devices SET judged_from = MAX(COALESCE(judged_from, 0), ?) WHERE id = ?",
-                  (row[2] + 1, dev))
+        c.execute("UPDATE devices SET judged_from = MAX(COALESCE(judged_from, 0), ?, ?) WHERE id = ?",
+                  (row[2] + 1, bench_until_ms or 0, dev))

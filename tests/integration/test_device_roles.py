@@ -115,3 +115,39 @@ def test_roles_through_the_api_with_audit_and_validation(tmp_path):
         assert listed == {"REF-1": "calibration_reference", "DUT-1": "shipment_logger"}
     finally:
         stack.close()
+
+
+def test_a_session_keeps_devices_without_a_role_on_the_bench_through_the_baths_tail(pipeline_env):
+    clock, db, pipeline = pipeline_env
+    TAIL = BenchSpec(set_points=(25.0,), hold_ms=60 * MINUTE)  # noqa: N806 - a spec like SPEC
+    svc = CalibrationService(db, pipeline.readings, pipeline, clock)
+    start = clock.now_ms()
+    series = bench_series(TAIL, start)
+    sid = svc.create_session(SessionSpec(
+        reference_id=TAIL.reference_id, duts={lg.device_id: lg.resolution_c for lg in TAIL.loggers},
+        set_points=TAIL.set_points, mpe_c=0.5, u_ref_c=TAIL.reference_U_c, start_ms=start))
+
+    def publish(lo: int, hi: int) -> None:
+        msgs = []
+        for dev, (ts, temp) in series.items():
+            sel = (ts >= lo) & (ts < hi)
+            msgs += [RawMessage(m, "mqtt", dev) for m in native_payloads(dev, ts[sel], temp[sel], batch=60)]
+        pipeline.ingest_raw_many(msgs)
+
+    # the bench reports minute by minute while the session follows it, as the collector's tick does
+    t = start
+    while db.query_one("SELECT state FROM calibration_sessions WHERE id = ?", (sid,))[0] == "running":
+        assert t < start + TAIL.duration_ms, "the session should complete before the bench ends"
+        publish(t, t + MINUTE)
+        t += MINUTE
+        clock.set(t + 1000)
+        svc.tick()
+    completed_at = db.query_one("SELECT completed_at FROM calibration_sessions WHERE id = ?", (sid,))[0]
+    assert start + TAIL.duration_ms - t >= 5 * MINUTE  # a tail at 25 °C follows the last capture
+    publish(t, start + TAIL.duration_ms + 1)  # the bath holds 25 °C until the bench is switched off
+    clock.set(start + TAIL.duration_ms + MINUTE)
+    for dev in series:  # no role of their own: the session put them on the bench; its tail stays bench data
+        assert db.query_one("SELECT role FROM devices WHERE id = ?", (dev,))[0] is None
+        assert db.query_one("SELECT judged_from FROM devices WHERE id = ?", (dev,))[0] >= completed_at + 3600_000
+        assert [t for t in alert_types(db, dev) if t.startswith(("excursion.", "device.sensor"))] == [], dev
+    assert db.query_one("SELECT COUNT(*) FROM excursions")[0] == 0

@@ -243,12 +243,16 @@ def _rate_buffer(h: DeviceHealth) -> list[list]:
 
 def _jump(h: DeviceHealth, t: int, v: float, config: HealthConfig) -> list[Alert]:
     """Rate of change over at least one window: ``t`` against the newest reading at or before t - window."""
-    buf = list(_rate_buffer(h))
+    buf = h.recent if h.recent else _rate_buffer(h)  # updated in place: this runs for every reading
     cutoff = t - config.rate_window_ms
-    ref = next((r for r in reversed(buf) if r[0] <= cutoff), None)
+    i = len(buf) - 1
+    while i >= 0 and buf[i][0] > cutoff:
+        i -= 1
+    ref = buf[i] if i >= 0 else None
     buf.append([t, v])
-    first = max((i for i, r in enumerate(buf) if r[0] <= cutoff), default=0)
-    h.recent = buf[first:]
+    if i > 0:
+        del buf[:i]  # keep the reference (the newest reading at least a window old) and what follows it
+    h.recent = buf
     if ref is None:
         return []
     delta = abs(v - ref[1])

@@ -13,6 +13,8 @@ import logging
 import sqlite3
 from collections.abc import Callable, Collection, Sequence
 
+import orjson
+
 from . import health
 from .health import DEFAULT_CONFIG, DeviceHealth, HealthConfig
 from .model import Alert
@@ -70,7 +72,7 @@ class HealthTracker:
             marks = ",".join("?" * len(chunk))
             for dev, state in c.execute(f"SELECT device_id, state FROM device_health WHERE device_id IN ({marks})",
                                         chunk):
-                states[dev] = DeviceHealth.from_dict(json.loads(state))
+                states[dev] = DeviceHealth.from_dict(orjson.loads(state))
         alerts: list[Alert] = []
         back_online = []
         for dev, ts, temps, battery in items:
@@ -89,7 +91,7 @@ class HealthTracker:
             c.executemany("UPDATE devices SET online = 1 WHERE id = ?", back_online)
         c.executemany("INSERT INTO device_health (device_id, state, updated_at) VALUES (?,?,?)"
                       " ON CONFLICT(device_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-                      [(d, json.dumps(states[d].to_dict()), now) for d in devs])
+                      [(d, orjson.dumps(states[d].to_dict()).decode(), now) for d in devs])
         return alerts
 
     def on_rejections(self, c: sqlite3.Connection, device_id: str, out_of_range: int, now: int) -> list[Alert]:

@@ -29,6 +29,8 @@ def _device_row(services, device_id: str):
 
 @router.get("", response_model=list[DeviceOut], summary="All devices with their last reading")
 def list_devices(services: ServicesDep, _: Viewer, kind: str | None = None,
+                 role: Annotated[str | None, Query(description="shipment_logger | calibration_reference |"
+                                                   " device_under_calibration (the effective role)")] = None,
                  limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
                  offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> list[DeviceOut]:
     sql, params = "SELECT * FROM devices", []
@@ -38,7 +40,8 @@ def list_devices(services: ServicesDep, _: Viewer, kind: str | None = None,
     sql += " ORDER BY id LIMIT ? OFFSET ?"
     params += [limit, offset]
     sroles = session_roles(services.db.conn())
-    return [DeviceOut.from_row(r, sroles.get(r["id"])) for r in services.db.query(sql, tuple(params))]
+    out = [DeviceOut.from_row(r, sroles.get(r["id"])) for r in services.db.query(sql, tuple(params))]
+    return [d for d in out if d.role == role] if role else out
 
 
 class DeviceIn(BaseModel):

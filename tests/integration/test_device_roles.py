@@ -113,6 +113,7 @@ def test_roles_through_the_api_with_audit_and_validation(tmp_path):
         assert r.status_code == 403
         listed = {d["id"]: d["role"] for d in stack.get("/api/v1/devices")}
         assert listed == {"REF-1": "calibration_reference", "DUT-1": "shipment_logger"}
+        assert [d["id"] for d in stack.get("/api/v1/devices", role="calibration_reference")] == ["REF-1"]
     finally:
         stack.close()
 

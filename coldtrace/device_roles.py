@@ -34,6 +34,14 @@ RUNNING_SESSION_ROLES_SQL = (
     " JOIN calibration_sessions s ON s.id = d.session_id WHERE s.state = 'running'")
 
 
+# effective_role() in SQL, for a query over ``devices`` (the same order: set, running session, kind)
+EFFECTIVE_ROLE_SQL = (
+    "COALESCE(devices.role, (SELECT 'calibration_reference' FROM calibration_sessions s WHERE s.state = 'running'"
+    " AND s.reference_id = devices.id LIMIT 1), (SELECT 'device_under_calibration' FROM calibration_session_duts d"
+    " JOIN calibration_sessions s ON s.id = d.session_id WHERE s.state = 'running' AND d.device_id = devices.id"
+    " LIMIT 1), CASE WHEN devices.kind = 'reference' THEN 'calibration_reference' ELSE 'shipment_logger' END)")
+
+
 def default_role(kind: str | None) -> str:
     return CALIBRATION_REFERENCE if kind == "reference" else SHIPMENT_LOGGER
 

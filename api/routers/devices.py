@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from coldtrace.audit import record_audit
 from coldtrace.clock import to_iso
-from coldtrace.device_roles import ROLES, session_roles, set_role
+from coldtrace.device_roles import EFFECTIVE_ROLE_SQL, ROLES, session_roles, set_role
 from coldtrace.payload import DEVICE_ID_RE
 from coldtrace.store.rollup import chart_grid
 
@@ -33,15 +33,18 @@ def list_devices(services: ServicesDep, _: Viewer, kind: str | None = None,
                                                    " device_under_calibration (the effective role)")] = None,
                  limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
                  offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> list[DeviceOut]:
-    sql, params = "SELECT * FROM devices", []
+    where, params = [], []
     if kind:
-        sql += " WHERE kind = ?"
+        where.append("kind = ?")
         params.append(kind)
+    if role:
+        where.append(f"{EFFECTIVE_ROLE_SQL} = ?")
+        params.append(role)
+    sql = "SELECT * FROM devices" + (" WHERE " + " AND ".join(where) if where else "")
     sql += " ORDER BY id LIMIT ? OFFSET ?"
     params += [limit, offset]
     sroles = session_roles(services.db.conn())
-    out = [DeviceOut.from_row(r, sroles.get(r["id"])) for r in services.db.query(sql, tuple(params))]
-    return [d for d in out if d.role == role] if role else out
+    return [DeviceOut.from_row(r, sroles.get(r["id"])) for r in services.db.query(sql, tuple(params))]
 
 
 class DeviceIn(BaseModel):

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from coldtrace.calibration_service import CalibrationService, SessionSpec
+from coldtrace.device_roles import EFFECTIVE_ROLE_SQL
 from coldtrace.model import MINUTE
 from coldtrace.pipeline import Pipeline, RawMessage
 from firmware_sim.bench import BenchSpec, bench_series, native_payloads, register_bench_devices
@@ -69,10 +70,13 @@ def test_a_running_session_puts_its_devices_on_the_bench_and_they_leave_it_when_
     send("LOG-9", [(t0 + k * MINUTE, 5.0) for k in range(10)])  # a shipment logger in its fridge
     sid = svc.create_session(SessionSpec(reference_id="REF-9", duts={"LOG-9": 0.01}, set_points=(25.0,),
                                          mpe_c=0.5, u_ref_c=0.03, start_ms=t0 + 10 * MINUTE))
+    role_sql = f"SELECT {EFFECTIVE_ROLE_SQL} FROM devices WHERE id = 'LOG-9'"
+    assert db.query_one(role_sql)[0] == "device_under_calibration"  # what GET /devices?role= filters on
     # on the bench at 25 °C for 40 min: judged by the session, not by the 2-8 °C profile
     send("LOG-9", [(t0 + k * MINUTE, 25.0) for k in range(10, 50)])
     assert alert_types(db, "LOG-9") == []
     svc.cancel_session(sid)
+    assert db.query_one(role_sql)[0] == "shipment_logger"
     assert db.query_one("SELECT judged_from FROM devices WHERE id = 'LOG-9'")[0] == t0 + 49 * MINUTE + 1
     # back in service: judged by its profile from its next reading on (an excursion there is real) ...
     send("LOG-9", [(t0 + k * MINUTE, 12.0) for k in range(60, 100)])
@@ -114,6 +118,7 @@ def test_roles_through_the_api_with_audit_and_validation(tmp_path):
         listed = {d["id"]: d["role"] for d in stack.get("/api/v1/devices")}
         assert listed == {"REF-1": "calibration_reference", "DUT-1": "shipment_logger"}
         assert [d["id"] for d in stack.get("/api/v1/devices", role="calibration_reference")] == ["REF-1"]
+        assert [d["id"] for d in stack.get("/api/v1/devices", role="shipment_logger", limit=1)] == ["DUT-1"]
     finally:
         stack.close()
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coldtrace.alarm_health import chattering, floods, rate_buckets, source_key
 from coldtrace.model import MINUTE
@@ -42,3 +44,35 @@ def test_chattering_is_three_activations_within_one_minute():
 def test_source_names_the_device_the_type_and_what_it_is_about():
     assert source_key("LOG-1", "excursion.alarm", "high") == "LOG-1 · excursion.alarm · high"
     assert source_key(None, "lot.stability_low", None) == "- · lot.stability_low"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 7200), min_size=0, max_size=120))
+def test_floods_and_chattering_equal_their_definitions_counted_by_brute_force(secs):
+    t = np.sort(s(*secs))
+    win = 10 * MINUTE
+    # every alarm with more than 10 alarms in the 10 minutes up to it marks [first of them, it]
+    marks = []
+    for ti in t:
+        inside = [x for x in t if ti - win <= x <= ti]
+        if len(inside) > 10:
+            marks.append([int(min(inside)), int(ti), len(inside)])
+    merged: list[list[int]] = []
+    for a, b, n in sorted(marks):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+            merged[-1][2] = max(merged[-1][2], n)
+        else:
+            merged.append([a, b, n])
+    got = floods(t)
+    assert [(f["start"], f["end"], f["peak"]) for f in got] == [tuple(m) for m in merged]
+    for f in got:
+        assert f["alarms"] == sum(1 for x in t if f["start"] <= x <= f["end"])
+    # chattering: most activations within one minute, and whether any 3 fall within one minute
+    most, episodes, first = chattering(t)
+    brute_most = max((sum(1 for x in t if ti - MINUTE <= x <= ti) for ti in t), default=0)
+    assert most == brute_most
+    assert (episodes > 0) == (brute_most >= 3)
+    if episodes:
+        starts = [int(t[i]) for i in range(len(t) - 2) if t[i + 2] - t[i] <= MINUTE]
+        assert first == starts[0]

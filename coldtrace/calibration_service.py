@@ -450,7 +450,11 @@ def calibration_status(db: Database, device_id: str, now_ms: int) -> dict[str, A
     ``drift_predicted_ms``: the long-term regression predicts out-of-tolerance at that date, before the due date
     (the device stays usable: ``summary`` reads "valid, drift predicted YYYY-MM-DD").
     """
-    st = device_calibration(db, device_id)
+    return status_of(device_calibration(db, device_id), device_id, now_ms)
+
+
+def status_of(st: dict[str, Any] | None, device_id: str, now_ms: int) -> dict[str, Any]:
+    """``calibration_status`` of a device_calibration row already read (None: no record)."""
     if st is None or st["last_calibrated_at"] is None:
         return {"status": "unknown", "device_id": device_id, "usable": True, "uncalibrated_from": None,
                 "summary": "no calibration on record"}

@@ -11,7 +11,13 @@ from pydantic import BaseModel, Field, field_validator
 
 from coldtrace import calibration_records as records
 from coldtrace.audit import record_audit
-from coldtrace.calibration_service import CalibrationService, SessionSpec, calibration_status, for_services
+from coldtrace.calibration_service import (
+    CalibrationService,
+    SessionSpec,
+    calibration_status,
+    for_services,
+    status_of,
+)
 from coldtrace.certificate import render_certificate
 from coldtrace.clock import parse_time
 from coldtrace.errors import Conflict
@@ -190,9 +196,10 @@ def list_device_states(services: ServicesDep, _: Viewer,
     now = services.clock.now_ms()
     ids = [r[0] for r in services.db.query(
         "SELECT id FROM devices UNION SELECT device_id FROM device_calibration ORDER BY 1")]
+    rows = {r["device_id"]: dict(r) for r in services.db.query("SELECT * FROM device_calibration")}
     out = []
     for dev in ids:
-        st = calibration_status(services.db, dev, now)
+        st = status_of(rows.get(dev), dev, now)
         if status and st["status"] != status:
             continue
         if drift_predicted is not None and (st.get("drift_predicted_ms") is not None) != drift_predicted:

@@ -89,7 +89,7 @@ def test_alarm_health_page_shows_rate_floods_standing_chattering_and_top_alarms(
     assert page.evaluate("window.__not_reloaded === true")
 
 
-def test_calibration_list_says_valid_drift_predicted_with_the_date(live_app, alarms, page):
+def test_calibration_list_says_valid_drift_predicted_with_the_date(live_app, alarms, page, shot):
     st = alarms["calibration"]
     assert st["status"] == "valid" and st["drift_predicted_ms"] is not None
     assert st["summary"].startswith("valid, drift predicted ")
@@ -100,6 +100,7 @@ def test_calibration_list_says_valid_drift_predicted_with_the_date(live_app, ala
     assert "valid" in text and "drift predicted" in text
     when = row.locator(".drift-predicted time")
     assert when.get_attribute("datetime")[:10] == st["summary"][-10:]
+    shot(page, "calibration-drift-predicted")
     with live_app.api() as c:
         (a,) = c.get("/api/v1/alerts", params={"type": "calibration.drift_predicted", "device_id": DRIFTING}).json()
     assert a["severity"] == "warning"

@@ -6,9 +6,10 @@ import json
 import sqlite3
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from coldtrace.clock import to_iso
+from coldtrace.device_roles import effective_role
 
 
 class ReadingOut(BaseModel):
@@ -52,10 +53,16 @@ class DeviceOut(BaseModel):
     battery_pct: float | None
     seq_gaps: int
     online: bool | None
+    role: str | None = Field(None, description="shipment_logger | calibration_reference | device_under_calibration"
+                             " (devices on a calibration bench are judged by calibration rules, not by a profile)")
+    role_source: str | None = Field(None, description="set (by a person) | session (a running calibration"
+                                    " session) | kind (what the device's kind implies)")
 
     @classmethod
-    def from_row(cls, r: sqlite3.Row) -> DeviceOut:
-        return cls(id=r["id"], kind=r["kind"], name=r["name"], profile_id=r["profile_id"],
+    def from_row(cls, r: sqlite3.Row, session_role: str | None = None) -> DeviceOut:
+        role, source = effective_role(r["role"], r["kind"], session_role)
+        return cls(id=r["id"], kind=r["kind"], name=r["name"], profile_id=r["profile_id"], role=role,
+                   role_source=source,
                    monitored=bool(r["monitored"]), registered_at=to_iso(r["registered_at"]),
                    last_seen_at=to_iso(r["last_seen_at"]), last_ts=to_iso(r["last_ts"]),
                    last_temp_c=r["last_temp_c"], battery_pct=r["battery_pct"], seq_gaps=r["seq_gaps"],

@@ -4,8 +4,9 @@ A session is advanced from the *stored* readings of its reference and DUTs, neve
 flight: ``advance`` looks for the next set point's stable window, runs the live EWMA on the captured pairs,
 and evaluates the set point once its capture window is complete. Working from the store makes a session a
 pure function of its readings (a restart, a redelivery or late data give the same result) and lets the bench
-run in accelerated simulated time. ``tick(now_ms)`` advances every running session and raises
-``calibration.due``; the service or CLI loop calls it next to ``Pipeline.tick``.
+run in accelerated simulated time. ``tick(now_ms)`` advances every running session, raises
+``calibration.due`` and re-judges predicted drift once a day (``calibration.drift_predicted``); the service or
+CLI loop calls it next to ``Pipeline.tick``.
 
 Alerts go through ``Pipeline.emit`` in the transaction that records their cause.
 """
@@ -31,9 +32,10 @@ from .calibration_records import (
     session_row,
     upsert_device_calibration,
 )
-from .clock import Clock
+from .clock import Clock, to_iso
+from .device_roles import leave_bench
 from .errors import ColdTraceError, Conflict
-from .model import MINUTE, Alert, stable_id
+from .model import DAY, MINUTE, Alert, stable_id
 from .pipeline import Pipeline
 from .ports import ReadingStore
 from .store.db import Database
@@ -43,6 +45,9 @@ log = logging.getLogger(__name__)
 DEFAULT_INTERVAL_DAYS = 365.0
 DEFAULT_RESOLUTION_C = 0.01
 CAPTURE_GRACE_MS = 5 * MINUTE  # after capture end + this, missing DUT data stays missing
+DRIFT_REJUDGE_MS = DAY  # the clock tick re-judges each device's predicted drift this often
+BENCH_TAIL_MS = 60 * MINUTE  # after a session's last capture its devices may stay in the bath this long
+DRIFT_PREDICTED = "calibration.drift_predicted"
 EXPIRED_STATES = ("expired", "failed")
 
 
@@ -126,6 +131,7 @@ class CalibrationService:
                 raise Conflict(f"session {session_id} is {s['state']}")
             c.execute("UPDATE calibration_sessions SET state = 'cancelled', completed_at = ? WHERE id = ?",
                       (self.clock.now_ms(), session_id))
+            self._leave_bench(c, s)
 
     # ---------------------------------------------------------------- following live readings
     def tick(self, now_ms: int | None = None) -> TickReport:
@@ -144,6 +150,7 @@ class CalibrationService:
             rep.points += r.points
             rep.completed += r.completed
         rep.alerts += self.raise_due_alerts(now)
+        rep.alerts += self.judge_drift(now)
         return rep
 
     def advance(self, session_id: str, now_ms: int) -> TickReport:
@@ -310,13 +317,23 @@ class CalibrationService:
                                          "certificate_ref": certificate_ref(sid, dev)}))
                 if s["kind"] == "as_found":
                     alerts += self._long_term_alerts(c, dev, due, sid, completed_at)
+                alerts += self._judge_drift(c, dev, now)  # new history and a new due date
             c.execute("UPDATE calibration_sessions SET state = 'completed', completed_at = ? WHERE id = ?",
                       (completed_at, sid))
+            self._leave_bench(c, s, completed_at + BENCH_TAIL_MS)
             n = self.pipeline.emit(c, alerts, now) if alerts else 0
         if n:
             self.pipeline.alerts_emitted.set()
         log.info("calibration session %s completed (%d alerts)", sid, n)
         return n
+
+    @staticmethod
+    def _leave_bench(c: sqlite3.Connection, s: sqlite3.Row, bench_until_ms: int | None = None) -> None:
+        """The session's devices judged as bench devices only because of it are judged by profile again from
+        their next reading after ``bench_until_ms`` (device_roles.py); their bench readings never are."""
+        duts = [r[0] for r in c.execute("SELECT device_id FROM calibration_session_duts WHERE session_id = ?",
+                                        (s["id"],))]
+        leave_bench(c, [s["reference_id"], *duts], bench_until_ms)
 
     def _long_term_alerts(self, c: sqlite3.Connection, dev: str, next_due: int, sid: str, ts: int) -> list[Alert]:
         sps, T, E, U, M = history_arrays(c, dev)
@@ -326,16 +343,50 @@ class CalibrationService:
         before_due, fast = cal.drift_flags(fit, next_due, max_rate_c_per_year=self.max_drift_c_per_year)
         out = []
         for k, sp in enumerate(sps):
-            if before_due[k] or fast[k]:
+            # before the due date: calibration.drift_predicted says so (judge_drift); here only a slope that is
+            # significant and too fast while the line stays inside the tolerance until the due date
+            if fast[k] and not before_due[k]:
                 pred = fit.predicted_oot_ms[k]
                 out.append(Alert(stable_id("cal", "drift", "long", dev, sp, sid), "calibration.drift", "warning",
                                  dev, ts, {"kind": "long_term", "set_point_c": sp, "session_id": sid,
                                            "slope_c_per_year": round(float(fit.slope_c_per_year[k]), 4),
                                            "t_stat": None if np.isnan(fit.t_stat[k]) else float(fit.t_stat[k]),
                                            "predicted_out_of_tolerance_ms": None if np.isnan(pred) else int(pred),
-                                           "next_due_ms": next_due,
-                                           "reason": "before_due" if before_due[k] else "fast"}))
+                                           "next_due_ms": next_due, "reason": "fast"}))
         return out
+
+    # ---------------------------------------------------------------- predicted drift
+    def judge_drift(self, now_ms: int, device_ids: list[str] | None = None) -> int:
+        """Re-judge predicted drift: of ``device_ids`` (history added, due date changed), else of every device
+        with a due date not judged for a day. Raises ``calibration.drift_predicted`` (warning) when the
+        long-term regression predicts out-of-tolerance before the due date; returns the new alerts."""
+        if device_ids is None:
+            rows = self.db.query("SELECT device_id FROM device_calibration WHERE due_at IS NOT NULL AND"
+                                 " (drift_judged_at IS NULL OR drift_judged_at <= ?) AND device_id IN"
+                                 " (SELECT device_id FROM calibration_history)", (now_ms - DRIFT_REJUDGE_MS,))
+            device_ids = [r[0] for r in rows]
+        if not device_ids:
+            return 0
+        with self._lock, self.db.write() as c:
+            alerts = [a for dev in device_ids for a in self._judge_drift(c, dev, now_ms)]
+            n = self.pipeline.emit(c, alerts, now_ms) if alerts else 0
+        if n:
+            self.pipeline.alerts_emitted.set()
+        return n
+
+    def _judge_drift(self, c: sqlite3.Connection, dev: str, now_ms: int) -> list[Alert]:
+        st = device_calibration(c, dev)
+        if st is None:
+            return []
+        due = st["due_at"]
+        pred = drift_prediction(c, dev, due) if due is not None else None
+        c.execute("UPDATE device_calibration SET drift_predicted_ms = ?, drift_judged_at = ? WHERE device_id = ?",
+                  (None if pred is None else pred["predicted_out_of_tolerance_ms"], now_ms, dev))
+        if pred is None:
+            return []
+        # one alert per device and due date (calibration cycle): re-judging the same finding raises nothing new
+        return [Alert(stable_id("cal", "drift_predicted", dev, due), DRIFT_PREDICTED, "warning", dev, now_ms,
+                      {**pred, "due_at_ms": due, "last_calibrated_at": st["last_calibrated_at"]})]
 
     # ---------------------------------------------------------------- due dates
     def raise_due_alerts(self, now_ms: int) -> int:
@@ -360,6 +411,26 @@ class CalibrationService:
         return n
 
 
+def drift_prediction(db: Database | sqlite3.Connection, device_id: str, due_ms: int,
+                     ) -> dict[str, Any] | None:
+    """The earliest set point whose drift line reaches |e| + U >= MPE before ``due_ms``, or None."""
+    sps, T, E, U, M = history_arrays(db, device_id)
+    if not sps:
+        return None
+    fit = cal.fit_drift(T, E, U_c=U, mpe_c=M)
+    before_due, _ = cal.drift_flags(fit, due_ms)
+    hits = [k for k in range(len(sps)) if before_due[k]]
+    if not hits:
+        return None
+    k = min(hits, key=lambda i: fit.predicted_oot_ms[i])
+    t = fit.t_stat[k]
+    return {"set_point_c": sps[k], "predicted_out_of_tolerance_ms": int(fit.predicted_oot_ms[k]),
+            "slope_c_per_year": round(float(fit.slope_c_per_year[k]), 4), "n": int(fit.n[k]),
+            "t_stat": None if np.isnan(t) or np.isinf(t) else round(float(t), 3),
+            "U_c": float(U[k]), "mpe_c": float(M[k]),
+            "set_points_predicted": [sps[i] for i in hits]}
+
+
 def for_services(services: Any) -> CalibrationService:
     """The process's one CalibrationService, kept in ``Services.extras["calibration"]`` so the clock tick
     (``for_services(services).tick(now)``) and the API share its lock."""
@@ -376,19 +447,32 @@ def calibration_status(db: Database, device_id: str, now_ms: int) -> dict[str, A
 
     A last calibration that was not a pass (fail, or indeterminate under ILAC-G8) reports ``failed``: conformity
     was not demonstrated, so the logger is refused like an expired one until an as-left calibration passes.
+    ``drift_predicted_ms``: the long-term regression predicts out-of-tolerance at that date, before the due date
+    (the device stays usable: ``summary`` reads "valid, drift predicted YYYY-MM-DD").
     """
-    st = device_calibration(db, device_id)
+    return status_of(device_calibration(db, device_id), device_id, now_ms)
+
+
+def status_of(st: dict[str, Any] | None, device_id: str, now_ms: int) -> dict[str, Any]:
+    """``calibration_status`` of a device_calibration row already read (None: no record)."""
     if st is None or st["last_calibrated_at"] is None:
-        return {"status": "unknown", "device_id": device_id, "usable": True, "uncalibrated_from": None}
+        return {"status": "unknown", "device_id": device_id, "usable": True, "uncalibrated_from": None,
+                "summary": "no calibration on record"}
     due = st["due_at"]
     base = {"device_id": device_id, "last_calibrated_at": st["last_calibrated_at"], "due_at": due,
             "certificate_ref": st["certificate_ref"], "decision": st["status"]}
     if st["status"] != "valid":
         return {**base, "status": "failed", "usable": False, "uncalibrated_from": st["last_calibrated_at"],
-                "reason": f"last calibration {st['status']} ({st['certificate_ref']})"}
+                "reason": f"last calibration {st['status']} ({st['certificate_ref']})",
+                "summary": f"failed ({st['status']})"}
+    drift = st.get("drift_predicted_ms")
+    base["drift_predicted_ms"] = drift
     stage = cal.due_stage(due, now_ms)
     if stage == "expired":
         return {**base, "status": "expired", "usable": False, "uncalibrated_from": due,
-                "reason": "calibration expired"}
-    return {**base, "status": "due_soon" if stage == "due_30" else "valid", "usable": True,
-            "uncalibrated_from": due}
+                "reason": "calibration expired", "summary": "expired"}
+    status = "due_soon" if stage == "due_30" else "valid"
+    summary = status.replace("_", " ")
+    if drift is not None:  # still valid, but the drift line leaves the tolerance before the due date
+        summary += f", drift predicted {to_iso(drift)[:10]}"
+    return {**base, "status": status, "usable": True, "uncalibrated_from": due, "summary": summary}

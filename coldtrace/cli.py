@@ -126,6 +126,20 @@ class _Shutdown:
             pass
 
 
+BOOTSTRAP_TOKEN_FILE = "bootstrap-admin-token"  # noqa: S105 - a file name, not a secret
+
+
+def write_secret_file(path, text: str):
+    """Write ``text`` to ``path`` readable and writable by the owner only (0600, also if it existed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, (text + "\n").encode())
+    finally:
+        os.close(fd)
+    return path
+
+
 def _start_api(services, settings: Settings):
     import uvicorn
 
@@ -175,8 +189,10 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
 
             token = auth.ensure_bootstrap_admin(services.db)
             if token:
-                print("\n  A bootstrap admin token was created (valid 24 h, shown once):\n"
-                      f"    {token}\n  Use it as 'Authorization: Bearer <token>'; create users with"
+                path = write_secret_file(settings.data_dir / BOOTSTRAP_TOKEN_FILE, token)
+                print("\n  A bootstrap admin token was created (valid 24 h):\n"
+                      f"    {token}\n  It is also in {path.resolve()} (readable by you only).\n"
+                      "  Use it as 'Authorization: Bearer <token>'; create users with"
                       " `coldtrace user add`.\n", flush=True)
     workers: list = []
     try:
@@ -226,7 +242,7 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
 
 def _simulate_bench(services, mqtt_url: str) -> None:
     """A calibration bench for the demo: a session is opened, then the bench's readings are published."""
-    from firmware_sim.bench import BenchSpec, run_bench
+    from firmware_sim.bench import BenchSpec, register_bench_devices, run_bench
 
     from .calibration_records import upsert_device_calibration
     from .calibration_service import SessionSpec, for_services
@@ -238,6 +254,7 @@ def _simulate_bench(services, mqtt_url: str) -> None:
     with services.db.write() as c:  # the reference's certificate and traceability, the loggers' identity
         for dev, fields in spec.registrations(now).items():
             upsert_device_calibration(c, dev, now, **fields)
+    register_bench_devices(services.db, spec, now)  # judged by calibration rules only
     sid = for_services(services).create_session(SessionSpec(
         reference_id=spec.reference_id, duts={lg.device_id: lg.resolution_c for lg in spec.loggers},
         set_points=tuple(spec.set_points), mpe_c=0.5, u_ref_c=spec.reference_U_c, start_ms=start,

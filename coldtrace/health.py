@@ -12,15 +12,18 @@ Decisions (also in docs/RULES.md):
 - Sensor fault, once per fault episode and kind:
   ``out_of_range`` N (default 3) out-of-range rejections in a row (a valid reading resets the run);
   ``stuck`` the exact same value for at least 6 h and 36 readings (re-arms when the value changes);
-  ``jump`` a change faster than 5 °C/min between consecutive readings, ignoring changes under 1 °C (sensor
-  resolution and quantisation); re-arms after an hour without a jump.
+  ``jump`` a rate of change faster than 5 °C/min judged over at least one minute of data: each reading is
+  compared with the newest reading at least ``rate_window_ms`` (60 s) older, so a door opening seen by a
+  logger that samples every 5 s (2-3 °C in one sample, then back) is not a fault, while a sensor that
+  really jumps (a broken probe reading -40 or 85 °C) still is, at its first wrong reading. Changes under
+  1 °C are ignored (resolution and quantisation); re-arms after an hour without a jump.
   Stuck and jump look only at readings newer than the newest seen: late, buffered data is not a live signal.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -40,6 +43,7 @@ class HealthConfig:
     stuck_after_ms: int = 6 * HOUR
     stuck_min_readings: int = 36
     max_rate_c_per_min: float = 5.0
+    rate_window_ms: int = MINUTE  # the rate of change is judged over at least this much data
     jump_min_delta_c: float = 1.0
     jump_rearm_ms: int = HOUR
 
@@ -64,6 +68,9 @@ class DeviceHealth:
     stuck_count: int = 0
     stuck_alerted: bool = False
     last_jump_ts: int | None = None
+    # readings of the last rate window ([ts, temp], oldest first): every reading newer than the newest one's
+    # ts - rate_window_ms, plus the newest reading at or before it (the reference of the next reading)
+    recent: list[list] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         # not dataclasses.asdict: it deep-copies, and this runs for every device of every ingest flush
@@ -136,24 +143,30 @@ def _observe_series(h: DeviceHealth, t: np.ndarray, v: np.ndarray, config: Healt
     of equal values long enough) are looked at individually."""
     out: list[Alert] = []
     n = len(t)
-    # jumps: consecutive pairs, the first one against the last reading seen before
-    dv = np.empty(n)
-    dt = np.empty(n, dtype=np.int64)
-    dv[1:], dt[1:] = np.abs(np.diff(v)), np.diff(t)
-    first_pair = h.last_ts is not None and h.last_temp_c is not None
-    if first_pair:
-        dv[0], dt[0] = abs(v[0] - h.last_temp_c), t[0] - h.last_ts
+    # jumps: each reading against the newest reading at least one rate window older (the window's readings
+    # seen before this message come first)
+    buf = _rate_buffer(h)
+    k = len(buf)
+    if k:
+        t_all = np.concatenate((np.fromiter((r[0] for r in buf), np.int64, k), t))
+        v_all = np.concatenate((np.fromiter((r[1] for r in buf), np.float64, k), v))
     else:
-        dv[0], dt[0] = 0.0, 1
-    cand = (dv >= config.jump_min_delta_c) & (dv > config.max_rate_c_per_min * (dt / MINUTE))
+        t_all, v_all = t, v
+    ref = np.searchsorted(t_all, t - config.rate_window_ms, side="right") - 1
+    has_ref = ref >= 0
+    ref_c = np.where(has_ref, ref, 0)
+    dv = np.where(has_ref, np.abs(v - v_all[ref_c]), 0.0)
+    dt = np.where(has_ref, t - t_all[ref_c], 1)
+    cand = has_ref & (dv >= config.jump_min_delta_c) & (dv > config.max_rate_c_per_min * (dt / MINUTE))
     for i in np.flatnonzero(cand):
         ti = int(t[i])
         rearmed = h.last_jump_ts is None or ti - h.last_jump_ts >= config.jump_rearm_ms
         h.last_jump_ts = ti
         if rearmed:
-            before = float(v[i - 1]) if i else h.last_temp_c
-            out.append(_alert(h, SENSOR_FAULT, "alarm", ti, ("jump", ti), kind="jump", from_c=before,
-                              to_c=float(v[i]), rate_c_per_min=round(float(dv[i]) / (int(dt[i]) / MINUTE), 3)))
+            r = int(ref[i])
+            out.append(_jump_alert(h, ti, float(v[i]), int(t_all[r]), float(v_all[r])))
+    keep = max(int(np.searchsorted(t_all, t_all[-1] - config.rate_window_ms, side="right")) - 1, 0)
+    h.recent = [[int(a), float(b)] for a, b in zip(t_all[keep:], v_all[keep:], strict=True)]
     # stuck: runs of exactly equal values; the first run may continue the one in progress
     change = np.empty(n, dtype=bool)
     change[1:] = v[1:] != v[:-1]
@@ -221,19 +234,41 @@ def _battery(h: DeviceHealth, pct: float | None, now_ms: int, config: HealthConf
     return []
 
 
+def _rate_buffer(h: DeviceHealth) -> list[list]:
+    """The readings of the last rate window (a state saved before the window existed: its last reading)."""
+    if h.recent:
+        return h.recent
+    return [[h.last_ts, h.last_temp_c]] if h.last_ts is not None and h.last_temp_c is not None else []
+
+
 def _jump(h: DeviceHealth, t: int, v: float, config: HealthConfig) -> list[Alert]:
-    if h.last_ts is None or h.last_temp_c is None:
+    """Rate of change over at least one window: ``t`` against the newest reading at or before t - window."""
+    buf = h.recent if h.recent else _rate_buffer(h)  # updated in place: this runs for every reading
+    cutoff = t - config.rate_window_ms
+    i = len(buf) - 1
+    while i >= 0 and buf[i][0] > cutoff:
+        i -= 1
+    ref = buf[i] if i >= 0 else None
+    buf.append([t, v])
+    if i > 0:
+        del buf[:i]  # keep the reference (the newest reading at least a window old) and what follows it
+    h.recent = buf
+    if ref is None:
         return []
-    delta = abs(v - h.last_temp_c)
-    minutes = (t - h.last_ts) / MINUTE
-    if delta < config.jump_min_delta_c or delta <= config.max_rate_c_per_min * minutes:
+    delta = abs(v - ref[1])
+    if delta < config.jump_min_delta_c or delta <= config.max_rate_c_per_min * ((t - ref[0]) / MINUTE):
         return []
     rearmed = h.last_jump_ts is None or t - h.last_jump_ts >= config.jump_rearm_ms
     h.last_jump_ts = t
     if not rearmed:
         return []
-    return [_alert(h, SENSOR_FAULT, "alarm", t, ("jump", t), kind="jump", from_c=h.last_temp_c, to_c=v,
-                   rate_c_per_min=round(delta / minutes, 3))]
+    return [_jump_alert(h, t, v, int(ref[0]), float(ref[1]))]
+
+
+def _jump_alert(h: DeviceHealth, t: int, v: float, ref_ts: int, ref_c: float) -> Alert:
+    minutes = (t - ref_ts) / MINUTE
+    return _alert(h, SENSOR_FAULT, "alarm", t, ("jump", t), kind="jump", from_c=ref_c, to_c=v, from_ts=ref_ts,
+                  over_ms=t - ref_ts, rate_c_per_min=round(abs(v - ref_c) / minutes, 3))
 
 
 def _stuck(h: DeviceHealth, t: int, v: float, config: HealthConfig) -> list[Alert]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from . import webhooks
 from .clock import Clock
+from .device_roles import on_bench, session_roles
 from .health_store import HealthTracker
 from .live_evaluation import LiveEvaluator
 from .model import BUILTIN_PROFILES, Alert, Batch, ParseResult, Profile, Reading, Rejection
@@ -61,7 +62,8 @@ class Pipeline:
         self.clock = clock
         self.default_profile = default_profile
         self.require_registration = require_registration
-        self.live = LiveEvaluator(readings)
+        self.judged = JudgedReadings(readings)  # bench readings are never judged by a profile (device roles)
+        self.live = LiveEvaluator(self.judged)
         self._lock = threading.RLock()
         self.alerts_emitted = threading.Event()  # set after a commit that raised alerts (wakes the notifier)
         self.counters: Counter[str] = Counter()
@@ -177,9 +179,9 @@ class Pipeline:
                 wr = self.readings.write(all_readings)
                 result.accepted += wr.accepted
                 result.duplicates += wr.duplicates
-            alerts, health_items = self._update_devices(c, batches, now)
+            alerts, health_items, bench = self._update_devices(c, batches, now)
             oor = Counter(q[3] for q in quarantine if q[4] == "out_of_range" and q[3])
-            alerts += self.health.on_flush(c, health_items, oor, now)
+            alerts += self.health.on_flush(c, health_items, oor, now, bench=bench)
             if alerts:
                 result.alerts += self.emit(c, alerts, now)
 
@@ -189,26 +191,31 @@ class Pipeline:
         return {r[0] for r in c.execute(f"SELECT id FROM devices WHERE id IN ({marks})", tuple(ids))}
 
     def _update_devices(self, c: sqlite3.Connection, batches: list[Batch], now: int
-                        ) -> tuple[list[Alert], list[tuple]]:
+                        ) -> tuple[list[Alert], list[tuple], set[str]]:
         """Device state (last reading, seq gaps, battery) and excursion evaluation, a few statements per flush.
-        Returns the alerts and, per device, (device, ts, temps, battery) for the health rules."""
+        Returns the alerts, per device (device, ts, temps, battery) for the health rules, and the devices on
+        a calibration bench (judged by calibration rules, not by a profile: coldtrace/device_roles.py)."""
         groups = _group(batches)
         if not groups:
-            return [], []
+            return [], [], set()
         ids = list(groups)
         c.executemany("INSERT OR IGNORE INTO devices (id, registered_at) VALUES (?,?)", [(d, now) for d in ids])
         state: dict[str, tuple] = {}
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
             marks = ",".join("?" * len(chunk))
-            for r in c.execute(f"SELECT id, last_ts, last_seq, profile_id, evaluated_ts FROM devices"
-                               f" WHERE id IN ({marks})", chunk):
+            for r in c.execute(f"SELECT id, last_ts, last_seq, profile_id, evaluated_ts, role, kind, judged_from"
+                               f" FROM devices WHERE id IN ({marks})", chunk):
                 state[r[0]] = tuple(r)
+        sroles = session_roles(c)
+        bench: set[str] = set()
         alerts: list[Alert] = []
         updates = []
         health_items: list[tuple] = []  # (device, ts, temps, battery) for the health rules
         for dev, dev_batches in groups.items():
-            _, last_ts, last_seq, profile_id, evaluated_ts = state[dev]
+            _, last_ts, last_seq, profile_id, evaluated_ts, role, kind, judged_from = state[dev]
+            if on_bench(role, kind, sroles.get(dev)):
+                bench.add(dev)
             readings = [r for b in dev_batches for r in b.readings]
             gaps = 0
             for b in dev_batches:
@@ -222,8 +229,10 @@ class Pipeline:
             new_ts = new_temp = None
             if newest is not None and (last_ts is None or newest.ts >= last_ts):
                 new_ts, new_temp = newest.ts, newest.temp_c
-            if readings:
-                alerts.extend(self._evaluate(c, dev, profile_id, readings, evaluated_ts, now))
+            judged = readings if judged_from is None else [r for r in readings if r.ts >= judged_from]
+            if judged and dev not in bench:
+                self.judged.floor[dev] = judged_from
+                alerts.extend(self._evaluate(c, dev, profile_id, judged, evaluated_ts, now))
                 evaluated_ts = self.live.last_ts(dev)
             updates.append((now, last_seq, gaps, battery, new_ts, new_ts, new_temp, evaluated_ts, dev))
         self.live.write_checkpoints(c)
@@ -232,7 +241,7 @@ class Pipeline:
             " battery_pct = COALESCE(?, battery_pct), last_ts = COALESCE(?, last_ts),"
             " last_temp_c = CASE WHEN ? IS NULL THEN last_temp_c ELSE ? END, evaluated_ts = ? WHERE id = ?",
             updates)
-        return alerts, health_items
+        return alerts, health_items, bench
 
     # ---- excursions -----------------------------------------------------------------------------------
     def _evaluate(self, c: sqlite3.Connection, dev: str, profile_id: str | None, readings: list[Reading],
@@ -255,7 +264,7 @@ class Pipeline:
                 new += 1
                 c.execute(webhooks.OUTBOX_INSERT_SQL, webhooks.outbox_row(a, created_at=now))
                 self.counters[f"alerts.{a.type}"] += 1
-                log.info("alert %s %s device=%s", a.type, a.severity, a.device_id)
+                log.debug("alert %s %s device=%s", a.type, a.severity, a.device_id)  # per alert: DEBUG
         return new
 
     def emit_now(self, alerts: Sequence[Alert]) -> int:
@@ -294,6 +303,24 @@ class Pipeline:
         if n:
             self.alerts_emitted.set()
         return n
+
+
+class JudgedReadings:
+    """The reading store as the excursion engine sees it: a device's readings before its ``judged_from``
+    (taken on a calibration bench) are left out, so a re-evaluation never judges them by a profile."""
+
+    def __init__(self, inner: ReadingStore) -> None:
+        self.inner = inner
+        self.floor: dict[str, int | None] = {}
+
+    def arrays(self, device_id: str, start: int | None = None, end: int | None = None):
+        f = self.floor.get(device_id)
+        if f is not None and (start is None or start < f):
+            start = f
+        return self.inner.arrays(device_id, start, end)
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
 
 
 def _group(batches: Iterable[Batch]) -> dict[str, list[Batch]]:

@@ -5,6 +5,10 @@ ColdTrace to see the reference settle (10 min stable), then capture. Each logger
 own first-order lag, adds an offset, an optional linear drift (°C per hour, the "bad" logger), noise, and
 rounds to its resolution. The reference adds only a little noise.
 
+The bench's devices are registered with their roles (``register_bench_devices``: the reference a calibration
+reference, the loggers devices under calibration), so ColdTrace judges them by the calibration rules and
+never by a shipment profile: a bath ramp from 22 to -20 °C is the point of a bench, not an excursion.
+
 Time is simulated: ``bench_series`` generates timestamps, nothing waits. ``run_bench`` publishes the whole
 bench over MQTT as native v1 payloads (PROTOCOLS.md) with timestamps ending at "now" (a bench replayed in
 seconds), which is what ``coldtrace sim --scenario bench`` runs.
@@ -21,6 +25,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from coldtrace.clock import SystemClock
+from coldtrace.device_roles import CALIBRATION_REFERENCE, DEVICE_UNDER_CALIBRATION, set_role
 from coldtrace.errors import TransportError
 from coldtrace.model import MINUTE
 from coldtrace.settings import parse_mqtt_url
@@ -155,6 +160,24 @@ def native_payloads(device_id: str, ts: np.ndarray, temp: np.ndarray, *, batch: 
     return msgs
 
 
+def bench_devices(spec: BenchSpec) -> dict[str, tuple[str, str]]:
+    """The bench's devices: {device_id: (kind, role)}."""
+    out = {spec.reference_id: ("reference", CALIBRATION_REFERENCE)}
+    out.update((lg.device_id, ("logger", DEVICE_UNDER_CALIBRATION)) for lg in spec.loggers)
+    return out
+
+
+def register_bench_devices(db, spec: BenchSpec, now_ms: int, *, actor: str = "simulator") -> None:
+    """Register the bench's devices (a ``coldtrace.store.db.Database``) with their roles, unmonitored by the
+    deadman: a bench runs for a few hours and then falls silent; its session judges missing data."""
+    with db.write() as c:
+        for dev, (kind, role) in bench_devices(spec).items():
+            c.execute("INSERT INTO devices (id, kind, name, monitored, registered_at) VALUES (?,?,?,0,?)"
+                      " ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, monitored = 0",
+                      (dev, kind, "simulated bench " + kind, now_ms))
+            set_role(c, dev, role, actor=actor, now=now_ms, reason="simulated calibration bench")
+
+
 @dataclass(frozen=True, slots=True)
 class BenchRun:
     spec: BenchSpec
@@ -220,6 +243,11 @@ def main(mqtt_url: str, argv: list[str] | None = None) -> int:
     print(f"Logger(s) drifting on purpose: {', '.join(run.spec.drifting)}.")
     print("Record the devices' calibration data (QA role) with PUT /api/v1/calibration/devices/{id}:")
     print(json.dumps(run.spec.registrations(SystemClock().now_ms()), indent=2))
+    print("So that no shipment profile judges the bath's ramps, a bench's devices carry their roles (set before"
+          " the next run, admin role; a running session does the same for its devices while it runs):"
+          " PUT /api/v1/devices/{id}/role with")
+    for dev, (_, role) in bench_devices(run.spec).items():
+        print(f"  {dev}: {{\"role\": \"{role}\"}}")
     print("Create the session (QA role) with POST /api/v1/calibration/sessions and this body:")
     print(json.dumps(run.session_request(), indent=2))
     return 0

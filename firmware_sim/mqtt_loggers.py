@@ -1,9 +1,13 @@
 """Simulated data loggers publishing over MQTT like real ones: native v1 payloads, seq numbers, batch uploads,
 offline buffering, a birth message and a last will on the status topic, battery drain.
 
-Scenarios: "normal", "failing-cooler", "door-openings", "flaky-network", "low-battery", "mixed" (a fleet with
-one of each). The recent past (``history_ms``) is uploaded as buffered batches at start, so a fresh demo shows
-real excursions at once; then each logger streams live at ``interval_ms``.
+Scenarios: "normal", "failing-cooler", "door-openings", "flaky-network", "low-battery", "probe-fault" (the
+probe loses contact for 10 min and reads -40 °C), "mixed" (a fleet of the first five). "normal" and
+"door-openings" (a fridge opened three times an hour, back in minutes) are normal operation and must raise no
+alarm; the cooler that fails for 2 h, the network down for 45 min, the weak battery and the probe that loses
+contact must each raise one (bench/alarm_flood.py runs them all for a simulated day). The recent past
+(``history_ms``) is uploaded as buffered batches at start, so a fresh demo shows real excursions at once; then
+each logger streams live at ``interval_ms``.
 """
 
 from __future__ import annotations
@@ -25,7 +29,11 @@ from .thermal import CoolerFailure, ThermalModel
 
 log = logging.getLogger(__name__)
 
-SCENARIOS = ("normal", "failing-cooler", "door-openings", "flaky-network", "low-battery", "mixed")
+SCENARIOS = ("normal", "failing-cooler", "door-openings", "flaky-network", "low-battery", "probe-fault", "mixed")
+QUIET_SCENARIOS = ("normal", "door-openings")  # normal operation: an alarm from these is a false alarm
+FAULTY_SCENARIOS = ("failing-cooler", "flaky-network", "low-battery", "probe-fault")
+PROBE_FAULT_MS = 10 * MINUTE
+FLAKY_OUTAGE_MS = 45 * MINUTE  # longer than the profiles' offline_after (30 min): the deadman must see it
 
 
 @dataclass
@@ -53,6 +61,17 @@ class SimLogger:
             t += self.interval_ms
         return out
 
+    def due_messages(self, now_ms: int, start_ms: int, batch_max: int = 500) -> list[tuple[bytes, int]]:
+        """The messages this logger sends at ``now_ms`` with their number of readings: nothing while its
+        network is down (it buffers), else everything not yet sent, at most ``batch_max`` readings each."""
+        if not self.online_at(now_ms):
+            return []
+        pending = self.readings_until(now_ms, start_ms)
+        if pending:
+            self.last_sent_ts = int(_parse_ms(pending[-1]["ts"]))
+        chunks = [pending[i:i + batch_max] for i in range(0, len(pending), batch_max)]
+        return [(self.message(c), len(c)) for c in chunks]
+
     def message(self, readings: list[dict]) -> bytes:
         self.seq += 1
         self.battery_pct = max(0.0, self.battery_pct - self.battery_drain_per_reading * len(readings))
@@ -61,7 +80,9 @@ class SimLogger:
 
 
 def build_fleet(n: int, scenario: str, now_ms: int, history_ms: int, interval_ms: int,
-                prefix: str = "LOG") -> list[SimLogger]:
+                prefix: str = "LOG", outage_at_ms: int | None = None) -> list[SimLogger]:
+    """``n`` loggers whose data starts at ``now_ms - history_ms``. ``outage_at_ms``: when the flaky network
+    goes down (default 2 min after now, so a live demo shows the logger going offline and coming back)."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
     start = now_ms - history_ms
@@ -77,7 +98,11 @@ def build_fleet(n: int, scenario: str, now_ms: int, history_ms: int, interval_ms
         elif kind == "door-openings":
             model.door_openings_per_hour = 3
         elif kind == "flaky-network":
-            lg.offline_windows = ((now_ms + 2 * MINUTE, now_ms + 6 * MINUTE),)  # buffers, then uploads
+            down = now_ms + 2 * MINUTE if outage_at_ms is None else outage_at_ms
+            lg.offline_windows = ((down, down + FLAKY_OUTAGE_MS),)  # buffers, then uploads
+        elif kind == "probe-fault":  # a third of the way in (a demo: 3 min after start), for 10 min
+            at = start + history_ms // 3 if history_ms else now_ms + 3 * MINUTE
+            model.probe_faults.append((at, at + PROBE_FAULT_MS))
         elif kind == "low-battery":
             lg.battery_pct = 22.0
             lg.battery_drain_per_reading = 0.01
@@ -124,16 +149,10 @@ class LoggerFleet:
         """Publish everything due up to now_ms (buffered while a logger is offline). Returns readings sent."""
         sent = 0
         for lg in self.fleet:
-            if not lg.online_at(now_ms):
-                continue  # keeps buffering: the readings are sent when it is back
-            pending = lg.readings_until(now_ms, self.start_ms)
-            for i in range(0, len(pending), self.batch_max):
-                chunk = pending[i:i + self.batch_max]
-                info = self.client.publish(f"coldtrace/v1/devices/{lg.device_id}/readings", lg.message(chunk), qos=1)
+            for msg, n in lg.due_messages(now_ms, self.start_ms, self.batch_max):  # none while offline
+                info = self.client.publish(f"coldtrace/v1/devices/{lg.device_id}/readings", msg, qos=1)
                 info.wait_for_publish(30)
-                sent += len(chunk)
-            if pending:
-                lg.last_sent_ts = int(_parse_ms(pending[-1]["ts"]))
+                sent += n
         self.published_readings += sent
         return sent
 

@@ -28,6 +28,9 @@ class ThermalModel:
     door_recover_ms: int = 8 * MINUTE
     failures: list[CoolerFailure] = field(default_factory=list)
     stuck_from_ms: int | None = None  # a sensor fault: the value freezes from this time
+    # a probe that loses contact: in these (start, end) windows it reads the bottom of its range
+    probe_faults: list[tuple[int, int]] = field(default_factory=list)
+    probe_fault_c: float = -40.0
 
     def _door_effect(self, t_ms: int) -> float:
         if self.door_openings_per_hour <= 0:
@@ -59,6 +62,8 @@ class ThermalModel:
         return delta
 
     def temperature(self, t_ms: int) -> float:
+        if any(a <= t_ms < b for a, b in self.probe_faults):
+            return self.probe_fault_c
         if self.stuck_from_ms is not None and t_ms >= self.stuck_from_ms:
             t_ms = self.stuck_from_ms
         noise = random.Random((self.seed << 20) ^ (t_ms // 1000)).gauss(0, self.noise_c)

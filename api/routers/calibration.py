@@ -12,7 +12,13 @@ from pydantic import BaseModel, Field, field_validator
 from coldtrace import calibration_records as records
 from coldtrace import certificate_issue
 from coldtrace.audit import record_audit
-from coldtrace.calibration_service import CalibrationService, SessionSpec, calibration_status, for_services
+from coldtrace.calibration_service import (
+    CalibrationService,
+    SessionSpec,
+    calibration_status,
+    for_services,
+    status_of,
+)
 from coldtrace.certificate import render_certificate
 from coldtrace.clock import parse_time
 from coldtrace.errors import Conflict
@@ -264,6 +270,30 @@ def certificate_pdf(session_id: str, device_id: str, services: ServicesDep, _: V
 
 
 # ---------------------------------------------------------------- devices
+@router.get("/devices", summary="Every device's calibration state in one list (fleet and calibration pages)")
+def list_device_states(services: ServicesDep, _: Viewer,
+                       status: Annotated[str | None, Query(description="valid | due_soon | expired | failed |"
+                                                           " unknown")] = None,
+                       drift_predicted: bool | None = None,
+                       limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+                       offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
+    """The devices known to ColdTrace (registered, heard from, or with a calibration record), each with the
+    status of ``GET /devices/{id}``; ``summary`` reads e.g. "valid, drift predicted 2027-03-14"."""
+    now = services.clock.now_ms()
+    ids = [r[0] for r in services.db.query(
+        "SELECT id FROM devices UNION SELECT device_id FROM device_calibration ORDER BY 1")]
+    rows = {r["device_id"]: dict(r) for r in services.db.query("SELECT * FROM device_calibration")}
+    out = []
+    for dev in ids:
+        st = status_of(rows.get(dev), dev, now)
+        if status and st["status"] != status:
+            continue
+        if drift_predicted is not None and (st.get("drift_predicted_ms") is not None) != drift_predicted:
+            continue
+        out.append(st)
+    return out[offset:offset + limit]
+
+
 @router.get("/devices/{device_id}", summary="A device's calibration state and whether it may be used")
 def device_state(device_id: str, services: ServicesDep, _: Viewer) -> dict[str, Any]:
     now = services.clock.now_ms()
@@ -285,6 +315,7 @@ def set_device_state(device_id: str, body: DeviceCalibrationIn, services: Servic
         records.upsert_device_calibration(c, device_id, now, **fields)
         record_audit(c, actor=p.name, action="calibration.device.update", entity="device", entity_id=device_id,
                      old=old, new=fields, ts=now)
+    calibration_service(services).judge_drift(now, [device_id])  # the due date may have moved
     return device_state(device_id, services, p)
 
 
@@ -309,6 +340,7 @@ def add_history(device_id: str, body: HistoryIn, services: ServicesDep, p: QA) -
                                                              f"import:{body.certificate_ref}"))
         record_audit(c, actor=p.name, action="calibration.history.import", entity="device", entity_id=device_id,
                      new=body.model_dump(), ts=now)
+    calibration_service(services).judge_drift(now, [device_id])  # new history: calibration.drift_predicted?
     return device_drift(device_id, services, p)
 
 

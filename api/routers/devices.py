@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from coldtrace.audit import record_audit
 from coldtrace.clock import to_iso
+from coldtrace.device_roles import EFFECTIVE_ROLE_SQL, ROLES, session_roles, set_role
 from coldtrace.payload import DEVICE_ID_RE
 from coldtrace.store.rollup import chart_grid
 
@@ -28,15 +29,22 @@ def _device_row(services, device_id: str):
 
 @router.get("", response_model=list[DeviceOut], summary="All devices with their last reading")
 def list_devices(services: ServicesDep, _: Viewer, kind: str | None = None,
+                 role: Annotated[str | None, Query(description="shipment_logger | calibration_reference |"
+                                                   " device_under_calibration (the effective role)")] = None,
                  limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
                  offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> list[DeviceOut]:
-    sql, params = "SELECT * FROM devices", []
+    where, params = [], []
     if kind:
-        sql += " WHERE kind = ?"
+        where.append("kind = ?")
         params.append(kind)
+    if role:
+        where.append(f"{EFFECTIVE_ROLE_SQL} = ?")
+        params.append(role)
+    sql = "SELECT * FROM devices" + (" WHERE " + " AND ".join(where) if where else "")
     sql += " ORDER BY id LIMIT ? OFFSET ?"
     params += [limit, offset]
-    return [DeviceOut.from_row(r) for r in services.db.query(sql, tuple(params))]
+    sroles = session_roles(services.db.conn())
+    return [DeviceOut.from_row(r, sroles.get(r["id"])) for r in services.db.query(sql, tuple(params))]
 
 
 class DeviceIn(BaseModel):
@@ -45,6 +53,16 @@ class DeviceIn(BaseModel):
     name: str | None = Field(None, max_length=200)
     profile_id: str | None = None
     monitored: bool = True
+    role: Literal[ROLES] | None = Field(  # type: ignore[valid-type]
+        None, description="shipment_logger | calibration_reference | device_under_calibration; omitted: the"
+        " role stays as it is (a new device's follows its kind and any running calibration session)")
+
+
+class RoleIn(BaseModel):
+    role: Literal[ROLES] | None = Field(  # type: ignore[valid-type]
+        description="shipment_logger | calibration_reference | device_under_calibration; null: follow the"
+        " device's kind and any running calibration session")
+    reason: str | None = Field(None, max_length=500)
 
 
 @router.post("", response_model=DeviceOut, status_code=201, summary="Register a device")
@@ -60,13 +78,29 @@ def register_device(body: DeviceIn, services: ServicesDep, principal: Admin) -> 
                   (body.id, body.kind, body.name, body.profile_id, int(body.monitored), now))
         record_audit(c, actor=principal.name, action="device.register", entity="device", entity_id=body.id,
                      new=body.model_dump(), ts=now)
+        if body.role is not None:
+            set_role(c, body.id, body.role, actor=principal.name, now=now)
     services.pipeline.invalidate_profile()
-    return DeviceOut.from_row(_device_row(services, body.id))
+    return get_device(body.id, services, principal)
 
 
 @router.get("/{device_id}", response_model=DeviceOut)
 def get_device(device_id: str, services: ServicesDep, _: Viewer) -> DeviceOut:
-    return DeviceOut.from_row(_device_row(services, device_id))
+    return DeviceOut.from_row(_device_row(services, device_id), session_roles(services.db.conn()).get(device_id))
+
+
+@router.put("/{device_id}/role", response_model=DeviceOut,
+            summary="Set what a device is for: shipment logger, calibration reference or device under calibration")
+def put_role(device_id: str, body: RoleIn, services: ServicesDep, principal: Admin) -> DeviceOut:
+    """Devices on a calibration bench (calibration reference, device under calibration) are judged by the
+    calibration rules only: no excursion and no rate-of-change alert from their ramps. A device that leaves
+    the bench is judged by its profile from its next reading on (its bench readings never are)."""
+    _device_row(services, device_id)
+    now = services.clock.now_ms()
+    with services.db.write() as c:
+        set_role(c, device_id, body.role, actor=principal.name, now=now, reason=body.reason)
+    services.pipeline.invalidate_profile()
+    return get_device(device_id, services, principal)
 
 
 @router.get("/{device_id}/readings", response_model=ReadingPage,

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-PAGES = ("fleet", "devices", "shipments", "alerts", "calibration", "quarantine", "profiles", "admin")
+PAGES = ("fleet", "devices", "shipments", "alerts", "calibration", "quarantine", "profiles", "admin",
+         "alarm-health")
 _NEXT_RE = re.compile(r"^/ui/[A-Za-z0-9._:/@%?=&+-]*$")  # only our own pages: no open redirect
 
 # The pages load nothing from elsewhere: scripts, styles, fonts and API calls stay on this origin.

@@ -38,6 +38,12 @@ def test_run_simulate_serves_the_api_with_readings_within_ten_seconds(tmp_path):
         t0 = time.monotonic()
         wait_for(lambda: b"ct_" in out.read_bytes(), 10, "the bootstrap token")
         token = re.search(rb"(ct_[A-Za-z0-9_-]+)", out.read_bytes()).group(1).decode()
+        # the token is also in a file of the data directory that only its owner can read, and the console
+        # says where (a token scrolled away among log lines is not lost)
+        token_file = tmp_path / "d" / "bootstrap-admin-token"
+        assert token_file.read_text().strip() == token
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        assert str(token_file.resolve()) in out.read_text()
 
         def readings_arrived() -> bool:
             try:
@@ -50,6 +56,10 @@ def test_run_simulate_serves_the_api_with_readings_within_ten_seconds(tmp_path):
         assert _get(f"http://127.0.0.1:{api_port}/api/v1/health")["status"] == "ok"
         devices = _get(f"http://127.0.0.1:{api_port}/api/v1/devices", token)
         assert len([d for d in devices if d["id"].startswith("LOG-")]) == 4  # + the simulated bench
+        # the bench's devices are registered as bench devices: calibration rules judge them, not 2-8 °C
+        bench = {d["id"]: d["role"] for d in devices if d["id"].startswith("BENCH-")}
+        assert bench == {"BENCH-REF-1": "calibration_reference", **{f"BENCH-LOG-{i}": "device_under_calibration"
+                                                                    for i in (1, 2, 3)}}
         text = out.read_text()
         assert "embedded MQTT broker" in text and "API and QA pages on" in text and "Simulating 4 loggers" in text
     finally:

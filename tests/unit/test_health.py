@@ -86,18 +86,55 @@ def test_stuck_value_for_six_hours_and_36_readings():
     assert h2.stuck_count == 1 and not h2.stuck_alerted
 
 
-def test_jump_faster_than_5_c_per_minute():
+def test_jump_faster_than_5_c_per_minute_judged_over_at_least_a_minute():
     h = DeviceHealth("LOG-1")
     # 5.0 -> 9.0 in 1 min = 4 °C/min: fine; 9.0 -> 20.0 in 2 min = 5.5 °C/min: fault at 3 min;
-    # 0.8 °C in 5 s (9.6 °C/min) is under the 1 °C resolution floor: ignored.
     assert observe_readings(h, [m(0), m(1)], [5.0, 9.0], now_ms=m(1)) == []
     (f,) = observe_readings(h, [m(3)], [20.0], now_ms=m(3))
     assert (f.data["kind"], f.ts, f.data["rate_c_per_min"]) == ("jump", m(3), 5.5)
+    assert (f.data["from_ts"], f.data["over_ms"], f.data["from_c"]) == (m(1), 2 * MINUTE, 9.0)
+    # 5 s later: judged against the reading at least a minute older (9.0 at 1 min): 11.8 °C in 2.08 min is
+    # still too fast, but within the hour of the last jump: no second alert
     assert observe_readings(h, [m(3) + 5000], [20.8], now_ms=m(4)) == []
-    # another jump within the hour does not repeat the alert; after an hour without jumps it does
-    assert observe_readings(h, [m(10)], [0.0], now_ms=m(10)) == []
+    assert observe_readings(h, [m(10)], [0.0], now_ms=m(10)) == []  # 20.8 -> 0 in 6.9 min: 3 °C/min
     assert observe_readings(h, [m(80)], [0.4], now_ms=m(80)) == []
-    assert types(observe_readings(h, [m(81)], [20.0], now_ms=m(81))) == ["device.sensor_fault"]  # 71 min later
+    assert types(observe_readings(h, [m(81)], [20.0], now_ms=m(81))) == ["device.sensor_fault"]  # 78 min later
+
+
+def sampled(h, start_min, values, every_s=5, config=health.DEFAULT_CONFIG):
+    out = []
+    for i, v in enumerate(values):
+        t = m(start_min) + i * every_s * 1000
+        out += observe_readings(h, [t], [v], now_ms=t, config=config)
+    return out
+
+
+def test_a_door_opening_sampled_every_5_s_is_not_a_sensor_fault():
+    # the simulator's door: +2.5 °C at once, then back with an 8-min time constant. Between two 5 s samples
+    # that is 30 °C/min; over one minute of data it is at most 2.5 °C/min.
+    h = DeviceHealth("LOG-1")
+    base = [5.0] * 24
+    door = [round(5.0 + 2.5 * 2.718281828 ** (-(i * 5) / 480), 2) for i in range(200)]
+    assert sampled(h, 0, base + door) == []
+    assert len(h.recent) <= 14  # a minute of 5 s readings and the reference before it: the state stays small
+
+
+def test_a_real_jump_sampled_every_5_s_is_a_fault_at_its_first_wrong_reading():
+    h = DeviceHealth("LOG-1")
+    alerts = sampled(h, 0, [5.0] * 24 + [85.0] * 3 + [5.0] * 24)  # a probe that loses contact
+    (f,) = alerts
+    assert (f.ts, f.data["from_c"], f.data["to_c"]) == (m(0) + 24 * 5000, 5.0, 85.0)
+    assert f.data["over_ms"] >= MINUTE and f.data["rate_c_per_min"] == round(80 / (f.data["over_ms"] / MINUTE), 3)
+
+
+def test_the_rate_window_is_configurable_and_a_state_saved_before_it_existed_still_works():
+    h = DeviceHealth("LOG-1")
+    # over a 10-minute window, 8 °C in 1 min settles into 0.8 °C/min: not a fault
+    slow = HealthConfig(rate_window_ms=10 * MINUTE)
+    assert sampled(h, 0, [5.0] * 120 + [13.0] * 12, config=slow) == []
+    old = DeviceHealth("LOG-2", last_ts=m(0), last_temp_c=5.0)  # no "recent" in an old stored state
+    (f,) = observe_readings(old, [m(1)], [15.0], now_ms=m(1))
+    assert f.data["from_ts"] == m(0)
 
 
 def test_late_readings_do_not_feed_stuck_or_jump_and_state_round_trips_through_json():

@@ -16,10 +16,11 @@ const ROUTES = [
   [/^\/ui\/quarantine\/?$/, "quarantine", () => import("./pages/quarantine.js")],
   [/^\/ui\/profiles\/?$/, "profiles", () => import("./pages/profiles.js")],
   [/^\/ui\/admin\/?$/, "admin", () => import("./pages/admin.js")],
+  [/^\/ui\/alarm-health\/?$/, "alarm-health", () => import("./pages/alarm_health.js")],
 ];
 
 const NAV = [["fleet", "Fleet"], ["shipments", "Shipments"], ["alerts", "Alerts"], ["calibration", "Calibration"],
-  ["quarantine", "Quarantine"], ["profiles", "Profiles"], ["admin", "Admin"]];
+  ["quarantine", "Quarantine"], ["alarm-health", "Alarm health"], ["profiles", "Profiles"], ["admin", "Admin"]];
 const ADMIN_ONLY = new Set(["admin"]);
 
 const POLL_MS = 5000;

@@ -9,9 +9,13 @@ export function calibrationBadge(c) {
   if (c.error) return badge("unavailable", "neutral", c.error);
   const s = c.status || {};
   const due = s.due_at ? [" due ", time(s.due_at, { dateOnly: true })] : null;
+  // still valid, but the long-term drift line leaves the tolerance before the due date
+  const drift = s.drift_predicted_ms ? h("span", { class: "drift-predicted" }, ", ",
+    badge("drift predicted", "warn", "the as-found history predicts out of tolerance before the due date"), " ",
+    time(s.drift_predicted_ms, { dateOnly: true })) : null;
   switch (s.status) {
-    case "valid": return h("span", {}, badge("valid", "ok"), h("span", { class: "muted" }, due));
-    case "due_soon": return h("span", {}, badge("due soon", "warn"), due);
+    case "valid": return h("span", {}, badge("valid", "ok"), drift, h("span", { class: "muted" }, due));
+    case "due_soon": return h("span", {}, badge("due soon", "warn"), drift, due);
     case "expired": return h("span", {}, badge("expired", "bad", s.reason), due);
     case "failed": return badge("failed", "bad", s.reason);
     default: return badge("no record", "neutral", "no calibration recorded for this device");
@@ -32,6 +36,7 @@ export const ALERT_LABELS = {
   "excursion.opened": "Excursion started", "excursion.alarm": "Excursion alarm", "excursion.closed": "Excursion ended",
   "excursion.revised": "Excursion revised", "device.offline": "Logger offline", "device.online": "Logger back online",
   "device.battery_low": "Battery low", "device.sensor_fault": "Sensor fault", "alert.acknowledged": "Acknowledged",
+  "calibration.drift_predicted": "Drift predicted before the due date",
 };
 
 export function alertLabel(type) {

@@ -1,9 +1,12 @@
 // Fleet overview: every device with its last reading, online/offline, battery, calibration due, open alerts.
 
-import { api, getOptional } from "../api.js";
+import { api } from "../api.js";
 import { ago, badge, empty, errorBox, h, link, loading, replace, section, table, temp, time } from "../dom.js";
 import { calibrationBadge, deviceStatus } from "./common.js";
 
+// devices on a calibration bench are judged by calibration rules, not by a shipment profile
+const ROLE_LABELS = { calibration_reference: "calibration reference", device_under_calibration: "under calibration" };
+const ROLE_NOTE = "on a calibration bench: judged by the calibration rules, not by a shipment profile";
 const CAL_TTL_MS = 60_000; // calibration states change rarely: ask again once a minute
 
 export async function mount(main, ctx) {
@@ -26,12 +29,12 @@ export async function mount(main, ctx) {
   async function refreshCalibration(list) {
     if (Date.now() - lastCal < CAL_TTL_MS && cal.size) return;
     lastCal = Date.now();
-    const todo = list.filter((d) => d.kind !== "gateway");
-    for (let i = 0; i < todo.length; i += 8) { // a few at a time: never a burst of hundreds of requests
-      await Promise.all(todo.slice(i, i + 8).map(async (d) => {
-        try { cal.set(d.id, await getOptional(`/api/v1/calibration/devices/${encodeURIComponent(d.id)}`)); }
-        catch (e) { cal.set(d.id, { error: e.message }); }
-      }));
+    try { // every device's calibration state in one request ("valid, drift predicted <date>" included)
+      const states = await api.get("/api/v1/calibration/devices", { limit: 10000 });
+      const byId = new Map(states.map((st) => [st.device_id, st]));
+      for (const d of list) if (d.kind !== "gateway") cal.set(d.id, byId.has(d.id) ? { status: byId.get(d.id) } : null);
+    } catch (e) {
+      for (const d of list) if (d.kind !== "gateway") cal.set(d.id, { error: e.message });
     }
   }
 
@@ -53,7 +56,7 @@ export async function mount(main, ctx) {
       ? empty("No devices yet.", "Loggers appear here when their first message arrives (or when an admin registers them).")
       : table([
         { label: "Device", cell: (d) => [link(`/ui/devices/${encodeURIComponent(d.id)}`, d.id), d.name ? h("div", { class: "muted" }, d.name) : null] },
-        { label: "Kind", cell: (d) => d.kind },
+        { label: "Kind", cell: (d) => [d.kind, ROLE_LABELS[d.role] ? h("div", { class: "muted", title: ROLE_NOTE }, ROLE_LABELS[d.role]) : null] },
         { label: "Status", cell: statusCell },
         { label: "Last reading", num: true, cell: (d) => (d.last_temp_c === null ? h("span", { class: "muted" }, "none") : temp(d.last_temp_c, 2)) },
         { label: "Reading time", cell: (d) => [time(d.last_ts), d.last_ts ? h("div", { class: "muted" }, ago(d.last_ts)) : null] },

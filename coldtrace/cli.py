@@ -18,7 +18,7 @@ log = logging.getLogger("coldtrace")
 
 # Modules that add subcommands: each has add_commands(subparsers), whose parsers set_defaults(handler=f),
 # f(args) -> exit code. Imported only when the parser is built.
-COMMAND_MODULES: list[str] = ["coldtrace.cli_access"]
+COMMAND_MODULES: list[str] = ["coldtrace.cli_access", "coldtrace.cli_ops"]
 
 
 def setup_logging(level: str) -> None:
@@ -207,10 +207,20 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
             print(f"Simulating {so.loggers} loggers ({so.scenario}); the last {so.history_hours:g} h are uploaded"
                   f" first, then a reading every {so.interval_s:g} s per logger.", flush=True)
             _simulate_bench(services, settings.mqtt.url or "")
+        if args.command == "run":  # where this instance listens, for `coldtrace publish` and `doctor`
+            from . import runtime_info
+
+            api_url = f"http://{settings.api.host}:{settings.api.port}" if not collector_only else None
+            runtime_info.write(settings.data_dir, runtime_info.RuntimeInfo(
+                os.getpid(), settings.mqtt.url, api_url, services.clock.now_ms()))
         print("Running. Ctrl-C to stop.", flush=True)
         _Shutdown().wait()
         print("Stopping ...", flush=True)
     finally:
+        if args.command == "run":
+            from . import runtime_info
+
+            runtime_info.remove(settings.data_dir, os.getpid())
         if sim is not None:
             sim.stop()
         for w in reversed(workers):

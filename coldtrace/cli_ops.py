@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from .errors import ConfigError, TransportError
@@ -117,6 +118,199 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- progress
+
+def progress_bar(quiet: bool = False):
+    """A rich progress bar on stderr (plain when stderr is not a terminal; nothing with ``quiet``)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                    TextColumn("{task.fields[detail]}"), TimeRemainingColumn(),
+                    console=Console(stderr=True, width=None if sys.stderr.isatty() else 120), disable=quiet)
+
+
+# ---------------------------------------------------------------- export
+
+EXPORT_PAGE = 50_000
+
+
+def _open_store(settings):
+    from .store import open_reading_store
+    from .store.db import Database
+
+    if not settings.db_path.exists():
+        raise ConfigError(f"no ColdTrace store in {settings.data_dir.resolve()} (pass --data-dir)")
+    db = Database(settings.db_path, synchronous=settings.store.sqlite_synchronous)
+    return db, open_reading_store(settings, db)
+
+
+def iter_readings(store, device: str, start: int, end: int, page: int = EXPORT_PAGE):
+    """Readings of ``device`` with start <= ts < end, in pages (the store is never asked for all at once)."""
+    cursor = start
+    while cursor < end:
+        chunk = store.query(device, cursor, end, limit=page)
+        if not chunk:
+            return
+        yield chunk
+        if len(chunk) < page:
+            return
+        cursor = chunk[-1].ts + 1
+
+
+class _CsvSink:
+    def __init__(self, out) -> None:
+        import csv
+
+        self.w = csv.writer(out, lineterminator="\n")
+        self.w.writerow(["device_id", "ts", "ts_ms", "temp_c", "seq"])
+
+    def write(self, chunk) -> None:
+        from .clock import to_iso
+
+        self.w.writerows((r.device_id, to_iso(r.ts), r.ts, repr(r.temp_c), "" if r.seq is None else r.seq)
+                         for r in chunk)
+
+    def close(self) -> None:
+        pass
+
+
+class _ParquetSink:
+    def __init__(self, path: Path) -> None:
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise ConfigError("Parquet needs pyarrow: pip install 'coldtrace[parquet]' (or use --format csv)"
+                              ) from None
+        self.pa = pa
+        self.schema = pa.schema([("device_id", pa.string()), ("ts", pa.timestamp("ms", tz="UTC")),
+                                 ("temp_c", pa.float64()), ("seq", pa.int64())])
+        self.writer = pq.ParquetWriter(str(path), self.schema, compression="zstd")
+
+    def write(self, chunk) -> None:
+        pa = self.pa
+        cols = list(zip(*chunk, strict=True))
+        self.writer.write_table(pa.Table.from_arrays(
+            [pa.array(cols[0], pa.string()), pa.array(cols[1], pa.timestamp("ms", tz="UTC")),
+             pa.array(cols[2], pa.float64()), pa.array(cols[3], pa.int64())], schema=self.schema))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def cmd_export_readings(args: argparse.Namespace) -> int:
+    from .clock import SystemClock, parse_time
+
+    settings = _settings(args)
+    try:
+        start = parse_time(args.from_)
+        end = SystemClock().now_ms() + 1 if args.to in (None, "now") else parse_time(args.to)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"--from/--to: {exc} (RFC 3339, e.g. 2026-11-01T00:00:00Z, or epoch ms)") from None
+    if end <= start:
+        raise ConfigError("--to must be after --from")
+    fmt = args.format or ("parquet" if args.out and args.out.endswith(".parquet") else "csv")
+    if fmt == "parquet" and (not args.out or args.out == "-"):
+        raise ConfigError("Parquet is written to a file: give --out FILE.parquet")
+    db, store = _open_store(settings)
+    out_path = None if not args.out or args.out == "-" else Path(args.out)
+    tmp = None if out_path is None else out_path.with_name(out_path.name + ".part")
+    written = 0
+    try:
+        if fmt == "parquet":
+            sink = _ParquetSink(tmp)
+        else:
+            fh = sys.stdout if tmp is None else open(tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115
+            sink = _CsvSink(fh)
+        try:
+            with progress_bar(args.quiet or out_path is None and not sys.stderr.isatty()) as bar:
+                for device in args.device:
+                    task = bar.add_task(device, total=end - start, detail="0 readings")
+                    n = 0
+                    for chunk in iter_readings(store, device, start, end):
+                        sink.write(chunk)
+                        n += len(chunk)
+                        bar.update(task, completed=chunk[-1].ts - start + 1, detail=f"{n:,} readings")
+                    bar.update(task, completed=end - start, detail=f"{n:,} readings")
+                    written += n
+        finally:
+            sink.close()
+            if fmt == "csv" and tmp is not None:
+                fh.close()
+        if tmp is not None:
+            tmp.replace(out_path)  # a reader never sees half a file
+    except BaseException:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        store.close()
+        db.close()
+    if out_path is not None:
+        print(f"exported {written:,} readings of {len(args.device)} device(s) to {out_path} ({fmt})")
+    return 0
+
+
+# ---------------------------------------------------------------- dock dump
+
+def cmd_dock_dump(args: argparse.Namespace) -> int:
+    """Read one CTL1 logger's memory from a dock's serial port into the store, with a progress bar."""
+    import threading
+
+    from . import ctl1
+    from .serial_readers import Ctl1Reader, InstrumentConfig
+    from .wiring import build_services
+
+    settings = _settings(args)
+    cfg = InstrumentConfig.from_dict({"kind": "ctl1", "port": args.port, "mode": "dump",
+                                      **({"baudrate": args.baudrate} if args.baudrate else {})})
+    services = build_services(settings)
+    done = threading.Event()
+    expected: dict[str, int] = {}
+
+    class DockDump(Ctl1Reader):
+        def _on_frame(self, f):  # the header says how many records to expect
+            if isinstance(f, ctl1.Header):
+                expected["count"] = f.count
+                expected.setdefault("device", f.device_id)
+            super()._on_frame(f)
+
+        def _end_attempt(self):
+            super()._end_attempt()
+            if self._asm is None:  # complete, or given up after the re-asks
+                done.set()
+
+    def deliver(batches):
+        services.pipeline.ingest_batches(batches, source="serial")
+
+    reader = DockDump(cfg, deliver, clock=services.clock, reopen_max_s=1.0)
+    reader.start()
+    try:
+        with progress_bar(args.quiet) as bar:
+            task = bar.add_task(f"dump {args.port}", total=None, detail="waiting for the logger")
+            deadline = time.monotonic() + args.timeout
+            while not done.wait(0.1):
+                if time.monotonic() > deadline and not expected:
+                    raise TransportError(f"no CTL1 logger answered $DUMP on {args.port} within {args.timeout:g} s"
+                                         f" ({reader.stats.last_error or 'is it docked?'})")
+                if expected:
+                    bar.update(task, total=expected["count"], completed=reader.stats.records,
+                               description=f"dump {expected['device']}",
+                               detail=f"{reader.stats.delivered:,} stored")
+            bar.update(task, total=expected.get("count"), completed=reader.stats.records,
+                       description=f"dump {expected.get('device', '?')}", detail=f"{reader.stats.delivered:,} stored")
+    finally:
+        reader.stop()
+        services.close()
+    st = reader.stats
+    complete = st.dumps_complete > 0
+    print(f"{expected.get('device', '?')}: {st.delivered:,} of {expected.get('count', 0):,} records stored"
+          f" ({'complete' if complete else 'INCOMPLETE'}; {st.reasks} re-asks, {st.bad_checksum} bad checksums,"
+          f" {st.truncated} truncated lines)")
+    return 0 if complete else 1
+
+
 def add_commands(sub) -> None:
     pub = sub.add_parser("publish", help="publish a reading (or any message) over MQTT, as a logger would",
                          description="Publishes at QoS 1 to the broker of the `coldtrace run` in --data-dir"
@@ -135,3 +329,24 @@ def add_commands(sub) -> None:
     pub.add_argument("--username", help="MQTT user (default COLDTRACE_MQTT__USERNAME)")
     pub.add_argument("--password", help="MQTT password (default COLDTRACE_MQTT__PASSWORD)")
     pub.set_defaults(handler=cmd_publish)
+
+    ex = sub.add_parser("export", help="export data").add_subparsers(dest="export_command", required=True)
+    er = ex.add_parser("readings", help="readings of devices over a time range as CSV or Parquet")
+    er.add_argument("--device", action="append", required=True, help="device id (repeatable)")
+    er.add_argument("--from", dest="from_", required=True, help="start, RFC 3339 or epoch ms (inclusive)")
+    er.add_argument("--to", help="end, RFC 3339 or epoch ms (exclusive; default now)")
+    er.add_argument("--format", choices=["csv", "parquet"], help="default: from --out's suffix, else csv")
+    er.add_argument("--out", help="file to write (default: CSV on stdout)")
+    er.add_argument("--quiet", action="store_true", help="no progress bar")
+    er.add_argument("--data-dir")
+    er.set_defaults(handler=cmd_export_readings)
+
+    dock = sub.add_parser("dock", help="a CTL1 logger on a dock station's serial port")
+    dock = dock.add_subparsers(dest="dock_command", required=True)
+    dd = dock.add_parser("dump", help="read a docked logger's whole memory ($DUMP) into the store")
+    dd.add_argument("--port", required=True, help="serial port, e.g. /dev/serial/by-id/usb-FTDI_dock1-if00-port0")
+    dd.add_argument("--baudrate", type=int, help="default 115200")
+    dd.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for the logger to answer")
+    dd.add_argument("--quiet", action="store_true", help="no progress bar")
+    dd.add_argument("--data-dir")
+    dd.set_defaults(handler=cmd_dock_dump)

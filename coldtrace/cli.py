@@ -197,15 +197,20 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
             from firmware_sim.mqtt_loggers import LoggerFleet, build_fleet
 
             from .model import HOUR
+            from .sim_resume import fleet_anchor, resume_fleet
 
             now = services.clock.now_ms()
             so = settings.sim
             history_ms = int(so.history_hours * HOUR)
-            fleet = build_fleet(so.loggers, so.scenario, now, history_ms, int(so.interval_s * 1000))
+            anchor, _ = fleet_anchor(services.db, now)  # same values for the same timestamps on every start
+            fleet = build_fleet(so.loggers, so.scenario, anchor, history_ms, int(so.interval_s * 1000))
+            resumed = resume_fleet(services.db, fleet, now, history_ms)
             sim = LoggerFleet(settings.mqtt.url or "", fleet, history_ms=history_ms)
             sim.start()
-            print(f"Simulating {so.loggers} loggers ({so.scenario}); the last {so.history_hours:g} h are uploaded"
-                  f" first, then a reading every {so.interval_s:g} s per logger.", flush=True)
+            upload = (f"{resumed} carry on from their last stored reading" if resumed else
+                      f"the last {so.history_hours:g} h are uploaded first")
+            print(f"Simulating {so.loggers} loggers ({so.scenario}); {upload}, then a reading every"
+                  f" {so.interval_s:g} s per logger.", flush=True)
             _simulate_bench(services, settings.mqtt.url or "")
         if args.command == "run":  # where this instance listens, for `coldtrace publish` and `doctor`
             from . import runtime_info
@@ -235,29 +240,24 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
 
 
 def _simulate_bench(services, mqtt_url: str) -> None:
-    """A calibration bench for the demo: a session is opened, then the bench's readings are published."""
+    """A calibration bench for the demo: its session (reused on a restart), then the bench's readings."""
     from firmware_sim.bench import BenchSpec, run_bench
 
-    from .calibration_service import SessionSpec, for_services
-    from .model import MINUTE
+    from .sim_resume import bench_session
 
     spec = BenchSpec()
-    start = services.clock.now_ms() - spec.duration_ms - MINUTE
-    sid = for_services(services).create_session(SessionSpec(
-        reference_id=spec.reference_id, duts={lg.device_id: lg.resolution_c for lg in spec.loggers},
-        set_points=tuple(spec.set_points), mpe_c=0.5, u_ref_c=spec.reference_U_c, start_ms=start,
-        created_by="simulator", notes="simulated bench (coldtrace run --simulate)"))
+    session = bench_session(services, spec, services.clock.now_ms())
 
     def publish() -> None:
         try:
-            run_bench(mqtt_url, spec=spec, start_ms=start)
+            run_bench(mqtt_url, spec=spec, start_ms=session.start_ms)
         except ColdTraceError as exc:
             log.warning("the simulated bench could not publish: %s", exc)
 
     threading.Thread(target=publish, name="sim-bench", daemon=True).start()
-    print(f"Simulating a calibration bench (session {sid}: {spec.reference_id} and"
-          f" {len(spec.loggers)} loggers, one drifting, at {', '.join(f'{x:g}' for x in spec.set_points)} °C).",
-          flush=True)
+    print(f"Simulating a calibration bench (session {session.session_id}{', reused' if session.reused else ''}:"
+          f" {spec.reference_id} and {len(spec.loggers)} loggers, one drifting, at"
+          f" {', '.join(f'{x:g}' for x in spec.set_points)} °C).", flush=True)
 
 
 def cmd_sim(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from . import webhooks
 from .clock import Clock
+from .data_loss import seq_gap_alerts
 from .health_store import HealthTracker
 from .live_evaluation import LiveEvaluator
 from .model import BUILTIN_PROFILES, Alert, Batch, ParseResult, Profile, Reading, Rejection
@@ -67,6 +68,8 @@ class Pipeline:
         self.counters: Counter[str] = Counter()
         self._profiles: dict[str, Profile] = {}
         self.health = HealthTracker()  # device health (offline, battery, sensor faults), issue 3
+        # MQTT sources besides coldtrace/v1 (LoRaWAN network servers: coldtrace/lorawan.py), set by wiring
+        self.topic_sources: list = []
         self._ensure_builtin_profiles()
 
     # ---- profiles -------------------------------------------------------------------------------------
@@ -210,6 +213,7 @@ class Pipeline:
         for dev, dev_batches in groups.items():
             _, last_ts, last_seq, profile_id, evaluated_ts = state[dev]
             readings = [r for b in dev_batches for r in b.readings]
+            alerts.extend(seq_gap_alerts(dev, dev_batches, last_seq, last_ts, now))  # device.data_gap
             gaps = 0
             for b in dev_batches:
                 if b.seq is not None:

@@ -30,6 +30,9 @@ class MqttSettings(BaseModel):
     # default 20). The collector commits at half the window so the broker never waits on us.
     broker_inflight_v311: int = 20
     keepalive_s: int = 30
+    # subscribe to the broker's $SYS counters (Mosquitto: messages dropped, messages stored) and raise
+    # broker.messages_dropped when the dropped counter grows (coldtrace/data_loss.py)
+    watch_broker_sys: bool = True
 
     @field_validator("url")
     @classmethod

@@ -311,6 +311,55 @@ def cmd_dock_dump(args: argparse.Namespace) -> int:
     return 0 if complete else 1
 
 
+# ---------------------------------------------------------------- doctor
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from . import doctor
+    from .clock import SystemClock
+
+    settings = _settings(args)
+    findings: list = []
+    try:
+        url = resolve_mqtt_url(args, settings)
+    except ConfigError as exc:
+        url = None
+        findings.append(doctor.Finding("warn", "broker", f"not checked: {exc}"))
+    if url:
+        key = None
+        try:
+            from .settings import parse_mqtt_url
+
+            host, port, _ = parse_mqtt_url(url)
+            key = f"broker.dropped.{host}:{port}"
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        stored = None
+        if settings.db_path.exists():
+            from .store.db import Database
+
+            db = Database(settings.db_path)
+            try:
+                row = db.query_one("SELECT value FROM meta WHERE key = ?", (key,))
+                stored = int(row[0]) if row else None
+            finally:
+                db.close()
+        findings += doctor.check_broker(url, settings, wait_s=args.wait, stored_dropped=stored,
+                                        probe=args.probe_queue)
+    findings += doctor.check_store(settings)
+    findings += doctor.check_clock(settings, SystemClock().now_ms())
+    marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "info": "    "}
+    area = None
+    for f in findings:
+        if f.area != area:
+            area = f.area
+            print(f"{area}:")
+        print(f"  {marks[f.level]}  {f.text}")
+    fails = sum(f.level == "fail" for f in findings)
+    warns = sum(f.level == "warn" for f in findings)
+    print(f"\n{fails} problem(s), {warns} warning(s)")
+    return 1 if fails else 0
+
+
 def add_commands(sub) -> None:
     pub = sub.add_parser("publish", help="publish a reading (or any message) over MQTT, as a logger would",
                          description="Publishes at QoS 1 to the broker of the `coldtrace run` in --data-dir"
@@ -350,3 +399,12 @@ def add_commands(sub) -> None:
     dd.add_argument("--quiet", action="store_true", help="no progress bar")
     dd.add_argument("--data-dir")
     dd.set_defaults(handler=cmd_dock_dump)
+
+    doc = sub.add_parser("doctor", help="what can be verified about the broker, the store and the clock")
+    doc.add_argument("--mqtt-url", help="the broker to check (default: COLDTRACE_MQTT__URL, else the running"
+                     " instance of --data-dir)")
+    doc.add_argument("--wait", type=float, default=3.0, help="seconds to wait for the broker's $SYS topics")
+    doc.add_argument("--probe-queue", type=int, default=0, metavar="N",
+                     help="publish N small QoS 1 messages to a probe session to measure the broker's queue limit")
+    doc.add_argument("--data-dir")
+    doc.set_defaults(handler=cmd_doctor)

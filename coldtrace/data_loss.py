@@ -53,6 +53,15 @@ def data_gap_alert(device_id: str, first_missing: int, last_missing: int, *, aft
                          " missing unless the device or its gateway sends them again"})
 
 
+# LoRaWAN loses single uplinks routinely (radio collisions): a warning for each would be noise nobody acts on.
+# From this many consecutive lost frames on, something is wrong (the seq_gaps counter counts every one).
+MIN_GAP_BY_SOURCE = {"lorawan": 3}
+
+
+def _min_gap(source: str | None) -> int:
+    return MIN_GAP_BY_SOURCE.get((source or "").split(":", 1)[0], 1)
+
+
 def seq_gap_alerts(device_id: str, batches: Sequence[Any], last_seq: int | None, last_ts: int | None,
                    now_ms: int) -> list[Alert]:
     """The data-gap alerts of one device's batches in arrival order (the pipeline's seq bookkeeping)."""
@@ -60,7 +69,7 @@ def seq_gap_alerts(device_id: str, batches: Sequence[Any], last_seq: int | None,
     for b in batches:
         if b.seq is None:
             continue
-        if last_seq is not None and b.seq > last_seq + 1:
+        if last_seq is not None and b.seq - last_seq - 1 >= _min_gap(getattr(b, "source", None)):
             before = min((r.ts for r in b.readings), default=None)
             out.append(data_gap_alert(device_id, last_seq + 1, b.seq - 1, after_ts=last_ts, before_ts=before,
                                       now_ms=now_ms, source=getattr(b, "source", None)))

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
+from .lorawan import LorawanSettings
 
 
 class MqttSettings(BaseModel):
@@ -120,6 +121,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     webhooks: WebhookSettings = WebhookSettings()
     sim: SimSettings = SimSettings()
+    lorawan: LorawanSettings = LorawanSettings()  # LoRaWAN network servers over MQTT (coldtrace/lorawan.py)
 
     @property
     def db_path(self) -> Path:

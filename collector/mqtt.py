@@ -278,7 +278,7 @@ def ingest_messages(pipeline: Pipeline, items: list[tuple[str, bytes]]) -> int:
         if src is not None:
             if decoded is None:
                 decoded = [pipeline.decode(m) for m in raws]
-            raws.append(RawMessage(payload, src.name, None, None, topic))
+            raws.append(RawMessage(payload, src.name, src.device_hint(topic), None, topic))
             decoded.append(src.decode(topic, payload, pipeline.clock.now_ms()))
             continue
         dev, kind = topic_device(topic)

@@ -360,6 +360,21 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if fails else 0
 
 
+def cmd_url(args: argparse.Namespace) -> int:
+    """Print where the running `coldtrace run` of the data directory listens (for scripts and the tour)."""
+    from . import runtime_info
+
+    settings = _settings(args)
+    info = runtime_info.read(settings.data_dir)
+    if info is None or not info.alive:
+        raise ConfigError(f"no running `coldtrace run` found in {settings.data_dir.resolve()}")
+    url = info.api_url if args.which == "api" else info.mqtt_url
+    if not url:
+        raise ConfigError(f"the running instance has no {args.which} listener")
+    print(url)
+    return 0
+
+
 def add_commands(sub) -> None:
     pub = sub.add_parser("publish", help="publish a reading (or any message) over MQTT, as a logger would",
                          description="Publishes at QoS 1 to the broker of the `coldtrace run` in --data-dir"
@@ -408,3 +423,8 @@ def add_commands(sub) -> None:
                      help="publish N small QoS 1 messages to a probe session to measure the broker's queue limit")
     doc.add_argument("--data-dir")
     doc.set_defaults(handler=cmd_doctor)
+
+    u = sub.add_parser("url", help="print the API or MQTT URL of the running `coldtrace run` (its runtime.json)")
+    u.add_argument("which", choices=["api", "mqtt"], nargs="?", default="api")
+    u.add_argument("--data-dir")
+    u.set_defaults(handler=cmd_url)

@@ -118,8 +118,11 @@ def _connect(url: str, settings: Settings, timeout: float) -> tuple[_Session | N
         s = _Session(url, settings, v5, f"coldtrace-doctor-{uuid.uuid4().hex[:8]}")
         t0 = time.monotonic()
         try:
-            s.connect(timeout)
-        except (OSError, TimeoutError) as exc:
+            s.connect(timeout if v5 else max(2.0, timeout / 2))
+        except TimeoutError as exc:  # a 3.1.1-only broker (amqtt) may not answer an MQTT 5 CONNECT at all
+            last = exc
+            continue
+        except OSError as exc:
             return None, [Finding("fail", "broker", f"cannot connect to {url}: {exc}")]
         if s.ok:
             ms = (time.monotonic() - t0) * 1000

@@ -109,6 +109,8 @@ def test_publish_reaches_the_running_instance_without_naming_its_ports(tmp_path)
         wait_for(lambda: (data / "runtime.json").exists() and _healthy(api_port), 30, "the instance")
         info = json.loads((data / "runtime.json").read_text())
         assert info["mqtt_url"] == f"mqtt://127.0.0.1:{mqtt_port}" and info["pid"] == proc.pid
+        r = subprocess.run([*cli, "url", "api", "--data-dir", str(data)], capture_output=True, text=True, timeout=30)
+        assert r.stdout.strip() == f"http://127.0.0.1:{api_port}"
         r = subprocess.run([*cli, "publish", "--data-dir", str(data), "--device", "LOG-PUB", "--temp", "4.5", "26.4",
                             "--seq", "1"], capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, r.stderr

@@ -115,13 +115,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StopRequested(Exception):
+    """Ctrl-C / SIGTERM while starting: unwinds the start (its finally stops what was started), no traceback."""
+
+
 class _Shutdown:
     def __init__(self) -> None:
         self.event = threading.Event()
+        self.running = False
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: self.event.set())
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, *_: object) -> None:
+        first = not self.event.is_set()
+        self.event.set()
+        if first and not self.running:  # a second signal never interrupts the clean-up of the first
+            raise _StopRequested
 
     def wait(self) -> None:
+        self.running = True
         while not self.event.wait(0.5):
             pass
 
@@ -152,6 +164,7 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
 
     settings = _settings_from(args)
     setup_logging(settings.log_level)
+    shutdown = _Shutdown()  # from here Ctrl-C stops cleanly, even while starting (no traceback)
     broker = None
     sim = None
     if not api_only and not settings.mqtt.url:
@@ -180,19 +193,21 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
                       " `coldtrace user add`.\n", flush=True)
     workers: list = []
     try:
+        collector = None
         if not api_only:
             from collector.service import CollectorService
 
             collector = CollectorService(services)
-            print(f"Connecting the collector to {settings.mqtt.url} ...", flush=True)
-            collector.start()
-            services.extras["collector"] = collector.mqtt
-            workers.append(collector)
-        if not collector_only:
+            services.extras["collector"] = collector.mqtt  # /health: degraded until it has connected
+        if not collector_only:  # the API first: it serves while the collector's ingest child starts
             server, _thread = _start_api(services, settings)
             workers.append(server)
             print(f"API and QA pages on http://{settings.api.host}:{settings.api.port}/ "
                   f"(OpenAPI at /docs)", flush=True)
+        if collector is not None:
+            print(f"Connecting the collector to {settings.mqtt.url} ...", flush=True)
+            collector.start()
+            workers.append(collector)
         if args.command == "run" and settings.sim.enabled:
             from firmware_sim.mqtt_loggers import LoggerFleet, build_fleet
 
@@ -219,7 +234,7 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
             runtime_info.write(settings.data_dir, runtime_info.RuntimeInfo(
                 os.getpid(), settings.mqtt.url, api_url, services.clock.now_ms()))
         print("Running. Ctrl-C to stop.", flush=True)
-        _Shutdown().wait()
+        shutdown.wait()
         print("Stopping ...", flush=True)
     finally:
         if args.command == "run":
@@ -306,6 +321,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(args, "handler"):
             return int(args.handler(args))
         parser.error(f"unknown command {args.command}")
+    except _StopRequested:
+        print("Stopped while starting.", flush=True)
+        return 0
     except ColdTraceError as exc:
         print(f"coldtrace: error: {exc}", file=sys.stderr)
         return 2

@@ -41,6 +41,15 @@ def _checkout(tmp_path: Path) -> tuple[Path, Path]:
     return repo, calls
 
 
+def _serves(port: int) -> bool:
+    """The API answers (its health may still say degraded while the collector connects)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=1) as r:  # noqa: S310
+            return json.loads(r.read())["status"] in ("ok", "degraded")
+    except OSError:
+        return False
+
+
 def _healthy(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=1) as r:  # noqa: S310
@@ -56,9 +65,9 @@ def _start(repo: Path, data: Path, api_port: int, mqtt_port: int, log: Path) -> 
                                 stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "PYTHON": sys.executable})
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc: subprocess.Popen) -> int:
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(30) == 0
+    return proc.wait(30)
 
 
 def _installs(calls: Path) -> int:
@@ -75,17 +84,20 @@ def test_second_start_installs_nothing_and_serves_within_five_seconds(tmp_path):
     try:
         wait_for(lambda: _healthy(api_port), 30, "the first start to serve")
     finally:
-        _stop(proc)
+        code = _stop(proc)
+    assert code == 0, log.read_text()[-2000:]
     assert _installs(calls) == 1, calls.read_text()
     assert (repo / ".venv" / ".coldtrace-install-stamp").exists()
 
     t0 = time.monotonic()
     proc = _start(repo, data, api_port, mqtt_port, log)
     try:
-        wait_for(lambda: _healthy(api_port), 5, "the second start to serve within 5 s")
+        wait_for(lambda: _serves(api_port), 5, "the second start to serve within 5 s")
         assert time.monotonic() - t0 < 5
+        wait_for(lambda: _healthy(api_port), 30, "the collector connected")
     finally:
-        _stop(proc)
+        code = _stop(proc)
+    assert code == 0, log.read_text()[-2000:]
     assert _installs(calls) == 1, "the second start ran the installer"
 
     # a changed pyproject.toml installs again (--help: coldtrace then exits at once)
@@ -139,3 +151,18 @@ def test_publish_reaches_the_running_instance_without_naming_its_ports(tmp_path)
     r = subprocess.run([*cli, "publish", "--data-dir", str(data), "--device", "LOG-PUB", "--temp", "4"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "no running `coldtrace run`" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_ctrl_c_while_starting_stops_cleanly(tmp_path):
+    """Interrupted before it serves (here: while the collector retries an absent broker): no traceback."""
+    log = tmp_path / "run.log"
+    with open(log, "wb") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "coldtrace.cli", "run", "--data-dir", str(tmp_path / "d"),
+                                 "--mqtt-url", f"mqtt://127.0.0.1:{free_port()}", "--api-port", str(free_port())],
+                                stdout=f, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: b"retrying in" in log.read_bytes(), 30, "the collector retrying the broker")
+    finally:
+        code = _stop(proc)
+    text = log.read_text()
+    assert code == 0 and "Stopped while starting." in text and "Traceback" not in text, text[-2000:]

@@ -145,8 +145,9 @@ def _open_store(settings):
     return db, open_reading_store(settings, db)
 
 
-def iter_readings(store, device: str, start: int, end: int, page: int = EXPORT_PAGE):
+def iter_readings(store, device: str, start: int, end: int, page: int | None = None):
     """Readings of ``device`` with start <= ts < end, in pages (the store is never asked for all at once)."""
+    page = page or EXPORT_PAGE
     cursor = start
     while cursor < end:
         chunk = store.query(device, cursor, end, limit=page)

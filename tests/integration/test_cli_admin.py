@@ -194,3 +194,35 @@ def test_dock_dump_from_the_cli_stores_every_record_with_progress(tmp_path):
                         "--data-dir", str(data), "--timeout", "1", "--quiet"], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 2 and "no CTL1 logger answered" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_export_from_influxdb(data, tmp_path, capsys, monkeypatch, influxd_server, influx_db):
+    """The same export when the readings live in InfluxDB (store.backend=influx), paged through its API."""
+    from coldtrace.store.influx import InfluxReadingStore
+
+    store = InfluxReadingStore(influxd_server.url, influx_db)
+    try:
+        store.write([Reading("LOG-I", T0 + i * 60_000, 5.0 + i / 1000, i) for i in range(1200)])
+    finally:
+        store.close()
+    monkeypatch.setenv("COLDTRACE_STORE__BACKEND", "influx")
+    monkeypatch.setenv("COLDTRACE_STORE__INFLUX__URL", influxd_server.url)
+    monkeypatch.setenv("COLDTRACE_STORE__INFLUX__DATABASE", influx_db)
+    data.mkdir(parents=True)
+    Database(data / "coldtrace.db").close()  # the metadata store exists beside InfluxDB
+    calls = []
+    real_query = InfluxReadingStore.query
+
+    def counted(self, *a, **kw):
+        calls.append(kw.get("limit"))
+        return real_query(self, *a, **kw)
+
+    monkeypatch.setattr(InfluxReadingStore, "query", counted)
+    monkeypatch.setattr("coldtrace.cli_ops.EXPORT_PAGE", 500)
+    code, out, err = _cli(capsys, monkeypatch, "export", "readings", "--device", "LOG-I", "--from", str(T0),
+                          "--quiet", "--data-dir", str(data))
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [int(r["ts_ms"]) for r in rows] == [T0 + i * 60_000 for i in range(1200)]
+    assert rows[-1]["temp_c"] == repr(5.0 + 1199 / 1000) and rows[-1]["seq"] == "1199"
+    assert calls == [500, 500, 500]  # paged: 500 + 500 + 200

@@ -115,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _NotConnected:
+    """Stands for the collector in /health while it is being started."""
+
+    @staticmethod
+    def wait_connected(timeout: float) -> bool:
+        return False
+
+
 class _StopRequested(Exception):
     """Ctrl-C / SIGTERM while starting: unwinds the start (its finally stops what was started), no traceback."""
 
@@ -193,18 +201,18 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
                       " `coldtrace user add`.\n", flush=True)
     workers: list = []
     try:
-        collector = None
         if not api_only:
-            from collector.service import CollectorService
-
-            collector = CollectorService(services)
-            services.extras["collector"] = collector.mqtt  # /health: degraded until it has connected
-        if not collector_only:  # the API first: it serves while the collector's ingest child starts
+            services.extras["collector"] = _NotConnected()  # /health: degraded until the collector connects
+        if not collector_only:  # the API first: it serves while the collector and its ingest child start
             server, _thread = _start_api(services, settings)
             workers.append(server)
             print(f"API and QA pages on http://{settings.api.host}:{settings.api.port}/ "
                   f"(OpenAPI at /docs)", flush=True)
-        if collector is not None:
+        if not api_only:
+            from collector.service import CollectorService
+
+            collector = CollectorService(services)
+            services.extras["collector"] = collector.mqtt
             print(f"Connecting the collector to {settings.mqtt.url} ...", flush=True)
             collector.start()
             workers.append(collector)

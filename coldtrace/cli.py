@@ -18,7 +18,7 @@ log = logging.getLogger("coldtrace")
 
 # Modules that add subcommands: each has add_commands(subparsers), whose parsers set_defaults(handler=f),
 # f(args) -> exit code. Imported only when the parser is built.
-COMMAND_MODULES: list[str] = ["coldtrace.cli_access"]
+COMMAND_MODULES: list[str] = ["coldtrace.cli_access", "coldtrace.cli_ops"]
 
 
 def setup_logging(level: str) -> None:
@@ -115,13 +115,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _NotConnected:
+    """Stands for the collector in /health while it is being started."""
+
+    @staticmethod
+    def wait_connected(timeout: float) -> bool:
+        return False
+
+
+class _StopRequested(Exception):
+    """Ctrl-C / SIGTERM while starting: unwinds the start (its finally stops what was started), no traceback."""
+
+
 class _Shutdown:
     def __init__(self) -> None:
         self.event = threading.Event()
+        self.running = False
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: self.event.set())
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, *_: object) -> None:
+        first = not self.event.is_set()
+        self.event.set()
+        if first and not self.running:  # a second signal never interrupts the clean-up of the first
+            raise _StopRequested
 
     def wait(self) -> None:
+        self.running = True
         while not self.event.wait(0.5):
             pass
 
@@ -166,6 +186,7 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
 
     settings = _settings_from(args)
     setup_logging(settings.log_level)
+    shutdown = _Shutdown()  # from here Ctrl-C stops cleanly, even while starting (no traceback)
     broker = None
     sim = None
     if not api_only and not settings.mqtt.url:
@@ -197,36 +218,53 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
     workers: list = []
     try:
         if not api_only:
-            from collector.service import CollectorService
-
-            collector = CollectorService(services)
-            print(f"Connecting the collector to {settings.mqtt.url} ...", flush=True)
-            collector.start()
-            services.extras["collector"] = collector.mqtt
-            workers.append(collector)
-        if not collector_only:
+            services.extras["collector"] = _NotConnected()  # /health: degraded until the collector connects
+        if not collector_only:  # the API first: it serves while the collector and its ingest child start
             server, _thread = _start_api(services, settings)
             workers.append(server)
             print(f"API and QA pages on http://{settings.api.host}:{settings.api.port}/ "
                   f"(OpenAPI at /docs)", flush=True)
+        if not api_only:
+            from collector.service import CollectorService
+
+            collector = CollectorService(services)
+            services.extras["collector"] = collector.mqtt
+            print(f"Connecting the collector to {settings.mqtt.url} ...", flush=True)
+            collector.start()
+            workers.append(collector)
         if args.command == "run" and settings.sim.enabled:
             from firmware_sim.mqtt_loggers import LoggerFleet, build_fleet
 
             from .model import HOUR
+            from .sim_resume import fleet_anchor, resume_fleet
 
             now = services.clock.now_ms()
             so = settings.sim
             history_ms = int(so.history_hours * HOUR)
-            fleet = build_fleet(so.loggers, so.scenario, now, history_ms, int(so.interval_s * 1000))
+            anchor, _ = fleet_anchor(services.db, now)  # same values for the same timestamps on every start
+            fleet = build_fleet(so.loggers, so.scenario, anchor, history_ms, int(so.interval_s * 1000))
+            resumed = resume_fleet(services.db, fleet, now, history_ms)
             sim = LoggerFleet(settings.mqtt.url or "", fleet, history_ms=history_ms)
             sim.start()
-            print(f"Simulating {so.loggers} loggers ({so.scenario}); the last {so.history_hours:g} h are uploaded"
-                  f" first, then a reading every {so.interval_s:g} s per logger.", flush=True)
+            upload = (f"{resumed} carry on from their last stored reading" if resumed else
+                      f"the last {so.history_hours:g} h are uploaded first")
+            print(f"Simulating {so.loggers} loggers ({so.scenario}); {upload}, then a reading every"
+                  f" {so.interval_s:g} s per logger.", flush=True)
             _simulate_bench(services, settings.mqtt.url or "")
+        if args.command == "run":  # where this instance listens, for `coldtrace publish` and `doctor`
+            from . import runtime_info
+
+            api_url = f"http://{settings.api.host}:{settings.api.port}" if not collector_only else None
+            runtime_info.write(settings.data_dir, runtime_info.RuntimeInfo(
+                os.getpid(), settings.mqtt.url, api_url, services.clock.now_ms()))
         print("Running. Ctrl-C to stop.", flush=True)
-        _Shutdown().wait()
+        shutdown.wait()
         print("Stopping ...", flush=True)
     finally:
+        if args.command == "run":
+            from . import runtime_info
+
+            runtime_info.remove(settings.data_dir, os.getpid())
         if sim is not None:
             sim.stop()
         for w in reversed(workers):
@@ -241,39 +279,37 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
 
 
 def _simulate_bench(services, mqtt_url: str) -> None:
-    """A calibration bench for the demo: a session is opened, then the bench's readings are published."""
+    """A calibration bench for the demo: its session (reused on a restart), then the bench's readings."""
     from firmware_sim.bench import BenchSpec, register_bench_devices, run_bench
 
-    from .calibration_records import upsert_device_calibration
-    from .calibration_service import SessionSpec, for_services
-    from .model import MINUTE
+    from .calibration_records import device_calibration, upsert_device_calibration
+    from .sim_resume import bench_session
 
     spec = BenchSpec()
     now = services.clock.now_ms()
-    start = now - spec.duration_ms - MINUTE
     with services.db.write() as c:  # the reference's certificate and traceability, the loggers' identity
-        for dev, fields in spec.registrations(now).items():
-            upsert_device_calibration(c, dev, now, **fields)
+        if device_calibration(c, spec.reference_id) is None:  # once: a restart keeps the recorded dates
+            for dev, fields in spec.registrations(now).items():
+                upsert_device_calibration(c, dev, now, **fields)
     register_bench_devices(services.db, spec, now)  # judged by calibration rules only
-    sid = for_services(services).create_session(SessionSpec(
-        reference_id=spec.reference_id, duts={lg.device_id: lg.resolution_c for lg in spec.loggers},
-        set_points=tuple(spec.set_points), mpe_c=0.5, u_ref_c=spec.reference_U_c, start_ms=start,
-        created_by="simulator", notes="simulated bench (coldtrace run --simulate)"))
-    with services.db.write() as c:
-        lab = services.settings.lab
-        c.execute("UPDATE calibration_sessions SET customer = ?, location = ?, ambient_c = ?, ambient_rh_pct = ?"
-                  " WHERE id = ?", (lab.customer, lab.location, spec.ambient_c, spec.ambient_rh_pct, sid))
+    session = bench_session(services, spec, now)
+    if not session.reused:
+        with services.db.write() as c:
+            lab = services.settings.lab
+            c.execute("UPDATE calibration_sessions SET customer = ?, location = ?, ambient_c = ?, ambient_rh_pct = ?"
+                      " WHERE id = ?", (lab.customer, lab.location, spec.ambient_c, spec.ambient_rh_pct,
+                                        session.session_id))
 
     def publish() -> None:
         try:
-            run_bench(mqtt_url, spec=spec, start_ms=start)
+            run_bench(mqtt_url, spec=spec, start_ms=session.start_ms)
         except ColdTraceError as exc:
             log.warning("the simulated bench could not publish: %s", exc)
 
     threading.Thread(target=publish, name="sim-bench", daemon=True).start()
-    print(f"Simulating a calibration bench (session {sid}: {spec.reference_id} and"
-          f" {len(spec.loggers)} loggers, one drifting, at {', '.join(f'{x:g}' for x in spec.set_points)} °C).",
-          flush=True)
+    print(f"Simulating a calibration bench (session {session.session_id}{', reused' if session.reused else ''}:"
+          f" {spec.reference_id} and {len(spec.loggers)} loggers, one drifting, at"
+          f" {', '.join(f'{x:g}' for x in spec.set_points)} °C).", flush=True)
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -322,6 +358,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(args, "handler"):
             return int(args.handler(args))
         parser.error(f"unknown command {args.command}")
+    except _StopRequested:
+        print("Stopped while starting.", flush=True)
+        return 0
     except ColdTraceError as exc:
         print(f"coldtrace: error: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""`coldtrace user add`, `coldtrace token create`, `coldtrace mqtt-config`: access set-up from the shell.
+"""`coldtrace user add|list|disable|enable|passwd`, `coldtrace token create|list|revoke`, `coldtrace audit
+head|verify`, `coldtrace mqtt-config`: access set-up from the shell.
 
 Secrets (tokens, generated MQTT passwords) are printed once; only their hashes are stored.
 """
@@ -111,6 +112,171 @@ def cmd_mqtt_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fmt_ms(ms: int | None) -> str:
+    from .clock import to_iso
+
+    return "-" if ms is None else (to_iso(ms) or "-")[:19].replace("T", " ") + "Z"
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    for r in [header, *rows]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=True)).rstrip())
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    from . import auth
+
+    _, db = _db(args)
+    try:
+        users = auth.list_users(db)
+    finally:
+        db.close()
+    if args.json:
+        import json
+
+        print(json.dumps(users, indent=2))
+        return 0
+    if not users:
+        print("no users (create one with `coldtrace user add`)")
+        return 0
+    _table([[u["username"], u["full_name"], u["role"], "active" if u["active"] else "disabled",
+             _fmt_ms(u["created_at"])] for u in users], ["USERNAME", "FULL NAME", "ROLE", "STATE", "CREATED"])
+    return 0
+
+
+def _user_row(db, username: str):
+    row = db.query_one("SELECT id, username, role, active FROM users WHERE username = ?", (username,))
+    if row is None:
+        raise ConfigError(f"no user {username!r} (see `coldtrace user list`)")
+    return row
+
+
+def set_user_active(db, username: str, active: bool, *, actor: str, now_ms: int) -> bool:
+    """Disable or enable a user (audited). Disabling ends their sessions; their personal tokens stop working
+    while they are disabled (authentication checks the user). Refuses to disable the last active admin.
+    Returns False when the user already was in that state."""
+    from .audit import record_audit
+
+    row = _user_row(db, username)
+    if bool(row["active"]) == active:
+        return False
+    with db.write() as c:
+        if not active and row["role"] == "admin":
+            others = c.execute("SELECT COUNT(*) FROM users WHERE role = 'admin' AND active = 1 AND id != ?",
+                               (row["id"],)).fetchone()[0]
+            if not others:
+                raise ConfigError(f"{username} is the last active admin; enable or add another admin first")
+        c.execute("UPDATE users SET active = ?, updated_at = ? WHERE id = ?", (int(active), now_ms, row["id"]))
+        if not active:
+            c.execute("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+                      (now_ms, row["id"]))
+        record_audit(c, actor=actor, action="user.enable" if active else "user.disable", entity="user",
+                     entity_id=row["id"], ts=now_ms, old={"active": not active}, new={"active": active})
+    return True
+
+
+def _cmd_user_active(args: argparse.Namespace, active: bool) -> int:
+    _, db = _db(args)
+    try:
+        changed = set_user_active(db, args.username, active, actor="cli", now_ms=SystemClock().now_ms())
+    finally:
+        db.close()
+    state = "enabled" if active else "disabled"
+    print(f"user {args.username} {state}" if changed else f"user {args.username} was already {state}")
+    return 0
+
+
+def cmd_user_disable(args: argparse.Namespace) -> int:
+    return _cmd_user_active(args, False)
+
+
+def cmd_user_enable(args: argparse.Namespace) -> int:
+    return _cmd_user_active(args, True)
+
+
+def cmd_user_passwd(args: argparse.Namespace) -> int:
+    from . import auth
+
+    _, db = _db(args)
+    try:
+        row = _user_row(db, args.username)
+        auth.set_password(db, row["id"], _password(args), actor="cli")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    finally:
+        db.close()
+    print(f"password of {args.username} changed; their open sessions were ended")
+    return 0
+
+
+def list_all_tokens(db) -> list[dict]:
+    """API tokens and device tokens, with whom or what each is for (never the secret: only hashes exist)."""
+    out = []
+    for r in db.query("SELECT t.id, t.name, t.role, t.created_at, t.expires_at, t.revoked_at, t.last_used_at,"
+                      " u.username FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id ORDER BY t.created_at"):
+        out.append({"id": r["id"], "kind": "api", "name": r["name"], "role": r["role"], "user": r["username"],
+                    "devices": None, "created_at": r["created_at"], "expires_at": r["expires_at"],
+                    "revoked_at": r["revoked_at"], "last_used_at": r["last_used_at"]})
+    for r in db.query("SELECT t.id, t.name, t.created_at, t.revoked_at, t.last_used_at,"
+                      " group_concat(d.device_id, ',') AS devices FROM device_tokens t"
+                      " LEFT JOIN device_token_devices d ON d.token_id = t.id GROUP BY t.id ORDER BY t.created_at"):
+        out.append({"id": r["id"], "kind": "device", "name": r["name"], "role": "device", "user": None,
+                    "devices": sorted((r["devices"] or "").split(",")), "created_at": r["created_at"],
+                    "expires_at": None, "revoked_at": r["revoked_at"], "last_used_at": r["last_used_at"]})
+    return out
+
+
+def _token_state(t: dict, now: int) -> str:
+    if t["revoked_at"] is not None:
+        return "revoked"
+    if t["expires_at"] is not None and t["expires_at"] <= now:
+        return "expired"
+    return "active"
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    _, db = _db(args)
+    try:
+        tokens = list_all_tokens(db)
+    finally:
+        db.close()
+    now = SystemClock().now_ms()
+    for t in tokens:
+        t["state"] = _token_state(t, now)
+    if not args.all:
+        tokens = [t for t in tokens if t["state"] == "active"]
+    if args.json:
+        import json
+
+        print(json.dumps(tokens, indent=2))
+        return 0
+    if not tokens:
+        print("no active tokens" + ("" if args.all else " (--all shows revoked and expired ones)"))
+        return 0
+    _table([[t["id"], t["kind"], t["name"][:40], t["user"] or (",".join(t["devices"] or [])[:40]) or "-", t["role"],
+             t["state"], _fmt_ms(t["expires_at"]), _fmt_ms(t["last_used_at"])] for t in tokens],
+           ["ID", "KIND", "NAME", "USER/DEVICES", "ROLE", "STATE", "EXPIRES", "LAST USED"])
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    from . import auth
+    from .errors import NotFound
+
+    _, db = _db(args)
+    try:
+        for tid in args.token_id:
+            try:
+                auth.revoke_token(db, tid, actor="cli")
+            except NotFound:
+                raise ConfigError(f"no active token {tid} (see `coldtrace token list --all`)") from None
+            print(f"token {tid} revoked")
+    finally:
+        db.close()
+    return 0
+
+
 def add_commands(sub) -> None:
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
     add = user.add_parser("add", help="create a user (asks for the password)")
@@ -120,6 +286,22 @@ def add_commands(sub) -> None:
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     add.add_argument("--data-dir")
     add.set_defaults(handler=cmd_user_add)
+    ls = user.add_parser("list", help="list users (username, full name, role, active or disabled)")
+    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--data-dir")
+    ls.set_defaults(handler=cmd_user_list)
+    for name, handler, text in (("disable", cmd_user_disable, "disable a user: no login, sessions ended, their"
+                                 " tokens stop working (audited)"),
+                                ("enable", cmd_user_enable, "enable a disabled user again (audited)")):
+        p = user.add_parser(name, help=text)
+        p.add_argument("username")
+        p.add_argument("--data-dir")
+        p.set_defaults(handler=handler)
+    pw = user.add_parser("passwd", help="set a user's password (asks for it); ends their sessions")
+    pw.add_argument("username")
+    pw.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    pw.add_argument("--data-dir")
+    pw.set_defaults(handler=cmd_user_passwd)
 
     tok = sub.add_parser("token", help="API and device tokens").add_subparsers(dest="token_command", required=True)
     create = tok.add_parser("create", help="create a token (printed once)")
@@ -130,6 +312,15 @@ def add_commands(sub) -> None:
     create.add_argument("--expires-days", type=float, default=90.0, help="0: never (default 90)")
     create.add_argument("--data-dir")
     create.set_defaults(handler=cmd_token_create)
+    tl = tok.add_parser("list", help="API and device tokens: id, name, owner, role, state (never the secret)")
+    tl.add_argument("--all", action="store_true", help="also revoked and expired tokens")
+    tl.add_argument("--json", action="store_true")
+    tl.add_argument("--data-dir")
+    tl.set_defaults(handler=cmd_token_list)
+    rv = tok.add_parser("revoke", help="revoke tokens by id (see `token list`); audited")
+    rv.add_argument("token_id", nargs="+")
+    rv.add_argument("--data-dir")
+    rv.set_defaults(handler=cmd_token_revoke)
 
     au = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="audit_command", required=True)
     hd = au.add_parser("head", help="print the newest record as ID:HASH (keep it outside ColdTrace)")

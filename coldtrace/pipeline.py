@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from . import webhooks
 from .clock import Clock
+from .data_loss import seq_gap_alerts
 from .device_roles import on_bench, session_roles
 from .health_store import HealthTracker
 from .live_evaluation import LiveEvaluator
@@ -69,6 +70,8 @@ class Pipeline:
         self.counters: Counter[str] = Counter()
         self._profiles: dict[str, Profile] = {}
         self.health = HealthTracker()  # device health (offline, battery, sensor faults), issue 3
+        # MQTT sources besides coldtrace/v1 (LoRaWAN network servers: coldtrace/lorawan.py), set by wiring
+        self.topic_sources: list = []
         self._ensure_builtin_profiles()
 
     # ---- profiles -------------------------------------------------------------------------------------
@@ -217,6 +220,7 @@ class Pipeline:
             if on_bench(role, kind, sroles.get(dev)):
                 bench.add(dev)
             readings = [r for b in dev_batches for r in b.readings]
+            alerts.extend(seq_gap_alerts(dev, dev_batches, last_seq, last_ts, now))  # device.data_gap
             gaps = 0
             for b in dev_batches:
                 if b.seq is not None:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .errors import ConfigError
+from .lorawan import LorawanSettings
 
 
 class MqttSettings(BaseModel):
@@ -32,6 +33,9 @@ class MqttSettings(BaseModel):
     # default 20). The collector commits at half the window so the broker never waits on us.
     broker_inflight_v311: int = 20
     keepalive_s: int = 30
+    # subscribe to the broker's $SYS counters (Mosquitto: messages dropped, messages stored) and raise
+    # broker.messages_dropped when the dropped counter grows (coldtrace/data_loss.py)
+    watch_broker_sys: bool = True
 
     @field_validator("url")
     @classmethod
@@ -233,6 +237,7 @@ class Settings(BaseSettings):
     sim: SimSettings = SimSettings()
     shipments: ShipmentSettings = ShipmentSettings()
     lab: LabSettings = LabSettings()
+    lorawan: LorawanSettings = LorawanSettings()  # LoRaWAN network servers over MQTT (coldtrace/lorawan.py)
 
     @property
     def db_path(self) -> Path:

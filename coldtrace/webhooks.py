@@ -46,6 +46,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "device.offline", "device.online", "device.battery_low", "device.sensor_fault",
     "calibration.failed", "calibration.drift", "calibration.due",
     "alert.acknowledged", "alert.escalated", "alert.resolved", "shipment.decided", "webhook.ping",
+    "device.data_gap", "broker.messages_dropped",  # coldtrace/data_loss.py
 )
 
 

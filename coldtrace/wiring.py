@@ -49,4 +49,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     readings = open_reading_store(settings, db)
     pipeline = Pipeline(db, readings, clock, default_profile=settings.default_profile,
                         require_registration=settings.ingest.require_registration)
+    from .lorawan import sources as lorawan_sources
+
+    pipeline.topic_sources = lorawan_sources(settings.lorawan)  # extra MQTT subscriptions when configured
     return Services(settings, db, readings, pipeline, clock)

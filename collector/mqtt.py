@@ -102,11 +102,16 @@ class MqttCollector:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        # side channels (not acknowledged-after-commit): topic filters -> handler(topic, payload) in paho's
+        # network thread; the broker's $SYS counters (coldtrace/data_loss.py BrokerGuard)
+        self.side_channels: dict[str, object] = {}
 
     # ---- paho callbacks (network thread) --------------------------------------------------------------
     def _filters(self) -> list[str]:
         g = self.settings.shared_group
-        return [f"$share/{g}/{f}" if g else f for f in (READINGS_FILTER, STATUS_FILTER)]
+        extra = [f for src in self.pipeline.topic_sources for f in src.filters]  # e.g. LoRaWAN uplinks
+        return [f"$share/{g}/{f}" if g else f for f in (READINGS_FILTER, STATUS_FILTER, *extra)] + list(
+            self.side_channels)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -126,6 +131,12 @@ class MqttCollector:
     def _on_message(self, client, userdata, msg) -> None:
         """Network thread: collect, send the acknowledgements the child's commits released, and hand a due
         batch on (committed right here in-process, or sent down the pipe to the ingest child)."""
+        side = self.side_channels.get(msg.topic) if msg.topic.startswith("$") else None
+        if side is not None:
+            side(msg.topic, msg.payload)  # type: ignore[operator]
+            if msg.qos:
+                client.ack(msg.mid, msg.qos)
+            return
         m = _Msg(msg.topic, msg.payload, msg.mid, msg.qos)
         if self._to_ack:
             self._send_acks()
@@ -260,7 +271,16 @@ def ingest_messages(pipeline: Pipeline, items: list[tuple[str, bytes]]) -> int:
 
     Returns the number of alerts raised. Raises ColdTraceError when nothing could be committed."""
     raws: list[RawMessage] = []
+    decoded: list | None = None  # set when a message of another source (LoRaWAN) is decoded by that source
     for topic, payload in items:
+        src = next((s for s in pipeline.topic_sources if s.matches(topic)), None) if pipeline.topic_sources \
+            else None
+        if src is not None:
+            if decoded is None:
+                decoded = [pipeline.decode(m) for m in raws]
+            raws.append(RawMessage(payload, src.name, src.device_hint(topic), None, topic))
+            decoded.append(src.decode(topic, payload, pipeline.clock.now_ms()))
+            continue
         dev, kind = topic_device(topic)
         if kind == "status" and dev:
             _status(pipeline, dev, payload)
@@ -269,8 +289,11 @@ def ingest_messages(pipeline: Pipeline, items: list[tuple[str, bytes]]) -> int:
             pipeline.quarantine(source="mqtt", reason="schema", topic=topic, raw=payload,
                                 detail=f"topic {topic[:200]!r} is not coldtrace/v1/devices/{{id}}/readings")
             continue
-        raws.append(RawMessage(payload, "mqtt", dev, None, topic))
-    return pipeline.ingest_raw_many(raws).alerts if raws else 0
+        m = RawMessage(payload, "mqtt", dev, None, topic)
+        raws.append(m)
+        if decoded is not None:
+            decoded.append(pipeline.decode(m))
+    return pipeline.ingest_raw_many(raws, decoded).alerts if raws else 0
 
 
 def _status(pipeline: Pipeline, dev: str, payload: bytes) -> None:

@@ -28,6 +28,14 @@ class CollectorService:
         self.mqtt = MqttCollector(services.pipeline, s.mqtt, batch_max_messages=s.ingest.batch_max_messages,
                                   batch_max_wait_ms=s.ingest.batch_max_wait_ms,
                                   worker_settings=s if s.ingest.worker_process else None)
+        self.broker_guard = None
+        if s.mqtt.watch_broker_sys:  # the broker's $SYS counters: broker.messages_dropped
+            from coldtrace.data_loss import BrokerGuard
+
+            guard = BrokerGuard(f"{self.mqtt.host}:{self.mqtt.port}", services.db, services.pipeline.emit_now,
+                                services.clock)
+            self.mqtt.side_channels.update(dict.fromkeys(guard.filters, guard.on_message))
+            self.broker_guard = guard
         self._stop = threading.Event()
         self._tick_thread: threading.Thread | None = None
         self.notifier = None

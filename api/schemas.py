@@ -79,6 +79,7 @@ class AlertOut(BaseModel):
     cleared_at: str | None = None
     shelved_until: str | None = None
     isa_state: str | None = None  # normal | shelved | unack_active | ack_active | unack_cleared
+    episode: dict[str, Any] | None = None  # with group=episode: the staged severities of its episode
 
     @classmethod
     def from_row(cls, r: sqlite3.Row, now: int | None = None) -> AlertOut:

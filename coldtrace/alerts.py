@@ -132,6 +132,7 @@ def get(db: Database, alert_id: str, now: int | None = None) -> dict[str, Any]:
     d["escalations"] = d["escalations"] or 0
     if d["shelved_until"] is None:
         d["shelved_at"] = d["shelved_by"] = d["shelve_reason"] = None
+    d["episode"] = _episode(db, d)
     # without ``now``: shelved until the tick has lifted an expired shelving
     d["isa_state"] = isa_state(d["state"], d["condition"], d["shelved_until"],
                                d["shelved_until"] - 1 if now is None and d["shelved_until"] else (now or 0))
@@ -148,6 +149,57 @@ def history(db: Database, alert_id: str) -> list[dict[str, Any]]:
         d["data"] = json.loads(d["data"]) if d["data"] else None
         out.append(d)
     return out
+
+
+def _episode_of(row: sqlite3.Row | dict[str, Any]) -> str | None:
+    data = row["data"]
+    if isinstance(data, str):
+        data = json.loads(data)
+    return data.get("episode_id") if isinstance(data, dict) else None
+
+
+def group_by_episode(db: Database, rows: list[sqlite3.Row], offset: int = 0, limit: int | None = None
+                     ) -> list[tuple[sqlite3.Row, dict[str, Any] | None]]:
+    """Limits sharing direction and threshold (high-warn and high at 8 °C) are one episode with staged
+    severities: keep, per episode, the first of ``rows`` (in the caller's order: the inbox's puts the alert
+    needing a person most first), page through the entries, and describe each episode's stages - every limit
+    of that threshold, its severity and whether and when its alarm was reached. Alerts without an episode
+    stay as they are."""
+    kept: list[sqlite3.Row] = []
+    seen: set[str] = set()
+    for r in rows:
+        ep = _episode_of(r)
+        if ep is not None:
+            if ep in seen:
+                continue
+            seen.add(ep)
+        kept.append(r)
+    kept = kept[offset:] if limit is None else kept[offset:offset + limit]
+    return [(r, _episode(db, r)) for r in kept]
+
+
+def _episode(db: Database, r: sqlite3.Row | dict[str, Any]) -> dict[str, Any] | None:
+    ep = _episode_of(r)
+    exc = None if ep is None else db.query_one("SELECT series_id, end_ts FROM excursions WHERE id = ?",
+                                               (r["excursion_id"],))
+    if ep is None or exc is None:
+        return None
+    data = r["data"] if isinstance(r["data"], dict) else json.loads(r["data"])
+    stages = []
+    for x in db.query("SELECT id, limit_id, severity, alarm_ts, alarm_kind FROM excursions WHERE series_id = ?"
+                      " AND direction = ? AND threshold_c = ? AND start_ts = ? AND superseded = 0",
+                      (exc["series_id"], data["direction"], data["threshold_c"], data["start_ts"])):
+        alarm = db.query_one("SELECT id, state FROM alerts WHERE excursion_id = ? AND type = 'excursion.alarm'"
+                             " ORDER BY created_at DESC, id LIMIT 1", (x["id"],))
+        stages.append({"limit_id": x["limit_id"], "severity": x["severity"], "alarm_ts": x["alarm_ts"],
+                       "alarm_kind": x["alarm_kind"], "alert_id": None if alarm is None else alarm["id"],
+                       "state": None if alarm is None else alarm["state"]})
+    stages.sort(key=lambda s: -SEVERITY_RANK.get(s["severity"], 9))  # lowest stage first
+    reached = [s for s in stages if s["alarm_ts"] is not None]
+    return {"id": ep, "start_ts": data["start_ts"], "end_ts": exc["end_ts"], "direction": data["direction"],
+            "threshold_c": data["threshold_c"], "stages": stages,
+            "current_stage": reached[-1]["severity"] if reached else None,
+            "top_stage": stages[-1]["severity"] if stages else None}
 
 
 # ---------------------------------------------------------------- actions of people
@@ -199,7 +251,27 @@ def acknowledge(db: Database, alert_id: str, *, actor: str, now: int, comment: s
         _ack(c, a, actor, now, comment)
         if a["condition"] == "cleared":
             _return_to_normal(c, _load(c, alert_id), now)
+        _ack_lower_stages(c, a, actor, now)
     return get(db, alert_id, now)
+
+
+def _ack_lower_stages(c: sqlite3.Connection, a: sqlite3.Row, actor: str, now: int) -> None:
+    """Staged severities of one episode (high-warn and high at 8 °C) are one inbox entry: acknowledging a
+    stage acknowledges the unacknowledged alerts of the same or a lower stage of that episode. A higher stage
+    reached later is a new alarm and needs its own acknowledgement."""
+    ep = _episode_of(a)
+    if ep is None:
+        return
+    rank = SEVERITY_RANK.get(a["severity"], 9)
+    for r in c.execute("SELECT id FROM alerts WHERE state = 'open' AND id != ? AND excursion_id IS NOT NULL"
+                       " AND json_extract(data, '$.episode_id') = ? AND device_id IS ?",
+                       (a["id"], ep, a["device_id"])).fetchall():
+        other = _load(c, r[0])
+        if SEVERITY_RANK.get(other["severity"], 9) < rank:
+            continue
+        _ack(c, other, actor, now, f"with the {a['severity']} {a['type']} of the same episode ({a['id']})")
+        if other["condition"] == "cleared":
+            _return_to_normal(c, _load(c, other["id"]), now)
 
 
 def _ack(c: sqlite3.Connection, a: sqlite3.Row, actor: str, now: int, comment: str | None) -> None:

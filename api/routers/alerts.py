@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from coldtrace.alerts import inbox_sql
+from coldtrace.alerts import group_by_episode, inbox_sql
 from coldtrace.store.db import add_equal_filters
 
 from ..deps import ServicesDep, Viewer, parse_ts_param
@@ -29,6 +29,10 @@ def list_alerts(services: ServicesDep, _: Viewer,
                     description="inbox: what needs a person (not resolved, not acknowledged-and-cleared, not "
                                 "shelved), unacknowledged-active first, then acknowledged-active, then "
                                 "unacknowledged-cleared; shelved: the shelved alerts")] = None,
+                group: Annotated[Literal["episode"] | None, Query(
+                    description="episode: one entry per excursion episode - limits sharing direction and "
+                                "threshold (high-warn, high) are staged severities of one episode; the entry "
+                                "is the episode's first alert in this order, with `episode.stages`")] = None,
                 since: Annotated[str | None, Query(description="created at or after (RFC 3339 / ms)")] = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 200,
                 offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> list[AlertOut]:
@@ -57,9 +61,18 @@ def list_alerts(services: ServicesDep, _: Viewer,
         params.append(now)
     sql = ("SELECT *, (SELECT assignee FROM alert_lifecycle WHERE alert_id = alerts.id) AS assignee FROM alerts"
            + (" WHERE " + " AND ".join(where) if where else ""))  # assignee: shown in the QA pages' inbox
-    sql += f" ORDER BY {order} LIMIT ? OFFSET ?"
-    params += [limit, offset]
-    return [AlertOut.from_row(r, now) for r in services.db.query(sql, tuple(params))]
+    sql += f" ORDER BY {order}"
+    if group is None:
+        rows = services.db.query(sql + " LIMIT ? OFFSET ?", (*params, limit, offset))
+        return [AlertOut.from_row(r, now) for r in rows]
+    # grouping folds several rows into one: group a bounded window, then page through the entries
+    rows = services.db.query(sql + " LIMIT ?", (*params, min(4 * (limit + offset), 20_000)))
+    out = []
+    for r, ep in group_by_episode(services.db, list(rows), offset, limit):
+        a = AlertOut.from_row(r, now)
+        a.episode = ep
+        out.append(a)
+    return out
 
 
 @router.get("/{alert_id}", response_model=AlertOut)

@@ -80,7 +80,8 @@ class AlertEventOut(BaseModel):
 def _out(a: dict[str, Any]) -> AlertHandlingOut:
     times = ("ts", "created_at", "acknowledged_at", "resolved_at", "last_escalated_at", "next_escalation_at",
              "cleared_at", "shelved_until", "shelved_at")
-    return AlertHandlingOut(**{k: (to_iso(a[k]) if k in times else a[k]) for k in AlertHandlingOut.model_fields})
+    return AlertHandlingOut(**{k: (to_iso(a[k]) if k in times else a[k]) for k in AlertHandlingOut.model_fields
+                               if k in a})
 
 
 def _bad(exc: ValueError) -> ApiError:

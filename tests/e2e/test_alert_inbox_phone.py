@@ -60,6 +60,12 @@ def test_phone_inbox_cards_acknowledge_next_to_the_alert_and_the_lifecycle(live_
     states = [t for t in cards.locator(".alert-card-head .badge:nth-child(2)").all_inner_texts()]
     rank = {"Unacknowledged, active": 0, "Acknowledged, still active": 1, "Cleared, unacknowledged": 2}
     assert [rank[s] for s in states] == sorted(rank[s] for s in states)
+    # high-warn and high share 8 °C: one card for that episode, with its staged severities
+    mine = cards.filter(has_text=PHONE)
+    assert mine.count() == 2  # the 25 °C episode (critical) and the 8 °C one
+    staged = mine.filter(has_text="above 8 °C")
+    assert staged.count() == 1 and "alarm" in staged.locator(".alert-card-head").inner_text()
+    assert re.search(r"Stages: warning .+ → alarm .+", staged.locator(".stages").inner_text())
     shot(phone, "alerts-phone-inbox")
 
     card = cards.filter(has_text=PHONE).filter(has_text="critical").first
@@ -91,6 +97,8 @@ def test_phone_inbox_cards_acknowledge_next_to_the_alert_and_the_lifecycle(live_
     from playwright.sync_api import expect
 
     expect(cards.filter(has_text=PHONE).filter(has_text="critical")).to_have_count(0, timeout=20_000)
+    # the 8 °C episode has cleared too, but nobody acknowledged it: it stays, saying so
+    assert "Cleared, unacknowledged" in cards.filter(has_text=PHONE).filter(has_text="above 8 °C").inner_text()
     with live_app.api() as api:
         a = api.get(f"/api/v1/alerts/{crit['id']}/handling").json()
     assert (a["condition"], a["isa_state"]) == ("cleared", "normal")

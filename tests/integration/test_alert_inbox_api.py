@@ -96,3 +96,35 @@ def test_the_inbox_view_lists_by_isa_state_and_shelving_and_resolving_follow_the
     clock.advance(91 * MINUTE)  # the shelving has expired: back in the inbox, even before the tick
     ids = [a["id"] for a in client.get("/api/v1/alerts", headers=qa, params={"view": "inbox"}).json()]
     assert c_alarm in ids
+
+
+def test_limits_sharing_a_threshold_are_one_inbox_entry_with_staged_severities(api):
+    """high-warn (warning after 15 min) and high (alarm after 30 min) at 8 °C: one door left open is one
+    episode, one entry; acknowledging its alarm acknowledges its warning too."""
+    clock, services, client, tokens = api
+    qa = _h(tokens["qa"])
+    now = clock.now_ms()
+    _ingest(services, "LOG-D", now - 60 * MINUTE, [5.0] + [9.5] * 12)  # 55 min above 8 °C: both stages
+    _ingest(services, "LOG-E", now - 25 * MINUTE, [5.0] + [9.0] * 5)  # 20 min: warning only (so far)
+    flat = client.get("/api/v1/alerts", headers=qa, params={"view": "inbox"}).json()
+    assert len([a for a in flat if a["device_id"] == "LOG-D"]) == 4  # opened x2, warning, alarm
+    grouped = client.get("/api/v1/alerts", headers=qa, params={"view": "inbox", "group": "episode"}).json()
+    d = [a for a in grouped if a["device_id"] == "LOG-D"]
+    e = [a for a in grouped if a["device_id"] == "LOG-E"]
+    assert len(d) == 1 and len(e) == 1
+    assert (d[0]["type"], d[0]["severity"]) == ("excursion.alarm", "alarm")  # the highest stage reached
+    ep = d[0]["episode"]
+    assert [(s["limit_id"], s["severity"]) for s in ep["stages"]] == [("high-warn", "warning"), ("high", "alarm")]
+    assert all(s["alarm_ts"] is not None for s in ep["stages"])
+    assert (ep["current_stage"], ep["top_stage"], ep["threshold_c"]) == ("alarm", "alarm", 8.0)
+    assert (e[0]["severity"], e[0]["episode"]["current_stage"], e[0]["episode"]["top_stage"]) == (
+        "warning", "warning", "alarm")
+    assert e[0]["episode"]["stages"][1]["alarm_ts"] is None  # the alarm stage not reached yet
+    r = client.post(f"/api/v1/alerts/{d[0]['id']}/acknowledge", headers=qa, json={"comment": "door closed"})
+    assert r.status_code == 200
+    warning = next(s for s in ep["stages"] if s["severity"] == "warning")["alert_id"]
+    w = client.get(f"/api/v1/alerts/{warning}/handling", headers=qa).json()
+    assert (w["state"], w["acknowledged_by"]) == ("acknowledged", "quinn")
+    grouped = client.get("/api/v1/alerts", headers=qa, params={"view": "inbox", "group": "episode"}).json()
+    d = [a for a in grouped if a["device_id"] == "LOG-D"]
+    assert len(d) == 1 and d[0]["isa_state"] == "ack_active" and d[0]["severity"] == "alarm"

@@ -24,11 +24,14 @@ export function isaBadge(a) {
   return badge(text, kind, `workflow: ${a.state}; condition: ${a.condition || "unknown"}`);
 }
 
-/** Staged severities of one episode (limits sharing direction and threshold): "warning → alarm". */
-function stagesText(a) {
-  const st = a.episode && a.episode.stages;
+/** Staged severities of one episode (limits sharing direction and threshold, e.g. high-warn and high at
+ * 8 °C): "Stages: warning 07:24 → alarm 07:39", a stage not (yet) reached says so. */
+function stages(a) {
+  const st = a && a.episode && a.episode.stages;
   if (!st || st.length < 2) return null;
-  return `Stages: ${st.map((s) => `${s.severity}${s.alarm_ts ? "" : " (not reached)"}`).join(" → ")}`;
+  const parts = st.map((s, i) => [i ? " → " : "", h("span", { class: s.alarm_ts ? "stage-reached" : "muted" }, s.severity, " ",
+    s.alarm_ts ? time(s.alarm_ts) : "not reached")]);
+  return h("span", { class: "stages", title: "one episode, staged severities" }, "Stages: ", parts);
 }
 
 export async function mount(main, ctx) {
@@ -80,7 +83,7 @@ export async function mount(main, ctx) {
       { label: "Happened", cell: (a) => time(a.ts) },
       { label: "Alert", cell: (a) => [h("button", { type: "button", class: "linklike", "aria-pressed": String(a.id === selected),
         onclick: () => select_(a.id) }, alertLabel(a.type)), h("div", { class: "muted small" }, alertSummary(a)),
-        stagesText(a) && h("div", { class: "muted small" }, stagesText(a))] },
+        stages(a) && h("div", { class: "small" }, stages(a))] },
       { label: "Severity", cell: (a) => severityBadge(a.severity) },
       { label: "Device", cell: (a) => (a.device_id ? link(`/ui/devices/${encodeURIComponent(a.device_id)}`, a.device_id) : "—") },
       { label: "Shipment", cell: (a) => (a.shipment_id ? link(`/ui/shipments/${encodeURIComponent(a.shipment_id)}`, a.shipment_id) : "—") },
@@ -104,7 +107,7 @@ export async function mount(main, ctx) {
     h("span", { class: "alert-card-head" }, severityBadge(a.severity), isaBadge(a)),
     h("span", { class: "alert-card-title" }, alertLabel(a.type), a.device_id ? ` · ${a.device_id}` : ""),
     h("span", { class: "alert-card-sub muted small" }, time(a.ts), alertSummary(a) ? ` · ${alertSummary(a)}` : ""),
-    stagesText(a) && h("span", { class: "alert-card-sub muted small" }, stagesText(a)),
+    stages(a) && h("span", { class: "alert-card-sub small" }, stages(a)),
     a.assignee && h("span", { class: "alert-card-sub small" }, `Assigned to ${a.assignee}`)))));
     replace(listBox, list);
     const li = selected && list.querySelector(`li[data-alert-id="${CSS.escape(selected)}"]`);
@@ -170,7 +173,7 @@ export async function mount(main, ctx) {
         a.resolved_at && [h("dt", {}, "Resolved"), h("dd", {}, time(a.resolved_at), ` by ${a.resolved_by}: “${a.resolution}”`)],
         a.next_escalation_at && [h("dt", {}, "Escalates"), h("dd", {}, time(a.next_escalation_at))],
         h("dt", {}, "Details"), h("dd", {}, alertSummary(a) || detailsText(a.data)),
-        stagesText(items.find((x) => x.id === id) || {}) && [h("dt", {}, "Episode"), h("dd", {}, stagesText(items.find((x) => x.id === id)))]));
+        stages(a) && [h("dt", {}, "Episode"), h("dd", {}, stages(a))]));
       replace(hist, events === null || !events.length ? empty("No history available.") : h("ol", { class: "history" },
         [...events].reverse().map((e) => h("li", {}, time(e.at), " · ", h("strong", {}, e.actor), ` ${e.action.replaceAll("_", " ")}`,
           e.comment ? h("div", { class: "history-comment" }, `“${e.comment}”`) : null))));

@@ -465,6 +465,8 @@ def _due_escalations(db: Database, now: int, policy: AlertPolicy) -> list[str]:
 
 def _escalate(db: Database, alert_id: str, now: int, policy: AlertPolicy) -> bool:
     cap = policy.max_escalations
+    row = db.query_one("SELECT * FROM alerts WHERE id = ?", (alert_id,))
+    episode = None if row is None else _episode(db, row)  # the page says which stage of its episode this is
     with db.write() as c:
         a = _load(c, alert_id)
         life = c.execute("SELECT escalations, next_escalation_at FROM alert_lifecycle WHERE alert_id = ?",
@@ -485,9 +487,14 @@ def _escalate(db: Database, alert_id: str, now: int, policy: AlertPolicy) -> boo
                                                              "next_escalation_at": nxt,
                                                              "condition": a["condition"]},
                new={"escalations": level})
-        _webhook(c, a, "alert.escalated", level, now, {"level": level, "unacknowledged_ms": unacked,
-                                                       "next_escalation_at": to_iso(nxt),
-                                                       "condition": a["condition"]})
+        extra: dict[str, Any] = {"level": level, "unacknowledged_ms": unacked, "next_escalation_at": to_iso(nxt),
+                                 "condition": a["condition"]}
+        if episode is not None:
+            extra["episode"] = {"id": episode["id"], "current_stage": episode["current_stage"],
+                                "top_stage": episode["top_stage"],
+                                "stages": [{"severity": x["severity"], "limit_id": x["limit_id"],
+                                            "reached_at": to_iso(x["alarm_ts"])} for x in episode["stages"]]}
+        _webhook(c, a, "alert.escalated", level, now, extra)
     return True
 
 

@@ -108,3 +108,22 @@ def test_phone_inbox_cards_acknowledge_next_to_the_alert_and_the_lifecycle(live_
     assert (a["state"], a["resolved_by"]) == ("resolved", "system")
     assert a["resolution"].startswith("Returned to normal: acknowledged by qa.anna")
     shot(phone, "alerts-phone-cleared")
+
+
+def test_device_page_shows_one_excursion_row_per_episode_with_its_stages(live_app, page, shot):
+    """high-warn and high share 8 °C: the device page lists that episode once, with both stages."""
+    now = live_app.services.clock.now_ms()
+    dev = "LOG-STAGES-1"
+    # 25 min above 8 °C so far: the warning stage (15 min) reached, the alarm stage (30 min) not yet
+    pairs = [(now - 30 * MINUTE, 5.0)] + [(now - (25 - 5 * i) * MINUTE, 9.4) for i in range(6)]
+    body = {"v": 1, "device_id": dev, "readings": [{"ts": t, "temp_c": v} for t, v in pairs]}
+    assert not live_app.services.pipeline.ingest_raw(json.dumps(body).encode(), topic_device_id=dev).rejected
+    login(page, live_app.base_url, f"/ui/devices/{dev}")
+    exc = page.locator("section", has_text="Excursions in this range")
+    row = exc.get_by_role("row").filter(has_text="above 8 °C")
+    row.first.wait_for()
+    assert row.count() == 1
+    text = row.inner_text()
+    assert "high-warn, high" in text and re.search(r"warning\s*→\s*alarm", text)
+    assert re.search(r"warning \d.*, alarm not reached", text), text
+    shot(page, "device-staged-excursion")

@@ -227,6 +227,9 @@ def test_unacknowledged_alarm_escalates_repeats_and_stops_when_acknowledged(env,
         bodies = [json.loads(r.body)["data"] for r in pager.requests]
         assert sorted(b["level"] for b in bodies) == [1, 2] and {b["alert_id"] for b in bodies} == {alarm}
         assert all(b["device_id"] == "LOG-1" and b["severity"] == "alarm" for b in bodies)
+        # the page names the stage of its episode: high-warn and high share 8 °C
+        assert {(b["episode"]["current_stage"], b["episode"]["top_stage"]) for b in bodies} == {("alarm", "alarm")}
+        assert [x["severity"] for x in bodies[0]["episode"]["stages"]] == ["warning", "alarm"]
         ops_types = {json.loads(r.body)["type"] for r in ops.requests}
         assert "alert.escalated" not in ops_types and "excursion.alarm" in ops_types
         assert pager.bad_signatures == [] and ops.bad_signatures == []

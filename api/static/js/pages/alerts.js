@@ -5,24 +5,10 @@
 // never redrawn under the user's typing.
 
 import { api, getOptional } from "../api.js";
-import { badge, empty, errorBox, h, link, loading, replace, section, table, time } from "../dom.js";
-import { ALERT_LABELS, alertLabel, alertSummary, severityBadge } from "./common.js";
+import { empty, errorBox, h, link, loading, replace, section, table, time } from "../dom.js";
+import { ALERT_LABELS, alertLabel, alertSummary, isaStateBadge as isaBadge, severityBadge } from "./common.js";
 
 const NARROW = window.matchMedia("(max-width: 640px)");
-
-const ISA = {
-  unack_active: ["Unacknowledged, active", "bad"],
-  ack_active: ["Acknowledged, still active", "warn"],
-  unack_cleared: ["Cleared, unacknowledged", "info"],
-  shelved: ["Shelved", "neutral"],
-  normal: ["Normal", "ok"],
-};
-
-/** The ISA-18.2 state in words (the colour only helps). */
-export function isaBadge(a) {
-  const [text, kind] = ISA[a.isa_state] || [a.state, "neutral"];
-  return badge(text, kind, `workflow: ${a.state}; condition: ${a.condition || "unknown"}`);
-}
 
 /** Staged severities of one episode (limits sharing direction and threshold, e.g. high-warn and high at
  * 8 °C): "Stages: warning 07:24 → alarm 07:39", a stage not (yet) reached says so. */

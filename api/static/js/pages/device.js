@@ -2,10 +2,10 @@
 // excursions and its recent alerts. The chart follows the chosen range up to now, refreshed live.
 
 import { api, getOptional } from "../api.js";
-import { ago, badge, dl, duration, empty, errorBox, h, link, loading, notFound, replace, section, table, temp, time } from "../dom.js";
+import { ago, badge, dl, duration, empty, errorBox, h, link, loading, notFound, replace, section, table, temp, time, toMs } from "../dom.js";
 import { bucketsToData, makeChart } from "../chart.js";
 import { statusCell } from "./fleet.js";
-import { alertLabel, alertStateBadge, calibrationBadge, chartLegend, excursionSpans, rangeButtons, rangeMs, severityBadge } from "./common.js";
+import { alertLabel, calibrationBadge, chartLegend, isaStateBadge, excursionSpans, rangeButtons, rangeMs, severityBadge } from "./common.js";
 
 export async function mount(main, ctx) {
   const id = ctx.params[0];
@@ -111,7 +111,7 @@ export async function mount(main, ctx) {
       { label: "When", cell: (x) => time(x.created_at) },
       { label: "Alert", cell: (x) => alertLabel(x.type) },
       { label: "Severity", cell: (x) => severityBadge(x.severity) },
-      { label: "State", cell: (x) => alertStateBadge(x.state) },
+      { label: "State", cell: (x) => isaStateBadge(x) },
     ], actionable.slice(0, 6)) : empty("No warning or alarm for this device."));
     if (summaryP) {
       if (rebuild || !summaryBox.childElementCount) replace(summaryBox, loading("Summarising the range"));
@@ -148,13 +148,34 @@ export function excursionTable(excs) {
   return table([
     { label: "Start", cell: (e) => time(e.start) },
     { label: "End", cell: (e) => (e.open ? badge("ongoing", "bad") : time(e.end)) },
-    { label: "Limit", cell: (e) => `${e.direction} ${e.threshold_c} °C (${e.limit_id})` },
-    { label: "Severity", cell: (e) => severityBadge(e.severity) },
+    { label: "Limit", cell: (e) => `${e.direction} ${e.threshold_c} °C (${e.stages.map((s) => s.limit_id).join(", ")})` },
+    { label: "Severity", cell: (e) => e.stages.map((s, i) => [i ? " → " : "", severityBadge(s.severity)]) },
     { label: "Duration", num: true, cell: (e) => duration(e.duration_min * 60000) },
     { label: "Peak", num: true, cell: (e) => temp(e.peak_c, 2) },
     { label: "Degree-min", num: true, cell: (e) => e.degree_minutes.toFixed(1) },
-    { label: "Alarm", cell: (e) => (e.alarm_at ? time(e.alarm_at) : h("span", { class: "muted" }, "no alarm")) },
+    { label: "Alarm", cell: (e) => (e.stages.some((s) => s.alarm_at) ? e.stages.map((s, i) => [i ? ", " : "",
+      e.stages.length > 1 ? `${s.severity} ` : "", s.alarm_at ? time(s.alarm_at) : h("span", { class: "muted" }, "not reached")])
+      : h("span", { class: "muted" }, "no alarm")) },
     { label: "Shipment", cell: (e) => ((e.shipments || []).length ? e.shipments.map(([sid, ref], i) => [i ? ", " : "",
       link(`/ui/shipments/${encodeURIComponent(sid)}`, ref)]) : "—") },
-  ], excs, { emptyText: "No excursion in this range." });
+  ], episodes(excs), { emptyText: "No excursion in this range." });
+}
+
+/** Limits sharing direction and threshold (high-warn and high at 8 °C) share their episodes: one row per
+ * episode with its staged severities, lowest first (docs/RULES.md). */
+function episodes(excs) {
+  const rank = { info: 0, warning: 1, alarm: 2, critical: 3 };
+  const by = new Map();
+  for (const e of excs) {
+    const key = `${e.direction}|${e.threshold_c}|${toMs(e.start)}`;
+    const ep = by.get(key);
+    if (!ep) by.set(key, { ...e, shipments: e.shipments || [], stages: [e] });
+    else {
+      ep.stages.push(e);
+      const seen = new Set(ep.shipments.map(([sid]) => sid));
+      ep.shipments = [...ep.shipments, ...(e.shipments || []).filter(([sid]) => !seen.has(sid))];
+    }
+  }
+  for (const ep of by.values()) ep.stages.sort((a, b) => (rank[a.severity] ?? 9) - (rank[b.severity] ?? 9));
+  return [...by.values()];
 }

@@ -251,11 +251,11 @@ def acknowledge(db: Database, alert_id: str, *, actor: str, now: int, comment: s
         _ack(c, a, actor, now, comment)
         if a["condition"] == "cleared":
             _return_to_normal(c, _load(c, alert_id), now)
-        _ack_lower_stages(c, a, actor, now)
+        _ack_lower_stages(c, a, actor, now, comment)
     return get(db, alert_id, now)
 
 
-def _ack_lower_stages(c: sqlite3.Connection, a: sqlite3.Row, actor: str, now: int) -> None:
+def _ack_lower_stages(c: sqlite3.Connection, a: sqlite3.Row, actor: str, now: int, comment: str | None) -> None:
     """Staged severities of one episode (high-warn and high at 8 °C) are one inbox entry: acknowledging a
     stage acknowledges the unacknowledged alerts of the same or a lower stage of that episode. A higher stage
     reached later is a new alarm and needs its own acknowledgement."""
@@ -269,19 +269,23 @@ def _ack_lower_stages(c: sqlite3.Connection, a: sqlite3.Row, actor: str, now: in
         other = _load(c, r[0])
         if SEVERITY_RANK.get(other["severity"], 9) < rank:
             continue
-        _ack(c, other, actor, now, f"with the {a['severity']} {a['type']} of the same episode ({a['id']})")
+        _ack(c, other, actor, now, comment, with_alert=a["id"])
         if other["condition"] == "cleared":
             _return_to_normal(c, _load(c, other["id"]), now)
 
 
-def _ack(c: sqlite3.Connection, a: sqlite3.Row, actor: str, now: int, comment: str | None) -> None:
+def _ack(c: sqlite3.Connection, a: sqlite3.Row, actor: str, now: int, comment: str | None,
+         with_alert: str | None = None) -> None:
+    """``with_alert``: acknowledged as a lower stage of that alert's episode (the same person and comment)."""
     c.execute("UPDATE alerts SET state = 'acknowledged' WHERE id = ?", (a["id"],))
     c.execute("UPDATE alert_lifecycle SET acknowledged_at = ?, acknowledged_by = ?, ack_comment = ?,"
               " next_escalation_at = NULL WHERE alert_id = ?", (now, actor, comment, a["id"]))
-    _event(c, a["id"], now, actor, "acknowledged", comment, {"condition": a["condition"]},
-           old={"state": "open"}, new={"state": "acknowledged"})
-    _webhook(c, a, "alert.acknowledged", "ack", now, {"acknowledged_by": actor, "comment": comment,
-                                                      "condition": a["condition"]})
+    data: dict[str, Any] = {"condition": a["condition"]}
+    if with_alert is not None:
+        data["with_alert"] = with_alert
+    _event(c, a["id"], now, actor, "acknowledged", comment, data, old={"state": "open"},
+           new={"state": "acknowledged"})
+    _webhook(c, a, "alert.acknowledged", "ack", now, {"acknowledged_by": actor, "comment": comment, **data})
 
 
 def _return_to_normal(c: sqlite3.Connection, a: sqlite3.Row, now: int) -> None:

@@ -124,7 +124,9 @@ def test_limits_sharing_a_threshold_are_one_inbox_entry_with_staged_severities(a
     assert r.status_code == 200
     warning = next(s for s in ep["stages"] if s["severity"] == "warning")["alert_id"]
     w = client.get(f"/api/v1/alerts/{warning}/handling", headers=qa).json()
-    assert (w["state"], w["acknowledged_by"]) == ("acknowledged", "quinn")
+    assert (w["state"], w["acknowledged_by"], w["ack_comment"]) == ("acknowledged", "quinn", "door closed")
+    hist = client.get(f"/api/v1/alerts/{warning}/history", headers=qa).json()
+    assert hist[-1]["action"] == "acknowledged" and hist[-1]["data"]["with_alert"] == d[0]["id"]
     grouped = client.get("/api/v1/alerts", headers=qa, params={"view": "inbox", "group": "episode"}).json()
     d = [a for a in grouped if a["device_id"] == "LOG-D"]
     assert len(d) == 1 and d[0]["isa_state"] == "ack_active" and d[0]["severity"] == "alarm"

@@ -143,7 +143,8 @@ def test_replaying_the_alerts_gives_the_stored_excursions_after_every_batch(tmp_
             pipe.ingest_raw(_payload(part), topic_device_id=DEV)  # a redelivery changes nothing
             assert db.query_one("SELECT COUNT(*) FROM alerts")[0] == before
             _check_stream(db)
-        for kind in ("restored", "revived", "superseded"):  # how often the hard cases occur (--hypothesis-show-statistics)
+        # how often the hard cases occur (pytest --hypothesis-show-statistics)
+        for kind in ("restored", "revived", "superseded"):
             n = db.query_one(f"SELECT COUNT(*) FROM alerts WHERE json_extract(data, '$.{kind}') = 1")[0]
             event(f"{kind}: {'yes' if n else 'no'}")
     finally:

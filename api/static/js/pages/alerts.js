@@ -129,11 +129,13 @@ export async function mount(main, ctx) {
       renderList();
       return;
     }
-    replace(detail, h("h2", { id: "detail-title", tabindex: "-1" }, "Alert"), facts, msg, forms(id), h("h3", {}, "History"), hist);
+    const title = h("h2", { id: "detail-title", tabindex: "-1" }, "Alert");
+    // on a phone the card above already says what it is: Acknowledge comes first, the facts after it
+    if (NARROW.matches) replace(detail, title, msg, forms(id), h("h3", {}, "Details"), facts, h("h3", {}, "History"), hist);
+    else replace(detail, title, facts, msg, forms(id), h("h3", {}, "History"), hist);
     renderList();
     await renderHandling();
-    const title = detail.querySelector("#detail-title");
-    if (title) title.focus({ preventScroll: NARROW.matches });
+    if (detail.contains(title)) title.focus({ preventScroll: NARROW.matches });
     if (NARROW.matches) detail.scrollIntoView({ block: "nearest" });
   }
 

@@ -502,11 +502,18 @@ def _escalate(db: Database, alert_id: str, now: int, policy: AlertPolicy) -> boo
     return True
 
 
-def _self_clearing(db: Database, policy: AlertPolicy) -> dict[str | None, tuple[str, ...]]:
+def _self_clearing(db: Database, policy: AlertPolicy, device_ids: set[str]) -> dict[str | None, tuple[str, ...]]:
     """device id -> the severities its profile marks self-clearing (None: devices without a profile)."""
     out: dict[str | None, tuple[str, ...]] = {None: policy.default_self_clearing}
-    for r in db.query("SELECT d.id, p.body FROM devices d JOIN profiles p ON p.id = d.profile_id"):
-        out[r[0]] = Profile.from_dict(json.loads(r[1])).self_clearing
+    ids = sorted(device_ids)
+    profiles: dict[str, tuple[str, ...]] = {}
+    for i in range(0, len(ids), 500):
+        part = ids[i:i + 500]
+        for r in db.query("SELECT d.id, d.profile_id, p.body FROM devices d JOIN profiles p ON p.id = d.profile_id"
+                          f" WHERE d.id IN ({','.join('?' * len(part))})", part):
+            if r[1] not in profiles:
+                profiles[r[1]] = Profile.from_dict(json.loads(r[2])).self_clearing
+            out[r[0]] = profiles[r[1]]
     return out
 
 
@@ -518,28 +525,21 @@ def _self_resolvable(db: Database, now: int, policy: AlertPolicy) -> list[tuple[
     look at what the data later took back."""
     quiet = policy.auto_resolve_after_ms
     assert quiet is not None
-    sc = _self_clearing(db, policy)
-    sevs = sorted({s for v in sc.values() for s in v} & {"info", "warning"})
-    if not sevs:
-        return []
-    marks = ",".join("?" * len(sevs))
     rows = db.query(
         "SELECT a.id, a.severity, a.device_id, e.end_ts FROM alerts a JOIN excursions e ON e.id = a.excursion_id"
-        f" WHERE a.state != 'resolved' AND a.condition = 'cleared' AND a.severity IN ({marks})"
+        " WHERE a.state != 'resolved' AND a.condition = 'cleared' AND a.severity IN ('info', 'warning')"
         " AND e.superseded = 0 AND e.end_ts IS NOT NULL AND e.end_ts <= ?"
         " AND NOT EXISTS (SELECT 1 FROM excursions x WHERE x.series_id = e.series_id"
         "   AND x.limit_id = e.limit_id AND x.superseded = 0 AND x.start_ts > e.start_ts"
         "   AND (x.end_ts IS NULL OR x.end_ts > ?))"
         " UNION ALL SELECT a.id, a.severity, a.device_id, NULL FROM alerts a"
-        f" WHERE a.excursion_id IS NULL AND a.state != 'resolved' AND a.condition = 'cleared'"
-        f" AND a.severity IN ({marks}) AND a.cleared_at <= ?"
-        " ORDER BY 1", (*sevs, now - quiet, now - quiet, *sevs, now - quiet))
-    out = []
-    for r in rows:
-        allowed = sc.get(r[2], sc[None])
-        if r[1] in allowed:
-            out.append((r[0], r[3]))
-    return out
+        " WHERE a.excursion_id IS NULL AND a.state != 'resolved' AND a.condition = 'cleared'"
+        " AND a.severity IN ('info', 'warning') AND a.cleared_at <= ?"
+        " ORDER BY 1", (now - quiet, now - quiet, now - quiet))
+    if not rows:
+        return []
+    sc = _self_clearing(db, policy, {r[2] for r in rows if r[2] is not None})
+    return [(r[0], r[3]) for r in rows if r[1] in sc.get(r[2], sc[None])]
 
 
 def _auto_resolve(db: Database, alert_id: str, exc_end: int | None, now: int, quiet_ms: int) -> bool:

@@ -2,10 +2,10 @@
 // excursions and its recent alerts. The chart follows the chosen range up to now, refreshed live.
 
 import { api, getOptional } from "../api.js";
-import { ago, badge, dl, duration, empty, errorBox, h, link, loading, notFound, replace, section, table, temp, time, toMs } from "../dom.js";
+import { ago, badge, dl, duration, empty, errorBox, h, link, loading, notFound, replace, section, table, temp, time } from "../dom.js";
 import { bucketsToData, makeChart } from "../chart.js";
 import { statusCell } from "./fleet.js";
-import { alertLabel, calibrationBadge, chartLegend, isaStateBadge, excursionSpans, rangeButtons, rangeMs, severityBadge } from "./common.js";
+import { alertLabel, calibrationBadge, chartLegend, excursionSpans, isaStateBadge, rangeButtons, rangeMs, severityBadge } from "./common.js";
 
 export async function mount(main, ctx) {
   const id = ctx.params[0];
@@ -102,7 +102,7 @@ export async function mount(main, ctx) {
     // the device's own series; the same episode judged within a shipment's window links to that shipment
     const ships = await shipsP;
     const refs = new Map((ships.ok ? ships.v : []).map((x) => [x.id, x.reference]));
-    replace(excBox, excR.ok ? excursionTable(own.map((e) => ({ ...e, shipments: excs.filter((o) => o.shipment_id
+    replace(excBox, excR.ok ? episodeTable(own.map((e) => ({ ...e, shipments: excs.filter((o) => o.shipment_id
       && o.limit_id === e.limit_id && o.start === e.start).map((o) => [o.shipment_id, refs.get(o.shipment_id) || o.shipment_id]) })))
       : errorBox(excR.e, "The excursions"));
     const alerts = await alertsP;
@@ -148,7 +148,25 @@ export function excursionTable(excs) {
   return table([
     { label: "Start", cell: (e) => time(e.start) },
     { label: "End", cell: (e) => (e.open ? badge("ongoing", "bad") : time(e.end)) },
-    { label: "Limit", cell: (e) => `${e.direction} ${e.threshold_c} °C (${e.stages.map((s) => s.limit_id).join(", ")})` },
+    { label: "Limit", cell: (e) => `${e.direction} ${e.threshold_c} °C (${e.limit_id})` },
+    { label: "Severity", cell: (e) => severityBadge(e.severity) },
+    { label: "Duration", num: true, cell: (e) => duration(e.duration_min * 60000) },
+    { label: "Peak", num: true, cell: (e) => temp(e.peak_c, 2) },
+    { label: "Degree-min", num: true, cell: (e) => e.degree_minutes.toFixed(1) },
+    { label: "Alarm", cell: (e) => (e.alarm_at ? time(e.alarm_at) : h("span", { class: "muted" }, "no alarm")) },
+    { label: "Shipment", cell: (e) => ((e.shipments || []).length ? e.shipments.map(([sid, ref], i) => [i ? ", " : "",
+      link(`/ui/shipments/${encodeURIComponent(sid)}`, ref)]) : "—") },
+  ], excs, { emptyText: "No excursion in this range." });
+}
+
+/** The excursions as people read them: limits sharing direction and threshold (high-warn and high at 8 °C)
+ * share their episodes, so one row per episode with its staged severities, lowest first (docs/RULES.md). */
+export function episodeTable(excs) {
+  const num = (x) => String(Number(Number(x).toFixed(2)));
+  return table([
+    { label: "Start", cell: (e) => time(e.start) },
+    { label: "End", cell: (e) => (e.open ? badge("ongoing", "bad") : time(e.end)) },
+    { label: "Limit", cell: (e) => `${e.direction} ${num(e.threshold_c)} °C (${e.stages.map((s) => s.limit_id).join(", ")})` },
     { label: "Severity", cell: (e) => e.stages.map((s, i) => [i ? " → " : "", severityBadge(s.severity)]) },
     { label: "Duration", num: true, cell: (e) => duration(e.duration_min * 60000) },
     { label: "Peak", num: true, cell: (e) => temp(e.peak_c, 2) },
@@ -161,13 +179,11 @@ export function excursionTable(excs) {
   ], episodes(excs), { emptyText: "No excursion in this range." });
 }
 
-/** Limits sharing direction and threshold (high-warn and high at 8 °C) share their episodes: one row per
- * episode with its staged severities, lowest first (docs/RULES.md). */
 function episodes(excs) {
   const rank = { info: 0, warning: 1, alarm: 2, critical: 3 };
   const by = new Map();
   for (const e of excs) {
-    const key = `${e.direction}|${e.threshold_c}|${toMs(e.start)}`;
+    const key = `${e.direction}|${e.threshold_c}|${e.start}`;
     const ep = by.get(key);
     if (!ep) by.set(key, { ...e, shipments: e.shipments || [], stages: [e] });
     else {

@@ -81,13 +81,27 @@ class AlertOut(BaseModel):
     created_at: str
     data: dict[str, Any]
     assignee: str | None = None  # from the alert's handling (alert_lifecycle), when the query joins it
+    # ISA-18.2 (docs/RULES.md "Alert handling"): ``state`` is the workflow, ``condition`` what it reports
+    condition: str = "active"  # active | cleared
+    cleared_at: str | None = None
+    shelved_until: str | None = None
+    isa_state: str | None = None  # normal | shelved | unack_active | ack_active | unack_cleared
+    episode: dict[str, Any] | None = None  # with group=episode: the staged severities of its episode
 
     @classmethod
-    def from_row(cls, r: sqlite3.Row) -> AlertOut:
+    def from_row(cls, r: sqlite3.Row, now: int | None = None) -> AlertOut:
+        from coldtrace.alerts import isa_state
+
+        keys = r.keys()
+        condition = r["condition"] if "condition" in keys else "active"
+        shelved = r["shelved_until"] if "shelved_until" in keys else None
         return cls(id=r["id"], type=r["type"], severity=r["severity"], state=r["state"], device_id=r["device_id"],
                    shipment_id=r["shipment_id"], excursion_id=r["excursion_id"], ts=to_iso(r["ts"]) or "",
                    created_at=to_iso(r["created_at"]) or "", data=json.loads(r["data"]),
-                   assignee=r["assignee"] if "assignee" in r.keys() else None)
+                   assignee=r["assignee"] if "assignee" in keys else None, condition=condition,
+                   cleared_at=to_iso(r["cleared_at"]) if "cleared_at" in keys else None,
+                   shelved_until=to_iso(shelved),
+                   isa_state=None if now is None else isa_state(r["state"], condition, shelved, now))
 
 
 class ExcursionOut(BaseModel):

@@ -434,7 +434,9 @@ def alert_id(series_id: str, limit_id: str, start_ts: int, type_: str) -> str:
 
 
 def alerts_for(exc: Excursion, device_id: str, shipment_id: str | None = None) -> list[Alert]:
-    """The alerts an excursion in its current state implies; ids are stable, so re-deriving never duplicates."""
+    """The alerts an excursion in its current state implies; ids are stable, so re-deriving never duplicates.
+    (The live pipeline announces excursions through ``alert_stream`` instead: revision-numbered alerts that
+    replay to the stored state; this content-derived form serves the pure ``SeriesTracker`` model.)"""
     base = {
         "excursion_id": exc.id,
         "limit_id": exc.limit_id,

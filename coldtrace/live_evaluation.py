@@ -5,6 +5,10 @@ readings, a restart, another process having evaluated the device, a profile chan
 last stored checkpoint before the earliest new reading and diffs the stored excursions of that window, so
 the stored excursions always equal the batch evaluation of the stored readings (docs/RULES.md), at a cost
 bounded by the checkpoint interval rather than by the device's history.
+
+The alerts of every excursion stored or superseded here are derived by ``alert_stream`` from the state the
+stream last announced (``excursion_alert_state``, updated in the same transaction), so that replaying the
+alerts always gives the stored excursions.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import alert_stream
 from . import excursions as exc_engine
-from .model import HOUR, Alert, Profile, Reading
+from .model import HOUR, Alert, Excursion, Profile, Reading
 from .ports import ReadingStore
 from .store.db import insert_many
 from .store.excursions import row_to_excursion, upsert_excursion
@@ -61,10 +66,10 @@ class LiveEvaluator:
         eng = self._engines.get(dev)
         if (eng is not None and eng.profile is profile and eng.last_ts is not None
                 and eng.last_ts == evaluated_ts and int(ts[0]) > eng.last_ts):
-            alerts: list[Alert] = []
-            for e in eng.feed(ts, vals):
+            touched = eng.feed(ts, vals)
+            for e in touched:
                 upsert_excursion(c, e, dev, None, now)
-                alerts.extend(exc_engine.alerts_for(e, dev))
+            alerts = announce(c, dev, touched, (), now)
         else:
             alerts = self._reevaluate(c, dev, profile, int(ts[0]), now)
         self._maybe_checkpoint(c, dev, profile)
@@ -98,7 +103,8 @@ class LiveEvaluator:
                   len(diff.upserts), len(diff.superseded))
         if row is not None:
             self._last_checkpoint[dev] = row[0]
-        return diff.alerts
+        old_by = {e.id: e for e in old}
+        return announce(c, dev, diff.upserts, [old_by[i] for i in diff.superseded], now)
 
     def _maybe_checkpoint(self, c: sqlite3.Connection, dev: str, profile: Profile) -> None:
         eng = self._engines[dev]
@@ -129,3 +135,33 @@ class LiveEvaluator:
             part = devices[i:i + 500]
             c.execute(f"DELETE FROM series_checkpoints WHERE ts < ? AND series_id IN ({','.join('?' * len(part))})",
                       [cutoff, *part])
+
+
+def announce(c: sqlite3.Connection, dev: str, stored: Sequence[Excursion], superseded: Sequence[Excursion],
+             now: int, shipment_id: str | None = None) -> list[Alert]:
+    """The alerts that bring the stream of these excursions (just stored, or just marked superseded) to
+    their stored state; records the revision reached and the announced state in the caller's transaction."""
+    subjects = [(e, False) for e in stored] + [(e, True) for e in superseded]
+    if not subjects:
+        return []
+    ids = [e.id for e, _ in subjects]
+    prior: dict[str, tuple[int, dict]] = {}
+    for i in range(0, len(ids), 500):
+        part = ids[i:i + 500]
+        for r in c.execute("SELECT excursion_id, revision, state FROM excursion_alert_state"
+                           f" WHERE excursion_id IN ({','.join('?' * len(part))})", part):
+            prior[r[0]] = (r[1], json.loads(r[2]))
+    alerts: list[Alert] = []
+    rows = []
+    for e, gone in subjects:
+        revision, announced = prior.get(e.id, (0, None))
+        new, revision, state = alert_stream.alerts_for_change(
+            e, announced, revision, alert_stream.state_of(e, gone), device_id=dev, shipment_id=shipment_id,
+            now_ms=now)
+        if new:
+            alerts.extend(new)
+            rows.append((e.id, revision, json.dumps(state), now))
+    if rows:
+        c.executemany("INSERT OR REPLACE INTO excursion_alert_state (excursion_id, revision, state, updated_at)"
+                      " VALUES (?,?,?,?)", rows)
+    return alerts

@@ -102,6 +102,9 @@ class Profile:
     max_gap_ms: int = 30 * MINUTE
     offline_after_ms: int = 30 * MINUTE
     activation_energy_kj: float = 83.144
+    # severities whose alerts resolve themselves once their condition has cleared (docs/RULES.md, "Alert
+    # handling"); alarm and critical alerts need a person's acknowledgement whatever this says
+    self_clearing: tuple[Severity, ...] = ("info", "warning")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -112,6 +115,7 @@ class Profile:
             "max_gap_ms": self.max_gap_ms,
             "offline_after_ms": self.offline_after_ms,
             "activation_energy_kj": self.activation_energy_kj,
+            "self_clearing": list(self.self_clearing),
         }
 
     @classmethod
@@ -124,6 +128,7 @@ class Profile:
             max_gap_ms=int(d.get("max_gap_ms", 30 * MINUTE)),
             offline_after_ms=int(d.get("offline_after_ms", 30 * MINUTE)),
             activation_energy_kj=float(d.get("activation_energy_kj", 83.144)),
+            self_clearing=tuple(d.get("self_clearing", ("info", "warning"))),
         )
 
 

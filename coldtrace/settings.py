@@ -154,8 +154,8 @@ class WebhookSettings(BaseModel):
     escalate_alarm_min: float | None = 30.0
     repeat_critical_min: float | None = 30.0
     repeat_alarm_min: float | None = 60.0
-    max_escalations: int = Field(12, ge=1)
-    auto_resolve_after_min: float | None = 60.0  # an ended excursion's alerts resolve after this quiet time
+    max_escalations: int | None = Field(None, ge=1)  # None: repeat until acknowledged (ISA-18.2)
+    auto_resolve_after_min: float | None = 60.0  # a cleared self-clearing (info/warning) alert resolves after this
 
     @field_validator("allowed_private_targets", mode="before")
     @classmethod

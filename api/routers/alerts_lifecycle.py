@@ -41,6 +41,16 @@ class ResolveIn(BaseModel):
     comment: Annotated[str, Field(min_length=1, max_length=4000, description="why it is resolved")]
 
 
+class ShelveIn(BaseModel):
+    reason: Annotated[str, Field(min_length=1, max_length=4000, description="why it is suppressed")]
+    minutes: Annotated[int, Field(ge=1, le=lifecycle.MAX_SHELVE_MS // 60_000,
+                                  description="how long (ISA-18.2: shelving always expires)")]
+
+
+class UnshelveIn(BaseModel):
+    reason: Comment = None
+
+
 class AlertHandlingOut(AlertOut):
     """The alert as listed, plus its handling by people."""
 
@@ -54,6 +64,9 @@ class AlertHandlingOut(AlertOut):
     escalations: int
     last_escalated_at: str | None
     next_escalation_at: str | None
+    shelved_at: str | None
+    shelved_by: str | None
+    shelve_reason: str | None
 
 
 class AlertEventOut(BaseModel):
@@ -65,8 +78,10 @@ class AlertEventOut(BaseModel):
 
 
 def _out(a: dict[str, Any]) -> AlertHandlingOut:
-    times = ("ts", "created_at", "acknowledged_at", "resolved_at", "last_escalated_at", "next_escalation_at")
-    return AlertHandlingOut(**{k: (to_iso(a[k]) if k in times else a[k]) for k in AlertHandlingOut.model_fields})
+    times = ("ts", "created_at", "acknowledged_at", "resolved_at", "last_escalated_at", "next_escalation_at",
+             "cleared_at", "shelved_until", "shelved_at")
+    return AlertHandlingOut(**{k: (to_iso(a[k]) if k in times else a[k]) for k in AlertHandlingOut.model_fields
+                               if k in a})
 
 
 def _bad(exc: ValueError) -> ApiError:
@@ -76,7 +91,7 @@ def _bad(exc: ValueError) -> ApiError:
 @router.get("/{alert_id}/handling", response_model=AlertHandlingOut,
             summary="The alert with who acknowledged, assigned, resolved it and its escalations")
 def get_handling(alert_id: str, services: ServicesDep, _: Viewer) -> AlertHandlingOut:
-    return _out(lifecycle.get(services.db, alert_id))
+    return _out(lifecycle.get(services.db, alert_id, services.clock.now_ms()))
 
 
 @router.get("/{alert_id}/history", response_model=list[AlertEventOut],
@@ -94,10 +109,14 @@ def acknowledge(alert_id: str, services: ServicesDep, who: QA, body: AckIn | Non
     return _out(a)
 
 
-@router.post("/{alert_id}/assign", response_model=AlertHandlingOut)
+@router.post("/{alert_id}/assign", response_model=AlertHandlingOut,
+             responses={422: {"description": "`unknown_user`: the assignee is not an active user"}})
 def assign(alert_id: str, body: AssignIn, services: ServicesDep, who: QA) -> AlertHandlingOut:
-    return _out(lifecycle.assign(services.db, alert_id, actor=who.name, assignee=body.assignee,
-                                 now=services.clock.now_ms(), comment=body.comment))
+    try:
+        return _out(lifecycle.assign(services.db, alert_id, actor=who.name, assignee=body.assignee,
+                                     now=services.clock.now_ms(), comment=body.comment))
+    except lifecycle.UnknownUser as exc:
+        raise ApiError(422, exc.code, str(exc)) from None
 
 
 @router.post("/{alert_id}/comments", response_model=AlertEventOut, status_code=201)
@@ -111,7 +130,28 @@ def comment(alert_id: str, body: CommentIn, services: ServicesDep, who: QA) -> A
                          data=e["data"])
 
 
-@router.post("/{alert_id}/resolve", response_model=AlertHandlingOut)
+@router.post("/{alert_id}/shelve", response_model=AlertHandlingOut,
+             summary="Suppress an alert for a while, with a reason (audited; the expiry brings it back)")
+def shelve(alert_id: str, body: ShelveIn, services: ServicesDep, who: QA) -> AlertHandlingOut:
+    if who.user_id is None:
+        raise ApiError(403, "person_required", "shelving an alert needs a person (a user, or a user's own token),"
+                                               " not a service token")
+    now = services.clock.now_ms()
+    try:
+        return _out(lifecycle.shelve(services.db, alert_id, actor=who.name, role=who.role, reason=body.reason,
+                                     until=now + body.minutes * 60_000, now=now))
+    except ValueError as exc:
+        raise _bad(exc) from None
+
+
+@router.post("/{alert_id}/unshelve", response_model=AlertHandlingOut, summary="End a shelving now")
+def unshelve(alert_id: str, services: ServicesDep, who: QA, body: UnshelveIn | None = None) -> AlertHandlingOut:
+    return _out(lifecycle.unshelve(services.db, alert_id, actor=who.name, now=services.clock.now_ms(),
+                                   reason=body.reason if body else None))
+
+
+@router.post("/{alert_id}/resolve", response_model=AlertHandlingOut,
+             responses={409: {"description": "`condition_active`: its excursion is still going on"}})
 def resolve(alert_id: str, body: ResolveIn, services: ServicesDep, who: QA) -> AlertHandlingOut:
     try:
         a = lifecycle.resolve(services.db, alert_id, actor=who.name, now=services.clock.now_ms(),

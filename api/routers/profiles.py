@@ -44,6 +44,9 @@ class ProfileIn(BaseModel):
     max_gap_ms: Annotated[int, Field(ge=MINUTE, le=7 * 24 * 60 * MINUTE)] = 30 * MINUTE
     offline_after_ms: Annotated[int, Field(ge=MINUTE, le=30 * 24 * 60 * MINUTE)] = 30 * MINUTE
     activation_energy_kj: Annotated[float, Field(gt=0, le=1000)] = 83.144
+    self_clearing: Annotated[list[Literal["info", "warning"]], Field(
+        max_length=2, description="severities whose alerts resolve themselves once cleared (alarm and critical "
+                                  "always need a person's acknowledgement)")] = ["info", "warning"]
 
 
 class ProfileOut(BaseModel):
@@ -55,6 +58,7 @@ class ProfileOut(BaseModel):
     max_gap_ms: int
     offline_after_ms: int
     activation_energy_kj: float
+    self_clearing: list[str] = ["info", "warning"]
     updated_at: int
     updated_by: str | None
 
@@ -64,7 +68,8 @@ class ProfileOut(BaseModel):
         return cls(id=r["id"], name=r["name"], builtin=bool(r["builtin"]), limits=body.get("limits", []),
                    mkt_max_c=body.get("mkt_max_c"), max_gap_ms=body.get("max_gap_ms", 30 * MINUTE),
                    offline_after_ms=body.get("offline_after_ms", 30 * MINUTE),
-                   activation_energy_kj=body.get("activation_energy_kj", 83.144), updated_at=r["updated_at"],
+                   activation_energy_kj=body.get("activation_energy_kj", 83.144),
+                   self_clearing=body.get("self_clearing", ["info", "warning"]), updated_at=r["updated_at"],
                    updated_by=r["updated_by"])
 
 

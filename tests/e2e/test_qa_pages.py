@@ -135,28 +135,30 @@ def test_acknowledge_an_alert_with_a_comment(live_app, page, shot):
                                                     "device_id": EXCURSION_LOGGER}).json()
     assert alarms, "the seeded excursion raised no open alarm"
     target = alarms[0]
+    assert target["isa_state"] == "unack_cleared"  # the reefer was cooled back: over, but nobody acknowledged
     login(page, live_app.base_url, "/ui/alerts")
     row = page.get_by_role("row").filter(has_text=EXCURSION_LOGGER).filter(has_text="Excursion alarm").first
+    assert "Cleared, unacknowledged" in row.inner_text()
     row.get_by_role("button", name="Excursion alarm").click()
+    page.get_by_label("Assign to").fill("qa.anna")
+    page.get_by_role("button", name="Assign", exact=True).click()
+    page.get_by_text("Assigned to qa.anna.").wait_for()
     page.get_by_label("Comment (recorded with the acknowledgement)").fill("Pallet moved to the cold room at 14:05")
     page.get_by_role("button", name="Acknowledge").click()
     page.get_by_text("Acknowledged.").wait_for()
     with live_app.api() as api:
         a = api.get(f"/api/v1/alerts/{target['id']}").json()
         handling = api.get(f"/api/v1/alerts/{target['id']}/handling").json()
-    assert a["state"] == "acknowledged"
-    assert handling["acknowledged_by"] == "qa.anna"
+    # acknowledged and already cleared: back to normal at once (ISA-18.2), with the person's acknowledgement
+    assert (a["state"], a["isa_state"]) == ("resolved", "normal")
+    assert handling["acknowledged_by"] == "qa.anna" and handling["assignee"] == "qa.anna"
     assert handling["ack_comment"] == "Pallet moved to the cold room at 14:05"
-    page.get_by_label("Assign to").fill("qa.anna")
-    page.get_by_role("button", name="Assign", exact=True).click()
-    page.get_by_text("Assigned to qa.anna.").wait_for()
-    with live_app.api() as api:
-        assert api.get(f"/api/v1/alerts/{target['id']}/handling").json()["assignee"] == "qa.anna"
-    assert page.locator("#alert-detail").get_by_text("acknowledged", exact=True).first.is_visible()
-    page.get_by_label("State").select_option("acknowledged")  # it left the open inbox; here with its assignee
+    assert handling["resolution"].startswith("Returned to normal: acknowledged by qa.anna")
+    assert page.locator("#alert-detail").get_by_text("Normal", exact=True).first.is_visible()
+    page.get_by_label("State").select_option("resolved")  # it left the inbox; here with its assignee
     handled = page.get_by_role("row").filter(has_text="Excursion alarm").filter(has_text="qa.anna")
     handled.first.wait_for()
-    assert "acknowledged" in handled.first.inner_text()
+    assert "Normal" in handled.first.inner_text()
     shot(page, "alert-acknowledged")
 
 

@@ -32,6 +32,20 @@ export function alertStateBadge(state) {
   return badge(state, kind);
 }
 
+const ISA_STATES = {
+  unack_active: ["Unacknowledged, active", "bad"],
+  ack_active: ["Acknowledged, still active", "warn"],
+  unack_cleared: ["Cleared, unacknowledged", "info"],
+  shelved: ["Shelved", "neutral"],
+  normal: ["Normal", "ok"],
+};
+
+/** The ISA-18.2 state of an alert in words (docs/RULES.md "Alert handling"); the colour only helps. */
+export function isaStateBadge(a) {
+  const [text, kind] = ISA_STATES[a.isa_state] || [a.state, "neutral"];
+  return badge(text, kind, `workflow: ${a.state}; condition: ${a.condition || "unknown"}`);
+}
+
 export const ALERT_LABELS = {
   "excursion.opened": "Excursion started", "excursion.alarm": "Excursion alarm", "excursion.closed": "Excursion ended",
   "excursion.revised": "Excursion revised", "device.offline": "Logger offline", "device.online": "Logger back online",

@@ -5,7 +5,7 @@ import { api, getOptional } from "../api.js";
 import { ago, badge, dl, duration, empty, errorBox, fixed, h, link, loading, notFound, replace, section, table, temp, time } from "../dom.js";
 import { bucketsToData, makeChart } from "../chart.js";
 import { statusCell } from "./fleet.js";
-import { alertLabel, alertStateBadge, calibrationBadge, chartLegend, excursionSpans, rangeButtons, rangeMs, severityBadge } from "./common.js";
+import { alertLabel, calibrationBadge, chartLegend, excursionSpans, isaStateBadge, rangeButtons, rangeMs, severityBadge } from "./common.js";
 
 export async function mount(main, ctx) {
   const id = ctx.params[0];
@@ -102,7 +102,7 @@ export async function mount(main, ctx) {
     // the device's own series; the same episode judged within a shipment's window links to that shipment
     const ships = await shipsP;
     const refs = new Map((ships.ok ? ships.v : []).map((x) => [x.id, x.reference]));
-    replace(excBox, excR.ok ? excursionTable(own.map((e) => ({ ...e, shipments: excs.filter((o) => o.shipment_id
+    replace(excBox, excR.ok ? episodeTable(own.map((e) => ({ ...e, shipments: excs.filter((o) => o.shipment_id
       && o.limit_id === e.limit_id && o.start === e.start).map((o) => [o.shipment_id, refs.get(o.shipment_id) || o.shipment_id]) })))
       : errorBox(excR.e, "The excursions"));
     const alerts = await alertsP;
@@ -111,7 +111,7 @@ export async function mount(main, ctx) {
       { label: "When", cell: (x) => time(x.created_at) },
       { label: "Alert", cell: (x) => alertLabel(x.type) },
       { label: "Severity", cell: (x) => severityBadge(x.severity) },
-      { label: "State", cell: (x) => alertStateBadge(x.state) },
+      { label: "State", cell: (x) => isaStateBadge(x) },
     ], actionable.slice(0, 6)) : empty("No warning or alarm for this device."));
     if (summaryP) {
       if (rebuild || !summaryBox.childElementCount) replace(summaryBox, loading("Summarising the range"));
@@ -157,4 +157,41 @@ export function excursionTable(excs) {
     { label: "Shipment", cell: (e) => ((e.shipments || []).length ? e.shipments.map(([sid, ref], i) => [i ? ", " : "",
       link(`/ui/shipments/${encodeURIComponent(sid)}`, ref)]) : "—") },
   ], excs, { emptyText: "No excursion in this range." });
+}
+
+/** The excursions as people read them: limits sharing direction and threshold (high-warn and high at 8 °C)
+ * share their episodes, so one row per episode with its staged severities, lowest first (docs/RULES.md). */
+export function episodeTable(excs) {
+  const num = (x) => String(Number(Number(x).toFixed(2)));
+  return table([
+    { label: "Start", cell: (e) => time(e.start) },
+    { label: "End", cell: (e) => (e.open ? badge("ongoing", "bad") : time(e.end)) },
+    { label: "Limit", cell: (e) => `${e.direction} ${num(e.threshold_c)} °C (${e.stages.map((s) => s.limit_id).join(", ")})` },
+    { label: "Severity", cell: (e) => e.stages.map((s, i) => [i ? " → " : "", severityBadge(s.severity)]) },
+    { label: "Duration", num: true, cell: (e) => duration(e.duration_min * 60000) },
+    { label: "Peak", num: true, cell: (e) => temp(e.peak_c, 2) },
+    { label: "Degree-min", num: true, cell: (e) => e.degree_minutes.toFixed(1) },
+    { label: "Alarm", cell: (e) => (e.stages.some((s) => s.alarm_at) ? e.stages.map((s, i) => [i ? ", " : "",
+      e.stages.length > 1 ? `${s.severity} ` : "", s.alarm_at ? time(s.alarm_at) : h("span", { class: "muted" }, "not reached")])
+      : h("span", { class: "muted" }, "no alarm")) },
+    { label: "Shipment", cell: (e) => ((e.shipments || []).length ? e.shipments.map(([sid, ref], i) => [i ? ", " : "",
+      link(`/ui/shipments/${encodeURIComponent(sid)}`, ref)]) : "—") },
+  ], episodes(excs), { emptyText: "No excursion in this range." });
+}
+
+function episodes(excs) {
+  const rank = { info: 0, warning: 1, alarm: 2, critical: 3 };
+  const by = new Map();
+  for (const e of excs) {
+    const key = `${e.direction}|${e.threshold_c}|${e.start}`;
+    const ep = by.get(key);
+    if (!ep) by.set(key, { ...e, shipments: e.shipments || [], stages: [e] });
+    else {
+      ep.stages.push(e);
+      const seen = new Set(ep.shipments.map(([sid]) => sid));
+      ep.shipments = [...ep.shipments, ...(e.shipments || []).filter(([sid]) => !seen.has(sid))];
+    }
+  }
+  for (const ep of by.values()) ep.stages.sort((a, b) => (rank[a.severity] ?? 9) - (rank[b.severity] ?? 9));
+  return [...by.values()];
 }

@@ -50,7 +50,7 @@ export async function mount(main, ctx) {
       tile("Devices", devices.length),
       tile("Online", online),
       tile("Offline or silent > 30 min", offline, offline ? "bad" : null),
-      tile("Open alerts (warning and above)", alertsTotal, alertsTotal ? "warn" : null, "/ui/alerts?state=open"),
+      tile("Alerts needing a person (warning and above)", alertsTotal, alertsTotal ? "warn" : null, "/ui/alerts"),
       tile("Calibration expired or failed", calBad, calBad ? "bad" : null, "/ui/calibration"));
     replace(body, devices.length === 0
       ? empty("No devices yet.", "Loggers appear here when their first message arrives (or when an admin registers them).")
@@ -62,8 +62,8 @@ export async function mount(main, ctx) {
         { label: "Reading time", cell: (d) => [time(d.last_ts), d.last_ts ? h("div", { class: "muted" }, ago(d.last_ts)) : null] },
         { label: "Battery", num: true, cell: batteryCell },
         { label: "Calibration", cell: (d) => calibrationBadge(cal.get(d.id)) },
-        { label: "Open alerts", num: true, cell: (d) => (openAlerts.get(d.id)
-          ? link(`/ui/alerts?state=open&device_id=${encodeURIComponent(d.id)}`, String(openAlerts.get(d.id))) : "0") },
+        { label: "Alerts to handle", num: true, cell: (d) => (openAlerts.get(d.id)
+          ? link(`/ui/alerts?view=inbox&device_id=${encodeURIComponent(d.id)}`, String(openAlerts.get(d.id))) : "0") },
         { label: "Profile", cell: (d) => d.profile_id || h("span", { class: "muted" }, "default") },
       ], rows.map((d) => ({ ...d, _class: { offline: "row-bad", silent: "row-warn" }[deviceStatus(d)] || null })),
       { caption: "Devices", emptyText: "No device matches the filter." }));
@@ -76,11 +76,12 @@ export async function mount(main, ctx) {
     try {
       const [devs, alerts] = await Promise.all([
         api.get("/api/v1/devices", { limit: 10000 }),
-        api.get("/api/v1/alerts", { state: "open", limit: 1000 }),
+        // the inbox (ISA-18.2): unacknowledged, or acknowledged but still active; one per episode
+        api.get("/api/v1/alerts", { view: "inbox", min_severity: "warning", group: "episode", limit: 1000 }),
       ]);
       devices = devs;
       openAlerts = new Map();
-      for (const a of alerts) if (a.device_id && a.severity !== "info") openAlerts.set(a.device_id, (openAlerts.get(a.device_id) || 0) + 1);
+      for (const a of alerts) if (a.device_id) openAlerts.set(a.device_id, (openAlerts.get(a.device_id) || 0) + 1);
       render();
       refreshCalibration(devices).then(render).catch(() => {});
     } catch (e) {

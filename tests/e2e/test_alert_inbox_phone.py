@@ -1,0 +1,128 @@
+"""The alert inbox on a phone (390 px, Chromium): cards instead of a 1,000 px table, the detail and the
+Acknowledge button right under the tapped alert, and the ISA-18.2 lifecycle as on-call staff see it - an
+acknowledged alarm stays listed as "acknowledged, still active" until its condition clears, then leaves the
+inbox. Screenshots under test-artifacts/."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from coldtrace import alerts as lifecycle
+from tests.e2e.conftest import login
+from tests.e2e.live_app import MINUTE
+
+pytestmark = pytest.mark.e2e
+
+PHONE = "LOG-PHONE-1"
+
+
+def _ingest(app, pairs: list[tuple[int, float]]) -> None:
+    body = {"v": 1, "device_id": PHONE, "readings": [{"ts": t, "temp_c": v} for t, v in pairs]}
+    r = app.services.pipeline.ingest_raw(json.dumps(body).encode(), source="mqtt", topic_device_id=PHONE)
+    assert not r.rejected, r
+
+
+@pytest.fixture
+def phone(browser):
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                              has_touch=True, timezone_id="Europe/Zurich", locale="en-GB")
+    pg = ctx.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    expected = re.compile(r"Failed to load resource: .* (401|404)")
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" and not expected.search(m.text) else None)
+    yield pg
+    ctx.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def test_phone_inbox_cards_acknowledge_next_to_the_alert_and_the_lifecycle(live_app, phone, shot):
+    now = live_app.services.clock.now_ms()
+    # a logger at 26.4 °C for the last 35 min: critical (and alarm, warning), still going on
+    _ingest(live_app, [(now - 40 * MINUTE, 5.0)] + [(now - (35 - 5 * i) * MINUTE, 26.4) for i in range(8)])
+    with live_app.api() as api:
+        inbox = api.get("/api/v1/alerts", params={"view": "inbox", "min_severity": "warning"}).json()
+    crit = next(a for a in inbox if a["device_id"] == PHONE and a["severity"] == "critical")
+    assert crit["isa_state"] == "unack_active"
+
+    login(phone, live_app.base_url, "/ui/alerts")
+    cards = phone.locator("li.alert-card")
+    cards.first.wait_for()
+    assert phone.locator("#alert-list table").count() == 0  # cards, not the table
+    width = phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page is {width} px wide on a 390 px screen"
+    # ISA-18.2 order: the unacknowledged active critical alarm comes first
+    first = cards.first.inner_text()
+    assert PHONE in first and "critical" in first and "Unacknowledged, active" in first
+    states = [t for t in cards.locator(".alert-card-head .badge:nth-child(2)").all_inner_texts()]
+    rank = {"Unacknowledged, active": 0, "Acknowledged, still active": 1, "Cleared, unacknowledged": 2}
+    assert [rank[s] for s in states] == sorted(rank[s] for s in states)
+    # high-warn and high share 8 °C: one card for that episode, with its staged severities
+    mine = cards.filter(has_text=PHONE)
+    assert mine.count() == 2  # the 25 °C episode (critical) and the 8 °C one
+    staged = mine.filter(has_text="above 8 °C")
+    assert staged.count() == 1 and "alarm" in staged.locator(".alert-card-head").inner_text()
+    assert re.search(r"Stages: warning .+ → alarm .+", staged.locator(".stages").inner_text())
+    shot(phone, "alerts-phone-inbox")
+
+    card = cards.filter(has_text=PHONE).filter(has_text="critical").first
+    card.locator("button.alert-card-open").tap()
+    ack = card.locator("#ack-button")  # the detail opens inside the tapped card
+    expect(card.locator("#detail-state")).to_contain_text("Unacknowledged, active")  # the detail is complete
+    card_box, ack_box = card.bounding_box(), ack.bounding_box()
+    gap = ack_box["y"] - card_box["y"]
+    assert 0 < gap < 400, f"Acknowledge is {gap:.0f} px below the top of the tapped alert"
+    assert ack_box["x"] >= 0 and ack_box["x"] + ack_box["width"] <= 390
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(phone, "alerts-phone-detail")
+
+    card.get_by_label("Comment (recorded with the acknowledgement)").fill("Cold room door closed, product moved")
+    ack.tap()
+    phone.get_by_text("Acknowledged.").wait_for()
+    # acknowledged, but the logger still reads 26.4 °C: it stays in the inbox, saying so
+    still = cards.filter(has_text=PHONE).filter(has_text="critical").first
+    expect(still.locator(".alert-card-head")).to_contain_text("Acknowledged, still active")
+    expect(still.locator("#detail-state")).to_contain_text("Acknowledged, still active")
+    with live_app.api() as api:
+        a = api.get(f"/api/v1/alerts/{crit['id']}/handling").json()
+    assert (a["state"], a["condition"], a["isa_state"]) == ("acknowledged", "active", "ack_active")
+    assert a["acknowledged_by"] == "qa.anna" and a["ack_comment"] == "Cold room door closed, product moved"
+    shot(phone, "alerts-phone-acknowledged-still-active")
+
+    # the logger is back in range: the condition clears and the alarm leaves the inbox (live refresh)
+    _ingest(live_app, [(now + 1, 5.0)])
+    expect(cards.filter(has_text=PHONE).filter(has_text="critical")).to_have_count(0, timeout=20_000)
+    # the 8 °C episode has cleared too, but nobody acknowledged it: it stays, saying so
+    assert "Cleared, unacknowledged" in cards.filter(has_text=PHONE).filter(has_text="above 8 °C").inner_text()
+    with live_app.api() as api:
+        a = api.get(f"/api/v1/alerts/{crit['id']}/handling").json()
+    assert (a["condition"], a["isa_state"]) == ("cleared", "normal")
+    lifecycle.tick(live_app.services.db, live_app.services.clock.now_ms())
+    with live_app.api() as api:
+        a = api.get(f"/api/v1/alerts/{crit['id']}/handling").json()
+    assert (a["state"], a["resolved_by"]) == ("resolved", "system")
+    assert a["resolution"].startswith("Returned to normal: acknowledged by qa.anna")
+    shot(phone, "alerts-phone-cleared")
+
+
+def test_device_page_shows_one_excursion_row_per_episode_with_its_stages(live_app, page, shot):
+    """high-warn and high share 8 °C: the device page lists that episode once, with both stages."""
+    now = live_app.services.clock.now_ms()
+    dev = "LOG-STAGES-1"
+    # 25 min above 8 °C so far: the warning stage (15 min) reached, the alarm stage (30 min) not yet
+    pairs = [(now - 30 * MINUTE, 5.0)] + [(now - (25 - 5 * i) * MINUTE, 9.4) for i in range(6)]
+    body = {"v": 1, "device_id": dev, "readings": [{"ts": t, "temp_c": v} for t, v in pairs]}
+    assert not live_app.services.pipeline.ingest_raw(json.dumps(body).encode(), topic_device_id=dev).rejected
+    login(page, live_app.base_url, f"/ui/devices/{dev}")
+    exc = page.locator("section", has_text="Excursions in this range")
+    row = exc.get_by_role("row").filter(has_text="above 8 °C")
+    row.first.wait_for()
+    assert row.count() == 1
+    text = row.inner_text()
+    assert "high-warn, high" in text and re.search(r"warning\s*→\s*alarm", text)
+    assert re.search(r"warning \d.*, alarm not reached", text), text
+    shot(page, "device-staged-excursion")

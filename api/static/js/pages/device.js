@@ -144,29 +144,13 @@ function settle(p) {
   return p.then((v) => ({ ok: true, v }), (e) => ({ ok: false, e }));
 }
 
-export function excursionTable(excs) {
-  return table([
-    { label: "Start", cell: (e) => time(e.start) },
-    { label: "End", cell: (e) => (e.open ? badge("ongoing", "bad") : time(e.end)) },
-    { label: "Limit", cell: (e) => `${e.direction} ${fixed(e.threshold_c, 2)} °C (${e.limit_id})` },
-    { label: "Severity", cell: (e) => severityBadge(e.severity) },
-    { label: "Duration", num: true, cell: (e) => duration(e.duration_min * 60000) },
-    { label: "Peak", num: true, cell: (e) => temp(e.peak_c, 2) },
-    { label: "Degree-min", num: true, cell: (e) => e.degree_minutes.toFixed(1) },
-    { label: "Alarm", cell: (e) => (e.alarm_at ? time(e.alarm_at) : h("span", { class: "muted" }, "no alarm")) },
-    { label: "Shipment", cell: (e) => ((e.shipments || []).length ? e.shipments.map(([sid, ref], i) => [i ? ", " : "",
-      link(`/ui/shipments/${encodeURIComponent(sid)}`, ref)]) : "—") },
-  ], excs, { emptyText: "No excursion in this range." });
-}
-
 /** The excursions as people read them: limits sharing direction and threshold (high-warn and high at 8 °C)
  * share their episodes, so one row per episode with its staged severities, lowest first (docs/RULES.md). */
 export function episodeTable(excs) {
-  const num = (x) => String(Number(Number(x).toFixed(2)));
   return table([
     { label: "Start", cell: (e) => time(e.start) },
     { label: "End", cell: (e) => (e.open ? badge("ongoing", "bad") : time(e.end)) },
-    { label: "Limit", cell: (e) => `${e.direction} ${num(e.threshold_c)} °C (${e.stages.map((s) => s.limit_id).join(", ")})` },
+    { label: "Limit", cell: (e) => `${e.direction} ${fixed(e.threshold_c, 2)} °C (${e.stages.map((s) => s.limit_id).join(", ")})` },
     { label: "Severity", cell: (e) => e.stages.map((s, i) => [i ? " → " : "", severityBadge(s.severity)]) },
     { label: "Duration", num: true, cell: (e) => duration(e.duration_min * 60000) },
     { label: "Peak", num: true, cell: (e) => temp(e.peak_c, 2) },

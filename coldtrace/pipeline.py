@@ -69,10 +69,13 @@ class Pipeline:
         self.alerts_emitted = threading.Event()  # set after a commit that raised alerts (wakes the notifier)
         self.counters: Counter[str] = Counter()
         self._profiles: dict[str, Profile] = {}
+        self._config_version: str | None = None  # meta.config_version seen by the last flush
         self.health = HealthTracker()  # device health (offline, battery, sensor faults), issue 3
         # MQTT sources besides coldtrace/v1 (LoRaWAN network servers: coldtrace/lorawan.py), set by wiring
         self.topic_sources: list = []
         self._ensure_builtin_profiles()
+        row = self.db.query_one("SELECT value FROM meta WHERE key = 'config_version'")
+        self._config_version = row[0] if row else None
 
     # ---- profiles -------------------------------------------------------------------------------------
     def _ensure_builtin_profiles(self) -> None:
@@ -99,6 +102,18 @@ class Pipeline:
         with self._lock:
             self._profiles.clear()
             self.live.forget()
+
+    def _follow_config(self, c: sqlite3.Connection) -> None:
+        """Forget cached profiles and engines when another process changed a profile or an assignment.
+
+        Every such change bumps ``meta.config_version`` (triggers, migration 1500); read inside the flush's
+        write transaction, so a change committed before the flush is always seen by it."""
+        row = c.execute("SELECT value FROM meta WHERE key = 'config_version'").fetchone()
+        version = row[0] if row else None
+        if version != self._config_version:
+            self._profiles.clear()
+            self.live.forget()
+            self._config_version = version
 
     # ---- ingest ---------------------------------------------------------------------------------------
     def ingest_raw(self, data: bytes, *, source: str = "mqtt", topic_device_id: str | None = None,
@@ -160,6 +175,7 @@ class Pipeline:
     def _commit_locked(self, batches: list[Batch], quarantine: list[tuple], result: IngestResult, now: int
                        ) -> None:
         with self._lock, self.db.write() as c:
+            self._follow_config(c)
             if self.require_registration and batches:
                 known = self._known_devices(c, {b.device_id for b in batches})
                 kept = []

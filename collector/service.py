@@ -22,12 +22,14 @@ SHIPMENT_TICK_S = 60.0  # re-evaluating every shipment in transit is heavier tha
 
 
 class CollectorService:
-    def __init__(self, services: Services, *, with_notifier: bool = True) -> None:
+    def __init__(self, services: Services, *, with_notifier: bool = True, source=None) -> None:
+        """``source``: what feeds the pipeline instead of an MQTT subscription (the embedded broker's
+        ``InboxDrainer``); it has the collector's start/stop/wait_connected."""
         self.services = services
         s = services.settings
-        self.mqtt = MqttCollector(services.pipeline, s.mqtt, batch_max_messages=s.ingest.batch_max_messages,
-                                  batch_max_wait_ms=s.ingest.batch_max_wait_ms,
-                                  worker_settings=s if s.ingest.worker_process else None)
+        self.mqtt = source if source is not None else MqttCollector(
+            services.pipeline, s.mqtt, batch_max_messages=s.ingest.batch_max_messages,
+            batch_max_wait_ms=s.ingest.batch_max_wait_ms, worker_settings=s if s.ingest.worker_process else None)
         self._stop = threading.Event()
         self._tick_thread: threading.Thread | None = None
         self.notifier = None

@@ -196,3 +196,23 @@ def test_http_answers_poison_with_a_4xx_code_and_quarantines_it(http, name, dev,
     good = {"v": 1, "device_id": "GOOD-H", "readings": [{"ts": (NOW_S - 5) * 1000, "temp_c": 5.0}]}
     r = s.client.post("/api/v1/ingest", json=good, headers=h)
     assert r.status_code == 202 and r.json()["accepted"] == 1
+
+
+def test_a_batch_the_child_dies_on_twice_is_split_and_a_message_it_dies_on_twice_is_quarantined(tmp_path):
+    """The last line against a restart loop: a child that dies (a crash in C, the OOM killer) with the same
+    batch in hand twice gets its messages one by one; one message in hand at two deaths is quarantined."""
+    from collector.ingest_worker import _Entry, WorkerIngest
+
+    settings = load_settings(data_dir=tmp_path / "data", log_level="ERROR")
+    poisoned: list[tuple[str, str]] = []
+    w = WorkerIngest(settings, on_done=lambda batch, alerts: None,
+                     on_poison=lambda item, detail: poisoned.append((item[0], detail)))
+    items = [(f"coldtrace/v1/devices/D{i}/readings", b"{}") for i in range(3)]
+    w._unanswered.append(_Entry(["m0", "m1", "m2"], items))
+    w._unanswered.append(_Entry(["m3"], [("coldtrace/v1/devices/D3/readings", b"{}")]))
+    assert w._isolate_head() == [] and len(w._unanswered) == 2  # first death: resent as it was
+    assert w._isolate_head() == []  # second death on it: split into single messages, in order
+    assert [e.batch for e in w._unanswered] == [["m0"], ["m1"], ["m2"], ["m3"]]
+    done = w._isolate_head()  # a death with m0 alone in hand (it already counts one): quarantined
+    assert [e.batch for e in done] == [["m0"]] and [e.batch for e in w._unanswered] == [["m1"], ["m2"], ["m3"]]
+    assert poisoned and poisoned[0][0] == items[0][0] and "died twice" in poisoned[0][1]

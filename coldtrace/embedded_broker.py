@@ -170,6 +170,12 @@ class InboxDrainer:
                     self._stop.wait(delay)
                     delay = min(delay * 2, 30.0)
                     continue
+                except Exception:  # a defect (ingest_messages isolates messages): keep the rows, never stop
+                    log.exception("unexpected error draining the embedded broker's inbox; retrying in %.1f s",
+                                  delay)
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, 30.0)
+                    continue
                 if n < DRAIN_BATCH:
                     self.arrived.wait(0.2)
         finally:

@@ -7,6 +7,7 @@ anything is stored. Everything else goes through the one ingest path, ``Pipeline
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -89,7 +90,12 @@ async def ingest(request: Request, services: ServicesDep, device: DeviceDep,
         raise ApiError(403, "device_not_allowed", f"this token may not send for device {dev!r}")
     msg.topic_device_id = dev
     # the commit (fsync) must not block the event loop: run it in the thread pool
-    result = await run_in_threadpool(services.pipeline.ingest_raw_many, [msg], [probe])
+    try:
+        result = await run_in_threadpool(services.pipeline.ingest_raw_many, [msg], [probe])
+    except sqlite3.OperationalError as exc:  # the store is busy or failing (not the message): retry later
+        log.error("HTTP ingest: the store failed: %s", exc)
+        raise ApiError(503, "unavailable", "the store is unavailable; send the message again later",
+                       headers={"Retry-After": "5"}) from None
     if probe.batch is None:
         first = probe.rejections[0] if probe.rejections else None
         raise ApiError(400, first.reason if first else "bad_request",

@@ -57,6 +57,9 @@ class DeviceOut(BaseModel):
                              " (devices on a calibration bench are judged by calibration rules, not by a profile)")
     role_source: str | None = Field(None, description="set (by a person) | session (a running calibration"
                                     " session) | kind (what the device's kind implies)")
+    # open conflicting duplicates (quarantine, resolved_at NULL): its evaluation is flagged "conflicting data"
+    open_conflicts: int = 0
+    conflicting_data: bool = False
 
     @classmethod
     def from_row(cls, r: sqlite3.Row, session_role: str | None = None) -> DeviceOut:
@@ -141,6 +144,15 @@ class QuarantineOut(BaseModel):
     detail: str
     reading_index: int | None
     raw_preview: str | None
+    # conflicting_duplicate: the reading's time, both values (the stored one is kept), and QA's resolution
+    reading_ts: str | None = None
+    stored_temp_c: float | None = None
+    stored_seq: int | None = None
+    received_temp_c: float | None = None
+    received_seq: int | None = None
+    resolved_at: str | None = None
+    resolved_by: str | None = None
+    resolution: str | None = None
 
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> QuarantineOut:
@@ -148,4 +160,7 @@ class QuarantineOut(BaseModel):
         preview = None if raw is None else bytes(raw[:512]).decode("utf-8", "replace")
         return cls(id=r["id"], received_at=to_iso(r["received_at"]) or "", source=r["source"], topic=r["topic"],
                    device_id=r["device_id"], reason=r["reason"], detail=r["detail"],
-                   reading_index=r["reading_index"], raw_preview=preview)
+                   reading_index=r["reading_index"], raw_preview=preview, reading_ts=to_iso(r["reading_ts"]),
+                   stored_temp_c=r["stored_temp_c"], stored_seq=r["stored_seq"],
+                   received_temp_c=r["received_temp_c"], received_seq=r["received_seq"],
+                   resolved_at=to_iso(r["resolved_at"]), resolved_by=r["resolved_by"], resolution=r["resolution"])

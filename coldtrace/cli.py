@@ -192,12 +192,18 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
     if not api_only and not settings.mqtt.url:
         if args.command != "run":
             raise ConfigError("no MQTT broker: pass --mqtt-url mqtt://HOST:PORT or set COLDTRACE_MQTT__URL")
-        from .embedded_broker import EmbeddedBroker
+        from .embedded_broker import DurableInbox, EmbeddedBroker
 
         port = settings.mqtt.embedded_port
         print(f"Starting the embedded MQTT broker on 127.0.0.1:{port} ...", flush=True)
-        broker = EmbeddedBroker("127.0.0.1", port)
-        broker.start()
+        # what it acknowledges is committed to this inbox first; the pipeline drains it (no subscription)
+        inbox = DurableInbox(settings.data_dir / "embedded-inbox.db", settings.store.sqlite_synchronous)
+        broker = EmbeddedBroker("127.0.0.1", port, inbox=inbox)
+        try:
+            broker.start()
+        except BaseException:
+            inbox.close()
+            raise
         settings = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(
             update={"url": broker.url, "protocol": "3.1.1"})})
     print(f"Opening the store in {settings.data_dir.resolve()} ...", flush=True)
@@ -227,7 +233,16 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
         if not api_only:
             from collector.service import CollectorService
 
-            collector = CollectorService(services)
+            source = None
+            if broker is not None and broker.inbox is not None:
+                from collector.mqtt import ingest_messages
+
+                from .embedded_broker import InboxDrainer
+
+                p = services.pipeline
+                source = InboxDrainer(broker.inbox.path, lambda items: ingest_messages(p, items),
+                                      broker.inbox.arrived, settings.store.sqlite_synchronous)
+            collector = CollectorService(services, source=source)
             services.extras["collector"] = collector.mqtt
             print(f"Connecting the collector to {settings.mqtt.url} ...", flush=True)
             collector.start()

@@ -16,19 +16,36 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from . import webhooks
-from .clock import Clock
+from .clock import Clock, to_iso
 from .data_loss import seq_gap_alerts
 from .device_roles import on_bench, session_roles
+from .errors import ColdTraceError
 from .health_store import HealthTracker
 from .live_evaluation import LiveEvaluator
-from .model import BUILTIN_PROFILES, Alert, Batch, ParseResult, Profile, Reading, Rejection
-from .payload import parse_payload
-from .ports import ReadingStore
+from .model import BUILTIN_PROFILES, Alert, Batch, ParseResult, Profile, Reading, Rejection, stable_id
+from .payload import parse_payload, valid_device_id
+from .ports import Conflict, ReadingStore
 from .store.db import Database
 
 log = logging.getLogger(__name__)
 
 RAW_CAP = 64 * 1024
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure of the store itself (locked, disk full, InfluxDB unreachable): the message is kept
+    unacknowledged and retried. Anything else that one message makes the pipeline raise is that message's
+    doing: it is quarantined (``poison_reason``) and acknowledged, and the other messages go on."""
+    return isinstance(exc, ColdTraceError | sqlite3.OperationalError)
+
+
+def poison_reason(exc: BaseException) -> str:
+    return "out_of_range" if isinstance(exc, OverflowError) else "internal_error"
+
+
+def _clean(text: str, limit: int = 500) -> str:
+    """Text SQLite can store whatever a payload put in it (lone surrogates included)."""
+    return text[:limit].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass(slots=True)
@@ -46,6 +63,14 @@ class IngestResult:
     duplicates: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     alerts: int = 0
+    poisoned: bool = False  # a message was quarantined whole because ingesting it raised
+
+    def add(self, other: IngestResult) -> None:
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.rejected.extend(other.rejected)
+        self.alerts += other.alerts
+        self.poisoned = self.poisoned or other.poisoned
 
     def to_dict(self) -> dict:
         return {
@@ -130,13 +155,41 @@ class Pipeline:
                         decoded: Sequence[ParseResult] | None = None) -> IngestResult:
         """Decode and ingest several messages in one transaction. Returns the summed result.
 
-        ``decoded``: the messages' ``decode()`` results when the caller already has them."""
+        ``decoded``: the messages' ``decode()`` results when the caller already has them.
+        Poison isolation: if the transaction fails for any reason but a store failure (``is_transient``),
+        the messages are split in halves and each half committed on its own, down to single messages; one
+        that fails alone is quarantined with the exception class (``internal_error``) in a transaction of its
+        own. One poison in a flush of n costs about 2 log2(n) extra commits, not n, and the order of the
+        others is kept. So this only raises a store failure, after which the caller retries the whole call
+        (idempotent)."""
         now = self.clock.now_ms()
+        if decoded is None:
+            decoded = [self.decode(m, now) for m in messages]
+        return self._ingest_isolating(messages, decoded, now)
+
+    def _ingest_isolating(self, messages: Sequence[RawMessage], decoded: Sequence[ParseResult], now: int
+                          ) -> IngestResult:
+        try:
+            return self._ingest_decoded(messages, decoded, now)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            if len(messages) == 1:
+                return self._quarantine_poison(messages[0], exc, now)
+            log.warning("a batch of %d messages failed (%s: %s); committing it in halves to find the message",
+                        len(messages), type(exc).__name__, exc)
+        half = len(messages) // 2
+        result = self._ingest_isolating(messages[:half], decoded[:half], now)
+        result.add(self._ingest_isolating(messages[half:], decoded[half:], now))
+        return result
+
+    def _ingest_decoded(self, messages: Sequence[RawMessage], decoded: Sequence[ParseResult], now: int
+                        ) -> IngestResult:
         batches: list[Batch] = []
         quarantine: list[tuple] = []
+        origins: dict[int, tuple[str | None, bytes]] = {}  # id(batch) -> (topic, raw): for its quarantine rows
         result = IngestResult()
-        for i, m in enumerate(messages):
-            pr = decoded[i] if decoded is not None else self.decode(m, now)
+        for m, pr in zip(messages, decoded, strict=True):
             dev = pr.batch.device_id if pr.batch else m.topic_device_id
             raw = m.data[:RAW_CAP]
             for rej in pr.rejections:
@@ -144,24 +197,58 @@ class Pipeline:
                 result.rejected.append(rej)
             if pr.batch is not None:
                 batches.append(pr.batch)
-        self._commit(batches, quarantine, result, now)
+                origins[id(pr.batch)] = (m.topic, raw)
+        self._commit(batches, quarantine, result, now, origins)
         return result
+
+    def _quarantine_poison(self, m: RawMessage, exc: BaseException, now: int) -> IngestResult:
+        """One message made the pipeline fail on its own: quarantine it (its own transaction)."""
+        rej = Rejection(poison_reason(exc), _clean(f"{type(exc).__name__} while ingesting: {exc}"))
+        log.warning("message from %s (%s) quarantined: it made the pipeline raise %s: %s", m.source,
+                    m.topic_device_id, type(exc).__name__, exc, exc_info=exc)
+        self.quarantine(source=m.source, reason=rej.reason, detail=rej.detail, raw=m.data, topic=m.topic,
+                        device_id=m.topic_device_id)
+        return IngestResult(rejected=[rej], poisoned=True)
 
     def ingest_batches(self, batches: Sequence[Batch], rejections: Iterable[tuple[str | None, Rejection]] = (),
                        source: str = "serial") -> IngestResult:
-        """Already decoded batches (serial sources); ``rejections`` are (device_id, Rejection) to quarantine."""
+        """Already decoded batches (serial sources); ``rejections`` are (device_id, Rejection) to quarantine.
+        Poison isolation as in ``ingest_raw_many``: a batch that fails alone is quarantined."""
         now = self.clock.now_ms()
+        rejections = list(rejections)
+        try:
+            return self._ingest_batches(list(batches), rejections, source, now)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.warning("%d %s batches failed (%s: %s); committing them one by one", len(batches), source,
+                        type(exc).__name__, exc)
+        result = self._ingest_batches([], rejections, source, now)
+        for b in batches:
+            try:
+                result.add(self._ingest_batches([b], [], source, now))
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                rej = Rejection(poison_reason(exc), _clean(f"{type(exc).__name__} while ingesting: {exc}"))
+                self.quarantine(source=source, reason=rej.reason, detail=rej.detail, device_id=b.device_id)
+                result.rejected.append(rej)
+        return result
+
+    def _ingest_batches(self, batches: list[Batch], rejections: list[tuple[str | None, Rejection]], source: str,
+                        now: int) -> IngestResult:
         result = IngestResult()
         quarantine = []
         for dev, rej in rejections:
             quarantine.append((now, source, None, dev, rej.reason, rej.detail, rej.index, None))
             result.rejected.append(rej)
-        self._commit(list(batches), quarantine, result, now)
+        self._commit(batches, quarantine, result, now)
         return result
 
-    def _commit(self, batches: list[Batch], quarantine: list[tuple], result: IngestResult, now: int) -> None:
+    def _commit(self, batches: list[Batch], quarantine: list[tuple], result: IngestResult, now: int,
+                origins: dict[int, tuple[str | None, bytes]] | None = None) -> None:
         try:
-            self._commit_locked(batches, quarantine, result, now)
+            self._commit_locked(batches, quarantine, result, now, origins or {})
         except BaseException:
             self.live.forget()  # engines may have moved past what the rolled-back transaction stored
             raise
@@ -172,10 +259,21 @@ class Pipeline:
         if result.alerts:
             self.alerts_emitted.set()
 
-    def _commit_locked(self, batches: list[Batch], quarantine: list[tuple], result: IngestResult, now: int
-                       ) -> None:
+    def _commit_locked(self, batches: list[Batch], quarantine: list[tuple], result: IngestResult, now: int,
+                       origins: dict[int, tuple[str | None, bytes]]) -> None:
         with self._lock, self.db.write() as c:
             self._follow_config(c)
+            if batches:  # every source (MQTT, HTTP, serial, gateways) meets the one anchored id pattern here
+                bad_ids = {d for d in {b.device_id for b in batches} if not valid_device_id(d)}
+                if bad_ids:
+                    for b in batches:
+                        if b.device_id in bad_ids:
+                            rej = Rejection("schema", f"device id {str(b.device_id)[:100]!r} does not match"
+                                                      " ^[A-Za-z0-9._-]{1,64}$")
+                            topic, raw = origins.get(id(b), (None, None))
+                            quarantine.append((now, b.source, topic, None, rej.reason, rej.detail, None, raw))
+                            result.rejected.append(rej)
+                    batches = [b for b in batches if b.device_id not in bad_ids]
             if self.require_registration and batches:
                 known = self._known_devices(c, {b.device_id for b in batches})
                 kept = []
@@ -184,7 +282,8 @@ class Pipeline:
                         kept.append(b)
                     else:
                         rej = Rejection("unknown_device", f"device {b.device_id!r} is not registered")
-                        quarantine.append((now, b.source, None, b.device_id, rej.reason, rej.detail, None, None))
+                        topic, raw = origins.get(id(b), (None, None))
+                        quarantine.append((now, b.source, topic, b.device_id, rej.reason, rej.detail, None, raw))
                         result.rejected.append(rej)
                 batches = kept
             if quarantine:
@@ -194,15 +293,62 @@ class Pipeline:
                     self.counters[f"quarantined.{q[4]}"] += 1
                     log.warning("quarantined from %s (%s): %s: %s", q[1], q[3], q[4], q[5])
             all_readings = [r for b in batches for r in b.readings]
+            conflict_alerts: list[Alert] = []
             if all_readings:
                 wr = self.readings.write(all_readings)
                 result.accepted += wr.accepted
-                result.duplicates += wr.duplicates
+                result.duplicates += wr.duplicates - len(wr.conflicts)
+                if wr.conflicts:
+                    conflict_alerts = self._record_conflicts(c, wr.conflicts, batches, origins, result, now)
             alerts, health_items, bench = self._update_devices(c, batches, now)
+            alerts += conflict_alerts
             oor = Counter(q[3] for q in quarantine if q[4] == "out_of_range" and q[3])
             alerts += self.health.on_flush(c, health_items, oor, now, bench=bench)
             if alerts:
                 result.alerts += self.emit(c, alerts, now)
+
+    def _record_conflicts(self, c: sqlite3.Connection, conflicts: Sequence[Conflict], batches: list[Batch],
+                          origins: dict[int, tuple[str | None, bytes]], result: IngestResult, now: int
+                          ) -> list[Alert]:
+        """Readings for an existing (device, ts) with another value: quarantined ``conflicting_duplicate``
+        with both values (the stored, first one stays in the series), counted, and a ``device.data_conflict``
+        warning per reading. The device's evaluation is flagged "conflicting data" while such a row is open
+        (resolved_at NULL; RULES.md)."""
+        where: dict[tuple[str, int, float], Batch] = {}
+        for b in batches:
+            for r in b.readings:
+                where.setdefault((r.device_id, r.ts, r.temp_c), b)
+        rows, alerts = [], []
+        for cf in conflicts:
+            r = cf.reading
+            if c.execute("SELECT 1 FROM quarantine WHERE reason = 'conflicting_duplicate' AND resolved_at IS NULL"
+                         " AND device_id = ? AND reading_ts = ? AND received_temp_c = ?",
+                         (r.device_id, r.ts, r.temp_c)).fetchone():
+                result.duplicates += 1  # the same conflicting message redelivered: already open
+                continue
+            b = where.get((r.device_id, r.ts, r.temp_c))
+            topic, raw = origins.get(id(b), (None, None)) if b is not None else (None, None)
+            source = b.source if b is not None else "unknown"
+            detail = (f"a second reading for {r.device_id} at {to_iso(r.ts)} with another value: stored"
+                      f" {cf.stored_temp_c:g} °C (seq {cf.stored_seq}), received {r.temp_c:g} °C (seq {r.seq})"
+                      f" from {source}; the stored value is kept until QA resolves the conflict")
+            rows.append((now, source, topic, r.device_id, detail, raw, r.ts, cf.stored_temp_c, cf.stored_seq,
+                         r.temp_c, r.seq))
+            result.rejected.append(Rejection("conflicting_duplicate", detail))
+            alerts.append(Alert(id=stable_id("alert", r.device_id, "device.data_conflict", r.ts, r.temp_c),
+                                type="device.data_conflict", severity="warning", device_id=r.device_id, ts=r.ts,
+                                data={"reading_ts": to_iso(r.ts), "stored_temp_c": cf.stored_temp_c,
+                                      "stored_seq": cf.stored_seq, "received_temp_c": r.temp_c,
+                                      "received_seq": r.seq, "source": source, "topic": topic}))
+            log.warning("conflicting duplicate from %s (%s): %s", source, r.device_id, detail)
+        if not rows:
+            return []
+        c.executemany("INSERT INTO quarantine (received_at, source, topic, device_id, reason, detail, reading_index,"
+                      " raw, reading_ts, stored_temp_c, stored_seq, received_temp_c, received_seq)"
+                      " VALUES (?,?,?,?,'conflicting_duplicate',?,NULL,?,?,?,?,?,?)", rows)
+        self.counters["quarantined.conflicting_duplicate"] += len(rows)
+        self.counters["readings.conflicts"] += len(rows)
+        return alerts
 
     @staticmethod
     def _known_devices(c: sqlite3.Connection, ids: set[str]) -> set[str]:
@@ -295,22 +441,39 @@ class Pipeline:
             self.alerts_emitted.set()
         return n
 
-    def record_status(self, device_id: str, online: bool | None, raw: str) -> None:
-        """A device's birth message or last will (retained status topic)."""
+    def record_status(self, device_id: str, online: bool | None, raw: str, *, topic: str | None = None,
+                      source: str = "mqtt") -> bool:
+        """A device's birth message or last will (retained status topic). With ``require_registration`` a
+        status message never registers a device: one for an unregistered device is quarantined
+        ``unknown_device`` (returns False). Without it, a status registers its device as a reading would."""
         now = self.clock.now_ms()
+        if not valid_device_id(device_id):
+            self.quarantine(source=source, reason="schema", topic=topic, raw=raw.encode("utf-8", "replace"),
+                            detail=f"status message for device id {device_id[:100]!r}, which does not match"
+                                   " ^[A-Za-z0-9._-]{1,64}$")
+            return False
         with self.db.write() as c:
-            c.execute("INSERT OR IGNORE INTO devices (id, registered_at) VALUES (?,?)", (device_id, now))
-            c.execute("UPDATE devices SET status_json = ?, online = COALESCE(?, online) WHERE id = ?",
-                      (raw[:4096], None if online is None else int(online), device_id))
+            if not self.require_registration:
+                c.execute("INSERT OR IGNORE INTO devices (id, registered_at) VALUES (?,?)", (device_id, now))
+            cur = c.execute("UPDATE devices SET status_json = ?, online = COALESCE(?, online) WHERE id = ?",
+                            (raw[:4096], None if online is None else int(online), device_id))
+            if cur.rowcount:
+                return True
+        self.quarantine(source=source, reason="unknown_device", topic=topic, device_id=device_id,
+                        raw=raw.encode("utf-8", "replace"),
+                        detail=f"status message of device {device_id!r}, which is not registered")
+        return False
 
     def quarantine(self, *, source: str, reason: str, detail: str, raw: bytes | None = None,
                    topic: str | None = None, device_id: str | None = None) -> None:
         """Quarantine something that never reached the decoder (bad topic, serial line...)."""
         now = self.clock.now_ms()
+        row = (now, _clean(source, 100), None if topic is None else _clean(topic, 1000),
+               None if device_id is None else _clean(device_id, 200), reason, _clean(detail, 2000),
+               None if raw is None else bytes(raw[:RAW_CAP]))
         with self.db.write() as c:
             c.execute("INSERT INTO quarantine (received_at, source, topic, device_id, reason, detail,"
-                      " reading_index, raw) VALUES (?,?,?,?,?,?,NULL,?)",
-                      (now, source, topic, device_id, reason, detail, None if raw is None else raw[:RAW_CAP]))
+                      " reading_index, raw) VALUES (?,?,?,?,?,?,NULL,?)", row)
         self.counters[f"quarantined.{reason}"] += 1
         log.warning("quarantined from %s (%s): %s: %s", source, device_id or topic, reason, detail)
 

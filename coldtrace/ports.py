@@ -11,13 +11,24 @@ import numpy as np
 from .clock import Clock
 from .model import Reading
 
-__all__ = ["Clock", "ReadingStore", "WriteResult", "Bucket"]
+__all__ = ["Clock", "ReadingStore", "WriteResult", "Bucket", "Conflict"]
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """A reading for a (device_id, ts) already stored (or earlier in the same write) with another value."""
+
+    reading: Reading  # the one not stored
+    stored_temp_c: float
+    stored_seq: int | None
 
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
     accepted: int  # readings newly stored
     duplicates: int  # readings already present with the same (device_id, ts): nothing changed
+    # those of the duplicates whose value differs from the stored one (the stored, first value is kept)
+    conflicts: tuple[Conflict, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +43,8 @@ class Bucket:
 
 
 class ReadingStore(Protocol):
-    """The time series. Idempotent on (device_id, ts): a redelivered reading changes nothing."""
+    """The time series. Idempotent on (device_id, ts): a redelivered reading changes nothing, and the first
+    stored value is kept; ``write`` reports a duplicate with another value as a ``Conflict``."""
 
     def write(self, readings: Sequence[Reading]) -> WriteResult: ...
 

@@ -43,7 +43,7 @@ RETRY_AFTER_MAX_MS = 24 * HOUR
 
 EVENT_TYPES: tuple[str, ...] = (
     "excursion.opened", "excursion.alarm", "excursion.closed", "excursion.revised",
-    "device.offline", "device.online", "device.battery_low", "device.sensor_fault",
+    "device.offline", "device.online", "device.battery_low", "device.sensor_fault", "device.data_conflict",
     "calibration.failed", "calibration.drift", "calibration.due",
     "alert.acknowledged", "alert.escalated", "alert.resolved", "shipment.decided", "webhook.ping",
     "device.data_gap", "broker.messages_dropped",  # coldtrace/data_loss.py

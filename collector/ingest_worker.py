@@ -6,6 +6,13 @@ the child's answer (committed, or failed) and only then are the batch's messages
 answered in the order they were sent. If the child dies, it is started again and every unanswered batch is
 sent again (the writes are idempotent); if the parent dies, the child sees the pipe close and exits, and the
 broker redelivers what was never acknowledged.
+
+No message can make this a restart loop. In the child, ``ingest_messages`` quarantines whatever one message
+makes the pipeline raise (only a store failure is answered "error", and retried with back-off), and the
+child answers any exception that still escapes instead of dying. Should the child die anyway (a crash in C,
+killed by the OOM killer) while the same batch is in hand twice, that batch is split into single messages,
+and a single message in hand at two deaths is quarantined here in the parent (``internal_error``) and
+acknowledged.
 """
 
 from __future__ import annotations
@@ -29,6 +36,17 @@ MAX_UNANSWERED = 3  # batches in the pipe at once; more waits (back-pressure up 
 
 Item = tuple[str, bytes]  # (topic, payload)
 Done = Callable[[list[Any], int], None]  # (the batch as submitted, alerts raised) after its commit
+Poison = Callable[[Item, str], None]  # quarantine one message the child died on (in the parent)
+CRASHES_BEFORE_SPLIT = 2
+
+
+class _Entry:
+    """One batch in the pipe: the caller's batch (acknowledged on commit), its items, child deaths in hand."""
+
+    __slots__ = ("batch", "items", "crashes")
+
+    def __init__(self, batch: list[Any], items: list[Item], crashes: int = 0) -> None:
+        self.batch, self.items, self.crashes = batch, items, crashes
 
 
 def _child(conn: Connection, settings: Settings) -> None:
@@ -56,8 +74,11 @@ def _child(conn: Connection, settings: Settings) -> None:
             try:
                 alerts = ingest_messages(services.pipeline, items)
                 reply: tuple = ("ok", alerts)
-            except ColdTraceError as exc:
+            except ColdTraceError as exc:  # the store failed: retried with back-off
                 reply = ("error", str(exc))
+            except Exception as exc:  # noqa: BLE001 - never die on a message (ingest_messages isolates them)
+                logging.getLogger(__name__).exception("ingest worker: unexpected %s", type(exc).__name__)
+                reply = ("error", f"{type(exc).__name__}: {exc}")
             try:
                 conn.send(reply)
             except (BrokenPipeError, OSError):
@@ -67,12 +88,13 @@ def _child(conn: Connection, settings: Settings) -> None:
 
 
 class WorkerIngest:
-    def __init__(self, settings: Settings, on_done: Done) -> None:
+    def __init__(self, settings: Settings, on_done: Done, on_poison: Poison | None = None) -> None:
         self.settings = settings
         self.on_done = on_done
+        self.on_poison = on_poison
         self._ctx = mp.get_context("spawn")  # never fork a process that runs threads
         self._lock = threading.Condition()
-        self._unanswered: collections.deque[tuple[list[Any], list[Item]]] = collections.deque()
+        self._unanswered: collections.deque[_Entry] = collections.deque()
         self._conn: Connection | None = None
         self._proc: mp.process.BaseProcess | None = None
         self._reader: threading.Thread | None = None
@@ -111,7 +133,7 @@ class WorkerIngest:
                 self._lock.wait(0.5)
             if self._stopping:
                 return  # not acknowledged: redelivered by the broker
-            self._unanswered.append((batch, payload))
+            self._unanswered.append(_Entry(batch, payload))
             self._send(payload)
 
     def _send(self, payload: list[Item]) -> None:
@@ -131,18 +153,18 @@ class WorkerIngest:
                 self._restart()
                 continue
             with self._lock:
-                batch, payload = self._unanswered.popleft()
+                entry = self._unanswered.popleft()
                 if kind != "ok":
                     log.error("could not commit %d messages (%s); not acknowledged, retrying in %.1f s",
-                              len(batch), value, delay)
+                              len(entry.batch), value, delay)
                     self._lock.wait(delay)
                     delay = min(delay * 2, 30.0)
-                    self._unanswered.append((batch, payload))
-                    self._send(payload)
+                    self._unanswered.append(entry)
+                    self._send(entry.items)
                     continue
                 delay = 0.5
                 self._lock.notify_all()
-            self.on_done(batch, int(value))
+            self.on_done(entry.batch, int(value))
 
     def _restart(self) -> None:
         with self._lock:
@@ -150,10 +172,37 @@ class WorkerIngest:
             log.error("ingest worker process ended (exit code %s); starting another and resending %d batches",
                       code, len(self._unanswered))
             self.restarts += 1
+            poisoned = self._isolate_head()
             time.sleep(min(5.0, 0.2 * self.restarts))
             self._spawn()
-            for _, payload in self._unanswered:
-                self._send(payload)
+            for entry in self._unanswered:
+                self._send(entry.items)
+        for entry in poisoned:
+            self.on_done(entry.batch, 0)
+
+    def _isolate_head(self) -> list[_Entry]:
+        """The child died with the head batch in hand (answers come in order). At the second death on the same
+        batch it is split into single messages; a single message in hand at two deaths is quarantined here
+        and returned to be acknowledged. Caller holds the lock."""
+        if not self._unanswered:
+            return []
+        head = self._unanswered[0]
+        head.crashes += 1
+        if head.crashes < CRASHES_BEFORE_SPLIT:
+            return []
+        self._unanswered.popleft()
+        if len(head.items) > 1:
+            log.error("the ingest worker died twice on a batch of %d messages; retrying them one by one",
+                      len(head.items))
+            for m, item in reversed(list(zip(head.batch, head.items, strict=True))):
+                self._unanswered.appendleft(_Entry([m], [item], CRASHES_BEFORE_SPLIT - 1))
+            return []
+        topic, _ = head.items[0]
+        log.error("the ingest worker died twice on one message (topic %r): quarantined", topic[:200])
+        if self.on_poison is not None:
+            self.on_poison(head.items[0], f"the ingest worker process died twice while ingesting this message"
+                                          f" (exit code {self._proc.exitcode if self._proc else None})")
+        return [head]
 
     def stop(self) -> None:
         """Ask the child to stop after the batch in hand (unanswered batches are redelivered by the broker)."""

@@ -23,7 +23,7 @@ from paho.mqtt.properties import Properties
 
 from coldtrace.errors import ColdTraceError, TransportError
 from coldtrace.payload import valid_device_id
-from coldtrace.pipeline import Pipeline, RawMessage
+from coldtrace.pipeline import Pipeline, RawMessage, is_transient, poison_reason
 from coldtrace.settings import MqttSettings, Settings, parse_mqtt_url
 
 from .ingest_worker import WorkerIngest
@@ -81,7 +81,8 @@ class MqttCollector:
         self._connected = threading.Event()
         self._flusher_thread: threading.Thread | None = None
         self.processed = 0
-        self.worker = None if worker_settings is None else WorkerIngest(worker_settings, self._committed_by_child)
+        self.worker = None if worker_settings is None else WorkerIngest(worker_settings, self._committed_by_child,
+                                                                        self._poison_from_child)
         self._to_ack: collections.deque[list[_Msg]] = collections.deque()  # committed by the child
         v5 = settings.protocol == "5"
         self.client = mqtt.Client(
@@ -105,6 +106,7 @@ class MqttCollector:
         # side channels (not acknowledged-after-commit): topic filters -> handler(topic, payload) in paho's
         # network thread; the broker's $SYS counters (coldtrace/data_loss.py BrokerGuard)
         self.side_channels: dict[str, object] = {}
+        self.client.on_subscribe = self._on_subscribe
 
     # ---- paho callbacks (network thread) --------------------------------------------------------------
     def _filters(self) -> list[str]:
@@ -120,7 +122,9 @@ class MqttCollector:
         log.info("connected to MQTT broker %s:%s (session present: %s)", self.host, self.port,
                  flags.session_present)
         client.subscribe([(f, 1) for f in self._filters()])
-        self._connected.set()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        self._connected.set()  # connected and subscribed: a message published from now on reaches us
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._connected.clear()
@@ -245,6 +249,12 @@ class MqttCollector:
         if alerts:
             self.pipeline.alerts_emitted.set()  # wakes the notifier of this process
 
+    def _poison_from_child(self, item: tuple[str, bytes], detail: str) -> None:
+        topic, payload = item
+        dev, _ = topic_device(topic)
+        self.pipeline.quarantine(source="mqtt", reason="internal_error", detail=detail, raw=payload, topic=topic,
+                                 device_id=dev if dev and valid_device_id(dev) else None)
+
     def _send_acks(self) -> None:
         while True:
             try:
@@ -269,39 +279,64 @@ class MqttCollector:
 def ingest_messages(pipeline: Pipeline, items: list[tuple[str, bytes]]) -> int:
     """One batch of (topic, payload) through the pipeline: readings, status messages, bad topics.
 
-    Returns the number of alerts raised. Raises ColdTraceError when nothing could be committed."""
+    Returns the number of alerts raised. Raises ColdTraceError only when the store failed (nothing is
+    acknowledged then, and the batch is retried): whatever else one message makes any step raise ends with
+    that message quarantined (``Pipeline.ingest_raw_many`` for readings, here for status messages and
+    topics), so no message can stop, or be retried ahead of, the others."""
     raws: list[RawMessage] = []
     decoded: list | None = None  # set when a message of another source (LoRaWAN) is decoded by that source
     for topic, payload in items:
-        src = next((s for s in pipeline.topic_sources if s.matches(topic)), None) if pipeline.topic_sources \
-            else None
-        if src is not None:
-            if decoded is None:
-                decoded = [pipeline.decode(m) for m in raws]
-            raws.append(RawMessage(payload, src.name, src.device_hint(topic), None, topic))
-            decoded.append(src.decode(topic, payload, pipeline.clock.now_ms()))
+        try:
+            src = next((s for s in pipeline.topic_sources if s.matches(topic)), None) \
+                if pipeline.topic_sources else None
+            if src is not None:  # another source's topic (LoRaWAN): decoded by that source
+                raw = RawMessage(payload, src.name, src.device_hint(topic), None, topic)
+                pr = src.decode(topic, payload, pipeline.clock.now_ms())
+            else:
+                raw, pr = _route(pipeline, topic, payload), None
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.warning("MQTT message on %r quarantined: %s: %s", topic[:200], type(exc).__name__, exc)
+            pipeline.quarantine(source="mqtt", reason=poison_reason(exc), topic=topic, raw=payload,
+                                detail=f"{type(exc).__name__} while ingesting: {exc}")
             continue
-        dev, kind = topic_device(topic)
-        if kind == "status" and dev:
-            _status(pipeline, dev, payload)
+        if raw is None:
             continue
-        if kind != "readings" or not dev or not valid_device_id(dev):
-            pipeline.quarantine(source="mqtt", reason="schema", topic=topic, raw=payload,
-                                detail=f"topic {topic[:200]!r} is not coldtrace/v1/devices/{{id}}/readings")
-            continue
-        m = RawMessage(payload, "mqtt", dev, None, topic)
-        raws.append(m)
+        if pr is not None and decoded is None:
+            decoded = [pipeline.decode(m) for m in raws]
+        raws.append(raw)
         if decoded is not None:
-            decoded.append(pipeline.decode(m))
+            decoded.append(pr if pr is not None else pipeline.decode(raw))
     return pipeline.ingest_raw_many(raws, decoded).alerts if raws else 0
 
 
-def _status(pipeline: Pipeline, dev: str, payload: bytes) -> None:
+def _route(pipeline: Pipeline, topic: str, payload: bytes) -> RawMessage | None:
+    """A readings message to decode, or None once a status message or a bad topic has been dealt with."""
+    dev, kind = topic_device(topic)
+    if kind not in ("readings", "status") or not dev or not valid_device_id(dev):
+        pipeline.quarantine(source="mqtt", reason="schema", topic=topic, raw=payload,
+                            detail=f"topic {topic[:200]!r} is not coldtrace/v1/devices/{{id}}/readings|status"
+                                   " with an id of [A-Za-z0-9._-]{1,64}")
+        return None
+    if kind == "status":
+        _status(pipeline, dev, payload, topic)
+        return None
+    return RawMessage(payload, "mqtt", dev, None, topic)
+
+
+def _status(pipeline: Pipeline, dev: str, payload: bytes, topic: str) -> None:
+    """A birth message or last will: a JSON object, ``online`` a boolean when present (PROTOCOLS.md)."""
     try:
         doc = json.loads(payload)
-        online = doc.get("online") if isinstance(doc, dict) else None
-    except ValueError:
-        log.warning("status message of %s is not JSON; ignored", dev)
+    except (ValueError, RecursionError) as exc:
+        pipeline.quarantine(source="mqtt", reason="bad_status", topic=topic, raw=payload, device_id=dev,
+                            detail=f"status message is not UTF-8 JSON: {type(exc).__name__}: {str(exc)[:200]}")
         return
+    if not isinstance(doc, dict):
+        pipeline.quarantine(source="mqtt", reason="bad_status", topic=topic, raw=payload, device_id=dev,
+                            detail="a status message is a JSON object")
+        return
+    online = doc.get("online")
     pipeline.record_status(dev, online if isinstance(online, bool) else None,
-                           payload.decode("utf-8", "replace"))
+                           payload.decode("utf-8", "replace"), topic=topic)

@@ -22,14 +22,16 @@ SHIPMENT_TICK_S = 60.0  # re-evaluating every shipment in transit is heavier tha
 
 
 class CollectorService:
-    def __init__(self, services: Services, *, with_notifier: bool = True) -> None:
+    def __init__(self, services: Services, *, with_notifier: bool = True, source=None) -> None:
+        """``source``: what feeds the pipeline instead of an MQTT subscription (the embedded broker's
+        ``InboxDrainer``); it has the collector's start/stop/wait_connected."""
         self.services = services
         s = services.settings
-        self.mqtt = MqttCollector(services.pipeline, s.mqtt, batch_max_messages=s.ingest.batch_max_messages,
-                                  batch_max_wait_ms=s.ingest.batch_max_wait_ms,
-                                  worker_settings=s if s.ingest.worker_process else None)
+        self.mqtt = source if source is not None else MqttCollector(
+            services.pipeline, s.mqtt, batch_max_messages=s.ingest.batch_max_messages,
+            batch_max_wait_ms=s.ingest.batch_max_wait_ms, worker_settings=s if s.ingest.worker_process else None)
         self.broker_guard = None
-        if s.mqtt.watch_broker_sys:  # the broker's $SYS counters: broker.messages_dropped
+        if s.mqtt.watch_broker_sys and source is None:  # the broker's $SYS counters: broker.messages_dropped
             from coldtrace.data_loss import BrokerGuard
 
             guard = BrokerGuard(f"{self.mqtt.host}:{self.mqtt.port}", services.db, services.pipeline.emit_now,

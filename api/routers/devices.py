@@ -20,6 +20,26 @@ from ..schemas import BucketOut, ChartOut, DeviceOut, ReadingOut, ReadingPage
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
 
 
+def open_conflicts(services, device_ids: list[str] | None = None) -> dict[str, int]:
+    """Open conflicting duplicates per device (the partial index quarantine_open_conflicts)."""
+    sql = ("SELECT device_id, COUNT(*) FROM quarantine WHERE reason = 'conflicting_duplicate'"
+           " AND resolved_at IS NULL")
+    params: tuple = ()
+    if device_ids is not None:
+        if not device_ids:
+            return {}
+        sql += f" AND device_id IN ({','.join('?' * len(device_ids))})"
+        params = tuple(device_ids)
+    return {r[0]: r[1] for r in services.db.query(sql + " GROUP BY device_id", params)}
+
+
+def _out(row, conflicts: dict[str, int], session_role: str | None = None) -> DeviceOut:
+    d = DeviceOut.from_row(row, session_role)
+    d.open_conflicts = conflicts.get(d.id, 0)
+    d.conflicting_data = d.open_conflicts > 0
+    return d
+
+
 def _device_row(services, device_id: str):
     row = services.db.query_one("SELECT * FROM devices WHERE id = ?", (device_id,))
     if row is None:
@@ -44,7 +64,9 @@ def list_devices(services: ServicesDep, _: Viewer, kind: str | None = None,
     sql += " ORDER BY id LIMIT ? OFFSET ?"
     params += [limit, offset]
     sroles = session_roles(services.db.conn())
-    return [DeviceOut.from_row(r, sroles.get(r["id"])) for r in services.db.query(sql, tuple(params))]
+    rows = services.db.query(sql, tuple(params))
+    conflicts = open_conflicts(services) if rows else {}
+    return [_out(r, conflicts, sroles.get(r["id"])) for r in rows]
 
 
 class DeviceIn(BaseModel):
@@ -86,7 +108,10 @@ def register_device(body: DeviceIn, services: ServicesDep, principal: Admin) -> 
 
 @router.get("/{device_id}", response_model=DeviceOut)
 def get_device(device_id: str, services: ServicesDep, _: Viewer) -> DeviceOut:
-    return DeviceOut.from_row(_device_row(services, device_id), session_roles(services.db.conn()).get(device_id))
+    """``conflicting_data``: a reading of this device conflicts with a stored one and QA has not resolved it
+    yet; its excursion evaluation uses the stored (first) values and is flagged until then (RULES.md)."""
+    return _out(_device_row(services, device_id), open_conflicts(services, [device_id]),
+                session_roles(services.db.conn()).get(device_id))
 
 
 @router.put("/{device_id}/role", response_model=DeviceOut,

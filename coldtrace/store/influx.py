@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import StoreError
 from ..model import Reading
-from ..ports import Bucket, WriteResult
+from ..ports import Bucket, Conflict, WriteResult
 from .influx_http import DatabaseNotFound, InfluxHTTP, quote_string
 
 log = logging.getLogger(__name__)
@@ -104,12 +104,17 @@ class InfluxReadingStore:
         with self._write_lock:
             self._ensure_database()
             fresh: dict[tuple[str, int], Reading] = {}
+            conflicts: list[Conflict] = []
             for r in readings:  # first one wins inside a batch, as with INSERT OR IGNORE
-                fresh.setdefault((r.device_id, int(r.ts)), r)
-            for key in self._existing(fresh.values()):
-                fresh.pop(key, None)
+                first = fresh.setdefault((r.device_id, int(r.ts)), r)
+                if first is not r and first.temp_c != r.temp_c:
+                    conflicts.append(Conflict(r, first.temp_c, first.seq))
+            for key, (temp, seq) in self._existing(fresh.values()).items():
+                r = fresh.pop(key, None)
+                if r is not None and r.temp_c != temp:
+                    conflicts.append(Conflict(r, temp, seq))
             self._post(fresh.values())
-            return WriteResult(len(fresh), len(readings) - len(fresh))
+            return WriteResult(len(fresh), len(readings) - len(fresh), tuple(conflicts))
 
     def _post(self, readings: Iterable[Reading]) -> None:
         chunk: list[str] = []
@@ -121,24 +126,26 @@ class InfluxReadingStore:
         if chunk:
             self.http.write_lines("\n".join(chunk).encode())
 
-    def _existing(self, readings: Iterable[Reading]) -> set[tuple[str, int]]:
-        """(device_id, ts) keys of the batch already stored: one statement per device over its range."""
+    def _existing(self, readings: Iterable[Reading]) -> dict[tuple[str, int], tuple[float, int | None]]:
+        """(device_id, ts) keys of the batch already stored, with their (temp_c, seq): one statement per
+        device over its range."""
         ranges: dict[str, tuple[int, int]] = {}
         for r in readings:
             lo, hi = ranges.get(r.device_id, (r.ts, r.ts))
             ranges[r.device_id] = (min(lo, r.ts), max(hi, r.ts))
-        found: set[tuple[str, int]] = set()
+        found: dict[tuple[str, int], tuple[float, int | None]] = {}
         items = list(ranges.items())
         for i in range(0, len(items), _STATEMENTS_PER_QUERY):
             group = items[i:i + _STATEMENTS_PER_QUERY]
-            q = "; ".join(f"SELECT temp_c FROM {MEASUREMENT} WHERE {_where(dev, lo, hi + 1)}"
+            q = "; ".join(f"SELECT temp_c, seq FROM {MEASUREMENT} WHERE {_where(dev, lo, hi + 1)}"
                           for dev, (lo, hi) in group)
             try:
                 results = list(self.http.query(q, budget_s=self.http.retry_budget_s))
             except DatabaseNotFound:
-                return set()
+                return {}
             for sid, (dev, _) in enumerate(group):
-                found.update((dev, int(row[0])) for row in _rows(results, sid))
+                for row in _rows(results, sid):
+                    found[(dev, int(row[0]))] = (float(row[1]), None if row[2] is None else int(row[2]))
         return found
 
     def buffered(self) -> BufferedWriter:

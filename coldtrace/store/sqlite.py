@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import StoreError
 from ..model import Reading
-from ..ports import Bucket, WriteResult
+from ..ports import Bucket, Conflict, WriteResult
 from . import rollup
 from .db import Database, insert_many
 
@@ -28,9 +28,30 @@ class SqliteReadingStore:
                                        rows, 4)
                 if accepted:
                     rollup.record_inserts(c, rows, all_new=accepted == len(rows))
+                conflicts = self._conflicts(c, rows) if accepted < len(rows) else ()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot store readings: {exc}") from exc
-        return WriteResult(accepted, len(rows) - accepted)
+        return WriteResult(accepted, len(rows) - accepted, conflicts)
+
+    @staticmethod
+    def _conflicts(c: sqlite3.Connection, rows: Sequence[Reading]) -> tuple[Conflict, ...]:
+        """Some rows were not inserted: those whose stored value differs (one range query per device; only
+        when a write had duplicates, so the common path pays nothing)."""
+        ranges: dict[str, tuple[int, int]] = {}
+        for r in rows:
+            lo, hi = ranges.get(r.device_id, (r.ts, r.ts))
+            ranges[r.device_id] = (min(lo, r.ts), max(hi, r.ts))
+        stored: dict[tuple[str, int], tuple[float, int | None]] = {}
+        for dev, (lo, hi) in ranges.items():
+            for ts, temp, seq in c.execute("SELECT ts, temp_c, seq FROM readings WHERE device_id = ? AND ts >= ?"
+                                           " AND ts <= ?", (dev, lo, hi)):
+                stored[(dev, ts)] = (temp, seq)
+        out = []
+        for r in rows:
+            s = stored.get((r.device_id, r.ts))
+            if s is not None and s[0] != r.temp_c:
+                out.append(Conflict(r, s[0], s[1]))
+        return tuple(out)
 
     @staticmethod
     def _range(device_id: str, start: int | None, end: int | None) -> tuple[str, list]:

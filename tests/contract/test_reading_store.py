@@ -60,9 +60,11 @@ def test_redelivery_is_idempotent_and_reported_as_duplicates(store):
 
 def test_same_key_again_changes_nothing_first_value_wins(store):
     store.write([Reading("D", T0, 4.0, 1)])
-    assert store.write([Reading("D", T0, 9.0, 2)]) == WriteResult(0, 1)
+    wr = store.write([Reading("D", T0, 9.0, 2)])
+    assert (wr.accepted, wr.duplicates, len(wr.conflicts)) == (0, 1, 1)
     # duplicates inside one batch as well
-    assert store.write([Reading("D", T0 + 1, 5.0), Reading("D", T0 + 1, 6.0)]) == WriteResult(1, 1)
+    wr = store.write([Reading("D", T0 + 1, 5.0), Reading("D", T0 + 1, 6.0)])
+    assert (wr.accepted, wr.duplicates, len(wr.conflicts)) == (1, 1, 1)
     assert [(r.ts, r.temp_c) for r in store.query("D")] == [(T0, 4.0), (T0 + 1, 5.0)]
 
 
@@ -140,7 +142,8 @@ def test_large_batch_of_50k(store):
     assert len(ts) == 50_000 and bool(np.all(np.diff(ts) == 30_000))
     assert temps[12_345] == rs[12_345].temp_c
     mixed = series("BIG", 25_000, start=T0 + 25_000 * 30_000, step=30_000) + series("BIG2", 25_000)
-    assert store.write(mixed) == WriteResult(25_000, 25_000)
+    wr = store.write(mixed)
+    assert (wr.accepted, wr.duplicates) == (25_000, 25_000)
     assert store.count() == 75_000
 
 
@@ -155,3 +158,16 @@ def test_engines_run_unchanged_on_the_store(store):
     expected = evaluate("X", profile, *normalise_series([r.ts for r in rs], temps))
     assert evaluate("X", profile, ts, vals) == expected
     assert {e.limit_id for e in expected} >= {"high", "high-warn", "freeze"}
+
+
+def test_a_duplicate_with_another_value_is_reported_as_a_conflict_and_the_first_value_kept(store):
+    first = [Reading("LOG-C", T0, 5.0, 1), Reading("LOG-C", T0 + MINUTE, 5.5, 2)]
+    assert store.write(first) == WriteResult(2, 0)
+    again = store.write([Reading("LOG-C", T0, 5.0, 9), Reading("LOG-C", T0 + MINUTE, 9.25, 3),
+                         Reading("LOG-C", T0 + 2 * MINUTE, 6.0, 4), Reading("LOG-C", T0 + 2 * MINUTE, 7.0, 5)])
+    assert (again.accepted, again.duplicates) == (1, 3)
+    assert {(c.reading, c.stored_temp_c, c.stored_seq) for c in again.conflicts} == {
+        (Reading("LOG-C", T0 + MINUTE, 9.25, 3), 5.5, 2),  # against the stored series
+        (Reading("LOG-C", T0 + 2 * MINUTE, 7.0, 5), 6.0, 4),  # against the first of the same write
+    }
+    assert [r.temp_c for r in store.query("LOG-C")] == [5.0, 5.5, 6.0]

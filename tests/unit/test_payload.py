@@ -100,3 +100,59 @@ def test_senml_slash_form_and_mismatch():
 def test_senml_content_type_requires_an_array():
     r = parse_payload(b'{"v":1}', topic_device_id=None, now_ms=NOW, content_type="application/senml+json")
     assert r.batch is None and r.rejections[0].reason == "schema"
+
+
+# ---- poison isolation and nothing vanishes (issue 12): no input makes the decoder raise ----------------
+
+def _senml(*records) -> bytes:
+    return json.dumps(list(records)).encode()
+
+
+@pytest.mark.parametrize("data,reason", [
+    (native(seq=2**63), "out_of_range"),
+    (native(seq=-1), "out_of_range"),
+    (native(seq=10**30), "out_of_range"),  # orjson reads it as 1e30
+    (b'{"v":1,"device_id":"LOG-0001","readings":' + b"[" * 1100 + b"]" * 1100 + b"}", "schema"),
+    (b'{"v":1,"device_id":"LOG-0001","x":NaN,"y":' + b"[" * 1100 + b"]" * 1100 + b"}", "schema"),
+    (b'[{"bn":"LOG-0001/","bt":NaN,"n":"temp","v":5}]', "out_of_range"),
+    (b'[{"bn":"LOG-0001/","bt":-1e400,"n":"temp","v":5}]', "out_of_range"),
+    (b'[{"bn":"LOG-0001/","bt":1e400,"n":"temp","v":5}]', "out_of_range"),
+    (native(v=True), "unknown_version"),
+    (native(v=1.0), "unknown_version"),
+    (native(readings=[]), "no_readings"),
+    (b"[]", "empty_pack"),
+    (_senml({"bn": "LOG-0001/", "bt": 1795687200, "n": "battery", "v": 80, "u": "%"}), "no_temperature"),
+])
+def test_poison_and_empty_messages_are_rejected_whole_with_their_code(data, reason):
+    r = parse_payload(data, topic_device_id="LOG-0001", now_ms=NOW)
+    assert r.batch is None and [x.reason for x in r.rejections] == [reason], r.rejections
+
+
+@pytest.mark.parametrize("reading,reason", [
+    ({"ts": NOW - 1000, "temp_c": 10**400}, "out_of_range"),
+    ({"ts": NOW - 1000, "temp_c": -(10**400)}, "out_of_range"),
+    ({"ts": 10**400, "temp_c": 4.0}, "future_timestamp"),
+    ({"ts": -(10**400), "temp_c": 4.0}, "too_old"),
+    ({"ts": 0, "temp_c": 4.0}, "too_old"),
+    ({"ts": "1999-12-31T23:59:59Z", "temp_c": 4.0}, "too_old"),
+])
+def test_readings_out_of_any_number_range_are_rejected_one_by_one(reading, reason):
+    good = {"ts": NOW - 2000, "temp_c": 4.0}
+    for readings in ([reading], [good, reading]):  # the one-reading fast path and the bulk path
+        r = parse_payload(native(readings=readings), topic_device_id="LOG-0001", now_ms=NOW)
+        assert [x.reason for x in r.rejections] == [reason]
+        assert len(r.batch.readings) == len(readings) - 1
+
+
+def test_senml_kelvin_with_a_400_digit_value_is_out_of_range_and_the_pack_kept():
+    data = b'[{"bn":"LOG-0001/","bt":1795687200,"n":"temp","u":"K","v":%s},{"n":"temp","t":60,"v":4.5}]' % (
+        b"9" * 400)
+    r = parse_payload(data, topic_device_id="LOG-0001", now_ms=NOW)
+    assert [(x.index, x.reason) for x in r.rejections] == [(0, "out_of_range")]
+    assert [(x.ts, x.temp_c) for x in r.batch.readings] == [(1795687260000, 4.5)]
+
+
+def test_the_decoder_never_raises_on_a_reading_at_the_edge_of_a_double():
+    data = b'[{"bn":"LOG-0001/","bt":1.7e308,"n":"temp","t":1.7e308,"v":4}]'
+    r = parse_payload(data, topic_device_id="LOG-0001", now_ms=NOW)
+    assert r.rejections and r.rejections[0].reason in ("out_of_range", "future_timestamp")

@@ -96,6 +96,9 @@ export async function mount(main, ctx) {
       ["Last message", time(dev.last_seen_at)],
       ["Battery", dev.battery_pct === null ? "—" : `${Math.round(dev.battery_pct)} %`],
       ["Sequence gaps", String(dev.seq_gaps)],
+      dev.conflicting_data && ["Data", [badge("conflicting data", "warn",
+        "A reading of this device conflicts with a stored one; its excursions are evaluated on the stored (first) values until QA resolves it"),
+        " ", link(`/ui/quarantine?device_id=${enc}`, `${dev.open_conflicts} open conflict${dev.open_conflicts === 1 ? "" : "s"}: resolve in the quarantine`)]],
       ["Calibration", [calibrationBadge(cal.ok ? cal.v : { error: cal.e.message }), " ",
         link(`/ui/calibration/devices/${enc}`, "drift chart")]],
     ]));

@@ -33,7 +33,7 @@ export async function mount(main, ctx) {
       replace(body, table([
         { label: "Received", cell: (q) => time(q.received_at) },
         { label: "Reason", cell: (q) => badge(q.reason, "warn") },
-        { label: "Detail", cell: (q) => q.detail },
+        { label: "Detail", cell: (q) => (q.reason === "conflicting_duplicate" ? conflictCell(q) : q.detail) },
         { label: "Device", cell: (q) => (q.device_id ? link(`/ui/devices/${encodeURIComponent(q.device_id)}`, q.device_id) : "—") },
         { label: "Source", cell: (q) => [q.source, q.topic ? h("div", { class: "muted mono" }, q.topic) : null] },
         { label: "What",  cell: (q) => (q.reading_index === null ? "whole message" : `reading ${q.reading_index + 1}`) },
@@ -44,6 +44,35 @@ export async function mount(main, ctx) {
       throw e;
     }
   }
+  // a conflicting duplicate: both values side by side, and QA's decision (or the form to record it)
+  function conflictCell(q) {
+    const values = h("dl", { class: "conflict" },
+      h("dt", {}, "Reading at"), h("dd", {}, time(q.reading_ts)),
+      h("dt", {}, "Stored (kept)"), h("dd", {}, `${q.stored_temp_c} °C`, q.stored_seq === null ? "" : ` (seq ${q.stored_seq})`),
+      h("dt", {}, `Received from ${q.source}`), h("dd", {}, `${q.received_temp_c} °C`, q.received_seq === null ? "" : ` (seq ${q.received_seq})`));
+    if (q.resolved_at) {
+      return [values, h("p", {}, badge("resolved", "ok"), ` by ${q.resolved_by} at `, time(q.resolved_at), `: ${q.resolution}`)];
+    }
+    if (!ctx.canWrite) return [values, h("p", {}, badge("open", "warn"), " Resolving a conflict needs the QA role.")];
+    const decision = h("select", { id: `d-${q.id}` },
+      h("option", { value: "stored_value_correct" }, "The stored value is right"),
+      h("option", { value: "received_value_correct" }, "The received value is right"),
+      h("option", { value: "both_invalid" }, "Neither value can be trusted"),
+      h("option", { value: "other" }, "Other (say in the comment)"));
+    const comment = h("input", { id: `c-${q.id}`, placeholder: "why (recorded in the audit trail)", required: true, minlength: 3 });
+    const msg = h("span", { role: "status" });
+    return [values, h("form", { class: "inline-form", onsubmit: async (e) => {
+      e.preventDefault();
+      try {
+        await api.post(`/api/v1/quarantine/${q.id}/resolve`, { decision: decision.value, comment: comment.value.trim() });
+        await refresh();
+      } catch (err) {
+        msg.className = "form-error"; msg.textContent = `Resolving failed: ${err.message}`;
+      }
+    } }, h("label", { for: `d-${q.id}` }, "Decision"), decision, h("label", { for: `c-${q.id}` }, "Comment"), comment,
+    h("button", { type: "submit", class: "btn" }, "Resolve"), msg)];
+  }
+
   await refresh().catch(() => {});
   return { refresh };
 }

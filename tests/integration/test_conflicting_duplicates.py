@@ -1,0 +1,117 @@
+"""Conflicts are facts (issue 12 item 4): a second reading for a stored (device, ts) with another value is
+quarantined `conflicting_duplicate` with both values, counted, raises a `device.data_conflict` warning and
+flags the device until QA resolves it (audited); an identical redelivery stays a silent duplicate."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from coldtrace import auth
+from tests.support.stack import start_stack, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def stack(tmp_path, mosquitto):
+    s = start_stack(tmp_path, mosquitto.url)
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, "conflict-pub")
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    yield s, pub
+    pub.loop_stop()
+    pub.disconnect()
+    s.close()
+
+
+def _msg(dev: str, ts: int, temp: float, seq: int) -> str:
+    return json.dumps({"v": 1, "device_id": dev, "seq": seq, "readings": [{"ts": ts, "temp_c": temp}]})
+
+
+def test_a_conflicting_reading_is_quarantined_alerted_flagged_and_resolved_by_qa(stack):
+    s, pub = stack
+    ts = (int(time.time()) - 600) * 1000
+    topic = "coldtrace/v1/devices/LOG-C/readings"
+    pub.publish(topic, _msg("LOG-C", ts, 5.0, 1), qos=1).wait_for_publish(10)
+    wait_for(lambda: s.services.readings.count("LOG-C") == 1, what="the first reading stored")
+    pub.publish(topic, _msg("LOG-C", ts, 5.0, 1), qos=1).wait_for_publish(10)  # identical redelivery
+    pub.publish(topic, _msg("LOG-C", ts, 11.5, 2), qos=1).wait_for_publish(10)  # same time, another value
+    pub.publish(topic, _msg("LOG-C", ts + 60_000, 5.1, 3), qos=1).wait_for_publish(10)
+    wait_for(lambda: s.services.readings.count("LOG-C") == 2, what="the next reading stored")
+    wait_for(lambda: s.services.pipeline.counters["readings.duplicates"] == 1, what="one silent duplicate")
+
+    q = s.get("/api/v1/quarantine")
+    assert len(q) == 1, q  # the identical redelivery left no trace
+    c = q[0]
+    assert (c["reason"], c["device_id"], c["source"], c["topic"]) == ("conflicting_duplicate", "LOG-C", "mqtt", topic)
+    assert (c["stored_temp_c"], c["stored_seq"], c["received_temp_c"], c["received_seq"]) == (5.0, 1, 11.5, 2)
+    assert c["reading_ts"] and c["resolved_at"] is None and "11.5" in c["raw_preview"]
+    assert "stored 5" in c["detail"] and "received 11.5" in c["detail"]
+    assert s.services.pipeline.counters["readings.conflicts"] == 1
+    assert [r.temp_c for r in s.services.readings.query("LOG-C")] == [5.0, 5.1]  # the first value is kept
+    alerts = s.get("/api/v1/alerts", type="device.data_conflict")
+    assert len(alerts) == 1 and alerts[0]["severity"] == "warning" and alerts[0]["device_id"] == "LOG-C"
+    assert alerts[0]["data"]["stored_temp_c"] == 5.0 and alerts[0]["data"]["received_temp_c"] == 11.5
+    dev = s.get("/api/v1/devices/LOG-C")
+    assert dev["conflicting_data"] is True and dev["open_conflicts"] == 1
+    assert [x["id"] for x in s.get("/api/v1/quarantine", open="true")] == [c["id"]]
+    # the release helper's contract: open conflicts of a device in a window
+    n = s.services.db.query_one(
+        "SELECT COUNT(*) FROM quarantine WHERE reason = 'conflicting_duplicate' AND resolved_at IS NULL"
+        " AND device_id = ? AND reading_ts >= ? AND reading_ts < ?", ("LOG-C", ts - 1, ts + 1))[0]
+    assert n == 1
+
+    # redelivered, the same conflicting message does not open a second conflict
+    pub.publish(topic, _msg("LOG-C", ts, 11.5, 2), qos=1).wait_for_publish(10)
+    wait_for(lambda: s.services.pipeline.counters["readings.duplicates"] == 2, what="the redelivery counted")
+    assert len(s.get("/api/v1/quarantine")) == 1
+
+    # a viewer may not resolve; QA may, once, and it is audited
+    viewer = auth.create_token(s.services.db, role="viewer", name="v")
+    qa = auth.create_token(s.services.db, role="qa", name="qa-anna")
+    body = {"decision": "stored_value_correct", "comment": "logger re-sent a corrupted frame; 5.0 confirmed"}
+    url = f"/api/v1/quarantine/{c['id']}/resolve"
+    assert s.client.post(url, json=body, headers={"Authorization": f"Bearer {viewer}"}).status_code == 403
+    r = s.client.post(url, json=body, headers={"Authorization": f"Bearer {qa}"})
+    assert r.status_code == 200, r.text
+    assert r.json()["resolved_by"] == "token:qa-anna" and r.json()["resolution"].startswith("stored_value_correct")
+    again = s.client.post(url, json=body, headers={"Authorization": f"Bearer {qa}"})
+    assert again.status_code == 409 and again.json()["error"]["code"] == "already_resolved"
+    dev = s.get("/api/v1/devices/LOG-C")
+    assert dev["conflicting_data"] is False and dev["open_conflicts"] == 0
+    audit = s.services.db.query("SELECT actor, action, entity_id FROM audit_log WHERE action ="
+                                " 'quarantine.resolve_conflict'")
+    assert [tuple(a) for a in audit] == [("token:qa-anna", "quarantine.resolve_conflict", str(c["id"]))]
+
+
+def test_only_conflicts_can_be_resolved(stack):
+    s, pub = stack
+    pub.publish("coldtrace/v1/devices/LOG-D/readings", b"{nope", qos=1).wait_for_publish(10)
+    wait_for(lambda: len(s.get("/api/v1/quarantine")) == 1, what="the bad message quarantined")
+    qid = s.get("/api/v1/quarantine")[0]["id"]
+    r = s.client.post(f"/api/v1/quarantine/{qid}/resolve", json={"decision": "other", "comment": "n/a"},
+                      headers=s.headers)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "not_a_conflict"
+    r = s.client.post("/api/v1/quarantine/999999/resolve", json={"decision": "other", "comment": "n/a"},
+                      headers=s.headers)
+    assert r.status_code == 404
+
+
+def test_over_http_a_conflict_answers_409_and_an_identical_resend_202(stack):
+    s, _ = stack
+    token = auth.create_device_token(s.services.db, ["LOG-H"])
+    h = {"Authorization": f"Bearer {token}"}
+    ts = (int(time.time()) - 300) * 1000
+    body = {"v": 1, "device_id": "LOG-H", "readings": [{"ts": ts, "temp_c": 4.0}]}
+    assert s.client.post("/api/v1/ingest", json=body, headers=h).json()["accepted"] == 1
+    r = s.client.post("/api/v1/ingest", json=body, headers=h)
+    assert r.status_code == 202 and r.json()["duplicates"] == 1
+    body["readings"][0]["temp_c"] = 9.0
+    r = s.client.post("/api/v1/ingest", json=body, headers=h)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "conflicting_duplicate", r.text
+    q = s.get("/api/v1/quarantine", reason="conflicting_duplicate")
+    assert [(x["source"], x["stored_temp_c"], x["received_temp_c"]) for x in q] == [("http", 4.0, 9.0)]

@@ -7,6 +7,7 @@ import re
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from tests.e2e.conftest import login
 from tests.e2e.live_app import (
@@ -186,7 +187,9 @@ def test_keyboard_only_sign_in_and_navigation(live_app, page):
     # autofocus is applied at a rendering update after load, and the form's script is a module: wait for both
     # before typing, or the first keystrokes (or the Enter) can arrive before the page is ready for them
     page.wait_for_load_state("networkidle")
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'username'")
+    # Playwright's own waits, not wait_for_function("<expression>"): that re-evals the string in the page at
+    # every poll, which the pages' CSP (no 'unsafe-eval') refuses once the first check came out false
+    expect(page.locator("#username")).to_be_focused(timeout=30_000)
     page.keyboard.type("qa.anna")  # the username field has the focus
     page.keyboard.press("Tab")
     page.keyboard.type(QA_PASSWORD)
@@ -204,5 +207,4 @@ def test_keyboard_only_sign_in_and_navigation(live_app, page):
     assert style == "solid"  # a visible focus ring
     page.keyboard.press("Enter")
     page.wait_for_url("**/ui/alerts")
-    page.wait_for_function("document.title.startsWith('Alerts')")  # the page's script sets its title
-    assert page.title().startswith("Alerts")
+    expect(page).to_have_title(re.compile(r"^Alerts"), timeout=30_000)  # the page's script sets its title

@@ -138,7 +138,7 @@ def test_acknowledge_an_alert_with_a_comment(live_app, page, shot):
     page.get_by_text("Assigned to qa.anna.").wait_for()
     with live_app.api() as api:
         assert api.get(f"/api/v1/alerts/{target['id']}/handling").json()["assignee"] == "qa.anna"
-    assert page.locator("#alert-detail").get_by_text("acknowledged", exact=True).first.is_visible()
+    expect(page.locator("#alert-detail").get_by_text("acknowledged", exact=True).first).to_be_visible(timeout=30_000)
     page.get_by_label("State").select_option("acknowledged")  # it left the open inbox; here with its assignee
     handled = page.get_by_role("row").filter(has_text="Excursion alarm").filter(has_text="qa.anna")
     handled.first.wait_for()
@@ -171,7 +171,8 @@ def test_device_page_from_the_fleet_with_chart_summary_and_quarantine(live_app, 
     assert "2-8 °C" in page.locator("#s-facts").locator("xpath=..").inner_text()  # the profile, from the API
     exc = page.locator("section", has_text="Excursions in this range")
     exc.get_by_role("link", name=SHIPMENT_REF).first.wait_for()  # the same episode, judged in the shipment
-    assert page.get_by_text("Time in range").first.is_visible()
+    # the summary is asked for after the chart and the excursions (it reads every reading): wait for it
+    expect(page.get_by_text("Time in range").first).to_be_visible(timeout=30_000)
     page.get_by_role("button", name="7d").click()
     assert page.get_by_role("button", name="7d").get_attribute("aria-pressed") == "true"
     page.wait_for_function(f"() => ({DRAWN_PIXELS_JS})(\"{canvas}\") > 2000")

@@ -138,7 +138,7 @@ def test_acknowledge_an_alert_with_a_comment(live_app, page, shot):
     page.get_by_text("Assigned to qa.anna.").wait_for()
     with live_app.api() as api:
         assert api.get(f"/api/v1/alerts/{target['id']}/handling").json()["assignee"] == "qa.anna"
-    expect(page.locator("#alert-detail").get_by_text("acknowledged", exact=True).first).to_be_visible(timeout=30_000)
+    assert page.locator("#alert-detail").get_by_text("acknowledged", exact=True).first.is_visible()
     page.get_by_label("State").select_option("acknowledged")  # it left the open inbox; here with its assignee
     handled = page.get_by_role("row").filter(has_text="Excursion alarm").filter(has_text="qa.anna")
     handled.first.wait_for()

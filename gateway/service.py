@@ -98,6 +98,12 @@ class Gateway:
                 if not res.accepted or res.dropped_entries or was_full != self.spool.status().full:
                     self._status_dirty.set()
 
+    def _ack(self, ids: list[int]) -> None:
+        was_full = self.spool.status().full
+        self.acked += self.spool.ack(ids)
+        if was_full and not self.spool.status().full:
+            self._status_dirty.set()  # delivery freed room: say so at once
+
     # ---- status ---------------------------------------------------------------------------------------
     def status(self, online: bool = True) -> dict[str, Any]:
         return {"online": online, "gateway_id": self.cfg.gateway_id, "ts": to_iso(self.clock.now_ms()),
@@ -146,7 +152,7 @@ class Gateway:
             rc = client.loop(timeout=0.02)
             if conn.acked:
                 ids, conn.acked = conn.acked, []
-                self.acked += self.spool.ack(ids)
+                self._ack(ids)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or conn.lost or conn.refused or conn.failed_puback:
                 if conn.refused:
                     log.error("broker refused the connection: %s", conn.refused)
@@ -188,7 +194,7 @@ class Gateway:
                 break
             if conn.acked:
                 ids, conn.acked = conn.acked, []
-                self.acked += self.spool.ack(ids)
+                self._ack(ids)
         client.disconnect()
 
     def _publish_loop(self) -> None:

@@ -6,6 +6,10 @@ Contract (``Spool``, one test suite for both implementations, tests/unit/test_sp
 - ``peek`` returns the oldest messages, in order; ``ack`` deletes them (only after the broker's PUBACK).
 - A size limit (bytes and/or readings) with an explicit policy when full: ``reject-new`` refuses the new
   message (loud warning, counters), ``drop-oldest`` deletes the oldest until it fits (warning, counters).
+  Messages are kept or lost whole, so a full spool may hold up to one message's worth less than its limit;
+  every reading offered is either spooled or counted as rejected/dropped.
+- ``full`` turns true when a put had to reject or drop, and stays true until an ``ack`` frees room (delivery
+  resumed): a smaller message that still fits afterwards does not make a spool at its limit look healthy.
 - ``SqliteSpool`` is its own SQLite file (WAL, synchronous FULL by default): a committed ``put`` survives
   SIGKILL and power loss; an ``ack`` lost to a crash only means one more (idempotent) delivery.
 """
@@ -58,7 +62,7 @@ class SpoolStatus:
     max_bytes: int | None
     max_readings: int | None
     policy: str
-    full: bool  # the last put had to reject or drop
+    full: bool  # a put had to reject or drop, and no ack has freed room since
     rejected_entries: int
     rejected_readings: int
     dropped_entries: int
@@ -137,7 +141,7 @@ class MemorySpool:
                 lim.counters["dropped_entries"] += dropped_e
                 lim.counters["dropped_readings"] += dropped_r
                 lim.warn_dropped(dropped_e, dropped_r)
-            lim.full = bool(dropped_e)
+                lim.full = True
             e = Entry(self._next, device_id, seq, payload, readings, now_ms)
             self._next += 1
             self._items[e.id] = e
@@ -172,6 +176,7 @@ class MemorySpool:
                     lim = self._lim
                     lim.entries, lim.readings, lim.bytes = (lim.entries - 1, lim.readings - e.readings,
                                                             lim.bytes - len(e.payload))
+                    lim.full = False
         return n
 
     def status(self) -> SpoolStatus:
@@ -277,9 +282,9 @@ class SqliteSpool:
             lim.entries, lim.readings, lim.bytes = lim.entries - dropped_e, r, b
             lim.counters["dropped_entries"] = self._bump("dropped_entries", dropped_e)
             lim.counters["dropped_readings"] = self._bump("dropped_readings", dropped_r)
+            lim.full = True
         cur = self._c.execute("INSERT INTO spool (device_id, seq, created_ms, readings, payload) "
                               "VALUES (?,?,?,?,?)", (device_id, seq, now_ms, readings, payload))
-        lim.full = bool(dropped_e)
         lim.entries, lim.readings, lim.bytes = lim.entries + 1, lim.readings + readings, lim.bytes + len(payload)
         return PutResult(True, cur.lastrowid, seq, dropped_e, dropped_r)
 
@@ -317,6 +322,8 @@ class SqliteSpool:
             lim.entries -= len(gone)
             lim.readings -= sum(g[0] for g in gone)
             lim.bytes -= sum(g[1] for g in gone)
+            if gone:
+                lim.full = False
         return len(gone)
 
     def status(self) -> SpoolStatus:

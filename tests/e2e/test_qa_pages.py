@@ -7,6 +7,7 @@ import re
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from tests.e2e.conftest import login
 from tests.e2e.live_app import (
@@ -187,7 +188,8 @@ def test_device_page_from_the_fleet_with_chart_summary_and_quarantine(live_app, 
     assert "2-8 °C" in page.locator("#s-facts").locator("xpath=..").inner_text()  # the profile, from the API
     exc = page.locator("section", has_text="Excursions in this range")
     exc.get_by_role("link", name=SHIPMENT_REF).first.wait_for()  # the same episode, judged in the shipment
-    assert page.get_by_text("Time in range").first.is_visible()
+    # the summary is asked for after the chart and the excursions (it reads every reading): wait for it
+    expect(page.get_by_text("Time in range").first).to_be_visible(timeout=30_000)
     page.get_by_role("button", name="7d").click()
     assert page.get_by_role("button", name="7d").get_attribute("aria-pressed") == "true"
     page.wait_for_function(f"() => ({DRAWN_PIXELS_JS})(\"{canvas}\") > 2000")
@@ -203,7 +205,9 @@ def test_keyboard_only_sign_in_and_navigation(live_app, page):
     # autofocus is applied at a rendering update after load, and the form's script is a module: wait for both
     # before typing, or the first keystrokes (or the Enter) can arrive before the page is ready for them
     page.wait_for_load_state("networkidle")
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'username'")
+    # Playwright's own waits, not wait_for_function("<expression>"): that re-evals the string in the page at
+    # every poll, which the pages' CSP (no 'unsafe-eval') refuses once the first check came out false
+    expect(page.locator("#username")).to_be_focused(timeout=30_000)
     page.keyboard.type("qa.anna")  # the username field has the focus
     page.keyboard.press("Tab")
     page.keyboard.type(QA_PASSWORD)
@@ -221,5 +225,4 @@ def test_keyboard_only_sign_in_and_navigation(live_app, page):
     assert style == "solid"  # a visible focus ring
     page.keyboard.press("Enter")
     page.wait_for_url("**/ui/alerts")
-    page.wait_for_function("document.title.startsWith('Alerts')")  # the page's script sets its title
-    assert page.title().startswith("Alerts")
+    expect(page).to_have_title(re.compile(r"^Alerts"), timeout=30_000)  # the page's script sets its title

@@ -37,7 +37,8 @@ class Subscriber:
 
     def __init__(self, port: int, client_id: str = "gw-test-sub") -> None:
         self.messages: list[dict] = []
-        self.status: dict[str, dict] = {}
+        self.status: dict[str, dict] = {}  # the latest status of each gateway
+        self.status_log: list[dict] = []  # every status, in arrival order
         self.lock = threading.Lock()
         self.connected = threading.Event()
         c = self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
@@ -58,6 +59,7 @@ class Subscriber:
                 self.messages.append(doc)
             elif kind == "status":
                 self.status[msg.topic.split("/")[3]] = doc
+                self.status_log.append(doc)
 
     def keys(self) -> set[tuple[str, int]]:
         with self.lock:

@@ -87,6 +87,25 @@ def test_drop_oldest_policy(make_spool, caplog):
     assert [(e.device_id, e.seq) for e in s.peek()] == [("A", 3), ("B", 1)]
 
 
+@pytest.mark.parametrize("policy", ["reject-new", "drop-oldest"])
+def test_full_stays_set_until_delivery_frees_room(make_spool, policy):
+    """Messages of uneven size: after the limit is hit, a small message that still squeezes in must not make
+    a spool at its limit (which lost data) report itself healthy; only an ack (delivery resumed) clears it."""
+    s = make_spool(max_readings=30, policy=policy)
+    for _ in range(3):
+        assert s.put("A", enc(), 9, 0).accepted  # 27 of 30
+    r = s.put("A", enc(), 9, 0)
+    assert (not r.accepted) if policy == "reject-new" else r.dropped_entries == 1
+    assert s.status().full
+    r = s.put("A", enc(), 3, 0)  # fits without rejecting or dropping anything
+    assert r.accepted and not r.dropped_entries
+    st = s.status()
+    assert st.full and st.readings == 30
+    assert st.readings + st.rejected_readings + st.dropped_readings == 4 * 9 + 3  # every reading accounted
+    s.ack([s.peek(limit=1)[0].id])
+    assert not s.status().full
+
+
 def test_byte_limit_and_oversized_message(make_spool):
     s = make_spool(max_bytes=400, policy="drop-oldest")
     assert s.put("A", enc(pad=100), 1, 0).accepted

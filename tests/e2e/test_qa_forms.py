@@ -10,6 +10,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from playwright.sync_api import expect
 
 from coldtrace import auth
 from coldtrace.model import Reading
@@ -226,7 +227,7 @@ def test_no_page_shows_raw_epoch_milliseconds_or_long_floats(live_app, page, sho
         page.goto(f"{live_app.base_url}{path}")
         page.wait_for_load_state("networkidle")
         assert "/ui/login" not in page.url
-        page.wait_for_function("!document.querySelector('.state-loading')")
+        expect(page.locator(".state-loading")).to_have_count(0)  # not wait_for_function("<expr>"): CSP bars eval
         # the page's own text; a quarantined message's raw bytes (code.raw) are shown as they arrived
         text = page.evaluate("""() => { const m = document.querySelector('main').cloneNode(true);
           m.querySelectorAll('code.raw').forEach((e) => e.remove()); document.body.append(m);

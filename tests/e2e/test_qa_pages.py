@@ -155,7 +155,7 @@ def test_acknowledge_an_alert_with_a_comment(live_app, page, shot):
     assert handling["acknowledged_by"] == "qa.anna" and handling["assignee"] == "qa.anna"
     assert handling["ack_comment"] == "Pallet moved to the cold room at 14:05"
     assert handling["resolution"].startswith("Returned to normal: acknowledged by qa.anna")
-    assert page.locator("#alert-detail").get_by_text("Normal", exact=True).first.is_visible()
+    expect(page.locator("#alert-detail").get_by_text("Normal", exact=True).first).to_be_visible()
     page.get_by_label("State").select_option("resolved")  # it left the inbox; here with its assignee
     handled = page.get_by_role("row").filter(has_text="Excursion alarm").filter(has_text="qa.anna")
     handled.first.wait_for()

@@ -214,11 +214,12 @@ def _load(c: sqlite3.Connection, alert_id: str) -> sqlite3.Row:
 
 
 def _event(c: sqlite3.Connection, alert_id: str, at: int, actor: str, action: str, comment: str | None = None,
-           data: dict[str, Any] | None = None, old: Any = None, new: Any = None) -> None:
+           data: dict[str, Any] | None = None, old: Any = None, new: Any = None, audited: bool = True) -> None:
     c.execute("INSERT INTO alert_events (alert_id, at, actor, action, comment, data) VALUES (?,?,?,?,?,?)",
               (alert_id, at, actor, action, comment, None if data is None else json.dumps(data)))
-    audit.record_audit(c, actor=actor, action=f"alert.{action}", entity="alert", entity_id=alert_id,
-                       old=old, new=new, reason=comment, ts=at)
+    if audited:
+            audit.record_audit(c, actor=actor, action=f"alert.{action}", entity="alert", entity_id=alert_id,
+                           old=old, new=new, reason=comment, ts=at)
 
 
 def _webhook(c: sqlite3.Connection, alert: sqlite3.Row, event_type: str, key: object, now: int,
@@ -352,13 +353,19 @@ def resolve(db: Database, alert_id: str, *, actor: str, now: int, comment: str) 
 
 
 def _resolve(c: sqlite3.Connection, a: sqlite3.Row, actor: str, now: int, text: str,
-             action: str = "resolved") -> None:
+             action: str = "resolved", quiet: bool = False) -> None:
+    """``quiet``: an information event that cleared itself. It never needed a person, so its resolution is
+    kept in the alert's own history (alert_events) but is neither an audit-trail record nor a webhook: the
+    audit trail and the staff's channels stay for what people did and must know (issue 13)."""
     if a["state"] == "resolved":
         raise Conflict(f"alert {a['id']} is already resolved")
     c.execute("UPDATE alerts SET state = 'resolved', shelved_until = NULL WHERE id = ?", (a["id"],))
     c.execute("UPDATE alert_lifecycle SET resolved_at = ?, resolved_by = ?, resolution = ?,"
               " next_escalation_at = NULL WHERE alert_id = ?", (now, actor, text, a["id"]))
-    _event(c, a["id"], now, actor, action, text, old={"state": a["state"]}, new={"state": "resolved"})
+    _event(c, a["id"], now, actor, action, text, old={"state": a["state"]}, new={"state": "resolved"},
+           audited=not quiet)
+    if quiet:
+        return
     _webhook(c, a, "alert.resolved", "resolved", now, {"resolved_by": actor, "resolution": text,
                                                        "automatic": actor == SYSTEM,
                                                        "returned_to_normal": action == "returned_to_normal"})
@@ -553,5 +560,5 @@ def _auto_resolve(db: Database, alert_id: str, exc_end: int | None, now: int, qu
         else:
             text = (f"Resolved automatically: the condition cleared at {to_iso(a['cleared_at'])} and a"
                     f" {a['severity']} alert clears itself.")
-        _resolve(c, a, SYSTEM, now, text, action="auto_resolved")
+        _resolve(c, a, SYSTEM, now, text, action="auto_resolved", quiet=a["severity"] == "info")
     return True

@@ -292,6 +292,15 @@ def test_only_self_clearing_alerts_resolve_themselves_after_they_stayed_away(env
     body = json.loads(db.query_one("SELECT payload FROM outbox WHERE alert_id = ? AND type = 'alert.resolved'",
                                    (ep1_warning,))[0])
     assert body["data"]["automatic"] is True and body["data"]["resolved_by"] == "system"
+    audited = {r[0] for r in db.query("SELECT entity_id FROM audit_log WHERE action = 'alert.auto_resolved'")}
+    assert ep1_warning in audited
+    # an information event that cleared itself never needed a person: its resolution stays in its own
+    # history, but is no audit-trail record and no webhook (the trail and the staff's channels stay for
+    # what people did and must know)
+    info = [r[0] for r in rows if r[1] == "info"]
+    assert info and all(lifecycle.history(db, i)[-1]["action"] == "auto_resolved" for i in info)
+    assert not audited & set(info)
+    assert not [i for i in info if "alert.resolved" in _outbox_types(db, i)]
 
 
 def test_a_profile_without_self_clearing_severities_keeps_warnings_for_a_person(env):

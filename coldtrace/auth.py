@@ -146,6 +146,79 @@ def list_users(db: Database) -> list[dict[str, Any]]:
         "SELECT id, username, full_name, role, active, created_at FROM users ORDER BY username")]
 
 
+class LastAdmin(Conflict):
+    """The change would leave no active admin (nobody could manage users any more)."""
+
+    code = "last_admin"
+
+
+def find_user(db: Database, username: str) -> dict[str, Any] | None:
+    row = db.query_one("SELECT id, username, full_name, role, active, created_at FROM users WHERE username = ?",
+                       (username,))
+    return dict(row) if row else None
+
+
+def update_user(db: Database, username: str, *, full_name: str | None = None, role: str | None = None,
+                active: bool | None = None, actor: str, now_ms: int | None = None) -> list[str]:
+    """Change a user's full name, role or active state (None: unchanged), in one transaction; returns the
+    fields that changed. Shared by the CLI and the API.
+
+    Audited with the actor: ``user.update`` (full name, role: old and new), ``user.disable`` and
+    ``user.enable``. Disabling ends the user's sessions; their personal tokens stop working while they are
+    disabled (``authenticate_bearer`` checks the user). A role change takes effect on the next request of
+    their sessions and tokens (both read the user's role on every request; a token never holds more than it).
+    Raises NotFound, ValueError (bad role or empty name) and LastAdmin when the change would leave no active
+    admin."""
+    from .audit import record_audit
+
+    if role is not None:
+        _check_role(role)
+    if full_name is not None:
+        full_name = full_name.strip()
+        if not full_name:
+            raise ValueError("full name is required (it is printed on electronic signatures)")
+    now = _now(now_ms)
+    with db.write() as c:
+        row = c.execute("SELECT id, username, full_name, role, active FROM users WHERE username = ?",
+                        (username,)).fetchone()
+        if row is None:
+            raise NotFound(f"no user {username!r}")
+        old = {"full_name": row["full_name"], "role": row["role"], "active": bool(row["active"])}
+        new = {"full_name": full_name if full_name is not None else old["full_name"],
+               "role": role if role is not None else old["role"],
+               "active": bool(active) if active is not None else old["active"]}
+        changed = [k for k in ("full_name", "role", "active") if new[k] != old[k]]
+        if not changed:
+            return []
+        if old["role"] == "admin" and old["active"] and not (new["role"] == "admin" and new["active"]):
+            others = c.execute("SELECT COUNT(*) FROM users WHERE role = 'admin' AND active = 1 AND id != ?",
+                               (row["id"],)).fetchone()[0]
+            if not others:
+                what = "disabled" if not new["active"] else "demoted"
+                raise LastAdmin(f"{username} is the last active admin and cannot be {what}: enable or add"
+                                " another admin first")
+        c.execute("UPDATE users SET full_name = ?, role = ?, active = ?, updated_at = ? WHERE id = ?",
+                  (new["full_name"], new["role"], int(new["active"]), now, row["id"]))
+        details = [k for k in changed if k != "active"]
+        if details:
+            record_audit(c, actor=actor, action="user.update", entity="user", entity_id=row["id"], ts=now,
+                         old={k: old[k] for k in details}, new={k: new[k] for k in details})
+        if "active" in changed:
+            if not new["active"]:
+                c.execute("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+                          (now, row["id"]))
+            record_audit(c, actor=actor, action="user.enable" if new["active"] else "user.disable",
+                         entity="user", entity_id=row["id"], ts=now, old={"active": old["active"]},
+                         new={"active": new["active"]})
+    log.info("user %s changed by %s: %s", username, actor, ", ".join(changed))
+    return changed
+
+
+def set_user_active(db: Database, username: str, active: bool, *, actor: str, now_ms: int | None = None) -> bool:
+    """Disable or enable a user (see ``update_user``); False when they already were in that state."""
+    return bool(update_user(db, username, active=active, actor=actor, now_ms=now_ms))
+
+
 def _user_principal(row: sqlite3.Row) -> Principal:
     return Principal("user", row["username"], row["role"], row["id"], frozenset())
 

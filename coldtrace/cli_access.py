@@ -152,34 +152,17 @@ def _user_row(db, username: str):
     return row
 
 
-def set_user_active(db, username: str, active: bool, *, actor: str, now_ms: int) -> bool:
-    """Disable or enable a user (audited). Disabling ends their sessions; their personal tokens stop working
-    while they are disabled (authentication checks the user). Refuses to disable the last active admin.
-    Returns False when the user already was in that state."""
-    from .audit import record_audit
-
-    row = _user_row(db, username)
-    if bool(row["active"]) == active:
-        return False
-    with db.write() as c:
-        if not active and row["role"] == "admin":
-            others = c.execute("SELECT COUNT(*) FROM users WHERE role = 'admin' AND active = 1 AND id != ?",
-                               (row["id"],)).fetchone()[0]
-            if not others:
-                raise ConfigError(f"{username} is the last active admin; enable or add another admin first")
-        c.execute("UPDATE users SET active = ?, updated_at = ? WHERE id = ?", (int(active), now_ms, row["id"]))
-        if not active:
-            c.execute("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
-                      (now_ms, row["id"]))
-        record_audit(c, actor=actor, action="user.enable" if active else "user.disable", entity="user",
-                     entity_id=row["id"], ts=now_ms, old={"active": not active}, new={"active": active})
-    return True
-
-
 def _cmd_user_active(args: argparse.Namespace, active: bool) -> int:
+    from . import auth
+    from .errors import NotFound
+
     _, db = _db(args)
     try:
-        changed = set_user_active(db, args.username, active, actor="cli", now_ms=SystemClock().now_ms())
+        changed = auth.set_user_active(db, args.username, active, actor="cli", now_ms=SystemClock().now_ms())
+    except NotFound:
+        raise ConfigError(f"no user {args.username!r} (see `coldtrace user list`)") from None
+    except auth.LastAdmin as exc:
+        raise ConfigError(str(exc)) from None
     finally:
         db.close()
     state = "enabled" if active else "disabled"

@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, FastAPI, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from coldtrace import auth
 from coldtrace.clock import parse_time, to_iso
-from coldtrace.errors import RateLimited
+from coldtrace.errors import NotFound, RateLimited
 from coldtrace.login_guard import LoginThrottle
 
 from ..deps import CSRF_HEADER, SESSION_COOKIE, Admin, CurrentPrincipal, ServicesDep, Viewer
@@ -84,6 +84,20 @@ class UserIn(BaseModel):
     full_name: Annotated[str, Field(min_length=1, max_length=200)]
     password: Annotated[str, Field(min_length=auth.MIN_PASSWORD_LEN, max_length=1000)]
     role: HumanRole
+
+
+class UserPatch(BaseModel):
+    """Only the fields given change; the username (the audit trail's actor name) never does."""
+
+    model_config = ConfigDict(extra="forbid")
+    full_name: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+    role: HumanRole | None = None
+    active: bool | None = Field(None, description="false: no sign-in, open sessions ended, personal tokens refused")
+
+
+class PasswordSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    password: Annotated[str, Field(min_length=auth.MIN_PASSWORD_LEN, max_length=1000)]
 
 
 class UserOut(BaseModel):
@@ -248,3 +262,45 @@ def create_user(body: UserIn, services: ServicesDep, p: Admin) -> UserOut:
         raise ApiError(400, "bad_user", str(exc)) from None
     u = auth.get_user(services.db, uid) or {}
     return UserOut(**{**u, "active": bool(u["active"])})
+
+
+_USER_EDIT_RESPONSES: dict[int | str, dict] = {
+    404: {"description": "`unknown_user`"},
+    409: {"description": "`last_admin`: the change would leave no active admin"},
+}
+
+
+def _user_out(services, username: str) -> UserOut:
+    u = auth.find_user(services.db, username)
+    if u is None:
+        raise ApiError(404, "unknown_user", f"no user {username!r}")
+    return UserOut(**{**u, "active": bool(u["active"])})
+
+
+@router.patch("/users/{username}", response_model=UserOut, responses=_USER_EDIT_RESPONSES,
+              summary="Change a person's full name, role or active state (audited)")
+def update_user(username: str, body: UserPatch, services: ServicesDep, p: Admin) -> UserOut:
+    """Disabling ends the person's sessions and stops their personal tokens; a role change applies to their
+    open sessions and tokens from the next request. The last active admin can be neither demoted nor
+    disabled (409 ``last_admin``)."""
+    try:
+        auth.update_user(services.db, username, full_name=body.full_name, role=body.role, active=body.active,
+                         actor=p.name, now_ms=services.clock.now_ms())
+    except NotFound:
+        raise ApiError(404, "unknown_user", f"no user {username!r}") from None
+    except ValueError as exc:
+        raise ApiError(400, "bad_user", str(exc)) from None
+    return _user_out(services, username)
+
+
+@router.post("/users/{username}/password", status_code=204, responses=_USER_EDIT_RESPONSES,
+             summary="Set a person's password (admin reset; audited; ends their sessions)")
+def set_user_password(username: str, body: PasswordSet, services: ServicesDep, p: Admin) -> Response:
+    u = auth.find_user(services.db, username)
+    if u is None:
+        raise ApiError(404, "unknown_user", f"no user {username!r}")
+    try:
+        auth.set_password(services.db, u["id"], body.password, actor=p.name, now_ms=services.clock.now_ms())
+    except ValueError as exc:
+        raise ApiError(400, "bad_password", str(exc)) from None
+    return Response(status_code=204)

@@ -75,7 +75,9 @@ def _installs(calls: Path) -> int:
         if calls.exists() else 0
 
 
-def test_second_start_installs_nothing_and_serves_within_five_seconds(tmp_path):
+def test_second_start_installs_nothing_and_serves_at_once(tmp_path):
+    """The second start installs nothing, so it needs no network and serves within seconds; the seconds
+    themselves are printed by bench/startup.py (tests assert no wall-clock figure: CONVENTIONS.md)."""
     repo, calls = _checkout(tmp_path)
     data, log = tmp_path / "data", tmp_path / "run.log"
     api_port, mqtt_port = free_port(), free_port()
@@ -92,8 +94,8 @@ def test_second_start_installs_nothing_and_serves_within_five_seconds(tmp_path):
     t0 = time.monotonic()
     proc = _start(repo, data, api_port, mqtt_port, log)
     try:
-        wait_for(lambda: _serves(api_port), 5, "the second start to serve within 5 s")
-        assert time.monotonic() - t0 < 5
+        wait_for(lambda: _serves(api_port), 30, "the second start to serve")
+        print(f"second start served after {time.monotonic() - t0:.2f} s")
         wait_for(lambda: _healthy(api_port), 30, "the collector connected")
     finally:
         code = _stop(proc)

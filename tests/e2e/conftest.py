@@ -65,6 +65,17 @@ def shot():
     return take
 
 
+# Pixels of a uPlot canvas that are not background: a drawn curve, bands and shading make thousands.
+DRAWN_PIXELS_JS = """(sel) => {
+  const c = document.querySelector(sel);
+  if (!c) return -1;
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+  return n;
+}"""
+
+
 def login(page, base_url: str, next_path: str = "/ui/fleet") -> None:
     page.goto(f"{base_url}{next_path}")
     page.wait_for_url("**/ui/login**")

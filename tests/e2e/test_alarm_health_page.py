@@ -9,19 +9,11 @@ import math
 import pytest
 
 from coldtrace.model import Alert
-from tests.e2e.conftest import login
+from tests.e2e.conftest import DRAWN_PIXELS_JS, login
 from tests.e2e.live_app import DAY, HOUR, MINUTE, ingest_series
 
 pytestmark = pytest.mark.e2e
 
-DRAWN_PIXELS_JS = """(sel) => {
-  const c = document.querySelector(sel);
-  if (!c) return -1;
-  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  let n = 0;
-  for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
-  return n;
-}"""
 CHATTY, STANDING, DRIFTING = "LOG-E2E-CHATTY", "LOG-E2E-WARM", "LOG-E2E-DRIFT"
 
 

@@ -11,20 +11,12 @@ import httpx
 import pytest
 
 from coldtrace import auth
-from tests.e2e.conftest import login
+from tests.e2e.conftest import DRAWN_PIXELS_JS, login
 from tests.e2e.test_qa_forms import login_as
 from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 ADMIN = ("admin.ida", "Ida Lindqvist", "site-admin-2026-ok")
-DRAWN_PIXELS_JS = """(sel) => {
-  const c = document.querySelector(sel);
-  if (!c) return -1;
-  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  let n = 0;
-  for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
-  return n;
-}"""
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import login
+from tests.e2e.conftest import DRAWN_PIXELS_JS, login
 from tests.e2e.live_app import (
     DRIFT_DEVICE,
     EXCURSION_LOGGER,
@@ -22,15 +22,6 @@ from tests.e2e.live_app import (
 
 pytestmark = pytest.mark.e2e
 
-# Pixels of a uPlot canvas that are not background: a drawn curve, bands and shading make thousands.
-DRAWN_PIXELS_JS = """(sel) => {
-  const c = document.querySelector(sel);
-  if (!c) return -1;
-  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  let n = 0;
-  for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
-  return n;
-}"""
 
 
 def test_pages_need_a_session_and_login_returns_to_the_page(live_app):

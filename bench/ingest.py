@@ -336,7 +336,7 @@ def influx_batches(port: int, tmp: Path, m: int, t0: int) -> None:
         publish_backlog(port, m, 500, t0)
         dt, stored, _, _ = collector_drain(port, "bench-collector-influx", tmp / "c3", m,
                                            store={"backend": "influx", "influx": {"url": influx.url}})
-        print(f"  collector, InfluxdB store: {m * 500 / dt:>10,.0f} readings/s stored ({dt:.2f} s;"
+        print(f"  collector, InfluxDB store: {m * 500 / dt:>10,.0f} readings/s stored ({dt:.2f} s;"
               f" {stored:,} counted)", flush=True)
     finally:
         influx.stop()

@@ -6,7 +6,7 @@ thread as the collector drives it — a real Mosquitto delivers a queued backlog
 ingest step is replaced by an instant "committed" answer, so only receiving, batching and acknowledging
 are profiled.
 
-    .venv/bin/python bench/profile_ingest.py child [--per-message 1] [--messages 40000] [--top 25]
+    .venv/bin/python bench/profile_ingest.py child [--per-message 1] [--messages 40000] [--batch N] [--top 25]
     .venv/bin/python bench/profile_ingest.py network [--messages 40000] [--top 25]
 """
 
@@ -46,7 +46,7 @@ def child(args) -> None:
 
     t0 = int(time.time() * 1000) - 30 * 24 * 3600_000
     msgs = items(args.messages, args.per_message, t0)
-    batch = 2000 if args.per_message == 1 else 20
+    batch = args.batch or (2000 if args.per_message == 1 else 20)
     with tempfile.TemporaryDirectory() as tmp:
         services = build_services(load_settings(data_dir=Path(tmp), log_level="WARNING"))
         ingest_messages(services.pipeline, msgs[:batch])  # first sight of each device out of the profile
@@ -117,6 +117,7 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=40_000)
     ap.add_argument("--per-message", type=int, default=1)
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--batch", type=int, default=0, help="messages per flush (default 2000; 20 of 500 readings)")
     args = ap.parse_args()
     child(args) if args.side == "child" else network(args)
     return 0

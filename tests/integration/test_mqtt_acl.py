@@ -128,10 +128,17 @@ def test_anonymous_and_wrong_password_are_refused(secured):
 
 
 def _on_suback(collector: MqttCollector) -> threading.Event:
-    """Set once the broker has granted the collector's subscriptions (paho's on_subscribe, unused by it)."""
+    """Set once the broker has granted the collector's subscriptions (paho's on_subscribe, chained to the
+    collector's own, which marks it connected)."""
     granted = threading.Event()
-    collector.client.on_subscribe = lambda c, u, mid, rcs, p: granted.set() if all(not r.is_failure for r in rcs) \
-        else None
+    own = collector.client.on_subscribe
+
+    def on_subscribe(c, u, mid, rcs, p) -> None:
+        own(c, u, mid, rcs, p)
+        if all(not r.is_failure for r in rcs):
+            granted.set()
+
+    collector.client.on_subscribe = on_subscribe
     return granted
 
 

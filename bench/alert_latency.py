@@ -133,7 +133,8 @@ def main() -> int:
         collector.start(connect_timeout=10)
         stop = threading.Event()
         sent = [0]
-        bg = threading.Thread(target=background, args=(broker.port, args.rate, stop, sent, args.per_message), daemon=True)
+        bg = threading.Thread(target=background, args=(broker.port, args.rate, stop, sent, args.per_message),
+                              daemon=True)
         alarm_pub = publisher(broker.port, "bench-alarms")
         try:
             # every alarm logger first reports a normal reading, so the alarm reading opens a new episode

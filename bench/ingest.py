@@ -17,8 +17,12 @@ readings/s stored by the hand-written consumer and by the collector (target >= 4
 process) while it drains a 1,000,000-message backlog.
 ``--influx``: the collector's batch figure again with store.backend=influx (a real influxd).
 
-    .venv/bin/python bench/ingest.py [--messages 50000] [--batches 1000] [--memory [--memory-messages 1000000]]
-                                     [--influx] [--skip-batches]
+    .venv/bin/python bench/ingest.py [--messages 50000] [--batches 1000] [--rounds 2] [--skip-batches]
+                                     [--memory [--memory-messages 1000000]] [--influx]
+
+The machine is shared and noisy: each round publishes a fresh backlog and every consumer drains it, in a
+rotating order, so a burst of load elsewhere hits them alike; medians and ranges are printed, and the CPU
+time each consumer's processes used per message or reading, which the load affects far less than wall time.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import argparse
 import json
 import os
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -117,15 +122,15 @@ def bare_drain(port: int, client_id: str, n: int) -> float:
 
     c = default_client(client_id)
     c.on_message = on_message
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     c.connect("127.0.0.1", port)
     c.loop_start()
     if not done.wait(900):
         raise RuntimeError(f"bare subscriber got only {got}/{n}")
-    dt = time.perf_counter() - t
+    dt, cpu = time.perf_counter() - t, time.process_time() - cpu
     c.disconnect()
     c.loop_stop()
-    return dt
+    return dt, cpu
 
 
 class HandWritten:
@@ -179,22 +184,23 @@ class HandWritten:
 
         c = default_client(client_id)
         c.on_message = on_message
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         c.connect("127.0.0.1", port)
         c.loop_start()
         if not done.wait(900):
             raise RuntimeError(f"hand-written consumer got only {got}/{n}")
-        dt = time.perf_counter() - t
+        dt, cpu = time.perf_counter() - t, time.process_time() - cpu
         c.disconnect()
         c.loop_stop()
         stored = self.db.execute("SELECT count(*) FROM readings").fetchone()[0]
         self.db.close()
-        return dt, stored
+        return dt, stored, cpu
 
 
 def collector_drain(port: int, client_id: str, data_dir: Path, expect_messages: int,
-                    store: dict | None = None) -> tuple[float, int, int, int]:
-    """(seconds, readings stored, this process's peak RSS KiB, the ingest child's peak RSS KiB)."""
+                    store: dict | None = None) -> tuple[float, int, int, int, float]:
+    """(seconds, readings stored, this process's peak RSS KiB, the ingest child's peak RSS KiB, CPU seconds of
+    both processes while draining)."""
     from collector.mqtt import MqttCollector
 
     settings = load_settings(data_dir=data_dir, log_level="WARNING", store=store or {},
@@ -206,18 +212,26 @@ def collector_drain(port: int, client_id: str, data_dir: Path, expect_messages: 
     if col.worker is not None:  # the child process is part of starting up, not of draining
         col.worker.start()
         col.worker.start = lambda: None  # type: ignore[method-assign]
-    t = time.perf_counter()
+    child_pid = col.worker._proc.pid if col.worker is not None and col.worker._proc else None
+    t, cpu = time.perf_counter(), time.process_time() + (_child_cpu_s(child_pid) if child_pid else 0.0)
     col.start(connect_timeout=10)
     while col.processed < expect_messages:  # acknowledged, so committed
         time.sleep(0.02)  # coarse: a busy poll would compete for the GIL with the collector
         if time.perf_counter() - t > 1800:
             raise RuntimeError("collector did not drain the backlog")
     dt = time.perf_counter() - t
+    cpu = time.process_time() + (_child_cpu_s(child_pid) if child_pid else 0.0) - cpu
     child_hwm = _hwm_kib(col.worker._proc.pid) if col.worker is not None and col.worker._proc else 0
     n = services.readings.count()
     col.stop()
     services.close()
-    return dt, n, _hwm_kib(os.getpid()), child_hwm
+    return dt, n, _hwm_kib(os.getpid()), child_hwm, cpu
+
+
+def _child_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used so far."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _hwm_kib(pid: int) -> int:
@@ -230,8 +244,17 @@ def _hwm_kib(pid: int) -> int:
 
 def memory_run(port: int, client_id: str, n: int, data_dir: Path) -> None:
     """In a fresh interpreter: the collector alone drains the backlog; prints its peak RSS (parent, child)."""
-    dt, stored, parent, child = collector_drain(port, client_id, data_dir, n)
+    dt, stored, parent, child, _ = collector_drain(port, client_id, data_dir, n)
     print(json.dumps({"seconds": dt, "stored": stored, "parent_kib": parent, "child_kib": child}), flush=True)
+
+
+def _med(xs) -> float:
+    return statistics.median(list(xs))
+
+
+def _rng(xs) -> str:
+    xs = list(xs)
+    return f"{min(xs):,.0f}-{max(xs):,.0f}"
 
 
 def main() -> int:
@@ -239,6 +262,7 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=50_000, help="single-reading messages")
     ap.add_argument("--batches", type=int, default=1000, help="500-reading messages")
     ap.add_argument("--skip-batches", action="store_true")
+    ap.add_argument("--rounds", type=int, default=2, help="each consumer drains a fresh backlog this many times")
     ap.add_argument("--memory", action="store_true", help="also the peak RSS under a large backlog (slow)")
     ap.add_argument("--memory-messages", type=int, default=1_000_000)
     ap.add_argument("--influx", action="store_true", help="also the batch figure with store.backend=influx")
@@ -266,39 +290,63 @@ def main() -> int:
         try:
             t0 = int(time.time() * 1000) - 30 * 24 * 3600_000
             n = args.messages
-            print(f"Mosquitto on 127.0.0.1:{broker.port} (max_inflight_messages 1000); backlog of {n:,}"
-                  f" single-reading QoS 1 messages from {DEVICES} devices", flush=True)
-            create_session(broker.port, "bench-bare", v5=False)
-            create_session(broker.port, "bench-hand", v5=False)
-            create_session(broker.port, "bench-collector", v5=True)
-            t = time.perf_counter()
-            publish_backlog(broker.port, n, 1, t0)
-            print(f"  backlog queued for the three sessions in {time.perf_counter() - t:.1f} s", flush=True)
-            bare = n / bare_drain(broker.port, "bench-bare", n)
-            print(f"  paho default client (3.1.1, auto-ack, count only):    {bare:>9,.0f} msg/s  (1.00x)", flush=True)
-            dt, stored = HandWritten(tmp / "hand1.db", sync).drain(broker.port, "bench-hand", n)
-            assert stored == n, (stored, n)
-            print(f"  hand-written (json.loads, insert+commit/200 ms, ack before commit): {n / dt:>9,.0f} msg/s"
-                  f"  ({n / dt / bare:.2f}x)", flush=True)
-            dt, stored, _, _ = collector_drain(broker.port, "bench-collector", tmp / "c1", n)
-            assert stored == n, (stored, n)
-            print(f"  ColdTrace collector (validate, store, evaluate, ack after commit): {n / dt:>9,.0f} msg/s"
-                  f"  ({n / dt / bare:.2f}x)", flush=True)
-            print(f"  ratio collector/bare paho: {n / dt / bare:.2f}  (target >= 0.80)", flush=True)
+            print(f"Mosquitto on 127.0.0.1:{broker.port} (max_inflight_messages 1000); {args.rounds} rounds, each a"
+                  f" backlog of {n:,} single-reading QoS 1 messages from {DEVICES} devices drained by each"
+                  " consumer in turn (the order rotates)", flush=True)
+            single = {"bare": [], "hand": [], "collector": []}
+            for r in range(args.rounds):
+                for who in ("bare", "hand", "collector"):
+                    create_session(broker.port, f"bench-{who}-{r}", v5=who == "collector")
+                publish_backlog(broker.port, n, 1, t0)
+                order = ["bare", "hand", "collector"]
+                order = order[r % 3:] + order[:r % 3]
+                for who in order:
+                    if who == "bare":
+                        dt, cpu = bare_drain(broker.port, f"bench-bare-{r}", n)
+                        stored = n
+                    elif who == "hand":
+                        dt, stored, cpu = HandWritten(tmp / f"hand1-{r}.db", sync).drain(broker.port,
+                                                                                        f"bench-hand-{r}", n)
+                    else:
+                        dt, stored, _, _, cpu = collector_drain(broker.port, f"bench-collector-{r}", tmp / f"c1-{r}", n)
+                    assert stored == n, (who, stored, n)
+                    single[who].append((n / dt, cpu / n * 1e6))
+                print(f"  round {r + 1}: " + ", ".join(f"{w} {single[w][-1][0]:,.0f} msg/s" for w in single)
+                      + f"; load {os.getloadavg()[0]:.2f}", flush=True)
+            ratios = [c[0] / b[0] for c, b in zip(single["collector"], single["bare"], strict=True)]
+            labels = {"bare": "paho default client (3.1.1, auto-ack, count only)",
+                      "hand": "hand-written (json.loads, insert + commit/200 ms, ack before commit)",
+                      "collector": "ColdTrace collector (validate, store, evaluate, ack after commit)"}
+            print("single-reading messages (median [min-max] over the rounds; CPU of the consumer's processes):")
+            for who, rows in single.items():
+                print(f"  {labels[who]:<72} {_med(r[0] for r in rows):>8,.0f} msg/s [{_rng(r[0] for r in rows)}]"
+                      f"  {_med(r[1] for r in rows):5.0f} us CPU/msg", flush=True)
+            cpu_ratio = _med(r[1] for r in single["bare"]) / _med(r[1] for r in single["collector"])
+            print(f"  ratio collector/bare paho, same round: median {_med(ratios):.2f} [{min(ratios):.2f}-"
+                  f"{max(ratios):.2f}] (target >= 0.80); by CPU per message: {cpu_ratio:.2f}", flush=True)
 
             if not args.skip_batches:
                 m = args.batches
-                print(f"backlog of {m:,} messages x 500 readings", flush=True)
-                create_session(broker.port, "bench-hand-batch", v5=False)
-                create_session(broker.port, "bench-collector-batch", v5=True)
-                publish_backlog(broker.port, m, 500, t0)
-                dt, stored = HandWritten(tmp / "hand2.db", sync).drain(broker.port, "bench-hand-batch", m)
-                assert stored == m * 500, (stored, m * 500)
-                print(f"  hand-written: {m * 500 / dt:>10,.0f} readings/s stored  ({dt:.2f} s)", flush=True)
-                dt, stored, _, _ = collector_drain(broker.port, "bench-collector-batch", tmp / "c2", m)
-                assert stored == m * 500, (stored, m * 500)
-                print(f"  collector:    {m * 500 / dt:>10,.0f} readings/s stored  ({dt:.2f} s;"
-                      f" target >= 400,000)", flush=True)
+                print(f"{args.rounds} rounds, each a backlog of {m:,} messages x 500 readings", flush=True)
+                batch = {"hand": [], "collector": []}
+                for r in range(args.rounds):
+                    create_session(broker.port, f"bench-hand-batch-{r}", v5=False)
+                    create_session(broker.port, f"bench-collector-batch-{r}", v5=True)
+                    publish_backlog(broker.port, m, 500, t0)
+                    for who in (("hand", "collector") if r % 2 == 0 else ("collector", "hand")):
+                        if who == "hand":
+                            dt, stored, cpu = HandWritten(tmp / f"hand2-{r}.db", sync).drain(
+                                broker.port, f"bench-hand-batch-{r}", m)
+                        else:
+                            dt, stored, _, _, cpu = collector_drain(broker.port, f"bench-collector-batch-{r}",
+                                                                    tmp / f"c2-{r}", m)
+                        assert stored == m * 500, (who, stored, m * 500)
+                        batch[who].append((m * 500 / dt, cpu / (m * 500) * 1e6))
+                for who, rows in batch.items():
+                    print(f"  {labels[who]:<72} {_med(r[0] for r in rows):>8,.0f} readings/s stored"
+                          f" [{_rng(r[0] for r in rows)}]  {_med(r[1] for r in rows):5.2f} us CPU/reading",
+                          flush=True)
+                print("  target for the collector: >= 400,000 readings/s", flush=True)
 
             if args.influx:
                 influx_batches(broker.port, tmp, args.batches, t0)
@@ -334,7 +382,7 @@ def influx_batches(port: int, tmp: Path, m: int, t0: int) -> None:
     try:
         create_session(port, "bench-collector-influx", v5=True)
         publish_backlog(port, m, 500, t0)
-        dt, stored, _, _ = collector_drain(port, "bench-collector-influx", tmp / "c3", m,
+        dt, stored, _, _, _ = collector_drain(port, "bench-collector-influx", tmp / "c3", m,
                                            store={"backend": "influx", "influx": {"url": influx.url}})
         print(f"  collector, InfluxDB store: {m * 500 / dt:>10,.0f} readings/s stored ({dt:.2f} s;"
               f" {stored:,} counted)", flush=True)

@@ -12,10 +12,10 @@ import logging
 import sqlite3
 import threading
 from collections import Counter
-from itertools import chain
-from operator import itemgetter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 
 from . import webhooks
 from .clock import Clock, to_iso

@@ -64,7 +64,9 @@ def background(port: int, rate: int, stop: threading.Event, sent: list[int], per
     """``rate`` readings/s in messages of PER_MESSAGE readings, round-robin over the background loggers."""
     c = publisher(port, "bench-background")
     msgs_per_s = rate / per_message
-    next_ts = {d: int(time.time() * 1000) - 3_600_000 for d in range(BACKGROUND_DEVICES)}
+    # one reading a second per logger, starting far enough back that ten minutes at this rate stay in the past
+    back_ms = max(3_600_000, rate * 1000 * 600 // BACKGROUND_DEVICES)
+    next_ts = {d: int(time.time() * 1000) - back_ms for d in range(BACKGROUND_DEVICES)}
     i, t0 = 0, time.monotonic()
     while not stop.is_set():
         d = i % BACKGROUND_DEVICES

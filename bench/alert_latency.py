@@ -7,8 +7,14 @@ rate (default 2,000 readings/s: 200 messages/s of 10 readings). Each alarm is on
 2-8 °C logger (limit high-crit, delay 0: critical alarm at once); the subscription takes critical
 excursion.alarm events only, so each measured webhook is the alarm of one published reading.
 
-    .venv/bin/python bench/alert_latency.py [--alarms 250] [--rate 2000] [--alarm-interval 0.1]
-                                            [--dead-subscribers 0]
+    .venv/bin/python bench/alert_latency.py [--alarms 250] [--rate 2000] [--per-message 10]
+                                            [--alarm-interval 0.1] [--dead-subscribers 0]
+
+Under load (issue 18): ``--rate 150000 --per-message 500`` keeps the collector near its full batch speed
+(300 messages/s of 500 readings) while the alarms are measured. The offered and stored rates are printed,
+so a run where the collector fell behind (its broker queue, and so every alarm's wait, growing) shows. A
+backlog queued AHEAD of an alarm in the same session is delivered first (MQTT keeps a session's order):
+its drain time adds to that alarm's latency whatever the collector does.
 
 ``--dead-subscribers N`` adds N more subscriptions (every event) to receivers that never answer, with the
 default 10 s timeout: their lanes stay full the whole run, and the measured subscriber must not notice.
@@ -53,23 +59,26 @@ def publisher(port: int, client_id: str) -> mqtt.Client:
     return c
 
 
-def background(port: int, rate: int, stop: threading.Event, sent: list[int]) -> None:
+def background(port: int, rate: int, stop: threading.Event, sent: list[int], per_message: int = PER_MESSAGE
+               ) -> None:
     """``rate`` readings/s in messages of PER_MESSAGE readings, round-robin over the background loggers."""
     c = publisher(port, "bench-background")
-    msgs_per_s = rate / PER_MESSAGE
-    next_ts = {d: int(time.time() * 1000) - 3_600_000 for d in range(BACKGROUND_DEVICES)}
+    msgs_per_s = rate / per_message
+    # one reading a second per logger, starting far enough back that ten minutes at this rate stay in the past
+    back_ms = max(3_600_000, rate * 1000 * 600 // BACKGROUND_DEVICES)
+    next_ts = {d: int(time.time() * 1000) - back_ms for d in range(BACKGROUND_DEVICES)}
     i, t0 = 0, time.monotonic()
     while not stop.is_set():
         d = i % BACKGROUND_DEVICES
         rs = []
-        for _ in range(PER_MESSAGE):
+        for _ in range(per_message):
             next_ts[d] += 1000
             rs.append({"ts": next_ts[d], "temp_c": 5.0 + (i % 7) / 10})
         dev = f"BG-{d:04d}"
         c.publish(f"coldtrace/v1/devices/{dev}/readings",
                   json.dumps({"v": 1, "device_id": dev, "readings": rs}), qos=1)
         i += 1
-        sent[0] += PER_MESSAGE
+        sent[0] += per_message
         delay = t0 + i / msgs_per_s - time.monotonic()
         if delay > 0:
             time.sleep(delay)
@@ -86,6 +95,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--alarms", type=int, default=250)
     ap.add_argument("--rate", type=int, default=2000, help="background readings per second")
+    ap.add_argument("--per-message", type=int, default=PER_MESSAGE, help="readings per background message")
     ap.add_argument("--alarm-interval", type=float, default=0.1, help="seconds between alarms")
     ap.add_argument("--dead-subscribers", type=int, default=0, help="subscriptions whose receiver never answers")
     args = ap.parse_args()
@@ -125,7 +135,8 @@ def main() -> int:
         collector.start(connect_timeout=10)
         stop = threading.Event()
         sent = [0]
-        bg = threading.Thread(target=background, args=(broker.port, args.rate, stop, sent), daemon=True)
+        bg = threading.Thread(target=background, args=(broker.port, args.rate, stop, sent, args.per_message),
+                              daemon=True)
         alarm_pub = publisher(broker.port, "bench-alarms")
         try:
             # every alarm logger first reports a normal reading, so the alarm reading opens a new episode

@@ -22,6 +22,7 @@ Decisions (also in docs/RULES.md):
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -241,13 +242,16 @@ def _rate_buffer(h: DeviceHealth) -> list[list]:
     return [[h.last_ts, h.last_temp_c]] if h.last_ts is not None and h.last_temp_c is not None else []
 
 
+def _ts(entry: list) -> int:
+    return entry[0]
+
+
 def _jump(h: DeviceHealth, t: int, v: float, config: HealthConfig) -> list[Alert]:
     """Rate of change over at least one window: ``t`` against the newest reading at or before t - window."""
     buf = h.recent if h.recent else _rate_buffer(h)  # updated in place: this runs for every reading
-    cutoff = t - config.rate_window_ms
-    i = len(buf) - 1
-    while i >= 0 and buf[i][0] > cutoff:
-        i -= 1
+    # the newest reading at or before the cutoff: binary search (the buffer is in time order, since only
+    # readings newer than the last one reach here), not a scan of the whole window for every reading
+    i = bisect_right(buf, t - config.rate_window_ms, key=_ts) - 1
     ref = buf[i] if i >= 0 else None
     buf.append([t, v])
     if i > 0:

@@ -12,6 +12,7 @@ import json
 import math
 import re
 from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -136,6 +137,7 @@ def _reading(device_id: str, ts_raw: Any, temp: Any, now_ms: int, index: int,
 
 
 _NUMBER_TYPES = frozenset({int, float})
+_GET_TS, _GET_TEMP = itemgetter("ts"), itemgetter("temp_c")
 
 
 def _fast_readings(device_id: str, items: list[Any], now_ms: int, seq: int | None) -> tuple[Reading, ...] | None:
@@ -153,8 +155,8 @@ def _fast_readings(device_id: str, items: list[Any], now_ms: int, seq: int | Non
                 return (Reading(device_id, t, float(v), seq),)
         return None
     try:
-        ts = [d["ts"] for d in items]
-        temps = [d["temp_c"] for d in items]
+        ts = list(map(_GET_TS, items))  # C getters: no Python frame per reading
+        temps = list(map(_GET_TEMP, items))
     except (TypeError, KeyError):
         return None
     if set(map(type, ts)) != {int} or not set(map(type, temps)) <= _NUMBER_TYPES:

@@ -14,6 +14,8 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 
 from . import webhooks
 from .clock import Clock, to_iso
@@ -28,6 +30,7 @@ from .ports import Conflict, ReadingStore
 from .store.db import Database
 
 log = logging.getLogger(__name__)
+_TS, _TEMP = itemgetter(1), itemgetter(2)  # Reading.ts, Reading.temp_c: C getters, no frame per reading
 
 RAW_CAP = 64 * 1024
 
@@ -292,7 +295,7 @@ class Pipeline:
                 for q in quarantine:
                     self.counters[f"quarantined.{q[4]}"] += 1
                     log.warning("quarantined from %s (%s): %s: %s", q[1], q[3], q[4], q[5])
-            all_readings = [r for b in batches for r in b.readings]
+            all_readings = list(chain.from_iterable(b.readings for b in batches))
             conflict_alerts: list[Alert] = []
             if all_readings:
                 wr = self.readings.write(all_readings)
@@ -381,7 +384,8 @@ class Pipeline:
             _, last_ts, last_seq, profile_id, evaluated_ts, role, kind, judged_from = state[dev]
             if on_bench(role, kind, sroles.get(dev)):
                 bench.add(dev)
-            readings = [r for b in dev_batches for r in b.readings]
+            readings = list(dev_batches[0].readings) if len(dev_batches) == 1 else list(
+                chain.from_iterable(b.readings for b in dev_batches))
             alerts.extend(seq_gap_alerts(dev, dev_batches, last_seq, last_ts, now))  # device.data_gap
             gaps = 0
             for b in dev_batches:
@@ -390,8 +394,8 @@ class Pipeline:
                         gaps += b.seq - last_seq - 1
                     last_seq = b.seq if last_seq is None else max(last_seq, b.seq)
             battery = next((b.battery_pct for b in reversed(dev_batches) if b.battery_pct is not None), None)
-            health_items.append((dev, [r.ts for r in readings], [r.temp_c for r in readings], battery))
-            newest = max(readings, key=lambda r: r.ts) if readings else None
+            health_items.append((dev, list(map(_TS, readings)), list(map(_TEMP, readings)), battery))
+            newest = max(readings, key=_TS) if readings else None
             new_ts = new_temp = None
             if newest is not None and (last_ts is None or newest.ts >= last_ts):
                 new_ts, new_temp = newest.ts, newest.temp_c

@@ -136,6 +136,10 @@ class WorkerIngest:
             self._unanswered.append(_Entry(batch, payload))
             self._send(payload)
 
+    def idle(self) -> bool:
+        """No batch in the pipe or in the child: the caller should hand on what it has, however little."""
+        return not self._unanswered
+
     def _send(self, payload: list[Item]) -> None:
         try:
             self._conn.send(payload)  # type: ignore[union-attr]

@@ -109,15 +109,21 @@ def publish_backlog(port: int, n_msgs: int, per_msg: int, t0_ms: int) -> None:
     c.loop_stop()
 
 
-def bare_drain(port: int, client_id: str, n: int) -> float:
-    """The ceiling: the default client, counting only."""
+def default_drain(port: int, client_id: str, n: int, handle=None, last=None, what: str = "bare subscriber"
+                  ) -> tuple[float, float]:
+    """Drain n messages with paho's default client: ``handle`` each (None: count only), ``last`` after the
+    n-th. Returns (wall seconds, CPU seconds of this process)."""
     got = 0
     done = threading.Event()
 
     def on_message(client, userdata, msg) -> None:
         nonlocal got
+        if handle is not None:
+            handle(client, userdata, msg)
         got += 1
         if got >= n:
+            if last is not None:
+                last()
             done.set()
 
     c = default_client(client_id)
@@ -126,11 +132,16 @@ def bare_drain(port: int, client_id: str, n: int) -> float:
     c.connect("127.0.0.1", port)
     c.loop_start()
     if not done.wait(900):
-        raise RuntimeError(f"bare subscriber got only {got}/{n}")
+        raise RuntimeError(f"{what} got only {got}/{n}")
     dt, cpu = time.perf_counter() - t, time.process_time() - cpu
     c.disconnect()
     c.loop_stop()
     return dt, cpu
+
+
+def bare_drain(port: int, client_id: str, n: int) -> tuple[float, float]:
+    """The ceiling: the default client, counting only."""
+    return default_drain(port, client_id, n)
 
 
 class HandWritten:
@@ -170,28 +181,8 @@ class HandWritten:
         self.db.execute("COMMIT")
         self.last_commit = time.monotonic()
 
-    def drain(self, port: int, client_id: str, n: int) -> tuple[float, int]:
-        got = 0
-        done = threading.Event()
-
-        def on_message(client, userdata, msg) -> None:
-            nonlocal got
-            self.on_message(client, userdata, msg)
-            got += 1
-            if got >= n:
-                self.commit()
-                done.set()
-
-        c = default_client(client_id)
-        c.on_message = on_message
-        t, cpu = time.perf_counter(), time.process_time()
-        c.connect("127.0.0.1", port)
-        c.loop_start()
-        if not done.wait(900):
-            raise RuntimeError(f"hand-written consumer got only {got}/{n}")
-        dt, cpu = time.perf_counter() - t, time.process_time() - cpu
-        c.disconnect()
-        c.loop_stop()
+    def drain(self, port: int, client_id: str, n: int) -> tuple[float, int, float]:
+        dt, cpu = default_drain(port, client_id, n, self.on_message, self.commit, "hand-written consumer")
         stored = self.db.execute("SELECT count(*) FROM readings").fetchone()[0]
         self.db.close()
         return dt, stored, cpu

@@ -22,11 +22,12 @@ import secrets
 from typing import Any
 
 from .audit import record_audit
-from .auth import ROLE_RANK, Principal, verify_password
+from .auth import Principal
 from .calibration_records import certificate_data, certificate_ref, session_results, session_row
 from .certificate import CertificateData
 from .errors import Conflict, Forbidden, NotFound
 from .model import stable_id
+from .signature import authenticate_signer
 from .store.db import Database
 
 log = logging.getLogger(__name__)
@@ -47,20 +48,10 @@ def _digest(obj: Any) -> str:
 
 def _signer(db: Database, principal: Principal, password: str, now_ms: int, *, entity_id: str,
             what: str) -> dict[str, Any]:
-    if principal.user_id is None or principal.role == "device":
-        raise Forbidden("only a person can sign: use your own session or personal token")
-    if ROLE_RANK.get(principal.role, 0) < ROLE_RANK["qa"]:
-        raise Forbidden("signing a calibration needs the qa role")
-    user = db.query_one("SELECT id, username, full_name, active FROM users WHERE id = ?", (principal.user_id,))
-    if user is None or not user["active"]:
-        raise Forbidden("the signer's account is not active")
-    if not verify_password(db, principal.user_id, password, now_ms=now_ms):
-        with db.write() as c:
-            record_audit(c, actor=principal.name, action="calibration.signature_failed",
-                         entity="calibration_session", entity_id=entity_id, new={"signature": what},
-                         reason="wrong password", ts=now_ms)
-        raise CalibrationSignatureError("signature failed: the password is not correct")
-    return dict(user)
+    return dict(authenticate_signer(db, principal, password, now_ms, signing="a calibration",
+                                    failed_action="calibration.signature_failed", entity="calibration_session",
+                                    entity_id=entity_id, attempt={"signature": what},
+                                    error=CalibrationSignatureError))
 
 
 def results_hash(db: Database, session_id: str) -> str:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -129,7 +130,7 @@ class Uplink:
     decoded: dict[str, Any] | None
 
 
-class LorawanSource:
+class LorawanSource(ABC):
     """One network server's topic family: ``filters``, ``matches(topic)``, ``decode(topic, payload, now)``."""
 
     name = "lorawan"
@@ -146,8 +147,9 @@ class LorawanSource:
         m = self.topic_re.match(topic)
         return m.group(2)[:64] if m else None
 
-    def uplink(self, doc: dict[str, Any], topic_device: str) -> Uplink | ParseResult:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def uplink(self, doc: dict[str, Any], topic_device: str) -> Uplink | ParseResult:
+        """The network server's uplink JSON -> the fields ColdTrace needs, or a rejection."""
 
     def decode(self, topic: str, payload: bytes, now_ms: int) -> ParseResult:
         if len(payload) > MAX_BYTES:

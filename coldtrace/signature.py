@@ -34,6 +34,27 @@ class SignatureError(Forbidden):
 
     code = "signature_failed"
 
+def authenticate_signer(db: Database, principal: Principal, password: str, now_ms: int, *, signing: str,
+                        failed_action: str, entity: str, entity_id: str, attempt: dict[str, Any],
+                        error: type[Forbidden] = SignatureError) -> Any:
+    """An electronic signature's identity check (21 CFR 11.200(a)(1)): a person (not a service or device
+    token) with the qa role or above, active, re-entering their password. A wrong password is recorded as
+    ``failed_action`` in the audit trail and counts toward the account lockout. Returns the user row."""
+    if principal.user_id is None or principal.role == "device":
+        raise Forbidden("only a person can sign: use your own session or personal token")
+    if ROLE_RANK.get(principal.role, 0) < ROLE_RANK["qa"]:
+        raise Forbidden(f"signing {signing} needs the qa role")
+    user = db.query_one("SELECT id, username, full_name, active FROM users WHERE id = ?", (principal.user_id,))
+    if user is None or not user["active"]:
+        raise Forbidden("the signer's account is not active")
+    if not verify_password(db, principal.user_id, password, now_ms=now_ms):
+        with db.write() as c:
+            record_audit(c, actor=principal.name, action=failed_action, entity=entity, entity_id=entity_id,
+                         new=attempt, reason="wrong password", ts=now_ms)
+        raise error("signature failed: the password is not correct")
+    return user
+
+
 
 def _manifest(d: dict[str, Any]) -> str:
     keys = ("id", "shipment_id", "meaning", "reason", "signer_user_id", "signer_username", "printed_name",
@@ -57,20 +78,9 @@ def sign_decision(db: Database, readings: ReadingStore, shipment_id: str, *, pri
         raise ValueError(f"meaning must be one of {', '.join(MEANINGS)}")
     if not reason or not reason.strip():
         raise ValueError("a decision needs a reason")
-    if principal.user_id is None or principal.role == "device":
-        raise Forbidden("only a person can sign: use your own session or personal token")
-    if ROLE_RANK.get(principal.role, 0) < ROLE_RANK["qa"]:
-        raise Forbidden("signing a release decision needs the qa role")
-    user = db.query_one("SELECT id, username, full_name, active FROM users WHERE id = ?", (principal.user_id,))
-    if user is None or not user["active"]:
-        raise Forbidden("the signer's account is not active")
-    # re-entering the password is the signature (11.200(a)(1)); failures count toward lockout
-    if not verify_password(db, principal.user_id, password, now_ms=now_ms):
-        with db.write() as c:
-            record_audit(c, actor=principal.name, action="decision.signature_failed", entity="shipment",
-                         entity_id=shipment_id, new={"meaning": meaning}, reason="wrong password",
-                         ts=now_ms)
-        raise SignatureError("signature failed: the password is not correct")
+    user = authenticate_signer(db, principal, password, now_ms, signing="a release decision",
+                               failed_action="decision.signature_failed", entity="shipment",
+                               entity_id=shipment_id, attempt={"meaning": meaning})
     with db.write() as c:
         sh = store.get_shipment(c, shipment_id)
         prior = store.decisions(c, shipment_id)

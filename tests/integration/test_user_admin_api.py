@@ -6,6 +6,7 @@ person's existing sessions and tokens follow at once."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 from fastapi.testclient import TestClient
@@ -194,3 +195,31 @@ def test_an_admin_sets_a_password_which_ends_the_persons_sessions(world):
     assert [(a["actor"], a["entity_id"], a["new"]) for a in rows] == [
         (ROOT[0], _user(stack, QA[0])["id"], {"password": "changed"})]
     assert "reset-by-admin" not in json.dumps(rows)
+
+
+def test_two_admins_disabling_each_other_at_once_leave_one_admin(world):
+    """Two requests at once: each admin disables the other. The last-admin check and the change are one write
+    transaction, so exactly one succeeds and an active admin remains (no lost update)."""
+    stack, _ = world
+    db = stack.services.db
+    second = ("root2", "Ravi Iyer", "root2-password-2026")
+    auth.create_user(db, second[0], second[1], second[2], "admin", actor="tests")
+    tokens = {u[0]: auth.create_token(db, user=u[0], name="race") for u in (ROOT, second)}
+    barrier = threading.Barrier(2)
+    answers: dict[str, int] = {}
+
+    def disable(actor: str, target: str) -> None:
+        with TestClient(stack.client.app) as c:
+            barrier.wait()
+            answers[actor] = c.patch(f"{API}/users/{target}", headers=_bearer(tokens[actor]),
+                                     json={"active": False}).status_code
+
+    threads = [threading.Thread(target=disable, args=(ROOT[0], second[0])),
+               threading.Thread(target=disable, args=(second[0], ROOT[0]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(answers.values()) in ([200, 401], [200, 403], [200, 409]), answers
+    admins = db.query("SELECT username FROM users WHERE role = 'admin' AND active = 1")
+    assert len(admins) == 1

@@ -9,9 +9,10 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
-from .errors import ColdTraceError, ConfigError
+from .errors import ColdTraceError, ConfigError, TransportError
 from .settings import Settings, is_loopback_host, load_settings
 
 log = logging.getLogger("coldtrace")
@@ -172,6 +173,15 @@ def _start_api(services, settings: Settings):
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     thread = threading.Thread(target=server.run, name="api", daemon=True)
     thread.start()
+    # uvicorn ends its thread (SystemExit) when it cannot bind: say so and stop, rather than run on without
+    # an API (a process that looks alive but serves nothing)
+    deadline = time.monotonic() + 60
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not server.started:
+        server.should_exit = True
+        raise TransportError(f"the API cannot listen on {settings.api.host}:{settings.api.port} (port taken"
+                             " or address not available); pass --api-port or set COLDTRACE_API__PORT")
     return server, thread
 
 

@@ -56,23 +56,37 @@ def processes(tmp_path, mosquitto):
     r = subprocess.run([*CLI, "token", "create", "--data-dir", str(data), "--role", "admin", "--name", "test"],
                        capture_output=True, text=True, timeout=30, env=env, check=True)
     token = re.search(r"(ct_[A-Za-z0-9_-]+)", r.stdout).group(1)
-    port = free_port()
     logs = [open(tmp_path / n, "wb") for n in ("collector.log", "api.log")]  # noqa: SIM115 - closed below
     procs = [subprocess.Popen([*CLI, "collector", "--mqtt-url", mosquitto.url, "--data-dir", str(data)],
-                              stdout=logs[0], stderr=subprocess.STDOUT, env=env),
-             subprocess.Popen([*CLI, "api", "--data-dir", str(data), "--api-port", str(port)],
-                              stdout=logs[1], stderr=subprocess.STDOUT, env=env)]
+                              stdout=logs[0], stderr=subprocess.STDOUT, env=env)]
     try:
         wait_for(lambda: b"connected to MQTT broker" in (tmp_path / "collector.log").read_bytes(), 30,
                  "collector connected")
+        # The API starts after the collector has made its connections, and on a port chosen then; should
+        # another socket still take the port between free_port() and the bind, the API is started again on
+        # another one (the log says why; anything else fails the test with the API's log).
+        for _attempt in range(3):
+            port = free_port()
+            api = subprocess.Popen([*CLI, "api", "--data-dir", str(data), "--api-port", str(port)],
+                                   stdout=logs[1], stderr=subprocess.STDOUT, env=env)
+            procs.append(api)
 
-        def api_up() -> bool:
-            try:
-                return _call("GET", f"http://127.0.0.1:{port}/api/v1/health", token) is not None
-            except OSError:
-                return False
+            def api_up(port=port) -> bool:
+                try:
+                    return _call("GET", f"http://127.0.0.1:{port}/api/v1/health", token) is not None
+                except OSError:
+                    return False
 
-        wait_for(api_up, 30, "API serving")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and api.poll() is None and not api_up():
+                time.sleep(0.1)
+            if api.poll() is None and api_up():
+                break
+            log_text = (tmp_path / "api.log").read_text(errors="replace")
+            if api.poll() is None or "address already in use" not in log_text.lower():
+                raise AssertionError(f"the API did not serve on port {port}; its log:\n{log_text}")
+        else:
+            raise AssertionError("the API found no free port in three attempts")
         yield data / "coldtrace.db", f"http://127.0.0.1:{port}/api/v1", token
     finally:
         for p in procs:

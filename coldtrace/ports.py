@@ -8,8 +8,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .clock import Clock
-from .model import Reading
+from coldtrace.core.clock import Clock
+from coldtrace.core.model import Reading
 
 __all__ = ["Clock", "ReadingStore", "WriteResult", "Bucket", "Conflict"]
 

@@ -9,7 +9,7 @@ from typing import Any, Protocol, TypedDict
 import numpy as np
 
 from coldtrace.core.clock import Clock
-from coldtrace.core.model import Reading
+from coldtrace.core.model import Alert, Reading
 
 __all__ = ["Clock", "ReadingStore", "WriteResult", "Bucket", "Conflict"]
 
@@ -210,6 +210,7 @@ class AlertStore(Protocol):
     a transaction; writes take the transaction's connection. The outbox rows the lifecycle writes go through
     store/webhooks.py (``insert_event``), the outbox's one writer."""
 
+    def insert_alert(self, c: TxConnection, alert: Alert, created_at: int) -> bool: ...
     def get_alert(self, db: Any, alert_id: str) -> AlertRow | None: ...
     def get_handling(self, db: Any, alert_id: str) -> AlertHandlingRow | None: ...
     def list_alerts(self, db: Any, query: AlertQuery, now: int, limit: int, offset: int = 0

@@ -18,6 +18,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
+from coldtrace.core.model import Alert
 from coldtrace.ports import (
     AlarmRow,
     AlertEventRow,
@@ -32,11 +33,11 @@ from coldtrace.ports import (
 )
 
 __all__ = [
-    "ALERT_SEVERITIES", "AlertQuery", "acknowledged_and_cleared", "active_username", "alarms_raised",
-    "clear_shelving", "device_profile_bodies", "due_escalations", "ensure_lifecycle", "episode_stages", "events",
-    "expired_shelvings", "get_alert", "get_handling", "get_lifecycle", "inbox_sql", "insert_event", "list_alerts",
-    "mark_acknowledged", "mark_resolved", "mark_shelved", "open_episode_alerts", "record_escalation",
-    "self_resolvable", "set_assignee", "standing_alarms",
+    "ALERT_SEVERITIES", "AlertQuery", "acknowledged_and_cleared", "active_username", "alarm_detail",
+    "alarms_raised", "clear_shelving", "device_profile_bodies", "due_escalations", "ensure_lifecycle",
+    "episode_stages", "events", "expired_shelvings", "get_alert", "get_handling", "get_lifecycle", "inbox_sql",
+    "insert_alert", "insert_event", "list_alerts", "mark_acknowledged", "mark_resolved", "mark_shelved",
+    "open_episode_alerts", "record_escalation", "self_resolvable", "set_assignee", "standing_alarms",
 ]
 
 ALERT_SEVERITIES = ("critical", "alarm", "warning", "info")  # most severe first
@@ -63,6 +64,17 @@ def _marks(n: int) -> str:
 
 
 # ---------------------------------------------------------------- alerts and their handling
+
+
+def insert_alert(c: TxConnection, alert: Alert, created_at: int) -> bool:
+    """Store a raised alert, idempotent by its (derived) id: True if it is new, False if it was there already
+    (the stored one is kept). The triggers of migration 1151 set its condition in the same statement."""
+    rows = c.execute(
+        "INSERT INTO alerts (id, type, severity, device_id, shipment_id, excursion_id, ts, created_at, data)"
+        " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING RETURNING id",
+        (alert.id, alert.type, alert.severity, alert.device_id, alert.shipment_id, alert.excursion_id, alert.ts,
+         created_at, json.dumps(alert.data))).fetchall()
+    return bool(rows)
 
 
 def get_alert(db: Any, alert_id: str) -> AlertRow | None:
@@ -95,9 +107,9 @@ def ensure_lifecycle(c: TxConnection, alert_id: str) -> None:
 def insert_event(c: TxConnection, alert_id: str, at: int, actor: str, action: str, comment: str | None,
                  data: str | None) -> int:
     """Append one change to ``alert_events``; returns its id (the history's order)."""
-    r = c.execute("INSERT INTO alert_events (alert_id, at, actor, action, comment, data) VALUES (?,?,?,?,?,?)"
-                  " RETURNING id", (alert_id, at, actor, action, comment, data)).fetchone()
-    return int(r[0])
+    rows = c.execute("INSERT INTO alert_events (alert_id, at, actor, action, comment, data) VALUES (?,?,?,?,?,?)"
+                     " RETURNING id", (alert_id, at, actor, action, comment, data)).fetchall()
+    return int(rows[0][0])
 
 
 def events(db: Any, alert_id: str) -> list[AlertEventRow]:

@@ -48,6 +48,30 @@ def influxd(tmp_path):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL server for the session (tests use their own database: see ``postgres_url``)."""
+    from tests.support.postgres import PostgresServer
+
+    server = PostgresServer()
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """``postgresql://coldtrace:<password>@127.0.0.1:<port>/<db>`` of a fresh, empty database for one test,
+    dropped afterwards (connections still open are ended)."""
+    name, url = postgres_server.create_database()
+    yield url
+    postgres_server.drop_database(name)
+
+
 @pytest.fixture
 def pipeline_env(tmp_path):
     """(ManualClock, Database, Pipeline) on a SQLite file in tmp_path, in-process."""

@@ -13,9 +13,14 @@ if TYPE_CHECKING:
 
 
 def open_reading_store(settings: Settings, db: Database) -> ReadingStore:
-    """SQLite in the metadata database (the embedded default), or InfluxDB when store.backend=influx."""
+    """The readings table of the metadata database (SQLite, the embedded default, or PostgreSQL when
+    store.url is a postgresql:// URL), or InfluxDB when store.backend=influx."""
     backend = settings.store.backend
     if backend == "sqlite":
+        if getattr(db, "dialect", "sqlite") == "postgresql":
+            from .postgres_readings import PostgresReadingStore
+
+            return PostgresReadingStore(db)
         from .sqlite import SqliteReadingStore
 
         return SqliteReadingStore(db)

@@ -10,6 +10,16 @@ if TYPE_CHECKING:
     from ..ports import ReadingStore
     from ..settings import Settings
     from .db import Database
+    from .postgres import PostgresDatabase
+
+
+def open_store_database(settings: Settings, application_name: str = "coldtrace") -> Database | PostgresDatabase:
+    """The metadata database that settings name: store.url (postgresql:// or sqlite:///), else the SQLite
+    file in the data directory."""
+    from .db import open_database
+
+    return open_database(settings.store_url, synchronous=settings.store.sqlite_synchronous,
+                         pool_size=settings.store.pool_size, application_name=application_name)
 
 
 def open_reading_store(settings: Settings, db: Database) -> ReadingStore:

@@ -7,6 +7,7 @@ recorded in ``schema_migrations``. A feature adds a file; it never edits an appl
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import sys
 import threading
@@ -16,6 +17,7 @@ from importlib import resources
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ..errors import StoreError
 
@@ -145,6 +147,21 @@ def open_database(url_or_path: str | Path, *, synchronous: str = "FULL", pool_si
     if scheme:
         raise StoreError(f"unknown database URL scheme {scheme!r} (postgresql://... or sqlite:///...)")
     return Database(text, synchronous=synchronous)
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ``***`` (for logs and error messages)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable database url>"
+    if "password=" in parts.query:  # libpq also takes ?password=...
+        parts = parts._replace(query=re.sub(r"(^|&)password=[^&]*", r"\1password=***", parts.query))
+    if parts.password is None:
+        return parts.geturl()
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
 
 
 def is_integrity_error(exc: BaseException | None) -> bool:

@@ -32,6 +32,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import StoreError
+from .db import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +43,6 @@ MAX_VARIABLES = 65_535  # parameters of one statement (the protocol's 16-bit cou
 
 
 # ---- URLs ---------------------------------------------------------------------------------------------------
-
-def redact_url(url: str) -> str:
-    """The URL with its password replaced by ``***`` (for logs and error messages)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable database url>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
-
 
 def _redact_text(text: str, url: str) -> str:
     """``text`` (an error message from libpq) with the URL's password removed wherever it appears."""

@@ -209,7 +209,7 @@ def _load(c: sqlite3.Connection, alert_id: str) -> sqlite3.Row:
     r = c.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
     if r is None:
         raise NotFound(f"no alert {alert_id!r}")
-    c.execute("INSERT OR IGNORE INTO alert_lifecycle (alert_id) VALUES (?)", (alert_id,))
+    c.execute("INSERT INTO alert_lifecycle (alert_id) VALUES (?) ON CONFLICT DO NOTHING", (alert_id,))
     return r
 
 

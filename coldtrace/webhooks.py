@@ -108,8 +108,8 @@ def outbox_row(alert: Alert, created_at: int | None = None) -> tuple[str, str, s
             alert.ts if created_at is None else int(created_at))
 
 
-OUTBOX_INSERT_SQL = ("INSERT OR IGNORE INTO outbox (event_id, type, alert_id, payload, created_at)"
-                     " VALUES (?, ?, ?, ?, ?)")
+OUTBOX_INSERT_SQL = ("INSERT INTO outbox (event_id, type, alert_id, payload, created_at)"
+                     " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
 
 
 # ---------------------------------------------------------------- secrets and signatures

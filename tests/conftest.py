@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.support.services import Influxd, Mosquitto
@@ -85,3 +87,37 @@ def pipeline_env(tmp_path):
     pipeline = Pipeline(db, SqliteReadingStore(db), clock)
     yield clock, db, pipeline
     db.close()
+
+
+# COLDTRACE_TEST_STORE=postgresql runs the suite's own databases on PostgreSQL: every ``Database(path)`` a test
+# opens (directly or through a fixture) and every store the settings open (COLDTRACE_STORE__URL, inherited by
+# the CLI processes tests start) is one fresh PostgreSQL database per test. A portability check of the SQL
+# (docs/CONVENTIONS.md); tests that read the SQLite file itself (sqlite3.connect, PRAGMA) cannot pass there.
+TEST_STORE = os.environ.get("COLDTRACE_TEST_STORE", "sqlite").strip().lower()
+if TEST_STORE not in ("sqlite", "postgresql"):
+    raise pytest.UsageError(f"COLDTRACE_TEST_STORE must be sqlite or postgresql, not {TEST_STORE!r}")
+
+
+@pytest.fixture(autouse=True)
+def _test_store_dialect(request, monkeypatch):
+    if TEST_STORE != "postgresql":
+        yield
+        return
+    from coldtrace.store.db import Database
+    from coldtrace.store.postgres import PostgresDatabase
+
+    server = request.getfixturevalue("postgres_server")
+    name, url = server.create_database()
+    monkeypatch.setenv("COLDTRACE_STORE__URL", url)
+
+    def new(cls, *args, **kwargs):
+        if cls is Database:  # Database(path, ...): the test's PostgreSQL database instead of the file
+            return PostgresDatabase(url)
+        return object.__new__(cls)
+
+    Database.__new__ = new
+    try:
+        yield
+    finally:
+        del Database.__new__
+        server.drop_database(name)

@@ -19,7 +19,8 @@ def open_store_database(settings: Settings, application_name: str = "coldtrace")
     from .db import open_database
 
     return open_database(settings.store_url, synchronous=settings.store.sqlite_synchronous,
-                         pool_size=settings.store.pool_size, application_name=application_name)
+                         pool_size=settings.store.pool_size, application_name=application_name,
+                         local_dir=settings.data_dir)
 
 
 def open_reading_store(settings: Settings, db: Database) -> ReadingStore:

@@ -130,15 +130,17 @@ class Database:
 
 
 def open_database(url_or_path: str | Path, *, synchronous: str = "FULL", pool_size: int = 10,
-                  application_name: str = "coldtrace") -> Database | PostgresDatabase:
+                  application_name: str = "coldtrace", local_dir: str | Path | None = None
+                  ) -> Database | PostgresDatabase:
     """The one place a database is chosen: ``postgresql://user:pass@host:port/db`` (or ``postgres://``)
-    opens PostgreSQL, ``sqlite:///path`` or a plain path a SQLite file."""
+    opens PostgreSQL, ``sqlite:///path`` or a plain path a SQLite file. ``local_dir``: PostgreSQL only, the
+    process's data directory (``PostgresDatabase``)."""
     text = str(url_or_path)
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if scheme in ("postgresql", "postgres"):
         from .postgres import PostgresDatabase
 
-        return PostgresDatabase(text, max_size=pool_size, application_name=application_name)
+        return PostgresDatabase(text, max_size=pool_size, application_name=application_name, local_dir=local_dir)
     if scheme == "sqlite":
         path = text[len("sqlite://"):]  # sqlite:///relative.db, sqlite:////absolute/path.db
         if not path.startswith("/") or len(path) < 2:

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -200,8 +201,9 @@ class Connection:
     dialect = "postgresql"
     max_variables = MAX_VARIABLES
 
-    def __init__(self, raw: psycopg.Connection) -> None:
+    def __init__(self, raw: psycopg.Connection, local_dir: str | None = None) -> None:
         self.raw = raw
+        self.local_dir = local_dir
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = ()) -> Cursor:
         query, args = _prepare(sql, params)
@@ -233,6 +235,7 @@ class _Autocommit:
 
     def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
+        self.local_dir = db.local_dir
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = ()) -> Cursor:
         with self._db._borrow() as raw:
@@ -260,8 +263,12 @@ class PostgresDatabase:
     max_variables = MAX_VARIABLES
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10, timeout_s: float = 30.0,
-                 application_name: str = "coldtrace") -> None:
+                 application_name: str = "coldtrace", local_dir: str | Path | None = None) -> None:
+        """``local_dir``: this process's data directory, for the files SQLite keeps next to its database (the
+        audit HMAC key file, coldtrace/audit_keys.py); None: none (a per-process key unless the environment
+        gives one)."""
         self.url = url
+        self.local_dir = str(local_dir) if local_dir is not None else None
         self.path = redact_url(url)  # what logs and messages show of it (the SQLite Database's .path)
         self.timeout_s = timeout_s
         self._local = threading.local()
@@ -318,7 +325,7 @@ class PostgresDatabase:
             return
         try:
             with self._pool.connection() as raw, raw.transaction():
-                c = Connection(raw)
+                c = Connection(raw, self.local_dir)
                 if lock:
                     raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
                 self._local.tx = c

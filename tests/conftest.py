@@ -98,26 +98,39 @@ if TEST_STORE not in ("sqlite", "postgresql"):
     raise pytest.UsageError(f"COLDTRACE_TEST_STORE must be sqlite or postgresql, not {TEST_STORE!r}")
 
 
-@pytest.fixture(autouse=True)
-def _test_store_dialect(request, monkeypatch):
-    if TEST_STORE != "postgresql":
-        yield
-        return
+_test_db_url: str | None = None  # the running test's PostgreSQL database (COLDTRACE_TEST_STORE=postgresql)
+
+
+def _database_new(cls, *args, **kwargs):
+    """``Database(path, ...)`` during a test: the test's PostgreSQL database instead of the file. Installed
+    for the whole session (deleting a class's __new__ again breaks it in CPython); outside a test (module
+    fixtures) it is SQLite as usual."""
     from coldtrace.store.db import Database
     from coldtrace.store.postgres import PostgresDatabase
 
+    if cls is Database and _test_db_url is not None:
+        return PostgresDatabase(_test_db_url)
+    return object.__new__(cls)
+
+
+if TEST_STORE == "postgresql":
+    from coldtrace.store.db import Database as _Database
+
+    _Database.__new__ = _database_new
+
+
+@pytest.fixture(autouse=True)
+def _test_store_dialect(request, monkeypatch):
+    global _test_db_url
+    if TEST_STORE != "postgresql" or "postgres_url" in request.fixturenames:  # a test of both dialects
+        yield
+        return
     server = request.getfixturevalue("postgres_server")
     name, url = server.create_database()
     monkeypatch.setenv("COLDTRACE_STORE__URL", url)
-
-    def new(cls, *args, **kwargs):
-        if cls is Database:  # Database(path, ...): the test's PostgreSQL database instead of the file
-            return PostgresDatabase(url)
-        return object.__new__(cls)
-
-    Database.__new__ = new
+    _test_db_url = url
     try:
         yield
     finally:
-        del Database.__new__
+        _test_db_url = None
         server.drop_database(name)

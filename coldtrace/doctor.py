@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .data_loss import SYS_DROPPED, SYS_STORED, SYS_UPTIME, SYS_VERSION
-from .settings import Settings, parse_mqtt_url
+from coldtrace.services.data_loss import SYS_DROPPED, SYS_STORED, SYS_UPTIME, SYS_VERSION
+from coldtrace.settings import Settings, parse_mqtt_url
 
 MIN_QUEUE = 100_000  # docs/deployment.md: what a collector outage of hours needs at a busy site
 MIN_FREE_BYTES = 1024**3
@@ -282,8 +282,8 @@ def check_broker(url: str, settings: Settings, *, wait_s: float = 3.0, stored_dr
 # ---------------------------------------------------------------- store
 
 def _check_postgres(settings: Settings) -> list[Finding]:
-    from .errors import StoreError
-    from .store import open_store_database
+    from coldtrace.core.errors import StoreError
+    from coldtrace.store import open_store_database
 
     where = settings.store_display  # the password redacted
     try:
@@ -302,7 +302,7 @@ def _check_postgres(settings: Settings) -> list[Finding]:
 
 
 def check_store(settings: Settings) -> list[Finding]:
-    from .store.db import Database
+    from coldtrace.store.db import Database
 
     if not settings.store_is_sqlite:
         return _check_postgres(settings)
@@ -361,7 +361,7 @@ def kernel_clock_state() -> tuple[int, float] | None:
 
 def check_clock(settings: Settings, now_ms: int, clock_state: Callable[[], tuple[int, float] | None] =
                 kernel_clock_state) -> list[Finding]:
-    from .clock import to_iso
+    from coldtrace.core.clock import to_iso
 
     out = [Finding("info", "clock", f"system time {to_iso(now_ms)} (UTC)")]
     st = clock_state()
@@ -374,8 +374,8 @@ def check_clock(settings: Settings, now_ms: int, clock_state: Callable[[], tuple
     else:
         out.append(Finding("ok", "clock", f"the system clock is synchronised (max error {st[1] * 1000:.0f} ms)"))
     if not settings.store_is_sqlite or settings.db_path.exists():
-        from .errors import StoreError
-        from .store import open_store_database
+        from coldtrace.core.errors import StoreError
+        from coldtrace.store import open_store_database
 
         try:
             db = open_store_database(settings, application_name="coldtrace-doctor")

@@ -6,13 +6,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from .clock import Clock, SystemClock
-from .errors import ConfigError
-from .pipeline import Pipeline
-from .ports import ReadingStore
-from .settings import Settings
-from .store import open_reading_store, open_store_database
-from .store.db import Database
+from coldtrace.core.clock import Clock, SystemClock
+from coldtrace.core.errors import ConfigError
+from coldtrace.ports import ReadingStore
+from coldtrace.services.pipeline import Pipeline
+from coldtrace.settings import Settings
+from coldtrace.store import open_reading_store, open_store_database
+from coldtrace.store.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +44,13 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     clock = clock or SystemClock()
     db = open_store_database(settings)
     log.info("store: %s", settings.store_display)  # never the password
-    from .audit_anchor import ensure_keys
+    from coldtrace.services.audit_anchor import ensure_keys
 
     ensure_keys(db, settings)  # audit HMAC and head-signing keys, outside the database (docs/SECURITY.md)
     readings = open_reading_store(settings, db)
     pipeline = Pipeline(db, readings, clock, default_profile=settings.default_profile,
                         require_registration=settings.ingest.require_registration)
-    from .lorawan import sources as lorawan_sources
+    from coldtrace.core.lorawan import sources as lorawan_sources
 
     pipeline.topic_sources = lorawan_sources(settings.lorawan)  # extra MQTT subscriptions when configured
     return Services(settings, db, readings, pipeline, clock)

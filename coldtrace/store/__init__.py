@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError
+from coldtrace.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from ..ports import ReadingStore
-    from ..settings import Settings
-    from .db import Database
-    from .postgres import PostgresDatabase
+    from coldtrace.ports import ReadingStore
+    from coldtrace.settings import Settings
+    from coldtrace.store.db import Database
+    from coldtrace.store.postgres import PostgresDatabase
 
 
 def open_store_database(settings: Settings, application_name: str = "coldtrace") -> Database | PostgresDatabase:
     """The metadata database that settings name: store.url (postgresql:// or sqlite:///), else the SQLite
     file in the data directory."""
-    from .db import open_database
+    from coldtrace.store.db import open_database
 
     return open_database(settings.store_url, synchronous=settings.store.sqlite_synchronous,
                          pool_size=settings.store.pool_size, application_name=application_name,
@@ -29,14 +29,14 @@ def open_reading_store(settings: Settings, db: Database) -> ReadingStore:
     backend = settings.store.backend
     if backend == "sqlite":
         if getattr(db, "dialect", "sqlite") == "postgresql":
-            from .postgres_readings import PostgresReadingStore
+            from coldtrace.store.postgres_readings import PostgresReadingStore
 
             return PostgresReadingStore(db)
-        from .sqlite import SqliteReadingStore
+        from coldtrace.store.sqlite import SqliteReadingStore
 
         return SqliteReadingStore(db)
     if backend == "influx":
-        from .influx import InfluxReadingStore
+        from coldtrace.store.influx import InfluxReadingStore
 
         cfg = settings.store.influx
         if not cfg.url:

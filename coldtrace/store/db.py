@@ -7,7 +7,6 @@ recorded in ``schema_migrations``. A feature adds a file; it never edits an appl
 from __future__ import annotations
 
 import logging
-import re
 import sqlite3
 import sys
 import threading
@@ -17,12 +16,12 @@ from importlib import resources
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
-from ..errors import StoreError
+from coldtrace.core.errors import StoreError
+from coldtrace.store.urls import redact_url  # noqa: F401 - also offered here
 
 if TYPE_CHECKING:
-    from .postgres import PostgresDatabase
+    from coldtrace.store.postgres import PostgresDatabase
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +137,7 @@ def open_database(url_or_path: str | Path, *, synchronous: str = "FULL", pool_si
     text = str(url_or_path)
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if scheme in ("postgresql", "postgres"):
-        from .postgres import PostgresDatabase
+        from coldtrace.store.postgres import PostgresDatabase
 
         return PostgresDatabase(text, max_size=pool_size, application_name=application_name, local_dir=local_dir)
     if scheme == "sqlite":
@@ -149,21 +148,6 @@ def open_database(url_or_path: str | Path, *, synchronous: str = "FULL", pool_si
     if scheme:
         raise StoreError(f"unknown database URL scheme {scheme!r} (postgresql://... or sqlite:///...)")
     return Database(text, synchronous=synchronous)
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password replaced by ``***`` (for logs and error messages)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable database url>"
-    if "password=" in parts.query:  # libpq also takes ?password=...
-        parts = parts._replace(query=re.sub(r"(^|&)password=[^&]*", r"\1password=***", parts.query))
-    if parts.password is None:
-        return parts.geturl()
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
 
 
 def is_integrity_error(exc: BaseException | None) -> bool:

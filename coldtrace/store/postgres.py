@@ -32,8 +32,8 @@ from psycopg.adapt import Dumper, Loader
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..errors import StoreError
-from .db import redact_url
+from coldtrace.core.errors import StoreError
+from coldtrace.store.urls import redact_url
 
 log = logging.getLogger(__name__)
 

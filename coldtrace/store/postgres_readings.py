@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .readings import SqlReadingStore
+from coldtrace.store.readings import SqlReadingStore
 
 if TYPE_CHECKING:
-    from .postgres import PostgresDatabase
+    from coldtrace.store.postgres import PostgresDatabase
 
 
 class PostgresReadingStore(SqlReadingStore):

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from ..model import Reading
-from ..ports import Bucket, Conflict, WriteResult
-from . import rollup
-from .db import Database, insert_many
+from coldtrace.core.model import Reading
+from coldtrace.ports import Bucket, Conflict, WriteResult
+from coldtrace.store import rollup
+from coldtrace.store.db import Database, insert_many
 
 _INSERT_HEAD = "INSERT INTO readings (device_id, ts, temp_c, seq) VALUES"
 _INSERT_TAIL = "ON CONFLICT (device_id, ts) DO NOTHING"

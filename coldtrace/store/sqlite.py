@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .readings import SqlReadingStore
+from coldtrace.store.readings import SqlReadingStore
 
 
 class SqliteReadingStore(SqlReadingStore):

@@ -22,7 +22,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from coldtrace.clock import to_iso
+from coldtrace.core.clock import to_iso
 from coldtrace.store.db import open_database
 from tests.support.services import free_port
 from tests.support.stack import wait_for

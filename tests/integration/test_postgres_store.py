@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from coldtrace.errors import StoreError
+from coldtrace.core.errors import StoreError
 from coldtrace.store.db import Database, insert_many, is_integrity_error, open_database
 from coldtrace.store.postgres import WRITE_LOCK_KEY, PostgresDatabase, redact_url, translate
 

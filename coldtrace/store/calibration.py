@@ -12,9 +12,22 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from typing import Any, TypedDict
+from typing import Any
 
 from coldtrace.core.errors import NotFound
+from coldtrace.ports import (
+    CalibratedDevice,
+    CertificateRevision,
+    DeviceCalibration,
+    DueRow,
+    Dut,
+    EwmaRow,
+    HistoryRow,
+    PointRow,
+    ResultRow,
+    SessionRow,
+    SignatureRow,
+)
 from coldtrace.store.db import add_equal_filters
 
 # The fields of a device's calibration state that callers set (device_id and updated_at are the store's).
@@ -34,154 +47,6 @@ CERTIFICATE_COLUMNS = ("number", "revision", "session_id", "device_id", "issued_
                        "approver_username", "approver_name", "changes", "body", "body_hash", "signature_hash")
 SIGNATURE_COLUMNS = ("id", "session_id", "role", "meaning", "signer_user_id", "signer_username", "printed_name",
                      "signed_at", "record_hash", "signature_hash")
-
-
-class DeviceCalibration(TypedDict):
-    device_id: str
-    last_calibrated_at: int | None
-    interval_days: float
-    due_at: int | None
-    status: str  # valid | failed | indeterminate | unknown
-    certificate_ref: str | None
-    expanded_uncertainty_c: float | None
-    resolution_c: float | None
-    traceability: str | None
-    due_alerted: str | None
-    updated_at: int
-    make: str | None
-    model: str | None
-    serial_number: str | None
-    calibrated_by: str | None
-    drift_predicted_ms: int | None
-    drift_judged_at: int | None
-
-
-class DueRow(TypedDict):
-    device_id: str
-    due_at: int
-    due_alerted: str | None
-
-
-class SessionRow(TypedDict):
-    id: str
-    reference_id: str
-    set_points: str  # JSON list of °C, in bench order
-    mpe_c: float
-    rule: str
-    kind: str
-    capture_ms: int
-    tolerance_c: float
-    u_medium_c: float
-    u_ref_c: float
-    state: str
-    point_index: int
-    cursor_ms: int
-    started_at: int
-    completed_at: int | None
-    created_at: int
-    created_by: str | None
-    notes: str | None
-    customer: str | None
-    location: str | None
-    ambient_c: float | None
-    ambient_rh_pct: float | None
-
-
-class Dut(TypedDict):
-    device_id: str
-    resolution_c: float
-
-
-class PointRow(TypedDict):
-    session_id: str
-    point_index: int
-    set_point_c: float
-    stable_from: int
-    stable_at: int
-    capture_end: int
-    ref_mean_c: float
-    ref_std_c: float
-    ref_slope_c_per_min: float
-    evaluated: int
-
-
-class EwmaRow(TypedDict):
-    session_id: str
-    device_id: str
-    point_index: int
-    mu0: float
-    sigma: float
-    n0: int
-    z: float
-    i: int
-    last_ts: int
-    drift_at: int | None
-
-
-class ResultRow(TypedDict):
-    session_id: str
-    device_id: str
-    point_index: int
-    set_point_c: float
-    n: int
-    error_c: float | None
-    s_c: float | None
-    u_c: float | None
-    expanded_u_c: float | None
-    decision: str
-    zone: str
-    ref_mean_c: float | None
-    dut_mean_c: float | None
-    capture_from: int
-    capture_to: int
-    created_at: int
-
-
-class HistoryRow(TypedDict):
-    set_point_c: float
-    ts: int
-    error_c: float
-    expanded_u_c: float
-    mpe_c: float
-
-
-class CalibratedDevice(TypedDict):
-    """Reverse traceability: one device under test of a completed session that used a reference."""
-
-    device_id: str
-    session_id: str
-    kind: str
-    completed_at: int | None
-    u_ref_c: float
-    state: str
-
-
-class SignatureRow(TypedDict):
-    id: str
-    session_id: str
-    role: str
-    meaning: str
-    signer_user_id: str
-    signer_username: str
-    printed_name: str
-    signed_at: int
-    record_hash: str
-    signature_hash: str
-
-
-class CertificateRevision(TypedDict):
-    """An issued revision of a certificate without its body."""
-
-    number: str
-    revision: int
-    session_id: str
-    device_id: str
-    issued_at: int
-    approver_username: str
-    approver_name: str
-    changes: str | None
-    body_hash: str
-    signature_hash: str
 
 
 def _conn(db: Any) -> sqlite3.Connection:

@@ -9,10 +9,11 @@ and PostgreSQL run the same text: docs/CONVENTIONS.md "Portable SQL").
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Sequence
-from typing import Any, TypedDict
+from collections.abc import Sequence
+from typing import Any
 
 from coldtrace.core.errors import NotFound
+from coldtrace.ports import ShipmentTick
 from coldtrace.store.db import Database, add_equal_filters
 
 SHIPMENT_COLUMNS = ("id", "reference", "origin", "destination", "product", "lot", "profile_id", "state",
@@ -23,12 +24,6 @@ MAX_PAGE = 500
 def _conn(db: Any) -> sqlite3.Connection:
     """A ``Database`` (either dialect) gives its reading connection; a connection (a transaction) is itself."""
     return db.conn() if hasattr(db, "conn") else db
-
-
-class ShipmentTick(TypedDict):
-    id: str
-    product: str
-    lot: str
 
 
 def insert_shipment(c: sqlite3.Connection, row: dict[str, Any]) -> bool:
@@ -108,7 +103,7 @@ def active_shipments_of_devices(db: Database, device_ids: list[str]) -> list[str
 
 def shipments_to_tick(db: Any) -> list[ShipmentTick]:
     """The shipments the clock re-evaluates: in transit or delivered, by id."""
-    return [dict(r) for r in _conn(db).execute(  # type: ignore[misc]
+    return [ShipmentTick(id=r[0], product=r[1], lot=r[2]) for r in _conn(db).execute(
         "SELECT id, product, lot FROM shipments WHERE state IN ('in_transit', 'delivered') ORDER BY id")]
 
 
@@ -163,7 +158,7 @@ def profile_body(db: Any, profile_id: str) -> str | None:
     return None if row is None else row[0]
 
 
-def supersede_shipment_excursions(c: sqlite3.Connection, shipment_id: str, keep: Collection[str],
+def supersede_shipment_excursions(c: sqlite3.Connection, shipment_id: str, keep: set[str],
                                   now_ms: int) -> list[str]:
     """Mark the shipment's stored excursions not in ``keep`` superseded (late data removed them: kept, never
     deleted); returns their ids."""

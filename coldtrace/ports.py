@@ -250,6 +250,245 @@ class AlertStore(Protocol):
 
 
 # --- calibration, certificates, shipments (store/calibration.py, store/shipments.py)
+# ``c`` is the caller's write transaction (``with db.write() as c``); ``db`` a Database (either dialect) or such a
+# transaction (a read inside it sees what it wrote). Rows are TypedDicts (the API returns most as they are); the
+# modules coldtrace/store/calibration.py and coldtrace/store/shipments.py implement the two Protocols below.
+
+
+class DeviceCalibration(TypedDict):
+    device_id: str
+    last_calibrated_at: int | None
+    interval_days: float
+    due_at: int | None
+    status: str  # valid | failed | indeterminate | unknown
+    certificate_ref: str | None
+    expanded_uncertainty_c: float | None
+    resolution_c: float | None
+    traceability: str | None
+    due_alerted: str | None
+    updated_at: int
+    make: str | None
+    model: str | None
+    serial_number: str | None
+    calibrated_by: str | None
+    drift_predicted_ms: int | None
+    drift_judged_at: int | None
+
+
+class DueRow(TypedDict):
+    device_id: str
+    due_at: int
+    due_alerted: str | None
+
+
+class SessionRow(TypedDict):
+    id: str
+    reference_id: str
+    set_points: str  # JSON list of °C, in bench order
+    mpe_c: float
+    rule: str
+    kind: str
+    capture_ms: int
+    tolerance_c: float
+    u_medium_c: float
+    u_ref_c: float
+    state: str
+    point_index: int
+    cursor_ms: int
+    started_at: int
+    completed_at: int | None
+    created_at: int
+    created_by: str | None
+    notes: str | None
+    customer: str | None
+    location: str | None
+    ambient_c: float | None
+    ambient_rh_pct: float | None
+
+
+class Dut(TypedDict):
+    device_id: str
+    resolution_c: float
+
+
+class PointRow(TypedDict):
+    session_id: str
+    point_index: int
+    set_point_c: float
+    stable_from: int
+    stable_at: int
+    capture_end: int
+    ref_mean_c: float
+    ref_std_c: float
+    ref_slope_c_per_min: float
+    evaluated: int
+
+
+class EwmaRow(TypedDict):
+    session_id: str
+    device_id: str
+    point_index: int
+    mu0: float
+    sigma: float
+    n0: int
+    z: float
+    i: int
+    last_ts: int
+    drift_at: int | None
+
+
+class ResultRow(TypedDict):
+    session_id: str
+    device_id: str
+    point_index: int
+    set_point_c: float
+    n: int
+    error_c: float | None
+    s_c: float | None
+    u_c: float | None
+    expanded_u_c: float | None
+    decision: str
+    zone: str
+    ref_mean_c: float | None
+    dut_mean_c: float | None
+    capture_from: int
+    capture_to: int
+    created_at: int
+
+
+class HistoryRow(TypedDict):
+    set_point_c: float
+    ts: int
+    error_c: float
+    expanded_u_c: float
+    mpe_c: float
+
+
+class CalibratedDevice(TypedDict):
+    """Reverse traceability: one device under test of a completed session that used a reference."""
+
+    device_id: str
+    session_id: str
+    kind: str
+    completed_at: int | None
+    u_ref_c: float
+    state: str
+
+
+class SignatureRow(TypedDict):
+    id: str
+    session_id: str
+    role: str
+    meaning: str
+    signer_user_id: str
+    signer_username: str
+    printed_name: str
+    signed_at: int
+    record_hash: str
+    signature_hash: str
+
+
+class CertificateRevision(TypedDict):
+    """An issued revision of a certificate without its body."""
+
+    number: str
+    revision: int
+    session_id: str
+    device_id: str
+    issued_at: int
+    approver_username: str
+    approver_name: str
+    changes: str | None
+    body_hash: str
+    signature_hash: str
+
+
+class ShipmentTick(TypedDict):
+    id: str
+    product: str
+    lot: str
+
+
+class CalibrationStore(Protocol):
+    """Device calibration state, sessions, set points, live charts, results, history, signatures, certificates
+    (coldtrace/store/calibration.py)."""
+
+    def device_calibration(self, db: Any, device_id: str) -> DeviceCalibration | None: ...
+    def device_calibrations(self, db: Any) -> dict[str, DeviceCalibration]: ...
+    def calibration_device_ids(self, db: Any) -> list[str]: ...
+    def save_device_calibration(self, c: Any, device_id: str, values: dict[str, Any], now_ms: int) -> None: ...
+    def set_drift_judgement(self, c: Any, device_id: str, predicted_ms: int | None, judged_at: int) -> None: ...
+    def devices_to_rejudge(self, db: Any, judged_before: int) -> list[str]: ...
+    def due_within(self, db: Any, now_ms: int, horizon_ms: int) -> list[DueRow]: ...
+    def mark_due_alerted(self, c: Any, marks: Sequence[tuple[str, str]]) -> None: ...
+    def session_exists(self, db: Any, session_id: str) -> bool: ...
+    def get_session(self, db: Any, session_id: str) -> SessionRow: ...
+    def insert_session(self, c: Any, row: dict[str, Any], duts: Sequence[tuple[str, float]]) -> None: ...
+    def update_session_conditions(self, c: Any, session_id: str, fields: dict[str, Any]) -> None: ...
+    def finish_session(self, c: Any, session_id: str, state: str, completed_at: int) -> None: ...
+    def next_set_point(self, c: Any, session_id: str, cursor_ms: int) -> None: ...
+    def running_session_ids(self, db: Any) -> list[str]: ...
+    def list_sessions(self, db: Any, *, reference_id: str | None = None, device_id: str | None = None,
+                      state: str | None = None, limit: int = 100, offset: int = 0) -> list[SessionRow]: ...
+    def session_duts(self, db: Any, session_id: str) -> list[Dut]: ...
+    def session_dut(self, db: Any, session_id: str, device_id: str) -> Dut | None: ...
+    def delete_session(self, c: Any, session_id: str) -> None: ...
+    def has_points(self, db: Any, session_id: str) -> bool: ...
+    def sessions_with_reference(self, db: Any, reference_id: str) -> list[CalibratedDevice]: ...
+    def point(self, db: Any, session_id: str, point_index: int) -> PointRow | None: ...
+    def points(self, db: Any, session_id: str) -> list[PointRow]: ...
+    def add_point(self, c: Any, session_id: str, point_index: int, set_point_c: float, *, stable_from: int,
+                  stable_at: int, capture_end: int, ref_mean_c: float, ref_std_c: float,
+                  ref_slope_c_per_min: float) -> bool: ...
+    def mark_point_evaluated(self, c: Any, session_id: str, point_index: int) -> None: ...
+    def last_capture_end(self, db: Any, session_id: str) -> int | None: ...
+    def add_ewma(self, c: Any, session_id: str, device_id: str, point_index: int, *, mu0: float, sigma: float,
+                 n0: int, last_ts: int) -> bool: ...
+    def ewma(self, db: Any, session_id: str, device_id: str, point_index: int) -> EwmaRow | None: ...
+    def update_ewma(self, c: Any, session_id: str, device_id: str, point_index: int, *, z: float, i: int,
+                    last_ts: int, drift_at: int | None) -> None: ...
+    def save_result(self, c: Any, row: dict[str, Any]) -> None: ...
+    def results(self, db: Any, session_id: str, device_id: str | None = None) -> list[ResultRow]: ...
+    def save_history(self, c: Any, device_id: str, set_point_c: float, ts: int, *, error_c: float,
+                     expanded_u_c: float, mpe_c: float, source: str) -> None: ...
+    def history(self, db: Any, device_id: str) -> list[HistoryRow]: ...
+    def performed_signature(self, db: Any, session_id: str) -> SignatureRow | None: ...
+    def insert_signature(self, c: Any, row: dict[str, Any]) -> bool: ...
+    def certificate_revisions(self, db: Any, session_id: str, device_id: str) -> list[CertificateRevision]: ...
+    def certificate_body(self, db: Any, session_id: str, device_id: str, revision: int | None = None
+                         ) -> str | None: ...
+    def insert_certificate(self, c: Any, row: dict[str, Any]) -> bool: ...
+    def certificate_session(self, db: Any, number: str, device_id: str) -> str | None: ...
+
+
+class ShipmentStore(Protocol):
+    """Shipments, their loggers and signed decisions, and what the trip report and the release checklist read
+    about a shipment (coldtrace/store/shipments.py)."""
+
+    def insert_shipment(self, c: Any, row: dict[str, Any]) -> bool: ...
+    def update_shipment(self, c: Any, shipment_id: str, **fields: Any) -> None: ...
+    def get_shipment(self, db: Any, shipment_id: str) -> dict[str, Any]: ...
+    def list_shipments(self, db: Any, *, state: str | None = None, product: str | None = None,
+                       lot: str | None = None, device_id: str | None = None, after: str | None = None,
+                       limit: int = 100) -> list[dict[str, Any]]: ...
+    def lot_shipments(self, db: Any, product: str, lot: str) -> list[dict[str, Any]]: ...
+    def loggers(self, db: Any, shipment_id: str) -> list[dict[str, Any]]: ...
+    def attach_logger(self, c: Any, row: dict[str, Any]) -> bool: ...
+    def detach_logger(self, c: Any, shipment_id: str, device_id: str) -> int: ...
+    def active_shipments_of_devices(self, db: Any, device_ids: list[str]) -> list[str]: ...
+    def shipments_to_tick(self, db: Any) -> list[ShipmentTick]: ...
+    def insert_decision(self, c: Any, row: dict[str, Any]) -> None: ...
+    def decisions(self, db: Any, shipment_id: str) -> list[dict[str, Any]]: ...
+    def shipment_alerts(self, db: Any, shipment_id: str, device_windows: list[tuple[str, int, int]],
+                        limit: int = 1000) -> list[dict[str, Any]]: ...
+    def profile_body(self, db: Any, profile_id: str) -> str | None: ...
+    def supersede_shipment_excursions(self, c: Any, shipment_id: str, keep: set[str],
+                                      now_ms: int) -> list[str]: ...
+    def shipment_alarms(self, db: Any, shipment_id: str, shipment_types: Sequence[str],
+                        device_windows: Sequence[tuple[str, int, int]]) -> list[dict[str, Any]]: ...
+    def alert_events(self, db: Any, alert_id: str, actions: Sequence[str], limit: int | None = None
+                     ) -> list[dict[str, Any]]: ...
+    def open_conflicts(self, db: Any, device_id: str, start: int, end: int | None) -> int: ...
 
 
 # --- webhook subscriptions, deliveries and their leases, cluster leases (store/webhooks.py, store/cluster.py)

@@ -219,22 +219,17 @@ def create_token(body: TokenIn, services: ServicesDep, p: Viewer) -> TokenCreate
                                 actor=p.name, now_ms=now)
     except ValueError as exc:
         raise ApiError(400, "bad_token_request", str(exc)) from None
-    row = next(r for r in auth.list_tokens(services.db) if r["id"] == _token_id(services, raw))
+    tid = auth.api_token_id(services.db, raw)
+    row = next(r for r in auth.list_tokens(services.db) if r["id"] == tid)
     return TokenCreated(id=row["id"], token=raw, role=row["role"], expires_at=to_iso(row["expires_at"]))
-
-
-def _token_id(services, raw: str) -> str:
-    row = services.db.query_one("SELECT id FROM api_tokens WHERE token_hash = ?", (auth.hash_token(raw),))
-    return row["id"] if row else ""
 
 
 @router.delete("/auth/tokens/{token_id}", status_code=204)
 def revoke_token(token_id: str, services: ServicesDep, p: Viewer) -> Response:
-    row = services.db.query_one("SELECT user_id FROM api_tokens WHERE id = ?", (token_id,))
-    dev = services.db.query_one("SELECT id FROM device_tokens WHERE id = ?", (token_id,))
-    if row is None and dev is None:
+    owner = auth.token_owner(services.db, token_id)
+    if owner is None:
         raise ApiError(404, "unknown_token", f"no token {token_id!r}")
-    own = row is not None and row["user_id"] is not None and row["user_id"] == p.user_id
+    own = owner.kind == "api" and owner.user_id is not None and owner.user_id == p.user_id
     if not own and p.role != "admin":
         raise ApiError(404, "unknown_token", f"no token {token_id!r}")  # do not reveal others' tokens
     auth.revoke_token(services.db, token_id, actor=p.name, now_ms=services.clock.now_ms())

@@ -114,8 +114,11 @@ def setup(app: FastAPI) -> None:
 
 
 def login_throttle(services) -> LoginThrottle:
-    """The process's sign-in throttle (one per Services, shared by every app built on them)."""
-    return services.extras.setdefault("login_throttle", LoginThrottle())
+    """The sign-in throttle (one per Services); its counts are in the database, shared by every API process."""
+    throttle = services.extras.get("login_throttle")
+    if throttle is None:
+        throttle = services.extras.setdefault("login_throttle", LoginThrottle(services.db))
+    return throttle
 
 
 _LOGIN_RESPONSES: dict[int | str, dict] = {
@@ -129,18 +132,18 @@ _LOGIN_RESPONSES: dict[int | str, dict] = {
 @router.post("/auth/login", response_model=SessionOut, summary="Username + password -> session cookie",
              responses=_LOGIN_RESPONSES)
 async def login(body: LoginIn, request: Request, response: Response, services: ServicesDep) -> SessionOut:
-    # async, so that refused attempts cost no worker thread; the password check itself runs in a thread
+    # the throttle (its counts are in the database) and the password check run in worker threads
     now = services.clock.now_ms()
     client = request.client.host if request.client else None
     throttle = login_throttle(services)
-    admission = throttle.admit(client, body.username, now)  # RateLimited -> 429 login_throttled
+    admission = await run_in_threadpool(throttle.admit, client, body.username, now)  # RateLimited -> 429
     try:
         res = await run_in_threadpool(auth.check_login, services.db, body.username, body.password, now_ms=now,
                                       client=client)
     except RateLimited:  # hashing full: the password was not checked, the attempt does not count
-        throttle.settle(admission, tried=False)
+        await run_in_threadpool(lambda: throttle.settle(admission, tried=False))
         raise
-    throttle.settle(admission, succeeded=res.principal is not None)
+    await run_in_threadpool(lambda: throttle.settle(admission, succeeded=res.principal is not None))
     p = res.principal
     if p is None or p.user_id is None:
         raise ApiError(401, "login_failed", "wrong username or password, or the account is locked")

@@ -355,8 +355,8 @@ def throttle_forget(c: Any, keys: list[str]) -> None:
 
 
 def throttle_prune(c: Any, older_than_ms: int) -> int:
-    """Forget the keys quiet since before ``older_than_ms``; how many."""
-    return c.execute("DELETE FROM login_throttle WHERE last_ms < ?", (older_than_ms,)).rowcount
+    """Forget the keys whose last attempt was at or before ``older_than_ms``; how many."""
+    return c.execute("DELETE FROM login_throttle WHERE last_ms <= ?", (older_than_ms,)).rowcount
 
 
 def throttle_size(src: Any) -> int:

@@ -298,7 +298,7 @@ def test_throttle_entries_put_forget_prune_and_size(db):
         store.throttle_put(c, "u:anna", 1, T0)
         store.throttle_put(c, "c:192.0.2.1", 1, T0)
         store.throttle_put(c, "u:anna", 2, T0 + 5)  # an upsert: one row per key
-        store.throttle_put(c, "u:old", 9, T0 - 31 * MINUTE)
+        store.throttle_put(c, "u:old", 9, T0 - 30 * MINUTE)  # at the bound: pruned
     assert store.throttle_entries(db, ["u:anna", "c:192.0.2.1", "u:nobody"]) == [
         ThrottleEntry("c:192.0.2.1", 1, T0), ThrottleEntry("u:anna", 2, T0 + 5)]
     assert store.throttle_size(db) == 3

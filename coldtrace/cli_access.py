@@ -17,15 +17,15 @@ from coldtrace.core.model import DAY
 
 def _db(args: argparse.Namespace):
     from coldtrace.settings import load_settings
-    from coldtrace.store.db import Database
+    from coldtrace.store import open_store_database
 
-    over = {"data_dir": args.data_dir} if getattr(args, "data_dir", None) else {}
+    over: dict = {"data_dir": args.data_dir} if getattr(args, "data_dir", None) else {}
     settings = load_settings(**over)
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"data directory {settings.data_dir} cannot be created: {exc.strerror}") from exc
-    return settings, Database(settings.db_path, synchronous=settings.store.sqlite_synchronous)
+    return settings, open_store_database(settings)
 
 
 def _password(args: argparse.Namespace) -> str:

@@ -16,12 +16,10 @@ from coldtrace.ports import AuditRow
 from coldtrace.services import audit
 from coldtrace.store import audit as store
 from coldtrace.store.db import Database
+from coldtrace.store.postgres import PostgresDatabase
 
 T0 = 1_795_687_200_000
-ROOT = Path(__file__).resolve().parents[2]
-# PostgreSQL joins as soon as its test server (tests/support/postgres.py) is on this branch (issue 15 step 2)
-DIALECTS = ["sqlite", *([pytest.param("postgresql", marks=pytest.mark.integration)]
-                        if (ROOT / "tests" / "support" / "postgres.py").exists() else [])]
+DIALECTS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
 
 
 @pytest.fixture(params=DIALECTS)
@@ -30,8 +28,6 @@ def open_db(request, tmp_path):
     process would (the SQLite file, or the PostgreSQL database)."""
     opened = []
     if request.param == "postgresql":
-        from coldtrace.store.postgres import PostgresDatabase
-
         url = request.getfixturevalue("postgres_url")
 
         def factory():

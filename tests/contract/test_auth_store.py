@@ -5,7 +5,6 @@ conflicts, ordering, not-found."""
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 
 import pytest
 
@@ -14,19 +13,15 @@ from coldtrace.core.model import MINUTE
 from coldtrace.ports import FailureCount, ThrottleEntry, TokenOwner
 from coldtrace.store import auth as store
 from coldtrace.store.db import Database
+from coldtrace.store.postgres import PostgresDatabase
 
 T0 = 1_795_687_200_000  # 2026-11-26T08:00:00Z
-ROOT = Path(__file__).resolve().parents[2]
-# PostgreSQL joins as soon as its test server (tests/support/postgres.py) is on this branch (issue 15 step 2)
-DIALECTS = ["sqlite", *([pytest.param("postgresql", marks=pytest.mark.integration)]
-                        if (ROOT / "tests" / "support" / "postgres.py").exists() else [])]
+DIALECTS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
 
 
 @pytest.fixture(params=DIALECTS)
 def db(request, tmp_path):
     if request.param == "postgresql":
-        from coldtrace.store.postgres import PostgresDatabase
-
         d = PostgresDatabase(request.getfixturevalue("postgres_url"))
     else:
         d = Database(tmp_path / "contract.db")

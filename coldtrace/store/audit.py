@@ -12,7 +12,8 @@ next record in the same write transaction, and that transaction holds the chain 
   leave as a gap that ``verify`` reports as removed records.
 
 The primary key on ``id`` is the last line of defence: two appends that somehow read the same head would
-collide on the id instead of forking the chain.
+collide on the id instead of forking the chain. The chain's lock is held until the transaction ends, so take
+it late (``record_audit`` is usually a transaction's last statement) and take no other lock after it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The sign-in throttle's counts live in the database, so several API processes on one database share them: a
 client that spreads its attempts over two API processes (behind a load balancer) meets one count, not one per
 process, and simultaneous attempts in several processes cannot all pass the same check. The throttle's rules
-are the same with its counts in memory or in the database."""
+are the same with its counts in memory or in the database (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -19,11 +19,30 @@ from coldtrace.services import auth
 from coldtrace.services.login_guard import CLIENT_FREE, LoginThrottle
 from coldtrace.store import auth as store
 from coldtrace.store.db import Database
+from coldtrace.store.postgres import PostgresDatabase
 from coldtrace.wiring import build_services
 from tests.support.stack import make_settings
 
+pytestmark = pytest.mark.integration
+
 NOW = 1_795_687_200_000
 LOGIN = "/api/v1/auth/login"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def open_db(request, tmp_path):
+    """A factory of Database objects on one fresh database, each with its own connections (as separate API
+    processes have): the SQLite file, or a PostgreSQL database."""
+    opened: list = []
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+
+    def factory():
+        opened.append(PostgresDatabase(url) if url else Database(tmp_path / "throttle.db"))
+        return opened[-1]
+
+    yield factory
+    for d in opened:
+        d.close()
 
 
 @pytest.fixture(params=["memory", "database"])
@@ -74,26 +93,22 @@ def test_per_client_and_a_success_gives_the_clients_place_back(make):
     assert len(t) == 6
 
 
-def test_two_processes_share_one_count(tmp_path):
-    one, two = Database(tmp_path / "shared.db"), Database(tmp_path / "shared.db")
-    try:
-        a, b = LoginThrottle(one, account_free=100, client_free=4), LoginThrottle(two, account_free=100, client_free=4)
-        for i in range(4):  # alternating between the two API processes
-            (a if i % 2 else b).admit("198.51.100.7", f"spray{i}", NOW)
-        for t in (a, b):  # the fifth attempt waits, whichever process it reaches
-            with pytest.raises(RateLimited):
-                t.admit("198.51.100.7", "spray-more", NOW + 10)
-        a.settle(a.admit("198.51.100.7", "spray-later", NOW + 1000), succeeded=True)  # after the delay
-        assert store.throttle_entries(two, ["c:198.51.100.7"])[0].attempts == 4  # the success gave it back
-    finally:
-        one.close()
-        two.close()
+def test_two_processes_share_one_count(open_db):
+    one, two = open_db(), open_db()
+    a, b = LoginThrottle(one, account_free=100, client_free=4), LoginThrottle(two, account_free=100, client_free=4)
+    for i in range(4):  # alternating between the two API processes
+        (a if i % 2 else b).admit("198.51.100.7", f"spray{i}", NOW)
+    for t in (a, b):  # the fifth attempt waits, whichever process it reaches
+        with pytest.raises(RateLimited):
+            t.admit("198.51.100.7", "spray-more", NOW + 10)
+    a.settle(a.admit("198.51.100.7", "spray-later", NOW + 1000), succeeded=True)  # after the delay
+    assert store.throttle_entries(two, ["c:198.51.100.7"])[0].attempts == 4  # the success gave it back
 
 
-def test_simultaneous_attempts_in_several_processes_cannot_all_pass(tmp_path):
+def test_simultaneous_attempts_in_several_processes_cannot_all_pass(open_db):
     """40 attempts for one username at the same instant, spread over four processes: exactly the free
     ones are admitted (the lockout bypass of issue 14, now across processes)."""
-    dbs = [Database(tmp_path / "shared.db") for _ in range(4)]
+    dbs = [open_db() for _ in range(4)]
     throttles = [LoginThrottle(d, account_free=5, client_free=1000) for d in dbs]
     barrier = threading.Barrier(40)
     admitted, refused = [], []
@@ -106,29 +121,21 @@ def test_simultaneous_attempts_in_several_processes_cannot_all_pass(tmp_path):
             refused.append(i)
 
     threads = [threading.Thread(target=attempt, args=(i,)) for i in range(40)]
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-        assert (len(admitted), len(refused)) == (5, 35)
-        assert store.throttle_entries(dbs[0], ["u:qa.anna"])[0].attempts == 5
-    finally:
-        for d in dbs:
-            d.close()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert (len(admitted), len(refused)) == (5, 35)
+    assert store.throttle_entries(dbs[0], ["u:qa.anna"])[0].attempts == 5
 
 
-def test_quiet_keys_are_pruned_from_the_table(tmp_path):
-    db = Database(tmp_path / "t.db")
-    try:
-        t = LoginThrottle(db)
-        for i in range(50):
-            t.admit(f"10.2.0.{i}", f"user{i}", NOW)
-        assert len(t) == 100
-        t.admit("10.3.0.1", "late", NOW + 30 * MINUTE)  # the others were quiet for the forget time
-        assert len(t) == 2
-    finally:
-        db.close()
+def test_quiet_keys_are_pruned_from_the_table(open_db):
+    t = LoginThrottle(open_db())
+    for i in range(50):
+        t.admit(f"10.2.0.{i}", f"user{i}", NOW)
+    assert len(t) == 100
+    t.admit("10.3.0.1", "late", NOW + 30 * MINUTE)  # the others were quiet for the forget time
+    assert len(t) == 2
 
 
 @pytest.fixture

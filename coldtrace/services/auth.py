@@ -31,7 +31,7 @@ from coldtrace.core.clock import SystemClock
 from coldtrace.core.errors import ConfigError, Conflict, NotFound, RateLimited, StoreError
 from coldtrace.core.model import DAY, HOUR, MINUTE, stable_id
 from coldtrace.settings import is_loopback_host
-from coldtrace.store.db import Database
+from coldtrace.store.db import Database, is_integrity_error
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def create_user(db: Database, username: str, full_name: str, password: str, role
             record_audit(c, actor=actor, action="user.create", entity="user", entity_id=uid, ts=now,
                          new={"username": username, "full_name": full_name.strip(), "role": role})
     except StoreError as exc:
-        if isinstance(exc.__cause__, sqlite3.IntegrityError):
+        if is_integrity_error(exc):  # either dialect
             raise Conflict(f"username {username!r} already exists") from exc
         raise
     return uid
@@ -451,7 +451,8 @@ def _note_unknown_failure(c: sqlite3.Connection, client: str | None, now: int) -
     start = now - now % UNKNOWN_WINDOW_MS
     c.execute("INSERT INTO login_failures_unknown (window_start, client, attempts, first_ts, last_ts)"
               " VALUES (?,?,1,?,?) ON CONFLICT (window_start, client) DO UPDATE SET"
-              " attempts = attempts + 1, last_ts = excluded.last_ts", (start, client_bucket(client), now, now))
+              " attempts = login_failures_unknown.attempts + 1, last_ts = excluded.last_ts",
+              (start, client_bucket(client), now, now))
 
 
 def flush_unknown_failures(c: sqlite3.Connection, now_ms: int, *, max_clients: int = 20) -> int:

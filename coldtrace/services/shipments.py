@@ -31,7 +31,7 @@ from coldtrace.core.shipment_stats import combine_mkt, coverage, series_stats
 from coldtrace.ports import ReadingStore
 from coldtrace.services.audit import record_audit
 from coldtrace.store import shipments as store
-from coldtrace.store.db import Database
+from coldtrace.store.db import Database, is_integrity_error
 from coldtrace.store.excursions import upsert_excursion
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def create_shipment(db: Database, *, reference: str, origin: str, destination: s
             record_audit(c, actor=actor, action="shipment.create", entity="shipment", entity_id=sid,
                          new=row, ts=now_ms)
     except StoreError as exc:
-        if isinstance(exc.__cause__, sqlite3.IntegrityError):
+        if is_integrity_error(exc):  # either dialect
             raise Conflict(f"a shipment with reference {reference!r} exists") from exc
         raise
     return store.get_shipment(db, sid)
@@ -147,7 +147,9 @@ def attach_logger(db: Database, shipment_id: str, device_id: str, *, actor: str,
                "attached_at": now_ms, "attached_by": actor}
         try:
             store.attach_logger(c, row)
-        except sqlite3.IntegrityError as exc:
+        except Exception as exc:
+            if not is_integrity_error(exc):  # either dialect (the transaction is rolled back on the way out)
+                raise
             raise Conflict(f"logger {device_id} is already attached to {shipment_id}") from exc
         record_audit(c, actor=actor, action="shipment.attach_logger", entity="shipment", entity_id=shipment_id,
                      new={**row, "calibration": cal["status"]},

@@ -99,8 +99,19 @@ def insert_decision(c: sqlite3.Connection, row: dict[str, Any]) -> None:
 def decisions(db: Database | sqlite3.Connection, shipment_id: str) -> list[dict[str, Any]]:
     """All decisions of a shipment, oldest first; the last one is in force."""
     conn = db.conn() if isinstance(db, Database) else db
-    return [dict(r) for r in conn.execute(
-        "SELECT * FROM shipment_decisions WHERE shipment_id = ? ORDER BY signed_at, rowid", (shipment_id,))]
+    rows = [dict(r) for r in conn.execute("SELECT * FROM shipment_decisions WHERE shipment_id = ?", (shipment_id,))]
+    # oldest first; two signed in the same millisecond: the one superseding the other after it (portable SQL
+    # has no insertion order such as SQLite's rowid; the chain of supersedes_id is the order of signing)
+    by_id = {r["id"]: r for r in rows}
+
+    def depth(r: dict[str, Any]) -> int:
+        n, seen = 0, set()
+        while r.get("supersedes_id") in by_id and r["id"] not in seen:
+            seen.add(r["id"])
+            r, n = by_id[r["supersedes_id"]], n + 1
+        return n
+
+    return sorted(rows, key=lambda r: (r["signed_at"], depth(r), r["id"]))
 
 
 def shipment_alerts(db: Database, shipment_id: str, device_windows: list[tuple[str, int, int]],

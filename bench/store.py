@@ -1,10 +1,11 @@
-"""Write throughput and downsampled-query time of the two ReadingStores, in one run.
+"""Write throughput and downsampled-query time of the ReadingStores (SQLite, PostgreSQL, InfluxDB), in one run.
 
     .venv/bin/python bench/store.py [--readings 200000] [--devices 20] [--batch 500]
 
 SQLite runs on a temporary file (synchronous=FULL, as in production). influxd is Debian's influxdb package
 started on free loopback ports with data in a temporary folder (the same fixture the tests use). Figures on
-a shared 2-core machine are noisy: compare orders of magnitude, not percent.
+a shared 2-core machine are noisy: compare orders of magnitude, not percent. PostgreSQL is Debian's server
+started by the tests' fixture (initdb + pg_ctl on a free loopback port, fsync off: a lower bound on its cost).
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from coldtrace.core.model import DAY, MINUTE, Reading  # noqa: E402
 from coldtrace.store.db import Database  # noqa: E402
 from coldtrace.store.influx import InfluxReadingStore  # noqa: E402
+from coldtrace.store.postgres import PostgresDatabase  # noqa: E402
+from coldtrace.store.postgres_readings import PostgresReadingStore  # noqa: E402
 from coldtrace.store.sqlite import SqliteReadingStore  # noqa: E402
+from tests.support.postgres import PostgresServer  # noqa: E402
 from tests.support.services import Influxd  # noqa: E402
 
 T0 = 1_764_547_200_000  # 2025-12-01T00:00:00Z
@@ -87,6 +91,20 @@ def main(argv: list[str] | None = None) -> int:
         q, n = bench_downsample(sqlite, "LOG-0000", span, 1000)
         rows.append(("SQLite (FULL sync)", w, dup, None, q, n))
         db.close()
+
+        pg_server = PostgresServer()
+        pg_server.start()
+        try:
+            _, url = pg_server.create_database()
+            pg_db = PostgresDatabase(url)
+            pg = PostgresReadingStore(pg_db)
+            w = bench_writes(pg, series, args.batch)
+            dup = bench_writes(pg, series[:2], args.batch)
+            q, n = bench_downsample(pg, "LOG-0000", span, 1000)
+            rows.append(("PostgreSQL 15 (loopback)", w, dup, None, q, n))
+            pg_db.close()
+        finally:
+            pg_server.stop()
 
         server = Influxd(Path(tmp) / "influxd")
         server.start()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -109,7 +110,10 @@ def _database_new(cls, *args, **kwargs):
     from coldtrace.store.postgres import PostgresDatabase
 
     if cls is Database and _test_db_url is not None:
-        return PostgresDatabase(_test_db_url)
+        path = str(args[0] if args else kwargs.get("path", ""))
+        # the audit key file stays where SQLite keeps it: next to the file the test named
+        local = None if path in ("", ":memory:") else Path(path).parent
+        return PostgresDatabase(_test_db_url, local_dir=local)
     return object.__new__(cls)
 
 

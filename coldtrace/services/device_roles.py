@@ -75,13 +75,13 @@ def set_role(c: sqlite3.Connection, device_id: str, role: str | None, *, actor: 
     if role is not None and role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     c.execute("INSERT INTO devices (id, registered_at) VALUES (?,?) ON CONFLICT DO NOTHING", (device_id, now))
-    row = c.execute("SELECT role, kind, last_ts FROM devices WHERE id = ?", (device_id,)).fetchone()
+    row = c.execute("SELECT role, kind, last_ts, judged_from FROM devices WHERE id = ?", (device_id,)).fetchone()
     sroles = session_roles(c)
     was = on_bench(row[0], row[1], sroles.get(device_id))
     will = on_bench(role, row[1], sroles.get(device_id))
     if was and not will and row[2] is not None:
-        c.execute("UPDATE devices SET role = ?, judged_from = MAX(COALESCE(judged_from, 0), ?) WHERE id = ?",
-                  (role, row[2] + 1, device_id))
+        c.execute("UPDATE devices SET role = ?, judged_from = ? WHERE id = ?",  # max in Python: portable SQL
+                  (role, max(row[3] or 0, row[2] + 1), device_id))
     else:
         c.execute("UPDATE devices SET role = ? WHERE id = ?", (role, device_id))
     record_audit(c, actor=actor, action="device.role", entity="device", entity_id=device_id,
@@ -95,8 +95,8 @@ def leave_bench(c: sqlite3.Connection, device_ids: Iterable[str], bench_until_ms
     it), stay bench readings, never judged by a profile. Call after the session's state changed."""
     sroles = session_roles(c)
     for dev in device_ids:
-        row = c.execute("SELECT role, kind, last_ts FROM devices WHERE id = ?", (dev,)).fetchone()
+        row = c.execute("SELECT role, kind, last_ts, judged_from FROM devices WHERE id = ?", (dev,)).fetchone()
         if row is None or row[0] is not None or row[2] is None or on_bench(None, row[1], sroles.get(dev)):
             continue
-        c.execute("UPDATE devices SET judged_from = MAX(COALESCE(judged_from, 0), ?, ?) WHERE id = ?",
-                  (row[2] + 1, bench_until_ms or 0, dev))
+        c.execute("UPDATE devices SET judged_from = ? WHERE id = ?",  # max in Python: portable SQL
+                  (max(row[3] or 0, row[2] + 1, bench_until_ms or 0), dev))

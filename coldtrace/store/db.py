@@ -10,6 +10,7 @@ import logging
 import sqlite3
 import sys
 import threading
+from abc import ABCMeta
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -32,11 +33,20 @@ def _migrations() -> list[tuple[str, str]]:
     return files
 
 
-class Database:
-    """A SQLite file shared by the threads of one process. ``path`` may be ':memory:' only in tests."""
+class Database(metaclass=ABCMeta):  # noqa: B024 - concrete; ABCMeta only for the isinstance hook
+    """A SQLite file shared by the threads of one process. ``path`` may be ':memory:' only in tests.
+
+    ``PostgresDatabase`` (coldtrace/store/postgres.py) has the same interface and counts as a Database for
+    ``isinstance`` (callers that take "a Database or a connection" tell them apart that way)."""
 
     dialect = "sqlite"
     max_variables = 32_766  # SQLITE_MAX_VARIABLE_NUMBER of SQLite >= 3.32
+
+    @classmethod
+    def __subclasshook__(cls, other: type) -> bool:
+        if cls is Database and getattr(other, "dialect", None) == "postgresql" and hasattr(other, "write"):
+            return True
+        return NotImplemented
 
     def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
         self.path = str(path)

@@ -32,7 +32,7 @@ from psycopg.adapt import Dumper, Loader
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from coldtrace.core.errors import StoreError
+from coldtrace.core.errors import PayloadError, StoreError
 from coldtrace.store.urls import redact_url
 
 log = logging.getLogger(__name__)
@@ -251,6 +251,14 @@ def _configure(raw: psycopg.Connection) -> None:
     raw.adapters.register_dumper(bool, _BoolAsIntDumper)
 
 
+def _refuse_nul(exc: BaseException) -> None:
+    """PostgreSQL's text cannot hold a NUL character (SQLite's can): that is the value's fault, not the
+    store's, so it is bad input (HTTP 400), never "store unavailable"."""
+    if isinstance(exc, psycopg.DataError) and "NUL (0x00)" in str(exc):
+        raise PayloadError("nul_character", "a text value holds a NUL (0x00) character, which cannot be stored") \
+            from exc
+
+
 def _migrations() -> list[tuple[str, str]]:
     pkg = resources.files("coldtrace.store") / "migrations" / "postgresql"
     return sorted((p.name, p.read_text(encoding="utf-8")) for p in pkg.iterdir() if p.name.endswith(".sql"))
@@ -334,12 +342,14 @@ class PostgresDatabase:
                 finally:
                     self._local.tx = None
         except (psycopg.Error, PoolTimeout) as exc:
+            _refuse_nul(exc)
             raise StoreError(f"database write failed: {self._why(exc)}") from exc
 
     def query(self, sql: str, params: tuple | list | dict = ()) -> list[Row]:
         try:
             return self.conn().execute(sql, params).fetchall()
         except (psycopg.Error, PoolTimeout) as exc:
+            _refuse_nul(exc)
             raise StoreError(f"database read failed: {self._why(exc)}") from exc
 
     def query_one(self, sql: str, params: tuple | list | dict = ()) -> Row | None:

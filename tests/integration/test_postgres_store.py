@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from coldtrace.core.errors import StoreError
+from coldtrace.core.errors import PayloadError, StoreError
 from coldtrace.store.db import Database, insert_many, is_integrity_error, open_database
 from coldtrace.store.postgres import WRITE_LOCK_KEY, PostgresDatabase, redact_url, translate
 
@@ -268,3 +268,11 @@ def test_both_dialects_have_the_same_migrations_and_the_same_schema(tmp_path, po
         assert sorted(r[0] for r in again.query("SELECT name FROM schema_migrations")) == lite
     finally:
         again.close()
+
+
+def test_a_nul_character_is_bad_input_not_a_store_failure(pg):
+    """SQLite keeps U+0000 in TEXT, PostgreSQL cannot: the API must answer 400, not 503."""
+    with pytest.raises(PayloadError, match="NUL") as err, pg.write() as c:
+        c.execute("INSERT INTO meta (key, value) VALUES (?, ?)", ("k", "a\x00b"))
+    assert err.value.code == "nul_character"
+    assert pg.query_one("SELECT COUNT(*) FROM meta WHERE key = 'k'")[0] == 0

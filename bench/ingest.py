@@ -253,6 +253,7 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=50_000, help="single-reading messages")
     ap.add_argument("--batches", type=int, default=1000, help="500-reading messages")
     ap.add_argument("--skip-batches", action="store_true")
+    ap.add_argument("--skip-single", action="store_true", help="only the 500-reading figure (and the extras)")
     ap.add_argument("--rounds", type=int, default=2, help="each consumer drains a fresh backlog this many times")
     ap.add_argument("--memory", action="store_true", help="also the peak RSS under a large backlog (slow)")
     ap.add_argument("--memory-messages", type=int, default=1_000_000)
@@ -285,7 +286,7 @@ def main() -> int:
                   f" backlog of {n:,} single-reading QoS 1 messages from {DEVICES} devices drained by each"
                   " consumer in turn (the order rotates)", flush=True)
             single = {"bare": [], "hand": [], "collector": []}
-            for r in range(args.rounds):
+            for r in range(0 if args.skip_single else args.rounds):
                 for who in ("bare", "hand", "collector"):
                     create_session(broker.port, f"bench-{who}-{r}", v5=who == "collector")
                 publish_backlog(broker.port, n, 1, t0)
@@ -304,17 +305,18 @@ def main() -> int:
                     single[who].append((n / dt, cpu / n * 1e6))
                 print(f"  round {r + 1}: " + ", ".join(f"{w} {single[w][-1][0]:,.0f} msg/s" for w in single)
                       + f"; load {os.getloadavg()[0]:.2f}", flush=True)
-            ratios = [c[0] / b[0] for c, b in zip(single["collector"], single["bare"], strict=True)]
             labels = {"bare": "paho default client (3.1.1, auto-ack, count only)",
                       "hand": "hand-written (json.loads, insert + commit/200 ms, ack before commit)",
                       "collector": "ColdTrace collector (validate, store, evaluate, ack after commit)"}
-            print("single-reading messages (median [min-max] over the rounds; CPU of the consumer's processes):")
-            for who, rows in single.items():
-                print(f"  {labels[who]:<72} {_med(r[0] for r in rows):>8,.0f} msg/s [{_rng(r[0] for r in rows)}]"
-                      f"  {_med(r[1] for r in rows):5.0f} us CPU/msg", flush=True)
-            cpu_ratio = _med(r[1] for r in single["bare"]) / _med(r[1] for r in single["collector"])
-            print(f"  ratio collector/bare paho, same round: median {_med(ratios):.2f} [{min(ratios):.2f}-"
-                  f"{max(ratios):.2f}] (target >= 0.80); by CPU per message: {cpu_ratio:.2f}", flush=True)
+            if not args.skip_single:
+                ratios = [c[0] / b[0] for c, b in zip(single["collector"], single["bare"], strict=True)]
+                print("single-reading messages (median [min-max] over the rounds; CPU of the consumer's processes):")
+                for who, rows in single.items():
+                    print(f"  {labels[who]:<72} {_med(r[0] for r in rows):>8,.0f} msg/s [{_rng(r[0] for r in rows)}]"
+                          f"  {_med(r[1] for r in rows):5.0f} us CPU/msg", flush=True)
+                cpu_ratio = _med(r[1] for r in single["bare"]) / _med(r[1] for r in single["collector"])
+                print(f"  ratio collector/bare paho, same round: median {_med(ratios):.2f} [{min(ratios):.2f}-"
+                      f"{max(ratios):.2f}] (target >= 0.80); by CPU per message: {cpu_ratio:.2f}", flush=True)
 
             if not args.skip_batches:
                 m = args.batches

@@ -15,7 +15,6 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from operator import itemgetter
 
 from . import webhooks
 from .clock import Clock, to_iso
@@ -24,13 +23,24 @@ from .device_roles import on_bench, session_roles
 from .errors import ColdTraceError
 from .health_store import HealthTracker
 from .live_evaluation import LiveEvaluator
-from .model import BUILTIN_PROFILES, Alert, Batch, ParseResult, Profile, Reading, Rejection, stable_id
+from .model import (
+    BUILTIN_PROFILES,
+    Alert,
+    Batch,
+    ParseResult,
+    Profile,
+    Reading,
+    ReadingColumns,
+    Rejection,
+    reading_temps,
+    reading_ts,
+    stable_id,
+)
 from .payload import parse_payload, valid_device_id
 from .ports import Conflict, ReadingStore
 from .store.db import Database
 
 log = logging.getLogger(__name__)
-_TS, _TEMP = itemgetter(1), itemgetter(2)  # Reading.ts, Reading.temp_c: C getters, no frame per reading
 
 RAW_CAP = 64 * 1024
 
@@ -295,7 +305,10 @@ class Pipeline:
                 for q in quarantine:
                     self.counters[f"quarantined.{q[4]}"] += 1
                     log.warning("quarantined from %s (%s): %s: %s", q[1], q[3], q[4], q[5])
-            all_readings = list(chain.from_iterable(b.readings for b in batches))
+            if any(type(b.readings) is ReadingColumns for b in batches):  # decoded in bulk: stays columns
+                all_readings: Sequence[Reading] = ReadingColumns.concat([b.readings for b in batches])
+            else:
+                all_readings = list(chain.from_iterable(b.readings for b in batches))
             conflict_alerts: list[Alert] = []
             if all_readings:
                 wr = self.readings.write(all_readings)
@@ -384,8 +397,11 @@ class Pipeline:
             _, last_ts, last_seq, profile_id, evaluated_ts, role, kind, judged_from = state[dev]
             if on_bench(role, kind, sroles.get(dev)):
                 bench.add(dev)
-            readings = list(dev_batches[0].readings) if len(dev_batches) == 1 else list(
-                chain.from_iterable(b.readings for b in dev_batches))
+            if len(dev_batches) == 1:  # columns (model.ReadingColumns): no Reading tuple built here
+                ts, temps = reading_ts(dev_batches[0].readings), reading_temps(dev_batches[0].readings)
+            else:
+                ts = list(chain.from_iterable(reading_ts(b.readings) for b in dev_batches))
+                temps = list(chain.from_iterable(reading_temps(b.readings) for b in dev_batches))
             alerts.extend(seq_gap_alerts(dev, dev_batches, last_seq, last_ts, now))  # device.data_gap
             gaps = 0
             for b in dev_batches:
@@ -394,15 +410,19 @@ class Pipeline:
                         gaps += b.seq - last_seq - 1
                     last_seq = b.seq if last_seq is None else max(last_seq, b.seq)
             battery = next((b.battery_pct for b in reversed(dev_batches) if b.battery_pct is not None), None)
-            health_items.append((dev, list(map(_TS, readings)), list(map(_TEMP, readings)), battery))
-            newest = max(readings, key=_TS) if readings else None
+            health_items.append((dev, ts, temps, battery))
             new_ts = new_temp = None
-            if newest is not None and (last_ts is None or newest.ts >= last_ts):
-                new_ts, new_temp = newest.ts, newest.temp_c
-            judged = readings if judged_from is None else [r for r in readings if r.ts >= judged_from]
-            if judged and dev not in bench:
+            if ts:
+                newest = max(ts)
+                if last_ts is None or newest >= last_ts:
+                    new_ts, new_temp = newest, temps[ts.index(newest)]  # the first reading at the newest ts
+            if judged_from is not None:
+                keep = [i for i, t in enumerate(ts) if t >= judged_from]
+                ts, temps = [ts[i] for i in keep], [temps[i] for i in keep]
+            if ts and dev not in bench:
                 self.judged.floor[dev] = judged_from
-                alerts.extend(self._evaluate(c, dev, profile_id, judged, evaluated_ts, now))
+                alerts.extend(self.live.evaluate_columns(c, dev, self.profile(profile_id), ts, temps, evaluated_ts,
+                                                         now))
                 evaluated_ts = self.live.last_ts(dev)
             updates.append((now, last_seq, gaps, battery, new_ts, new_ts, new_temp, evaluated_ts, dev))
         self.live.write_checkpoints(c)
@@ -412,11 +432,6 @@ class Pipeline:
             " last_temp_c = CASE WHEN ? IS NULL THEN last_temp_c ELSE ? END, evaluated_ts = ? WHERE id = ?",
             updates)
         return alerts, health_items, bench
-
-    # ---- excursions -----------------------------------------------------------------------------------
-    def _evaluate(self, c: sqlite3.Connection, dev: str, profile_id: str | None, readings: list[Reading],
-                  evaluated_ts: int | None, now: int) -> list[Alert]:
-        return self.live.evaluate(c, dev, self.profile(profile_id), readings, evaluated_ts, now)
 
     # ---- alerts ---------------------------------------------------------------------------------------
     def emit(self, c: sqlite3.Connection, alerts: Sequence[Alert], now: int | None = None) -> int:

@@ -147,6 +147,27 @@ def add_equal_filters(where: list[str], params: list[Any], pairs: Iterable[tuple
 MAX_VARIABLES = 32_766  # SQLITE_MAX_VARIABLE_NUMBER of SQLite >= 3.32
 
 
+def insert_flat(c: sqlite3.Connection, head: str, params: list[object], width: int, tail: str = "") -> int:
+    """``insert_many`` with the rows' values already in one flat list (``width`` per row)."""
+    per = max(1, MAX_VARIABLES // width)
+    one = "(" + ",".join("?" * width) + ")"
+    total = 0
+    step = per * width
+    for i in range(0, len(params), step):
+        part = params[i:i + step]
+        k = len(part) // width
+        sql = _MULTI.get((head, tail, width, k))
+        if sql is None:
+            sql = f"{head} {','.join([one] * k)} {tail}"
+            if k == per:  # the full statement is cached (the remainder's length varies)
+                _MULTI[(head, tail, width, k)] = sql
+        total += c.execute(sql, part).rowcount
+    return total
+
+
+_MULTI: dict[tuple[str, str, int, int], str] = {}
+
+
 def insert_many(c: sqlite3.Connection, head: str, rows: Sequence[Sequence[object]], width: int,
                 tail: str = "") -> int:
     """``head`` VALUES (...),(...) ``tail`` with as many rows per statement as SQLite allows; returns rowcount.

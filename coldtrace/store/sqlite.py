@@ -8,10 +8,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import StoreError
-from ..model import Reading
+from ..model import Reading, ReadingColumns
 from ..ports import Bucket, Conflict, WriteResult
 from . import rollup
-from .db import Database, insert_many
+from .db import Database, insert_flat, insert_many
+
+_INSERT = "INSERT OR IGNORE INTO readings (device_id, ts, temp_c, seq) VALUES"
 
 
 class SqliteReadingStore:
@@ -24,8 +26,10 @@ class SqliteReadingStore:
         rows = readings  # Reading is the row tuple (device_id, ts, temp_c, seq)
         try:
             with self.db.write() as c:
-                accepted = insert_many(c, "INSERT OR IGNORE INTO readings (device_id, ts, temp_c, seq) VALUES",
-                                       rows, 4)
+                if isinstance(rows, ReadingColumns):  # decoded in bulk: the columns, no Reading tuple built
+                    accepted = insert_flat(c, _INSERT, rows.flat(), 4)
+                else:
+                    accepted = insert_many(c, _INSERT, rows, 4)
                 if accepted:
                     rollup.record_inserts(c, rows, all_new=accepted == len(rows))
                 conflicts = self._conflicts(c, rows) if accepted < len(rows) else ()

@@ -199,7 +199,8 @@ def collector_drain(port: int, client_id: str, data_dir: Path, expect_messages: 
     services = build_services(settings)
     col = MqttCollector(services.pipeline, settings.mqtt, batch_max_messages=settings.ingest.batch_max_messages,
                         batch_max_wait_ms=settings.ingest.batch_max_wait_ms,
-                        worker_settings=settings if settings.ingest.worker_process else None)
+                        worker_settings=settings if settings.ingest.worker_process else None,
+                        batch_max_bytes=settings.ingest.batch_max_bytes)
     if col.worker is not None:  # the child process is part of starting up, not of draining
         col.worker.start()
         col.worker.start = lambda: None  # type: ignore[method-assign]
@@ -272,6 +273,7 @@ def main() -> int:
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores; SQLite WAL,"
           f" synchronous={sync}; collector: MQTT {settings.mqtt.protocol}, receive maximum"
           f" {settings.mqtt.receive_maximum}, batch <= {settings.ingest.batch_max_messages} messages /"
+          f" {settings.ingest.batch_max_bytes // 1024} KiB /"
           f" {settings.ingest.batch_max_wait_ms} ms, ingest child {'on' if settings.ingest.worker_process else 'off'}",
           flush=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -358,7 +360,8 @@ def main() -> int:
                       f" peak RSS: MQTT process {r['parent_kib'] / 1024:.0f} MiB, ingest child"
                       f" {r['child_kib'] / 1024:.0f} MiB", flush=True)
                 print(f"  bounded by: receive maximum {settings.mqtt.receive_maximum} unacknowledged messages in"
-                      f" the MQTT process, at most 3 batches of <= {settings.ingest.batch_max_messages} in the"
+                      f" the MQTT process, at most 3 batches of <= {settings.ingest.batch_max_messages} messages and"
+                      f" {settings.ingest.batch_max_bytes // 1024} KiB in the"
                       " pipe to the child, one batch in the child; the backlog itself stays at the broker",
                       flush=True)
         finally:

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
-from coldtrace import auth
-from coldtrace.auth import Principal
-from coldtrace.clock import parse_time
-from coldtrace.model import DAY
+from coldtrace.core.clock import parse_time
+from coldtrace.core.model import DAY
+from coldtrace.services import auth
+from coldtrace.services.auth import Principal
 from coldtrace.wiring import Services
 
 from .errors import ApiError

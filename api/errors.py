@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from coldtrace.errors import (
+from coldtrace.core.errors import (
     ColdTraceError,
     ConfigError,
     Conflict,

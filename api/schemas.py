@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from coldtrace.clock import to_iso
-from coldtrace.device_roles import effective_role
+from coldtrace.core.clock import to_iso
+from coldtrace.services.device_roles import effective_role
 
 
 class ReadingOut(BaseModel):
@@ -93,7 +93,7 @@ class AlertOut(BaseModel):
 
     @classmethod
     def from_row(cls, r: sqlite3.Row, now: int | None = None) -> AlertOut:
-        from coldtrace.alerts import isa_state
+        from coldtrace.services.alerts import isa_state
 
         keys = r.keys()
         condition = r["condition"] if "condition" in keys else "active"

@@ -40,7 +40,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from coldtrace import webhooks as wh  # noqa: E402
+from coldtrace.services import webhooks as wh  # noqa: E402
 from coldtrace.settings import load_settings  # noqa: E402
 from coldtrace.store import webhooks as wh_store  # noqa: E402
 from coldtrace.wiring import build_services  # noqa: E402

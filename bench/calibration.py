@@ -22,9 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from coldtrace import calibration as cal  # noqa: E402
-from coldtrace.calibration_drift import DEFAULT_MAX_RATE_C_PER_YEAR  # noqa: E402
-from coldtrace.model import DAY, MINUTE  # noqa: E402
+from coldtrace.core import calibration as cal  # noqa: E402
+from coldtrace.core.calibration_drift import DEFAULT_MAX_RATE_C_PER_YEAR  # noqa: E402
+from coldtrace.core.model import DAY, MINUTE  # noqa: E402
 
 T0 = 1_764_547_200_000  # 2025-12-01T00:00:00Z
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from coldtrace.clock import ManualClock  # noqa: E402
-from coldtrace.model import HOUR, MINUTE  # noqa: E402
-from coldtrace.pipeline import RawMessage  # noqa: E402
+from coldtrace.core.clock import ManualClock  # noqa: E402
+from coldtrace.core.model import HOUR, MINUTE  # noqa: E402
+from coldtrace.services.pipeline import RawMessage  # noqa: E402
 from coldtrace.settings import load_settings  # noqa: E402
 from coldtrace.wiring import build_services  # noqa: E402
 

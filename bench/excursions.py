@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from coldtrace.excursions import SeriesEngine, evaluate
-from coldtrace.mkt import series_mkt
-from coldtrace.model import BUILTIN_PROFILES, MINUTE
+from coldtrace.core.excursions import SeriesEngine, evaluate
+from coldtrace.core.mkt import series_mkt
+from coldtrace.core.model import BUILTIN_PROFILES, MINUTE
 
 T0 = 1_795_687_200_000
 
@@ -94,7 +94,7 @@ def bench_mkt(n: int) -> None:
 
 def bench_memory(devices: int) -> None:
     """Engines + health state of ``devices`` active loggers, each fed a day of 5-minute readings."""
-    from coldtrace.health import DeviceHealth
+    from coldtrace.core.health import DeviceHealth
 
     prof = BUILTIN_PROFILES["2-8C"]
     ts, v = fridge_series(288, seed=4, step_ms=5 * MINUTE)

@@ -42,7 +42,7 @@ def items(n: int, per: int, t0: int) -> list[tuple[str, bytes]]:
 
 
 def child(args) -> None:
-    from collector.mqtt import ingest_messages
+    from collector.ingest import ingest_messages
 
     t0 = int(time.time() * 1000) - 30 * 24 * 3600_000
     msgs = items(args.messages, args.per_message, t0)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from coldtrace.model import DAY, MINUTE, Reading  # noqa: E402
+from coldtrace.core.model import DAY, MINUTE, Reading  # noqa: E402
 from coldtrace.store.db import Database  # noqa: E402
 from coldtrace.store.influx import InfluxReadingStore  # noqa: E402
 from coldtrace.store.sqlite import SqliteReadingStore  # noqa: E402

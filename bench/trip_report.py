@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from coldtrace import audit, report, shipments
-from coldtrace.model import DAY, MINUTE, Reading
+from coldtrace.core.model import DAY, MINUTE, Reading
+from coldtrace.services import audit, report, shipments
 from coldtrace.store.db import Database
 from coldtrace.store.sqlite import SqliteReadingStore
 

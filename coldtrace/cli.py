@@ -12,21 +12,15 @@ import threading
 import time
 from collections.abc import Sequence
 
-from .errors import ColdTraceError, ConfigError, TransportError
-from .settings import Settings, is_loopback_host, load_settings
+from coldtrace.core.errors import ColdTraceError, ConfigError, TransportError
+from coldtrace.logs import setup_logging
+from coldtrace.settings import Settings, is_loopback_host, load_settings
 
 log = logging.getLogger("coldtrace")
 
 # Modules that add subcommands: each has add_commands(subparsers), whose parsers set_defaults(handler=f),
 # f(args) -> exit code. Imported only when the parser is built.
 COMMAND_MODULES: list[str] = ["coldtrace.cli_access", "coldtrace.cli_ops"]
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("amqtt", "transitions", "httpx", "uvicorn.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -62,7 +56,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     mqtt = base.mqtt.model_copy()
     api = base.api.model_copy()
     if getattr(args, "mqtt_url", None):
-        from .settings import MqttSettings
+        from coldtrace.settings import MqttSettings
 
         mqtt = MqttSettings(**{**mqtt.model_dump(), "url": args.mqtt_url})  # validates the URL
     if getattr(args, "mqtt_port", None) is not None:
@@ -186,13 +180,13 @@ def _start_api(services, settings: Settings):
 
 
 def _check_exposure(settings: Settings, services) -> None:
-    from . import auth
+    from coldtrace.services import auth
 
     auth.check_exposure(settings, services.db)
 
 
 def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only: bool = False) -> int:
-    from .wiring import build_services
+    from coldtrace.wiring import build_services
 
     settings = _settings_from(args)
     setup_logging(settings.log_level)
@@ -202,7 +196,7 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
     if not api_only and not settings.mqtt.url:
         if args.command != "run":
             raise ConfigError("no MQTT broker: pass --mqtt-url mqtt://HOST:PORT or set COLDTRACE_MQTT__URL")
-        from .embedded_broker import DurableInbox, EmbeddedBroker
+        from coldtrace.adapters.embedded_broker import DurableInbox, EmbeddedBroker
 
         port = settings.mqtt.embedded_port
         print(f"Starting the embedded MQTT broker on 127.0.0.1:{port} ...", flush=True)
@@ -222,7 +216,7 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
         if not is_loopback_host(settings.api.host):
             _check_exposure(settings, services)
         elif args.command == "run":
-            from . import auth
+            from coldtrace.services import auth
 
             token = auth.ensure_bootstrap_admin(services.db)
             if token:
@@ -245,9 +239,8 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
 
             source = None
             if broker is not None and broker.inbox is not None:
-                from collector.mqtt import ingest_messages
-
-                from .embedded_broker import InboxDrainer
+                from coldtrace.adapters.embedded_broker import InboxDrainer
+                from collector.ingest import ingest_messages
 
                 p = services.pipeline
                 source = InboxDrainer(broker.inbox.path, lambda items: ingest_messages(p, items),
@@ -258,10 +251,9 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
             collector.start()
             workers.append(collector)
         if args.command == "run" and settings.sim.enabled:
+            from coldtrace.core.model import HOUR
+            from coldtrace.sim_resume import fleet_anchor, resume_fleet
             from firmware_sim.mqtt_loggers import LoggerFleet, build_fleet
-
-            from .model import HOUR
-            from .sim_resume import fleet_anchor, resume_fleet
 
             now = services.clock.now_ms()
             so = settings.sim
@@ -277,7 +269,7 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
                   f" {so.interval_s:g} s per logger.", flush=True)
             _simulate_bench(services, settings.mqtt.url or "")
         if args.command == "run":  # where this instance listens, for `coldtrace publish` and `doctor`
-            from . import runtime_info
+            from coldtrace import runtime_info
 
             api_url = f"http://{settings.api.host}:{settings.api.port}" if not collector_only else None
             runtime_info.write(settings.data_dir, runtime_info.RuntimeInfo(
@@ -287,7 +279,7 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
         print("Stopping ...", flush=True)
     finally:
         if args.command == "run":
-            from . import runtime_info
+            from coldtrace import runtime_info
 
             runtime_info.remove(settings.data_dir, os.getpid())
         if sim is not None:
@@ -305,10 +297,9 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
 
 def _simulate_bench(services, mqtt_url: str) -> None:
     """A calibration bench for the demo: its session (reused on a restart), then the bench's readings."""
+    from coldtrace.services.calibration_records import device_calibration, upsert_device_calibration
+    from coldtrace.sim_resume import bench_session
     from firmware_sim.bench import BenchSpec, register_bench_devices, run_bench
-
-    from .calibration_records import device_calibration, upsert_device_calibration
-    from .sim_resume import bench_session
 
     spec = BenchSpec()
     now = services.clock.now_ms()

@@ -10,14 +10,14 @@ import argparse
 import getpass
 import sys
 
-from .clock import SystemClock
-from .errors import ConfigError
-from .model import DAY
+from coldtrace.core.clock import SystemClock
+from coldtrace.core.errors import ConfigError
+from coldtrace.core.model import DAY
 
 
 def _db(args: argparse.Namespace):
-    from .settings import load_settings
-    from .store.db import Database
+    from coldtrace.settings import load_settings
+    from coldtrace.store.db import Database
 
     over = {"data_dir": args.data_dir} if getattr(args, "data_dir", None) else {}
     settings = load_settings(**over)
@@ -38,7 +38,7 @@ def _password(args: argparse.Namespace) -> str:
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
-    from . import auth
+    from coldtrace.services import auth
 
     _, db = _db(args)
     try:
@@ -52,7 +52,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
-    from . import auth
+    from coldtrace.services import auth
 
     _, db = _db(args)
     now = SystemClock().now_ms()
@@ -78,7 +78,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 def cmd_mqtt_config(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from . import mqtt_access
+    from coldtrace.adapters import mqtt_access
 
     settings, db = _db(args)
     try:
@@ -113,7 +113,7 @@ def cmd_mqtt_config(args: argparse.Namespace) -> int:
 
 
 def _fmt_ms(ms: int | None) -> str:
-    from .clock import to_iso
+    from coldtrace.core.clock import to_iso
 
     return "-" if ms is None else (to_iso(ms) or "-")[:19].replace("T", " ") + "Z"
 
@@ -125,7 +125,7 @@ def _table(rows: list[list[str]], header: list[str]) -> None:
 
 
 def cmd_user_list(args: argparse.Namespace) -> int:
-    from . import auth
+    from coldtrace.services import auth
 
     _, db = _db(args)
     try:
@@ -153,8 +153,8 @@ def _user_row(db, username: str):
 
 
 def _cmd_user_active(args: argparse.Namespace, active: bool) -> int:
-    from . import auth
-    from .errors import NotFound
+    from coldtrace.core.errors import NotFound
+    from coldtrace.services import auth
 
     _, db = _db(args)
     try:
@@ -179,7 +179,7 @@ def cmd_user_enable(args: argparse.Namespace) -> int:
 
 
 def cmd_user_passwd(args: argparse.Namespace) -> int:
-    from . import auth
+    from coldtrace.services import auth
 
     _, db = _db(args)
     try:
@@ -244,8 +244,8 @@ def cmd_token_list(args: argparse.Namespace) -> int:
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
-    from . import auth
-    from .errors import NotFound
+    from coldtrace.core.errors import NotFound
+    from coldtrace.services import auth
 
     _, db = _db(args)
     try:
@@ -339,7 +339,7 @@ def add_commands(sub) -> None:
 
 
 def cmd_audit_head(args: argparse.Namespace) -> int:
-    from . import audit
+    from coldtrace.services import audit
 
     _, db = _db(args)
     rid, h = audit.head(db)
@@ -350,7 +350,7 @@ def cmd_audit_head(args: argparse.Namespace) -> int:
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from . import audit, audit_anchor, audit_keys
+    from coldtrace.services import audit, audit_anchor, audit_keys
 
     settings, db = _db(args)
     known = audit.parse_head(args.known_head) if args.known_head else None
@@ -370,7 +370,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_export_head(args: argparse.Namespace) -> int:
-    from . import audit_anchor
+    from coldtrace.services import audit_anchor
 
     settings, db = _db(args)
     try:

@@ -9,11 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import ConfigError, TransportError
+from coldtrace.core.errors import ConfigError, TransportError
 
 
 def _settings(args: argparse.Namespace):
-    from .settings import load_settings
+    from coldtrace.settings import load_settings
 
     over = {"data_dir": args.data_dir} if getattr(args, "data_dir", None) else {}
     return load_settings(**over)
@@ -21,7 +21,7 @@ def _settings(args: argparse.Namespace):
 
 def resolve_mqtt_url(args: argparse.Namespace, settings) -> str:
     """--mqtt-url, else COLDTRACE_MQTT__URL, else the running `coldtrace run` of the data directory."""
-    from . import runtime_info
+    from coldtrace import runtime_info
 
     if getattr(args, "mqtt_url", None):
         return args.mqtt_url
@@ -42,7 +42,7 @@ def resolve_mqtt_url(args: argparse.Namespace, settings) -> str:
 def build_reading_payload(device: str, temps: list[float], ts_ms: int, interval_s: float, seq: int | None,
                           battery: float | None) -> bytes:
     """A native v1 message (PROTOCOLS.md): ``temps`` at ts, ts + interval, ... (the last one at ``ts_ms``)."""
-    from .clock import to_iso
+    from coldtrace.core.clock import to_iso
 
     n = len(temps)
     step = int(interval_s * 1000)
@@ -61,7 +61,7 @@ def mqtt_publish(url: str, topic: str, payload: bytes, *, username: str | None =
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from .settings import parse_mqtt_url
+    from coldtrace.settings import parse_mqtt_url
 
     host, port, tls = parse_mqtt_url(url)
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="")
@@ -86,8 +86,8 @@ def mqtt_publish(url: str, topic: str, payload: bytes, *, username: str | None =
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from .clock import SystemClock, parse_time
-    from .payload import valid_device_id
+    from coldtrace.core.clock import SystemClock, parse_time
+    from coldtrace.core.payload import valid_device_id
 
     settings = _settings(args)
     url = resolve_mqtt_url(args, settings)
@@ -136,8 +136,8 @@ EXPORT_PAGE = 50_000
 
 
 def _open_store(settings):
-    from .store import open_reading_store
-    from .store.db import Database
+    from coldtrace.store import open_reading_store
+    from coldtrace.store.db import Database
 
     if not settings.db_path.exists():
         raise ConfigError(f"no ColdTrace store in {settings.data_dir.resolve()} (pass --data-dir)")
@@ -167,7 +167,7 @@ class _CsvSink:
         self.w.writerow(["device_id", "ts", "ts_ms", "temp_c", "seq"])
 
     def write(self, chunk) -> None:
-        from .clock import to_iso
+        from coldtrace.core.clock import to_iso
 
         self.w.writerows((r.device_id, to_iso(r.ts), r.ts, repr(r.temp_c), "" if r.seq is None else r.seq)
                          for r in chunk)
@@ -201,7 +201,7 @@ class _ParquetSink:
 
 
 def cmd_export_readings(args: argparse.Namespace) -> int:
-    from .clock import SystemClock, parse_time
+    from coldtrace.core.clock import SystemClock, parse_time
 
     settings = _settings(args)
     try:
@@ -259,9 +259,9 @@ def cmd_dock_dump(args: argparse.Namespace) -> int:
     """Read one CTL1 logger's memory from a dock's serial port into the store, with a progress bar."""
     import threading
 
-    from . import ctl1
-    from .serial_readers import Ctl1Reader, InstrumentConfig
-    from .wiring import build_services
+    from coldtrace.adapters.serial_readers import Ctl1Reader, InstrumentConfig
+    from coldtrace.core import ctl1
+    from coldtrace.wiring import build_services
 
     settings = _settings(args)
     cfg = InstrumentConfig.from_dict({"kind": "ctl1", "port": args.port, "mode": "dump",
@@ -315,8 +315,8 @@ def cmd_dock_dump(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- doctor
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from . import doctor
-    from .clock import SystemClock
+    from coldtrace import doctor
+    from coldtrace.core.clock import SystemClock
 
     settings = _settings(args)
     findings: list = []
@@ -328,7 +328,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if url:
         key = None
         try:
-            from .settings import parse_mqtt_url
+            from coldtrace.settings import parse_mqtt_url
 
             host, port, _ = parse_mqtt_url(url)
             key = f"broker.dropped.{host}:{port}"
@@ -336,7 +336,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             raise ConfigError(str(exc)) from None
         stored = None
         if settings.db_path.exists():
-            from .store.db import Database
+            from coldtrace.store.db import Database
 
             db = Database(settings.db_path)
             try:
@@ -363,7 +363,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_url(args: argparse.Namespace) -> int:
     """Print where the running `coldtrace run` of the data directory listens (for scripts and the tour)."""
-    from . import runtime_info
+    from coldtrace import runtime_info
 
     settings = _settings(args)
     info = runtime_info.read(settings.data_dir)

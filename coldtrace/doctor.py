@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .data_loss import SYS_DROPPED, SYS_STORED, SYS_UPTIME, SYS_VERSION
-from .settings import Settings, parse_mqtt_url
+from coldtrace.services.data_loss import SYS_DROPPED, SYS_STORED, SYS_UPTIME, SYS_VERSION
+from coldtrace.settings import Settings, parse_mqtt_url
 
 MIN_QUEUE = 100_000  # docs/deployment.md: what a collector outage of hours needs at a busy site
 MIN_FREE_BYTES = 1024**3
@@ -282,7 +282,7 @@ def check_broker(url: str, settings: Settings, *, wait_s: float = 3.0, stored_dr
 # ---------------------------------------------------------------- store
 
 def check_store(settings: Settings) -> list[Finding]:
-    from .store.db import Database
+    from coldtrace.store.db import Database
 
     out: list[Finding] = []
     d = settings.data_dir
@@ -339,7 +339,7 @@ def kernel_clock_state() -> tuple[int, float] | None:
 
 def check_clock(settings: Settings, now_ms: int, clock_state: Callable[[], tuple[int, float] | None] =
                 kernel_clock_state) -> list[Finding]:
-    from .clock import to_iso
+    from coldtrace.core.clock import to_iso
 
     out = [Finding("info", "clock", f"system time {to_iso(now_ms)} (UTC)")]
     st = clock_state()
@@ -352,7 +352,7 @@ def check_clock(settings: Settings, now_ms: int, clock_state: Callable[[], tuple
     else:
         out.append(Finding("ok", "clock", f"the system clock is synchronised (max error {st[1] * 1000:.0f} ms)"))
     if settings.db_path.exists():
-        from .store.db import Database
+        from coldtrace.store.db import Database
 
         db = Database(settings.db_path, synchronous=settings.store.sqlite_synchronous)
         try:

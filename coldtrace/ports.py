@@ -8,8 +8,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .clock import Clock
-from .model import Reading
+from coldtrace.core.clock import Clock
+from coldtrace.core.model import Reading
 
 __all__ = ["Clock", "ReadingStore", "WriteResult", "Bucket", "Conflict"]
 
@@ -63,3 +63,21 @@ class ReadingStore(Protocol):
     def count(self, device_id: str | None = None) -> int: ...
 
     def close(self) -> None: ...
+
+
+# The metadata store's ports, one per table family (issue 15). Each is implemented in coldtrace/store/<family>.py
+# for both SQLite and PostgreSQL (the same portable statements) and has a contract suite in tests/contract/.
+
+# --- devices, profiles, quarantine, device health, excursions and checkpoints, meta (store/devices.py ...)
+
+
+# --- alerts, alert lifecycle, outbox (store/alerts.py)
+
+
+# --- people, tokens, sessions, login throttle, audit chain (store/auth.py, store/audit.py)
+
+
+# --- calibration, certificates, shipments (store/calibration.py, store/shipments.py)
+
+
+# --- webhook subscriptions, deliveries and their leases, cluster leases (store/webhooks.py, store/cluster.py)

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .errors import ConfigError
-from .lorawan import LorawanSettings
+from coldtrace.core.errors import ConfigError
+from coldtrace.core.lorawan import LorawanSettings
 
 
 class MqttSettings(BaseModel):
@@ -34,7 +34,7 @@ class MqttSettings(BaseModel):
     broker_inflight_v311: int = 20
     keepalive_s: int = 30
     # subscribe to the broker's $SYS counters (Mosquitto: messages dropped, messages stored) and raise
-    # broker.messages_dropped when the dropped counter grows (coldtrace/data_loss.py)
+    # broker.messages_dropped when the dropped counter grows (coldtrace/services/data_loss.py)
     watch_broker_sys: bool = True
 
     @field_validator("url")
@@ -101,8 +101,9 @@ class ApiSettings(BaseModel):
 
 
 class AuditSettings(BaseModel):
-    """Audit anchoring (coldtrace/audit_keys.py, coldtrace/audit_anchor.py, docs/SECURITY.md). The keys are
-    read by coldtrace.audit_keys from the same environment variables (COLDTRACE_AUDIT__HMAC_KEY, ...)."""
+    """Audit anchoring (coldtrace/services/audit_keys.py, coldtrace/services/audit_anchor.py, docs/SECURITY.md).
+    The keys are read by coldtrace.services.audit_keys from the same environment variables
+    (COLDTRACE_AUDIT__HMAC_KEY, ...)."""
 
     hmac_key: SecretStr | None = None  # hex/base64, >= 32 bytes; None: <data_dir>/audit-hmac.key (made 0600)
     keyed_from: int | None = Field(None, ge=1)  # with hmac_key: first record id that must be keyed (default 1)
@@ -144,12 +145,12 @@ class IngestSettings(BaseModel):
 class WebhookSettings(BaseModel):
     # Internal webhook targets that may be called (public ones always may): CIDRs, addresses or host names,
     # as a JSON list or comma-separated, e.g. COLDTRACE_WEBHOOKS__ALLOWED_PRIVATE_TARGETS='["10.20.0.0/16"]'.
-    # Link-local and cloud metadata addresses are never allowed (coldtrace.webhooks.NEVER_ALLOWED).
+    # Link-local and cloud metadata addresses are never allowed (coldtrace.services.webhooks.NEVER_ALLOWED).
     allowed_private_targets: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Replaced by allowed_private_targets. true no longer allows every internal address: it is read as
     # loopback only (127.0.0.0/8, ::1), with a warning naming the new setting (docs/PROTOCOLS.md "Webhooks").
     allow_private_targets: bool = False
-    # webhook notifier and alert lifecycle (coldtrace.webhooks, collector.notifier, coldtrace.alerts)
+    # webhook notifier and alert lifecycle (coldtrace.services.webhooks, collector.notifier, coldtrace.services.alerts)
     timeout_s: float = Field(10.0, gt=0, le=60)
     # attempts in flight per subscription (its delivery lane); a hanging receiver holds only its own lane
     lane_concurrency: int = Field(4, ge=1, le=32)
@@ -176,7 +177,7 @@ class WebhookSettings(BaseModel):
     @field_validator("allowed_private_targets")
     @classmethod
     def _check_targets(cls, v: list[str]) -> list[str]:
-        from .webhooks import TargetPolicy  # here: keeps settings free of import cycles
+        from coldtrace.services.webhooks import TargetPolicy  # here: keeps settings free of import cycles
 
         TargetPolicy.parse(v)  # raises ValueError naming the bad entry
         return v
@@ -241,7 +242,7 @@ class Settings(BaseSettings):
     sim: SimSettings = SimSettings()
     shipments: ShipmentSettings = ShipmentSettings()
     lab: LabSettings = LabSettings()
-    lorawan: LorawanSettings = LorawanSettings()  # LoRaWAN network servers over MQTT (coldtrace/lorawan.py)
+    lorawan: LorawanSettings = LorawanSettings()  # LoRaWAN network servers over MQTT (coldtrace/core/lorawan.py)
 
     @property
     def db_path(self) -> Path:

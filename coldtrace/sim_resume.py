@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from .store.db import Database
+from coldtrace.store.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,8 @@ class BenchSession:
 
 def bench_session(services: Any, spec: Any, now_ms: int) -> BenchSession:
     """The simulated bench's calibration session: the one opened by an earlier start, else a new one."""
-    from .calibration_service import SessionSpec, for_services
-    from .model import MINUTE
+    from coldtrace.core.model import MINUTE
+    from coldtrace.services.calibration_service import SessionSpec, for_services
 
     row = services.db.query_one(
         "SELECT id, started_at FROM calibration_sessions WHERE created_by = ? AND notes = ? AND reference_id = ?"

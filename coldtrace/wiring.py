@@ -6,13 +6,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from .clock import Clock, SystemClock
-from .errors import ConfigError
-from .pipeline import Pipeline
-from .ports import ReadingStore
-from .settings import Settings
-from .store import open_reading_store
-from .store.db import Database
+from coldtrace.core.clock import Clock, SystemClock
+from coldtrace.core.errors import ConfigError
+from coldtrace.ports import ReadingStore
+from coldtrace.services.pipeline import Pipeline
+from coldtrace.settings import Settings
+from coldtrace.store import open_reading_store
+from coldtrace.store.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +43,13 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
                           " (choose another with --data-dir or COLDTRACE_DATA_DIR)") from exc
     clock = clock or SystemClock()
     db = Database(settings.db_path, synchronous=settings.store.sqlite_synchronous)
-    from .audit_anchor import ensure_keys
+    from coldtrace.services.audit_anchor import ensure_keys
 
     ensure_keys(db, settings)  # audit HMAC and head-signing keys, outside the database (docs/SECURITY.md)
     readings = open_reading_store(settings, db)
     pipeline = Pipeline(db, readings, clock, default_profile=settings.default_profile,
                         require_registration=settings.ingest.require_registration)
-    from .lorawan import sources as lorawan_sources
+    from coldtrace.core.lorawan import sources as lorawan_sources
 
     pipeline.topic_sources = lorawan_sources(settings.lorawan)  # extra MQTT subscriptions when configured
     return Services(settings, db, readings, pipeline, clock)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
-from coldtrace.errors import TransportError
+from coldtrace.core.errors import TransportError
 from coldtrace.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,11 +50,11 @@ class _Entry:
 
 
 def _child(conn: Connection, settings: Settings) -> None:
-    from coldtrace.cli import setup_logging
-    from coldtrace.errors import ColdTraceError
+    from coldtrace.core.errors import ColdTraceError
+    from coldtrace.logs import setup_logging
     from coldtrace.wiring import build_services
 
-    from .mqtt import ingest_messages
+    from .ingest import ingest_messages
 
     setup_logging(settings.log_level)
     try:

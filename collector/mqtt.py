@@ -9,7 +9,6 @@ redelivery after the commit changes nothing (idempotent).
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import threading
@@ -24,31 +23,21 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from coldtrace.errors import ColdTraceError, TransportError
-from coldtrace.payload import valid_device_id
-from coldtrace.pipeline import Pipeline, RawMessage, is_transient, poison_reason
+from coldtrace.core.errors import ColdTraceError, TransportError
+from coldtrace.core.payload import valid_device_id
+from coldtrace.services.pipeline import Pipeline
 from coldtrace.settings import MqttSettings, Settings, parse_mqtt_url
 
+from .ingest import ingest_messages, topic_device
 from .ingest_worker import WorkerIngest
 
 log = logging.getLogger(__name__)
 
-TOPIC_PREFIX = "coldtrace/v1/devices/"
 READINGS_FILTER = "coldtrace/v1/devices/+/readings"
 STATUS_FILTER = "coldtrace/v1/devices/+/status"
 IDLE_FLUSH_S = 0.005
 BATCH_MAX_BYTES = 256 * 1024  # ~6,500 readings of the native format: ~15 ms of the ingest child's work
 _PUBACK_HEAD = 0x4002  # PUBACK, remaining length 2 (then the packet id)
-
-
-def topic_device(topic: str) -> tuple[str | None, str | None]:
-    """coldtrace/v1/devices/{id}/{kind} -> (id, kind); (None, None) when the topic is not ours."""
-    if not topic.startswith(TOPIC_PREFIX):
-        return None, None
-    dev, sep, kind = topic[len(TOPIC_PREFIX):].partition("/")
-    if not sep or "/" in kind:
-        return None, None
-    return dev, kind
 
 
 class LeanProperties(Properties):
@@ -148,7 +137,7 @@ class MqttCollector:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         # side channels (not acknowledged-after-commit): topic filters -> handler(topic, payload) in paho's
-        # network thread; the broker's $SYS counters (coldtrace/data_loss.py BrokerGuard)
+        # network thread; the broker's $SYS counters (coldtrace/services/data_loss.py BrokerGuard)
         self.side_channels: dict[str, object] = {}
         self.client.on_subscribe = self._on_subscribe
 
@@ -327,69 +316,3 @@ class MqttCollector:
 
     def process(self, batch: list[_Msg]) -> None:
         ingest_messages(self.pipeline, [(m.topic, m.payload) for m in batch])
-
-
-def ingest_messages(pipeline: Pipeline, items: list[tuple[str, bytes]]) -> int:
-    """One batch of (topic, payload) through the pipeline: readings, status messages, bad topics.
-
-    Returns the number of alerts raised. Raises ColdTraceError only when the store failed (nothing is
-    acknowledged then, and the batch is retried): whatever else one message makes any step raise ends with
-    that message quarantined (``Pipeline.ingest_raw_many`` for readings, here for status messages and
-    topics), so no message can stop, or be retried ahead of, the others."""
-    raws: list[RawMessage] = []
-    decoded: list | None = None  # set when a message of another source (LoRaWAN) is decoded by that source
-    for topic, payload in items:
-        try:
-            src = next((s for s in pipeline.topic_sources if s.matches(topic)), None) \
-                if pipeline.topic_sources else None
-            if src is not None:  # another source's topic (LoRaWAN): decoded by that source
-                raw = RawMessage(payload, src.name, src.device_hint(topic), None, topic)
-                pr = src.decode(topic, payload, pipeline.clock.now_ms())
-            else:
-                raw, pr = _route(pipeline, topic, payload), None
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-            log.warning("MQTT message on %r quarantined: %s: %s", topic[:200], type(exc).__name__, exc)
-            pipeline.quarantine(source="mqtt", reason=poison_reason(exc), topic=topic, raw=payload,
-                                detail=f"{type(exc).__name__} while ingesting: {exc}")
-            continue
-        if raw is None:
-            continue
-        if pr is not None and decoded is None:
-            decoded = [pipeline.decode(m) for m in raws]
-        raws.append(raw)
-        if decoded is not None:
-            decoded.append(pr if pr is not None else pipeline.decode(raw))
-    return pipeline.ingest_raw_many(raws, decoded).alerts if raws else 0
-
-
-def _route(pipeline: Pipeline, topic: str, payload: bytes) -> RawMessage | None:
-    """A readings message to decode, or None once a status message or a bad topic has been dealt with."""
-    dev, kind = topic_device(topic)
-    if kind not in ("readings", "status") or not dev or not valid_device_id(dev):
-        pipeline.quarantine(source="mqtt", reason="schema", topic=topic, raw=payload,
-                            detail=f"topic {topic[:200]!r} is not coldtrace/v1/devices/{{id}}/readings|status"
-                                   " with an id of [A-Za-z0-9._-]{1,64}")
-        return None
-    if kind == "status":
-        _status(pipeline, dev, payload, topic)
-        return None
-    return RawMessage(payload, "mqtt", dev, None, topic)
-
-
-def _status(pipeline: Pipeline, dev: str, payload: bytes, topic: str) -> None:
-    """A birth message or last will: a JSON object, ``online`` a boolean when present (PROTOCOLS.md)."""
-    try:
-        doc = json.loads(payload)
-    except (ValueError, RecursionError) as exc:
-        pipeline.quarantine(source="mqtt", reason="bad_status", topic=topic, raw=payload, device_id=dev,
-                            detail=f"status message is not UTF-8 JSON: {type(exc).__name__}: {str(exc)[:200]}")
-        return
-    if not isinstance(doc, dict):
-        pipeline.quarantine(source="mqtt", reason="bad_status", topic=topic, raw=payload, device_id=dev,
-                            detail="a status message is a JSON object")
-        return
-    online = doc.get("online")
-    pipeline.record_status(dev, online if isinstance(online, bool) else None,
-                           payload.decode("utf-8", "replace"), topic=topic)

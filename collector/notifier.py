@@ -1,6 +1,6 @@
 """The webhook notifier process part: the delivery loop and the alert-lifecycle clock as threads.
 
-The engine (fan-out, signed attempts, retries, leases) is ``coldtrace.delivery.Notifier`` so the API's test
+The engine (fan-out, signed attempts, retries, leases) is ``coldtrace.services.delivery.Notifier`` so the API's test
 ping can use it too; this module wires it to the running Services for ``coldtrace run`` / ``collector``.
 """
 
@@ -11,9 +11,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from coldtrace import alerts
-from coldtrace.clock import Clock
-from coldtrace.delivery import AttemptResult, Notifier, RunStats
+from coldtrace.core.clock import Clock
+from coldtrace.services import alerts
+from coldtrace.services.delivery import AttemptResult, Notifier, RunStats
 
 log = logging.getLogger(__name__)
 

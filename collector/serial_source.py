@@ -1,6 +1,6 @@
 """Serial instruments on the server itself (a bench PC): readers -> ``Pipeline.ingest_batches``.
 
-The readers (``coldtrace.serial_readers``) decode and deliver batches; this source screens each reading the
+The readers (``coldtrace.adapters.serial_readers``) decode and deliver batches; this source screens each reading the
 way the payload decoder screens MQTT/HTTP readings (physical range, clock skew) so a serial reading is held
 to the same rules, and hands the rest to the one ingest pipeline. A screened-out reading is quarantined with
 its reason, never dropped silently.
@@ -13,11 +13,11 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from coldtrace.clock import Clock, SystemClock
-from coldtrace.model import TEMP_MAX_C, TEMP_MIN_C, Batch, Rejection
-from coldtrace.payload import FUTURE_TOLERANCE_MS
-from coldtrace.pipeline import Pipeline
-from coldtrace.serial_readers import InstrumentConfig, ReaderGroup, build_reader
+from coldtrace.adapters.serial_readers import InstrumentConfig, ReaderGroup, build_reader
+from coldtrace.core.clock import Clock, SystemClock
+from coldtrace.core.model import TEMP_MAX_C, TEMP_MIN_C, Batch, Rejection
+from coldtrace.core.payload import FUTURE_TOLERANCE_MS
+from coldtrace.services.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ import time
 import tomllib
 from pathlib import Path
 
-from coldtrace import audit_anchor, shipments
-from coldtrace.calibration_service import for_services
-from coldtrace.errors import ColdTraceError, ConfigError
+from coldtrace.core.errors import ColdTraceError, ConfigError
+from coldtrace.services import audit_anchor, shipments
+from coldtrace.services.calibration_service import for_services
 from coldtrace.wiring import Services
 
 from .mqtt import MqttCollector
@@ -33,7 +33,7 @@ class CollectorService:
             batch_max_bytes=s.ingest.batch_max_bytes)
         self.broker_guard = None
         if s.mqtt.watch_broker_sys and source is None:  # the broker's $SYS counters: broker.messages_dropped
-            from coldtrace.data_loss import BrokerGuard
+            from coldtrace.services.data_loss import BrokerGuard
 
             guard = BrokerGuard(f"{self.mqtt.host}:{self.mqtt.port}", services.db, services.pipeline.emit_now,
                                 services.clock)

@@ -24,10 +24,10 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from coldtrace.clock import SystemClock
-from coldtrace.device_roles import CALIBRATION_REFERENCE, DEVICE_UNDER_CALIBRATION, set_role
-from coldtrace.errors import TransportError
-from coldtrace.model import MINUTE
+from coldtrace.core.clock import SystemClock
+from coldtrace.core.errors import TransportError
+from coldtrace.core.model import MINUTE
+from coldtrace.services.device_roles import CALIBRATION_REFERENCE, DEVICE_UNDER_CALIBRATION, set_role
 from coldtrace.settings import parse_mqtt_url
 
 log = logging.getLogger(__name__)

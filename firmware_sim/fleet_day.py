@@ -19,11 +19,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coldtrace import alerts as alert_lifecycle
-from coldtrace.calibration_service import CalibrationService, SessionSpec
-from coldtrace.clock import ManualClock
-from coldtrace.model import HOUR, MINUTE
-from coldtrace.pipeline import Pipeline, RawMessage
+from coldtrace.core.clock import ManualClock
+from coldtrace.core.model import HOUR, MINUTE
+from coldtrace.services import alerts as alert_lifecycle
+from coldtrace.services.calibration_service import CalibrationService, SessionSpec
+from coldtrace.services.pipeline import Pipeline, RawMessage
 from coldtrace.store.db import Database
 from coldtrace.store.sqlite import SqliteReadingStore
 

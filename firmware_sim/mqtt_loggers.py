@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from coldtrace.clock import Clock, SystemClock, to_iso
-from coldtrace.model import HOUR, MINUTE
+from coldtrace.core.clock import Clock, SystemClock, to_iso
+from coldtrace.core.model import HOUR, MINUTE
 from coldtrace.settings import parse_mqtt_url
 
 from .thermal import CoolerFailure, ThermalModel
@@ -178,7 +178,7 @@ class LoggerFleet:
 
 
 def _parse_ms(iso: str) -> int:
-    from coldtrace.clock import parse_time
+    from coldtrace.core.clock import parse_time
 
     return parse_time(iso)
 

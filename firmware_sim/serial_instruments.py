@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from coldtrace import ctl1, scpi
-from coldtrace.model import DAY, Reading
+from coldtrace.core import ctl1, scpi
+from coldtrace.core.model import DAY, Reading
 
 log = logging.getLogger(__name__)
 

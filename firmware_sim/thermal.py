@@ -7,7 +7,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from coldtrace.model import HOUR, MINUTE
+from coldtrace.core.model import HOUR, MINUTE
 
 
 @dataclass

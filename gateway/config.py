@@ -20,8 +20,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from coldtrace.errors import ConfigError
-from coldtrace.serial_readers import InstrumentConfig
+from coldtrace.adapters.serial_readers import InstrumentConfig
+from coldtrace.core.errors import ConfigError
 from coldtrace.settings import parse_mqtt_url
 
 from .spool import POLICIES

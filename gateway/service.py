@@ -27,10 +27,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from coldtrace.clock import Clock, SystemClock, to_iso
-from coldtrace.errors import ColdTraceError
-from coldtrace.model import Batch, Reading
-from coldtrace.serial_readers import ReaderGroup, build_reader
+from coldtrace.adapters.serial_readers import ReaderGroup, build_reader
+from coldtrace.core.clock import Clock, SystemClock, to_iso
+from coldtrace.core.errors import ColdTraceError
+from coldtrace.core.model import Batch, Reading
 
 from .config import GatewayConfig, load_config
 from .spool import Spool, SqliteSpool

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from coldtrace.errors import ConfigError, StoreError
+from coldtrace.core.errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
 

@@ -51,8 +51,8 @@ def influxd(tmp_path):
 @pytest.fixture
 def pipeline_env(tmp_path):
     """(ManualClock, Database, Pipeline) on a SQLite file in tmp_path, in-process."""
-    from coldtrace.clock import ManualClock
-    from coldtrace.pipeline import Pipeline
+    from coldtrace.core.clock import ManualClock
+    from coldtrace.services.pipeline import Pipeline
     from coldtrace.store.db import Database
     from coldtrace.store.sqlite import SqliteReadingStore
 

@@ -1,5 +1,6 @@
 """Alarm system health (ISA-18.2 / IEC 62682 performance monitoring): alarm rate per 10 min, floods, standing
-and chattering alarms, the most frequent alarms. Read-only, viewer role; the rules are coldtrace/alarm_health.py.
+and chattering alarms, the most frequent alarms. Read-only, viewer role; the rules are
+coldtrace/services/alarm_health.py.
 """
 
 from __future__ import annotations
@@ -8,8 +9,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from coldtrace import alarm_health
-from coldtrace.clock import to_iso
+from coldtrace.core.clock import to_iso
+from coldtrace.services import alarm_health
 
 from ..deps import RangeDep, ServicesDep, Viewer
 

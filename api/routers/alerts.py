@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from coldtrace.alerts import group_by_episode, inbox_sql
+from coldtrace.services.alerts import group_by_episode, inbox_sql
 from coldtrace.store.db import add_equal_filters
 
 from ..deps import ServicesDep, Viewer, parse_ts_param

@@ -12,8 +12,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from coldtrace import alerts as lifecycle
-from coldtrace.clock import to_iso
+from coldtrace.core.clock import to_iso
+from coldtrace.services import alerts as lifecycle
 
 from ..deps import QA, ServicesDep, Viewer
 from ..errors import ApiError

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from coldtrace import audit, audit_anchor, audit_keys
-from coldtrace.clock import to_iso
+from coldtrace.core.clock import to_iso
+from coldtrace.services import audit, audit_anchor, audit_keys
 
 from ..deps import QA, RangeDep, ServicesDep
 from ..errors import ApiError

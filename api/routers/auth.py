@@ -12,10 +12,10 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from coldtrace import auth
-from coldtrace.clock import parse_time, to_iso
-from coldtrace.errors import NotFound, RateLimited
-from coldtrace.login_guard import LoginThrottle
+from coldtrace.core.clock import parse_time, to_iso
+from coldtrace.core.errors import NotFound, RateLimited
+from coldtrace.services import auth
+from coldtrace.services.login_guard import LoginThrottle
 
 from ..deps import CSRF_HEADER, SESSION_COOKIE, Admin, CurrentPrincipal, ServicesDep, Viewer
 from ..errors import ApiError

@@ -9,20 +9,20 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, field_validator
 
-from coldtrace import calibration_records as records
-from coldtrace import certificate_issue
-from coldtrace.audit import record_audit
-from coldtrace.calibration_service import (
+from coldtrace.adapters.certificate import render_certificate
+from coldtrace.core.clock import parse_time
+from coldtrace.core.errors import Conflict
+from coldtrace.core.payload import DEVICE_ID_RE
+from coldtrace.services import calibration_records as records
+from coldtrace.services import certificate_issue
+from coldtrace.services.audit import record_audit
+from coldtrace.services.calibration_service import (
     CalibrationService,
     SessionSpec,
     calibration_status,
     for_services,
     status_of,
 )
-from coldtrace.certificate import render_certificate
-from coldtrace.clock import parse_time
-from coldtrace.errors import Conflict
-from coldtrace.payload import DEVICE_ID_RE
 from coldtrace.wiring import Services
 
 from ..deps import QA, ServicesDep, Viewer

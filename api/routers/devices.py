@@ -7,10 +7,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from coldtrace.audit import record_audit
-from coldtrace.clock import to_iso
-from coldtrace.device_roles import EFFECTIVE_ROLE_SQL, ROLES, session_roles, set_role
-from coldtrace.payload import DEVICE_ID_RE
+from coldtrace.core.clock import to_iso
+from coldtrace.core.payload import DEVICE_ID_RE
+from coldtrace.services.audit import record_audit
+from coldtrace.services.device_roles import EFFECTIVE_ROLE_SQL, ROLES, session_roles, set_role
 from coldtrace.store.rollup import chart_grid
 
 from ..deps import Admin, LimitDep, RangeDep, ServicesDep, Viewer

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from coldtrace import __version__
-from coldtrace.clock import to_iso
+from coldtrace.core.clock import to_iso
 
 from ..deps import ServicesDep, Viewer
 

@@ -14,9 +14,9 @@ from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from coldtrace.auth import Principal
-from coldtrace.payload import MAX_BYTES, SENML_CONTENT_TYPE, claimed_device
-from coldtrace.pipeline import RawMessage
+from coldtrace.core.payload import MAX_BYTES, SENML_CONTENT_TYPE, claimed_device
+from coldtrace.services.auth import Principal
+from coldtrace.services.pipeline import RawMessage
 
 from ..deps import CurrentPrincipal, ServicesDep
 from ..errors import ApiError

@@ -17,7 +17,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from coldtrace import auth
+from coldtrace.services import auth
 
 from ..deps import SESSION_COOKIE, ServicesDep
 

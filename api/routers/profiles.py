@@ -14,9 +14,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from coldtrace.audit import record_audit
-from coldtrace.excursions import MKT_LIMIT_ID, SeriesEngine
-from coldtrace.model import MINUTE, Profile
+from coldtrace.core.excursions import MKT_LIMIT_ID, SeriesEngine
+from coldtrace.core.model import MINUTE, Profile
+from coldtrace.services.audit import record_audit
 
 from ..deps import Admin, ServicesDep, Viewer
 from ..errors import ApiError

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
-from coldtrace.audit import record_audit
+from coldtrace.services.audit import record_audit
 from coldtrace.store.db import add_equal_filters
 
 from ..deps import QA, ServicesDep, Viewer

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from coldtrace import release_checklist, report, shipments, signature
-from coldtrace.clock import parse_time, to_iso
+from coldtrace.core.clock import parse_time, to_iso
+from coldtrace.services import release_checklist, report, shipments, signature
 from coldtrace.store import shipments as store
 
 from ..deps import QA, ServicesDep, Viewer

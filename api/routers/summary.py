@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from coldtrace.clock import to_iso
-from coldtrace.stats import summarise
+from coldtrace.core.clock import to_iso
+from coldtrace.core.stats import summarise
 
 from ..deps import RangeDep, ServicesDep, Viewer
 from ..errors import ApiError

@@ -8,10 +8,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field, field_validator
 
-from coldtrace import webhooks as wh
-from coldtrace.audit import record_audit
-from coldtrace.delivery import Notifier
-from coldtrace.model import HOUR
+from coldtrace.core.model import HOUR
+from coldtrace.services import webhooks as wh
+from coldtrace.services.audit import record_audit
+from coldtrace.services.delivery import Notifier
 from coldtrace.store import webhooks as store
 
 from ..deps import Admin, ServicesDep

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError
+from coldtrace.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from ..ports import ReadingStore
-    from ..settings import Settings
-    from .db import Database
+    from coldtrace.ports import ReadingStore
+    from coldtrace.settings import Settings
+    from coldtrace.store.db import Database
 
 
 def open_reading_store(settings: Settings, db: Database) -> ReadingStore:
     """SQLite in the metadata database (the embedded default), or InfluxDB when store.backend=influx."""
     backend = settings.store.backend
     if backend == "sqlite":
-        from .sqlite import SqliteReadingStore
+        from coldtrace.store.sqlite import SqliteReadingStore
 
         return SqliteReadingStore(db)
     if backend == "influx":
-        from .influx import InfluxReadingStore
+        from coldtrace.store.influx import InfluxReadingStore
 
         cfg = settings.store.influx
         if not cfg.url:

@@ -17,7 +17,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoreError
+from coldtrace.core.errors import StoreError
 
 log = logging.getLogger(__name__)
 

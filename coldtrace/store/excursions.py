@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from ..model import Excursion
+from coldtrace.core.model import Excursion
 
 _UPSERT = (
     "INSERT INTO excursions (id, series_id, device_id, shipment_id, limit_id, direction, threshold_c,"

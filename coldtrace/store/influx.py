@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import StoreError
-from ..model import Reading
-from ..ports import Bucket, Conflict, WriteResult
-from .influx_http import DatabaseNotFound, InfluxHTTP, quote_string
+from coldtrace.core.errors import StoreError
+from coldtrace.core.model import Reading
+from coldtrace.ports import Bucket, Conflict, WriteResult
+from coldtrace.store.influx_http import DatabaseNotFound, InfluxHTTP, quote_string
 
 log = logging.getLogger(__name__)
 

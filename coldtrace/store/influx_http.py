@@ -3,7 +3,7 @@
 InfluxDB 1.x, 2.x (v1 compatibility API with a DBRP mapping) and 3.x all serve these endpoints, so one
 small client covers them. Authentication: 1.x user/password (HTTP Basic), 2.x/3.x a token
 (``Authorization: Token ...``). Every foreign exception (httpx, JSON) leaves this module as a
-:class:`~coldtrace.errors.StoreError`.
+:class:`~coldtrace.core.errors.StoreError`.
 
 Why retries live here and not in the service loop: a write must either be stored or fail loudly so the
 pipeline does not acknowledge the MQTT message. Riding out a short outage (influxd restarting, a 503 while
@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from ..errors import ConfigError, StoreError
+from coldtrace.core.errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from operator import itemgetter
 
 import numpy as np
 
-from ..model import Reading, ReadingColumns
-from ..ports import Bucket
-from .db import Database, insert_many
+from coldtrace.core.model import Reading, ReadingColumns
+from coldtrace.ports import Bucket
+from coldtrace.store.db import Database, insert_many
 
 ROLLUP_MS = 600_000
 MIN_SPAN_MS = 2 * 86_400_000  # below two days the raw readings (<= 2,880 per minute logger) are as fast

@@ -1,6 +1,6 @@
 """SQLite access for shipments, their loggers and their signed decisions (rows in, dicts out).
 
-The rules (which state may follow which, who may sign) live in ``coldtrace.shipments``; this module only
+The rules (which state may follow which, who may sign) live in ``coldtrace.services.shipments``; this module only
 reads and writes rows, inside the caller's transaction where one is given.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from ..errors import NotFound
-from .db import Database, add_equal_filters
+from coldtrace.core.errors import NotFound
+from coldtrace.store.db import Database, add_equal_filters
 
 SHIPMENT_COLUMNS = ("id", "reference", "origin", "destination", "product", "lot", "profile_id", "state",
                     "start_ts", "end_ts", "created_at", "created_by", "updated_at")

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import StoreError
-from ..model import Reading, ReadingColumns
-from ..ports import Bucket, Conflict, WriteResult
-from . import rollup
-from .db import Database, insert_flat, insert_many
+from coldtrace.core.errors import StoreError
+from coldtrace.core.model import Reading, ReadingColumns
+from coldtrace.ports import Bucket, Conflict, WriteResult
+from coldtrace.store import rollup
+from coldtrace.store.db import Database, insert_flat, insert_many
 
 _INSERT = "INSERT OR IGNORE INTO readings (device_id, ts, temp_c, seq) VALUES"
 

@@ -13,9 +13,9 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import NotFound
-from ..webhooks import matches
-from .db import Database, add_equal_filters
+from coldtrace.core.errors import NotFound
+from coldtrace.core.subscriptions import matches
+from coldtrace.store.db import Database, add_equal_filters
 
 SUBSCRIPTION_PUBLIC = ("id, url, description, event_types, min_severity, device_ids, enabled, escalation,"
                        " disabled_reason, created_at, created_by, updated_at, previous_expires_at")

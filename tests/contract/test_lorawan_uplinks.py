@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from coldtrace.clock import parse_time
-from coldtrace.lorawan import ChirpStack, LorawanSettings, TheThingsStack, sources
+from coldtrace.core.clock import parse_time
+from coldtrace.core.lorawan import ChirpStack, LorawanSettings, TheThingsStack, sources
 
 HERE = Path(__file__).parent / "lorawan"
 TTS = json.loads((HERE / "tts_uplink.json").read_text())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from coldtrace.excursions import evaluate, normalise_series
-from coldtrace.model import BUILTIN_PROFILES, MINUTE, Reading
+from coldtrace.core.excursions import evaluate, normalise_series
+from coldtrace.core.model import BUILTIN_PROFILES, MINUTE, Reading
 from coldtrace.ports import Bucket, WriteResult
 from coldtrace.store.db import Database
 from coldtrace.store.influx import InfluxReadingStore

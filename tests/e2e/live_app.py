@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from coldtrace import auth, shipments
-from coldtrace.calibration_records import upsert_device_calibration
+from coldtrace.services import auth, shipments
+from coldtrace.services.calibration_records import upsert_device_calibration
 from coldtrace.settings import load_settings
 from coldtrace.wiring import Services, build_services
 from tests.support.services import free_port, wait_port

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from coldtrace.model import Alert
+from coldtrace.core.model import Alert
 from tests.e2e.conftest import DRAWN_PIXELS_JS, login
 from tests.e2e.live_app import DAY, HOUR, MINUTE, ingest_series
 

@@ -11,7 +11,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from coldtrace import alerts as lifecycle
+from coldtrace.services import alerts as lifecycle
 from tests.e2e.conftest import login
 from tests.e2e.live_app import MINUTE
 

@@ -10,7 +10,7 @@ import json
 import httpx
 import pytest
 
-from coldtrace import auth
+from coldtrace.services import auth
 from tests.e2e.conftest import DRAWN_PIXELS_JS, login
 from tests.e2e.test_qa_forms import login_as
 from tests.support.webhook_receiver import WebhookReceiver

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import expect
 
-from coldtrace import auth
-from coldtrace.model import Reading
+from coldtrace.core.model import Reading
+from coldtrace.services import auth
 from firmware_sim.bench import BenchSpec, bench_series
 from tests.e2e.conftest import login
 from tests.e2e.live_app import HOUR, MINUTE, QA_PASSWORD, ingest_series
@@ -243,8 +243,8 @@ def test_no_page_shows_raw_epoch_milliseconds_or_long_floats(live_app, page, sho
 def test_checklist_and_mkt_card_fail_for_a_logger_over_the_mkt_limit(live_app, page, shot):
     """Issue 16's case: one logger's own MKT far over 8 °C while the combined MKT is under it; the lot's budget
     exhausted. The MKT card names the logger, the checklist fails MKT and budget, the budget table shows it."""
-    from coldtrace import shipments
-    from coldtrace.calibration_records import upsert_device_calibration
+    from coldtrace.services import shipments
+    from coldtrace.services.calibration_records import upsert_device_calibration
 
     svc = live_app.services
     now = svc.clock.now_ms()

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from coldtrace import auth
-from coldtrace.clock import ManualClock
-from coldtrace.model import HOUR, MINUTE, Alert
+from coldtrace.core.clock import ManualClock
+from coldtrace.core.model import HOUR, MINUTE, Alert
+from coldtrace.services import auth
 from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.integration

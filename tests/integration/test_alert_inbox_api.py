@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from coldtrace import auth
-from coldtrace.clock import ManualClock
-from coldtrace.model import MINUTE
+from coldtrace.core.clock import ManualClock
+from coldtrace.core.model import MINUTE
+from coldtrace.services import auth
 from coldtrace.settings import load_settings
 from coldtrace.wiring import build_services
 

@@ -9,12 +9,12 @@ import json
 
 import pytest
 
-from coldtrace import alerts as lifecycle
-from coldtrace import auth
-from coldtrace import webhooks as wh
-from coldtrace.errors import Conflict, NotFound, StoreError
-from coldtrace.model import BUILTIN_PROFILES, MINUTE
-from coldtrace.pipeline import Pipeline
+from coldtrace.core.errors import Conflict, NotFound, StoreError
+from coldtrace.core.model import BUILTIN_PROFILES, MINUTE
+from coldtrace.services import alerts as lifecycle
+from coldtrace.services import auth
+from coldtrace.services import webhooks as wh
+from coldtrace.services.pipeline import Pipeline
 from coldtrace.store import webhooks as store
 from coldtrace.store.db import Database
 from collector.notifier import Notifier

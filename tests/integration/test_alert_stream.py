@@ -19,11 +19,11 @@ from dataclasses import replace
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from coldtrace import alert_stream
-from coldtrace.alert_stream import ALARM, CLOSED, OPENED, REVISED
-from coldtrace.clock import ManualClock
-from coldtrace.model import MINUTE, Limit, Profile
-from coldtrace.pipeline import Pipeline
+from coldtrace.core import alert_stream
+from coldtrace.core.alert_stream import ALARM, CLOSED, OPENED, REVISED
+from coldtrace.core.clock import ManualClock
+from coldtrace.core.model import MINUTE, Limit, Profile
+from coldtrace.services.pipeline import Pipeline
 from coldtrace.store.db import Database
 from coldtrace.store.excursions import row_to_excursion
 from coldtrace.store.sqlite import SqliteReadingStore

@@ -16,9 +16,9 @@ import sys
 
 import pytest
 
-from coldtrace import audit, audit_anchor, audit_keys
-from coldtrace.clock import ManualClock
-from coldtrace.model import MINUTE
+from coldtrace.core.clock import ManualClock
+from coldtrace.core.model import MINUTE
+from coldtrace.services import audit, audit_anchor, audit_keys
 from coldtrace.store.db import Database
 from tests.support.stack import start_stack
 
@@ -256,7 +256,7 @@ def test_the_collectors_clock_tick_exports_the_signed_head(mosquitto, tmp_path):
 
 
 def test_an_old_database_first_started_with_an_environment_key_asks_for_the_boundary(tmp_path, monkeypatch):
-    from coldtrace.errors import ConfigError
+    from coldtrace.core.errors import ConfigError
     from coldtrace.settings import load_settings
 
     db = Database(tmp_path / "coldtrace.db")
@@ -286,7 +286,7 @@ def test_an_old_database_first_started_with_an_environment_key_asks_for_the_boun
 
 
 def test_signed_heads_are_posted_to_the_head_webhook_and_retried_until_accepted(tmp_path):
-    from coldtrace import webhooks
+    from coldtrace.services import webhooks
     from tests.support.webhook_receiver import WebhookReceiver
 
     secret = webhooks.generate_secret()

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from coldtrace.clock import ManualClock
+from coldtrace.core.clock import ManualClock
 from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.integration

@@ -6,8 +6,8 @@ import sqlite3
 
 import pytest
 
-from coldtrace import audit, auth
-from coldtrace.clock import ManualClock
+from coldtrace.core.clock import ManualClock
+from coldtrace.services import audit, auth
 from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,9 @@ import re
 
 import pytest
 
-from coldtrace import auth
-from coldtrace.clock import ManualClock
-from coldtrace.model import MINUTE
+from coldtrace.core.clock import ManualClock
+from coldtrace.core.model import MINUTE
+from coldtrace.services import auth
 from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.integration

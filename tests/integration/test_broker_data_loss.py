@@ -97,7 +97,7 @@ def test_dropped_messages_raise_one_alarm_and_the_gap_is_named(tmp_path, tiny_qu
                  >= before + 20 - QUEUE, 10, "the counter to be seen growing")
         assert len(_alerts(stack, "broker.messages_dropped")) == 1
         # once acknowledged, new drops raise a new alarm
-        from coldtrace import alerts as lifecycle
+        from coldtrace.services import alerts as lifecycle
 
         lifecycle.acknowledge(stack.services.db, alarm["id"], actor="qa-anna", comment="queue raised to 100000",
                               now=stack.services.clock.now_ms())

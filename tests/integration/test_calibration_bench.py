@@ -9,9 +9,9 @@ import pytest
 from pypdf import PdfReader
 
 from api.routers.calibration import calibration_service
-from coldtrace.certificate import fmt
-from coldtrace.clock import ManualClock
-from coldtrace.model import DAY
+from coldtrace.adapters.certificate import fmt
+from coldtrace.core.clock import ManualClock
+from coldtrace.core.model import DAY
 from firmware_sim.bench import BenchSpec, run_bench
 from tests.support.stack import start_stack, wait_for
 

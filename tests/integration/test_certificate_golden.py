@@ -10,9 +10,9 @@ import sqlite3
 
 import pytest
 
-from coldtrace.clock import ManualClock
-from coldtrace.model import MINUTE, Reading
-from coldtrace.release_checklist import certificate_link
+from coldtrace.core.clock import ManualClock
+from coldtrace.core.model import MINUTE, Reading
+from coldtrace.services.release_checklist import certificate_link
 from firmware_sim.bench import BenchSpec, bench_series
 from tests.integration.test_trip_report_golden import compare_golden, normalise, pdftotext
 from tests.support.stack import start_stack

@@ -12,9 +12,9 @@ import sys
 
 import pytest
 
-from coldtrace import auth
 from coldtrace.cli import main
-from coldtrace.model import Reading
+from coldtrace.core.model import Reading
+from coldtrace.services import auth
 from coldtrace.store.db import Database
 from coldtrace.store.sqlite import SqliteReadingStore
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from coldtrace import mqtt_access
+from coldtrace.adapters import mqtt_access
 from tests.integration.test_mqtt_acl import Client
 from tests.support.services import Mosquitto, free_port
 

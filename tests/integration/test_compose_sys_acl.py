@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from coldtrace import mqtt_access
+from coldtrace.adapters import mqtt_access
 from tests.support.services import Mosquitto
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from coldtrace import auth
+from coldtrace.services import auth
 from tests.support.stack import start_stack, wait_for
 
 pytestmark = pytest.mark.integration

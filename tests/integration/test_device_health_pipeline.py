@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from coldtrace.excursions import evaluate
-from coldtrace.model import BUILTIN_PROFILES, MINUTE
-from coldtrace.pipeline import Pipeline
+from coldtrace.core.excursions import evaluate
+from coldtrace.core.model import BUILTIN_PROFILES, MINUTE
+from coldtrace.services.pipeline import Pipeline
 from coldtrace.store.db import Database
 
 pytestmark = pytest.mark.integration

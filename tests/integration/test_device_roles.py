@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from coldtrace.calibration_service import CalibrationService, SessionSpec
-from coldtrace.device_roles import EFFECTIVE_ROLE_SQL
-from coldtrace.model import MINUTE
-from coldtrace.pipeline import Pipeline, RawMessage
+from coldtrace.core.model import MINUTE
+from coldtrace.services.calibration_service import CalibrationService, SessionSpec
+from coldtrace.services.device_roles import EFFECTIVE_ROLE_SQL
+from coldtrace.services.pipeline import Pipeline, RawMessage
 from firmware_sim.bench import BenchSpec, bench_series, native_payloads, register_bench_devices
 from tests.support.stack import start_stack
 
@@ -109,7 +109,7 @@ def test_roles_through_the_api_with_audit_and_validation(tmp_path):
         bad = c.put("/api/v1/devices/DUT-1/role", headers=h, json={"role": "fridge"})
         assert bad.status_code == 422 and "code" in bad.json()["error"]
         assert c.put("/api/v1/devices/NOPE/role", headers=h, json={"role": None}).status_code == 404
-        from coldtrace import auth
+        from coldtrace.services import auth
 
         viewer = auth.create_token(stack.services.db, role="viewer", name="v", actor="tests")
         r = c.put("/api/v1/devices/DUT-1/role", headers={"Authorization": f"Bearer {viewer}"},

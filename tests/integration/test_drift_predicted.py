@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from coldtrace.calibration_service import for_services
-from coldtrace.clock import ManualClock, to_iso
-from coldtrace.model import DAY, MINUTE
+from coldtrace.core.clock import ManualClock, to_iso
+from coldtrace.core.model import DAY, MINUTE
+from coldtrace.services.calibration_service import for_services
 from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.integration

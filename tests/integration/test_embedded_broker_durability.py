@@ -15,7 +15,7 @@ import threading
 import paho.mqtt.client as mqtt
 import pytest
 
-from coldtrace.embedded_broker import DurableInbox, EmbeddedBroker, _port_free
+from coldtrace.adapters.embedded_broker import DurableInbox, EmbeddedBroker, _port_free
 from tests.support.embedded_kill import free_port, kill_run
 from tests.support.stack import wait_for
 

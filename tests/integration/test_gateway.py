@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from coldtrace.payload import parse_payload
+from coldtrace.core.payload import parse_payload
 from firmware_sim.serial_instruments import Ctl1Logger, ScpiThermometer
 from gateway.config import load_config
 from gateway.service import Gateway

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from coldtrace.model import HOUR, MINUTE, Reading
+from coldtrace.core.model import HOUR, MINUTE, Reading
 from coldtrace.store.influx import InfluxReadingStore
 from firmware_sim.thermal import CoolerFailure, ThermalModel
 

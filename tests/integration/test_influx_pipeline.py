@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from coldtrace.model import HOUR, MINUTE
+from coldtrace.core.model import HOUR, MINUTE
 from coldtrace.store.influx import InfluxReadingStore
 from firmware_sim.mqtt_loggers import LoggerFleet, build_fleet
 from tests.support.stack import start_stack, wait_for

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from coldtrace.errors import StoreError
-from coldtrace.model import MINUTE, Reading
+from coldtrace.core.errors import StoreError
+from coldtrace.core.model import MINUTE, Reading
 from coldtrace.ports import WriteResult
 from coldtrace.store.influx import InfluxReadingStore
 from tests.support.services import Influxd

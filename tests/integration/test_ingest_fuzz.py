@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coldtrace import auth
+from coldtrace.services import auth
 from tests.support.services import Mosquitto
 from tests.support.stack import make_settings, wait_for
 

@@ -13,9 +13,9 @@ import httpx
 import pytest
 import uvicorn
 
-from coldtrace import auth
-from coldtrace.clock import ManualClock
-from coldtrace.model import MINUTE
+from coldtrace.core.clock import ManualClock
+from coldtrace.core.model import MINUTE
+from coldtrace.services import auth
 from coldtrace.wiring import Services, build_services
 from tests.support.services import free_port, wait_port
 from tests.support.stack import make_settings

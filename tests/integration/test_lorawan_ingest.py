@@ -12,7 +12,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from coldtrace.clock import to_iso
+from coldtrace.core.clock import to_iso
 from tests.support.stack import start_stack, wait_for
 
 pytestmark = pytest.mark.integration

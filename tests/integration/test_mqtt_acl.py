@@ -13,7 +13,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from coldtrace import mqtt_access
+from coldtrace.adapters import mqtt_access
 from coldtrace.settings import MqttSettings
 from collector.mqtt import MqttCollector
 from tests.support.services import Mosquitto, free_port

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from coldtrace.model import HOUR
+from coldtrace.core.model import HOUR
 from firmware_sim.mqtt_loggers import LoggerFleet, build_fleet
 from tests.support.services import missing_service
 from tests.support.stack import start_stack, wait_for

@@ -9,7 +9,7 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from coldtrace.model import Batch, Reading
+from coldtrace.core.model import Batch, Reading
 from tests.support.stack import start_stack, wait_for
 
 pytestmark = pytest.mark.integration

@@ -10,13 +10,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coldtrace import alert_stream, excursions
-from coldtrace.clock import ManualClock
-from coldtrace.live_evaluation import CHECKPOINT_EVERY_MS
-from coldtrace.model import BUILTIN_PROFILES, MINUTE
-from coldtrace.pipeline import Pipeline
+from coldtrace.core import alert_stream, excursions
+from coldtrace.core.clock import ManualClock
+from coldtrace.core.model import BUILTIN_PROFILES, MINUTE
+from coldtrace.services.live_evaluation import CHECKPOINT_EVERY_MS
+from coldtrace.services.pipeline import Pipeline
 from coldtrace.store.db import Database
 from coldtrace.store.sqlite import SqliteReadingStore
+from tests.unit.test_excursions_properties import chunks, profiles
+from tests.unit.test_excursions_properties import series as any_series
 
 T0 = 1_795_600_000_000
 PROFILE = BUILTIN_PROFILES["2-8C"]
@@ -75,6 +77,43 @@ def test_any_arrival_order_ends_with_the_batch_answer(tmp_path_factory, seed, n,
     outbox = db.query_one("SELECT COUNT(*) FROM outbox")[0]
     assert outbox == len(alert_ids)
     db.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(p=profiles(), s=any_series(max_size=60), rnd=st.randoms(use_true_random=False),
+       cuts=st.lists(st.integers(0, 100), max_size=8))
+def test_any_profile_any_arrival_order_gives_the_batch_excursions_and_alert_ids(tmp_path_factory, p, s, rnd,
+                                                                                 cuts):
+    """The one incremental evaluator (LiveEvaluator inside the Pipeline: in-order feeding, late data
+    re-evaluated from checkpoints, diffs) on any profile (delays, cumulative budgets, hysteresis, MKT): any
+    permutation and batching leaves the batch excursions, and the alert stream says so."""
+    ts, vs = s
+    order = list(range(len(ts)))
+    rnd.shuffle(order)
+    path = tmp_path_factory.mktemp("anyprofile") / "ct.db"
+    db = Database(path, synchronous="NORMAL")
+    try:
+        with db.write() as c:
+            c.execute("INSERT INTO profiles (id, name, body, updated_at) VALUES (?,?,?,0)",
+                      (p.id, p.name, json.dumps(p.to_dict())))
+            c.execute("INSERT INTO devices (id, registered_at, profile_id) VALUES ('D1', 0, ?)", (p.id,))
+        pipe = Pipeline(db, SqliteReadingStore(db), ManualClock(max(ts) + MINUTE))
+        for a, b in chunks(len(order), cuts):
+            part = [(ts[i], vs[i]) for i in order[a:b]]
+            assert not pipe.ingest_raw(_payload("D1", part), topic_device_id="D1").rejected
+        expected = excursions.evaluate("D1", p, *excursions.normalise_series(ts, vs))
+        stored = db.query("SELECT * FROM excursions WHERE series_id = 'D1' AND superseded = 0")
+        got = sorted((r["limit_id"], r["start_ts"], r["end_ts"], r["duration_ms"], r["peak_c"], r["alarm_ts"],
+                      r["alarm_kind"]) for r in stored)
+        assert got == sorted((e.limit_id, e.start_ts, e.end_ts, e.duration_ms, e.peak_c, e.alarm_ts,
+                              e.alarm_kind) for e in expected)
+        # and the alert stream's last word on each excursion is the stored excursion
+        replayed = alert_stream.replay((r["type"], json.loads(r["data"])) for r in db.query("SELECT * FROM alerts"))
+        for e in expected:
+            assert alert_stream.agrees(replayed[e.id], alert_stream.state_of(e))
+    finally:
+        db.close()
 
 
 def test_late_data_uses_a_checkpoint_not_the_whole_history(tmp_path):

@@ -16,10 +16,10 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from coldtrace import auth
-from coldtrace.clock import ManualClock
-from coldtrace.model import Reading
-from coldtrace.pipeline import Pipeline, RawMessage
+from coldtrace.core.clock import ManualClock
+from coldtrace.core.model import Reading
+from coldtrace.services import auth
+from coldtrace.services.pipeline import Pipeline, RawMessage
 from coldtrace.settings import load_settings
 from coldtrace.store.db import Database
 from coldtrace.store.sqlite import SqliteReadingStore

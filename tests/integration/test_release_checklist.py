@@ -12,8 +12,8 @@ import math
 
 import pytest
 
-from coldtrace.clock import ManualClock
-from coldtrace.model import HOUR, MINUTE
+from coldtrace.core.clock import ManualClock
+from coldtrace.core.model import HOUR, MINUTE
 from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.integration

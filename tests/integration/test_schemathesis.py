@@ -13,8 +13,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
-from coldtrace import auth
-from coldtrace.clock import ManualClock
+from coldtrace.core.clock import ManualClock
+from coldtrace.services import auth
 from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.integration

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from coldtrace.clock import SystemClock
-from coldtrace.model import Batch, Reading
-from coldtrace.pipeline import Pipeline
+from coldtrace.core.clock import SystemClock
+from coldtrace.core.model import Batch, Reading
+from coldtrace.services.pipeline import Pipeline
 from coldtrace.store.db import Database
 from coldtrace.store.sqlite import SqliteReadingStore
 from collector.serial_source import SerialSource, screen

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from coldtrace.model import Batch
-from coldtrace.serial_readers import Ctl1Reader, InstrumentConfig, ScpiPoller
+from coldtrace.adapters.serial_readers import Ctl1Reader, InstrumentConfig, ScpiPoller
+from coldtrace.core.model import Batch
 from firmware_sim.serial_instruments import Ctl1Logger, Faults, ScpiThermometer
 
 pytestmark = pytest.mark.integration

@@ -16,9 +16,9 @@ import sqlite3
 import pypdf
 import pytest
 
-from coldtrace import shipments
-from coldtrace.clock import ManualClock
-from coldtrace.model import HOUR, MINUTE, Reading
+from coldtrace.core.clock import ManualClock
+from coldtrace.core.model import HOUR, MINUTE, Reading
+from coldtrace.services import shipments
 from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.integration

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from coldtrace import auth
-from coldtrace.clock import ManualClock
-from coldtrace.model import DAY
+from coldtrace.core.clock import ManualClock
+from coldtrace.core.model import DAY
+from coldtrace.services import auth
 from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.integration

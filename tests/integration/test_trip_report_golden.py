@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from coldtrace.clock import ManualClock
-from coldtrace.model import HOUR, MINUTE
+from coldtrace.core.clock import ManualClock
+from coldtrace.core.model import HOUR, MINUTE
 from tests.support.services import missing_service
 from tests.support.stack import start_stack
 

@@ -11,8 +11,8 @@ import threading
 import pytest
 from fastapi.testclient import TestClient
 
-from coldtrace import auth
-from coldtrace.clock import ManualClock
+from coldtrace.core.clock import ManualClock
+from coldtrace.services import auth
 from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.integration

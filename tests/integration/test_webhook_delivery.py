@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from coldtrace import webhooks as wh
-from coldtrace.clock import ManualClock
-from coldtrace.model import HOUR, MINUTE, Alert
-from coldtrace.pipeline import Pipeline
+from coldtrace.core.clock import ManualClock
+from coldtrace.core.model import HOUR, MINUTE, Alert
+from coldtrace.services import webhooks as wh
+from coldtrace.services.pipeline import Pipeline
 from coldtrace.store import webhooks as store
 from coldtrace.store.db import Database
 from coldtrace.store.sqlite import SqliteReadingStore

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from coldtrace import webhooks as wh
-from coldtrace.model import Alert
+from coldtrace.core.model import Alert
+from coldtrace.services import webhooks as wh
 from coldtrace.settings import load_settings
 from coldtrace.store import webhooks as store
 from coldtrace.wiring import build_services
@@ -96,9 +96,9 @@ def test_a_dead_receiver_never_delays_another_receivers_critical_alarm(tmp_path)
 def test_a_receiver_trickling_its_answer_is_cut_off_at_the_attempt_deadline(tmp_path):
     """httpx's timeouts are per read: a receiver that sends its status line and then one header byte every
     0.1 s never trips a 0.5 s timeout. The attempt's overall deadline (2 x timeout) ends it anyway."""
-    from coldtrace.clock import ManualClock
-    from coldtrace.delivery import Notifier
-    from coldtrace.pipeline import Pipeline
+    from coldtrace.core.clock import ManualClock
+    from coldtrace.services.delivery import Notifier
+    from coldtrace.services.pipeline import Pipeline
     from coldtrace.store.db import Database
     from coldtrace.store.sqlite import SqliteReadingStore
 

@@ -17,11 +17,11 @@ import subprocess
 
 import pytest
 
-from coldtrace import webhooks as wh
-from coldtrace.clock import ManualClock
-from coldtrace.delivery import Notifier
-from coldtrace.model import Alert
-from coldtrace.pipeline import Pipeline
+from coldtrace.core.clock import ManualClock
+from coldtrace.core.model import Alert
+from coldtrace.services import webhooks as wh
+from coldtrace.services.delivery import Notifier
+from coldtrace.services.pipeline import Pipeline
 from coldtrace.store import webhooks as store
 from coldtrace.store.db import Database
 from coldtrace.store.sqlite import SqliteReadingStore
@@ -216,7 +216,7 @@ def test_the_subscription_api_judges_the_url_with_the_allow_list(tmp_path, dns):
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from coldtrace import auth
+    from coldtrace.services import auth
     from coldtrace.settings import load_settings
     from coldtrace.wiring import build_services
 

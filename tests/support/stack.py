@@ -9,8 +9,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from coldtrace import auth
-from coldtrace.clock import Clock
+from coldtrace.core.clock import Clock
+from coldtrace.services import auth
 from coldtrace.settings import Settings, load_settings
 from coldtrace.wiring import Services, build_services
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from coldtrace import webhooks as wh
+from coldtrace.services import webhooks as wh
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """A slow, literal reading of docs/RULES.md used as the test oracle for the excursion engine.
 
-Written independently of coldtrace.excursions (per limit, per reading, batch only, no shared state machine),
+Written independently of coldtrace.core.excursions (per limit, per reading, batch only, no shared state machine),
 so that "vectorised equals reference" compares two implementations, not one with itself. It shares only the
 documented numeric decisions: degree-minutes as integers of 1e-6 °C·min and numpy's exp for MKT terms.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from coldtrace.excursions import DM_SCALE, DM_UNITS, MKT_EPSILON_C, MKT_MIN_COVERED_MS
-from coldtrace.mkt import ea_over_r, mkt_from_ratio, ratio_for
-from coldtrace.model import Excursion, Limit, Profile
+from coldtrace.core.excursions import DM_SCALE, DM_UNITS, MKT_EPSILON_C, MKT_MIN_COVERED_MS
+from coldtrace.core.mkt import ea_over_r, mkt_from_ratio, ratio_for
+from coldtrace.core.model import Excursion, Limit, Profile
 
 
 def covers(ts: list[int], max_gap: int, end_ts: int | None) -> list[int]:

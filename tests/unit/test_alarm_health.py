@@ -1,4 +1,4 @@
-"""Alarm-system health metrics (coldtrace/alarm_health.py) on hand-worked timelines (seconds from T0)."""
+"""Alarm-system health metrics (coldtrace/services/alarm_health.py) on hand-worked timelines (seconds from T0)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coldtrace.alarm_health import chattering, floods, rate_buckets, source_key
-from coldtrace.model import MINUTE
+from coldtrace.core.model import MINUTE
+from coldtrace.services.alarm_health import chattering, floods, rate_buckets, source_key
 
 T0 = 1_795_687_200_000  # a multiple of 10 minutes
 

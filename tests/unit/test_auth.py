@@ -6,9 +6,9 @@ import types
 
 import pytest
 
-from coldtrace import auth
-from coldtrace.errors import ConfigError, Conflict
-from coldtrace.model import MINUTE
+from coldtrace.core.errors import ConfigError, Conflict
+from coldtrace.core.model import MINUTE
+from coldtrace.services import auth
 from coldtrace.store.db import Database
 
 NOW = 1_795_687_200_000

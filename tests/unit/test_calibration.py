@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from coldtrace.calibration import (
+from coldtrace.core.calibration import (
     EwmaChart,
     StabilityCriteria,
     decide,
@@ -26,8 +26,8 @@ from coldtrace.calibration import (
     standard_uncertainty,
     zone,
 )
-from coldtrace.clock import parse_time
-from coldtrace.model import DAY, MINUTE
+from coldtrace.core.clock import parse_time
+from coldtrace.core.model import DAY, MINUTE
 
 S = 1000  # ms
 
@@ -288,7 +288,7 @@ def test_certificate_pdf_text_carries_the_numbers():
 
     from pypdf import PdfReader
 
-    from coldtrace.certificate import CertificateData, CertificatePoint, render_certificate
+    from coldtrace.adapters.certificate import CertificateData, CertificatePoint, render_certificate
 
     pts = (CertificatePoint(-20.0, 60, -19.982, -19.874, 0.108, 0.012, 0.076, "pass"),
            CertificatePoint(5.0, 60, 5.011, 5.456, 0.445, 0.015, 0.081, "indeterminate"),

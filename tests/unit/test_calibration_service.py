@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from coldtrace.calibration_records import certificate_data, device_drift, session_detail
-from coldtrace.calibration_service import CalibrationService, SessionSpec, calibration_status
-from coldtrace.clock import ManualClock
-from coldtrace.model import DAY, MINUTE, Batch, Reading
-from coldtrace.pipeline import Pipeline
+from coldtrace.core.clock import ManualClock
+from coldtrace.core.model import DAY, MINUTE, Batch, Reading
+from coldtrace.services.calibration_records import certificate_data, device_drift, session_detail
+from coldtrace.services.calibration_service import CalibrationService, SessionSpec, calibration_status
+from coldtrace.services.pipeline import Pipeline
 from coldtrace.store.db import Database
 from coldtrace.store.sqlite import SqliteReadingStore
 from firmware_sim.bench import BenchSpec, bench_series

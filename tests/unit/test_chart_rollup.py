@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from coldtrace.model import Reading
+from coldtrace.core.model import Reading
 from coldtrace.store import rollup
 from coldtrace.store.db import Database
 from coldtrace.store.sqlite import SqliteReadingStore

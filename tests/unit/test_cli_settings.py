@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from coldtrace.cli import _settings_from, build_parser
-from coldtrace.errors import ConfigError
+from coldtrace.core.errors import ConfigError
 
 
 def settings(argv, monkeypatch, **env):

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from coldtrace import ctl1, scpi
-from coldtrace.clock import parse_time
-from coldtrace.ctl1 import Command, DumpAssembler, End, Header, LineSplitter, Record
+from coldtrace.core import ctl1, scpi
+from coldtrace.core.clock import parse_time
+from coldtrace.core.ctl1 import Command, DumpAssembler, End, Header, LineSplitter, Record
 
 
 def test_checksum_matches_nmea_xor():

@@ -1,11 +1,11 @@
-"""device.data_gap from seq jumps, and the dropped-messages counter decisions (coldtrace/data_loss.py)."""
+"""device.data_gap from seq jumps, and the dropped-messages counter decisions (coldtrace/services/data_loss.py)."""
 
 from __future__ import annotations
 
 import json
 
-from coldtrace.data_loss import decide_dropped, seq_gap_alerts
-from coldtrace.model import Batch, Reading
+from coldtrace.core.model import Batch, Reading
+from coldtrace.services.data_loss import decide_dropped, seq_gap_alerts
 
 
 def _b(seq, ts, dev="D1"):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from coldtrace.errors import StoreError
+from coldtrace.core.errors import StoreError
 from coldtrace.store import db as db_module
 from coldtrace.store.db import Database
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from coldtrace.excursions import (
+from coldtrace.core.excursions import (
     SeriesEngine,
     alerts_for,
     data_gaps,
@@ -17,7 +17,7 @@ from coldtrace.excursions import (
     normalise_series,
     reevaluate,
 )
-from coldtrace.model import BUILTIN_PROFILES, HOUR, MINUTE, Limit, Profile, stable_id
+from coldtrace.core.model import BUILTIN_PROFILES, HOUR, MINUTE, Limit, Profile, stable_id
 
 T0 = 1_795_687_200_000
 

@@ -2,22 +2,20 @@
 
 - the vectorised engine equals the literal reference (tests/unit/excursion_oracle.py), on any profile;
 - streaming in any batching (with JSON checkpoints in between) equals batch evaluation;
-- any permutation and batching of a series, through SeriesTracker (in-order feeding, late-data re-evaluation
-  from checkpoints, diff), leaves the same excursions and the same alert ids as batch evaluation.
+(Any permutation and batching of a series through the production incremental evaluator, on any profile, is
+tests/integration/test_pipeline_arrival_order.py.)
 """
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coldtrace import excursions as ex
-from coldtrace.excursions import SeriesEngine, alerts_for, evaluate, normalise_series
-from coldtrace.model import HOUR, MINUTE, Limit, Profile
-from coldtrace.series_tracker import SeriesTracker
+from coldtrace.core import excursions as ex
+from coldtrace.core.excursions import SeriesEngine, evaluate
+from coldtrace.core.model import HOUR, MINUTE, Limit, Profile
 from tests.unit.excursion_oracle import oracle
 
 T0 = 1_795_687_200_000
@@ -88,35 +86,3 @@ def test_streaming_in_any_batching_with_checkpoints_equals_batch(p, s, cuts, dat
     # the touched excursions reported along the way end in the batch result
     last = {e.id: e for e in history}
     assert sorted(last.values(), key=lambda e: (e.start_ts, e.limit_id)) == expected
-
-
-@settings(max_examples=120, deadline=None)
-@given(profiles(), series(max_size=60), st.randoms(use_true_random=False),
-       st.lists(st.integers(0, 100), max_size=8), st.sampled_from([10 * MINUTE, HOUR, 6 * HOUR]))
-def test_any_arrival_order_and_batching_gives_the_batch_excursions_and_alert_ids(p, s, rnd, cuts, cp_every):
-    ts, vs = s
-    order = list(range(len(ts)))
-    rnd.shuffle(order)
-    stored_t: list[int] = []
-    stored_v: list[float] = []
-
-    def load(since):
-        t, v = normalise_series(stored_t, stored_v)
-        keep = t > since if since is not None else np.ones(len(t), bool)
-        return t[keep], v[keep]
-
-    tracker = SeriesTracker("S", p, device_id="LOG-1", checkpoint_every_ms=cp_every, max_checkpoints=4)
-    emitted: set[str] = set()
-    for a, b in chunks(len(order), cuts):
-        bt = [ts[i] for i in order[a:b]]
-        bv = [vs[i] for i in order[a:b]]
-        stored_t.extend(bt)
-        stored_v.extend(bv)
-        diff = tracker.ingest(bt, bv, load=load, now_ms=T0)
-        emitted.update(x.id for x in diff.alerts)
-    expected = evaluate("S", p, ts, vs)
-    assert tracker.excursions() == expected
-    final_ids = {a.id for e in tracker.excursions() for a in alerts_for(e, "LOG-1")}
-    batch_ids = {a.id for e in expected for a in alerts_for(e, "LOG-1")}
-    assert final_ids == batch_ids
-    assert batch_ids <= emitted  # every alert of the final excursions was raised; extra ones are facts kept

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from coldtrace.errors import ConfigError
+from coldtrace.core.errors import ConfigError
 from gateway.config import load_config
 
 BASE = """

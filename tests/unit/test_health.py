@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from coldtrace import health
-from coldtrace.health import DeviceHealth, HealthConfig, observe_readings, observe_rejections, tick
-from coldtrace.model import HOUR, MINUTE, stable_id
+from coldtrace.core import health
+from coldtrace.core.health import DeviceHealth, HealthConfig, observe_readings, observe_rejections, tick
+from coldtrace.core.model import HOUR, MINUTE, stable_id
 
 T0 = 1_795_687_200_000
 OFF = 30 * MINUTE

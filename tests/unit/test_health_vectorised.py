@@ -7,9 +7,9 @@ import copy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coldtrace import health
-from coldtrace.health import DeviceHealth
-from coldtrace.model import MINUTE
+from coldtrace.core import health
+from coldtrace.core.health import DeviceHealth
+from coldtrace.core.model import MINUTE
 
 T0 = 1_795_600_000_000
 

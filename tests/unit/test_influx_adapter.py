@@ -13,8 +13,8 @@ import httpx
 import pytest
 from influxdb_client import Point, WritePrecision
 
-from coldtrace.errors import ConfigError, StoreError
-from coldtrace.model import Reading
+from coldtrace.core.errors import ConfigError, StoreError
+from coldtrace.core.model import Reading
 from coldtrace.store.influx import InfluxReadingStore, line
 from coldtrace.store.influx_http import InfluxHTTP, quote_ident, quote_string
 

@@ -9,10 +9,10 @@ import threading
 import pytest
 from argon2 import PasswordHasher
 
-from coldtrace import auth
-from coldtrace.errors import RateLimited
-from coldtrace.login_guard import LoginThrottle, delay_ms
-from coldtrace.model import MINUTE
+from coldtrace.core.errors import RateLimited
+from coldtrace.core.model import MINUTE
+from coldtrace.services import auth
+from coldtrace.services.login_guard import LoginThrottle, delay_ms
 from coldtrace.store.db import Database
 
 NOW = 1_795_687_200_000
@@ -240,7 +240,7 @@ def test_throttle_memory_is_bounded():
 
 
 def test_an_ipv6_client_counts_by_its_slash_64():
-    from coldtrace.login_guard import client_bucket
+    from coldtrace.services.login_guard import client_bucket
 
     assert client_bucket("2001:db8:1:2:aaaa::1") == client_bucket("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
     assert client_bucket("::ffff:192.0.2.7") == client_bucket("192.0.2.7") == "192.0.2.7"

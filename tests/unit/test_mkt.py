@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from coldtrace.mkt import covered_weights, mkt, ratio_for, series_mkt, time_weighted_mean
-from coldtrace.model import HOUR, MINUTE
+from coldtrace.core.mkt import covered_weights, mkt, ratio_for, series_mkt, time_weighted_mean
+from coldtrace.core.model import HOUR, MINUTE
 
 T0 = 1_795_687_200_000
 

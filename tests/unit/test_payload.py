@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from coldtrace.payload import MAX_BYTES, parse_payload
+from coldtrace.core.payload import MAX_BYTES, parse_payload
 
 NOW = 1_795_687_500_000  # 2026-11-26T10:05:00Z
 

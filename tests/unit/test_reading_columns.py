@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coldtrace.clock import ManualClock, to_iso
-from coldtrace.model import MINUTE, Reading, ReadingColumns, reading_temps, reading_ts
-from coldtrace.payload import parse_payload
-from coldtrace.pipeline import Pipeline, RawMessage
+from coldtrace.core.clock import ManualClock, to_iso
+from coldtrace.core.model import MINUTE, Reading, ReadingColumns, reading_temps, reading_ts
+from coldtrace.core.payload import parse_payload
+from coldtrace.services.pipeline import Pipeline, RawMessage
 from coldtrace.store.db import Database
 from coldtrace.store.sqlite import SqliteReadingStore
 

@@ -11,7 +11,7 @@ import pytest
 
 from coldtrace import runtime_info
 from coldtrace.cli_ops import resolve_mqtt_url
-from coldtrace.errors import ConfigError
+from coldtrace.core.errors import ConfigError
 from coldtrace.settings import load_settings
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from coldtrace.model import BUILTIN_PROFILES, MINUTE
-from coldtrace.shipment_stats import coverage, mkt_c, series_stats
+from coldtrace.core.model import BUILTIN_PROFILES, MINUTE
+from coldtrace.core.shipment_stats import coverage, mkt_c, series_stats
 
 P = BUILTIN_PROFILES["2-8C"]  # max_gap 30 min
 

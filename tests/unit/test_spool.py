@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from coldtrace.errors import ConfigError, StoreError
+from coldtrace.core.errors import ConfigError, StoreError
 from gateway.spool import MemorySpool, SqliteSpool, read_depth
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from coldtrace.model import BUILTIN_PROFILES, MINUTE
-from coldtrace.stats import summarise
+from coldtrace.core.model import BUILTIN_PROFILES, MINUTE
+from coldtrace.core.stats import summarise
 
 T0 = 1_795_687_200_000
 P = BUILTIN_PROFILES["2-8C"]

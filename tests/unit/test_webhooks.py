@@ -10,9 +10,10 @@ import random
 
 import pytest
 
-from coldtrace import webhooks as wh
-from coldtrace.errors import ConfigError
-from coldtrace.model import HOUR, MINUTE, Alert
+from coldtrace.core.errors import ConfigError
+from coldtrace.core.model import HOUR, MINUTE, Alert
+from coldtrace.core.subscriptions import matches
+from coldtrace.services import webhooks as wh
 from coldtrace.settings import load_settings
 
 # The Standard Webhooks specification's own test vector.
@@ -125,12 +126,12 @@ def test_parse_retry_after_seconds_and_http_dates():
 
 def test_filters_by_type_severity_and_device():
     f = {"event_types": ["excursion.*", "device.offline"], "min_severity": "alarm", "device_ids": ["A"]}
-    assert wh.matches(f, "excursion.alarm", "alarm", "A")
-    assert wh.matches(f, "device.offline", "critical", "A")
-    assert not wh.matches(f, "device.online", "critical", "A")
-    assert not wh.matches(f, "excursion.alarm", "warning", "A")
-    assert not wh.matches(f, "excursion.alarm", "alarm", "B")
-    assert wh.matches({}, "calibration.due", "info", None)
+    assert matches(f, "excursion.alarm", "alarm", "A")
+    assert matches(f, "device.offline", "critical", "A")
+    assert not matches(f, "device.online", "critical", "A")
+    assert not matches(f, "excursion.alarm", "warning", "A")
+    assert not matches(f, "excursion.alarm", "alarm", "B")
+    assert matches({}, "calibration.due", "info", None)
 
 
 def _resolver(table):
@@ -234,7 +235,7 @@ def test_the_replaced_switch_now_means_loopback_only(caplog):
 def test_status_line_keeps_the_first_line_only_printable_and_short():
     import httpx
 
-    from coldtrace.delivery import STATUS_LINE_CAP, status_line
+    from coldtrace.services.delivery import STATUS_LINE_CAP, status_line
 
     plain = httpx.Response(503, extensions={"http_version": b"HTTP/1.1", "reason_phrase": b"Service Unavailable"})
     assert status_line(plain) == "HTTP/1.1 503 Service Unavailable"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
@@ -161,6 +161,31 @@ def reading_ts(readings: Sequence[Reading]) -> list[int]:
 def reading_temps(readings: Sequence[Reading]) -> list[float]:
     """The temperatures of readings (columns or tuples), as a list."""
     return readings.temps if isinstance(readings, ReadingColumns) else list(map(_TEMP, readings))
+
+
+def ts_temps(parts: Iterable[Sequence[Reading]]) -> tuple[list[int], list[float]]:
+    """The timestamps and the temperatures of several sequences of readings (columns or tuples), in order."""
+    ts: list[int] = []
+    temps: list[float] = []
+    for rs in parts:
+        if type(rs) is ReadingColumns:
+            ts += rs.ts
+            temps += rs.temps
+        elif len(rs) == 1:  # a one-reading message
+            r = rs[0]
+            ts.append(r[1])
+            temps.append(r[2])
+        else:
+            ts += map(_TS, rs)
+            temps += map(_TEMP, rs)
+    return ts, temps
+
+
+def newest_ts(readings: Sequence[Reading]) -> int:
+    """The newest timestamp of a non-empty sequence of readings (columns or tuples)."""
+    if type(readings) is ReadingColumns:
+        return max(readings.ts)
+    return readings[0][1] if len(readings) == 1 else max(map(_TS, readings))
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from coldtrace.core.model import Alert, reading_ts, stable_id
+from coldtrace.core.model import Alert, newest_ts, reading_ts, stable_id
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def seq_gap_alerts(device_id: str, batches: Sequence[Any], last_seq: int | None,
                                       now_ms=now_ms, source=getattr(b, "source", None)))
         last_seq = b.seq if last_seq is None else max(last_seq, b.seq)
         if b.readings:
-            newest = max(reading_ts(b.readings))
+            newest = newest_ts(b.readings)
             last_ts = newest if last_ts is None else max(last_ts, newest)
     return out
 

@@ -27,9 +27,8 @@ from coldtrace.core.model import (
     Reading,
     ReadingColumns,
     Rejection,
-    reading_temps,
-    reading_ts,
     stable_id,
+    ts_temps,
 )
 from coldtrace.core.payload import parse_payload, valid_device_id
 from coldtrace.ports import Conflict, ReadingStore
@@ -397,11 +396,7 @@ class Pipeline:
             _, last_ts, last_seq, profile_id, evaluated_ts, role, kind, judged_from = state[dev]
             if on_bench(role, kind, sroles.get(dev)):
                 bench.add(dev)
-            if len(dev_batches) == 1:  # columns (model.ReadingColumns): no Reading tuple built here
-                ts, temps = reading_ts(dev_batches[0].readings), reading_temps(dev_batches[0].readings)
-            else:
-                ts = list(chain.from_iterable(reading_ts(b.readings) for b in dev_batches))
-                temps = list(chain.from_iterable(reading_temps(b.readings) for b in dev_batches))
+            ts, temps = ts_temps([b.readings for b in dev_batches])  # columns: no Reading tuple built here
             alerts.extend(seq_gap_alerts(dev, dev_batches, last_seq, last_ts, now))  # device.data_gap
             gaps = 0
             for b in dev_batches:

@@ -11,7 +11,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from coldtrace.core.clock import ManualClock, to_iso
-from coldtrace.core.model import MINUTE, Reading, ReadingColumns, reading_temps, reading_ts
+from coldtrace.core.model import (
+    MINUTE,
+    Reading,
+    ReadingColumns,
+    newest_ts,
+    reading_temps,
+    reading_ts,
+    ts_temps,
+)
 from coldtrace.core.payload import parse_payload
 from coldtrace.services.pipeline import Pipeline, RawMessage
 from coldtrace.store.db import Database
@@ -34,6 +42,9 @@ def test_a_bulk_message_decodes_to_columns_equal_to_the_tuples():
     assert list(reversed(cols)) == list(reversed(want)) and want[3] in cols and bool(cols)
     assert reading_ts(cols) == [r.ts for r in want] and reading_temps(want) == [r.temp_c for r in want]
     assert cols.flat() == [x for r in want for x in r]
+    one = (Reading("LOG-1", T0 + DAY, 9.0, 8),)
+    assert ts_temps([cols, one, want[:2]]) == ([*cols.ts, T0 + DAY, *cols.ts[:2]], [*cols.temps, 9.0, *cols.temps[:2]])
+    assert newest_ts(cols) == newest_ts(want) == T0 + 5 * MINUTE and newest_ts(one) == T0 + DAY
 
 
 def test_concat_keeps_values_order_and_device_runs():

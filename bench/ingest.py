@@ -16,9 +16,12 @@ readings/s stored by the hand-written consumer and by the collector (target >= 4
 ``--memory``: peak RSS of the collector (its MQTT process and its ingest child, each measured in a fresh
 process) while it drains a 1,000,000-message backlog.
 ``--influx``: the collector's batch figure again with store.backend=influx (a real influxd).
+``--store-url [URL]``: the same with the metadata and readings in PostgreSQL (a database URL, or a throwaway
+local server with fsync on).
 
     .venv/bin/python bench/ingest.py [--messages 50000] [--batches 1000] [--rounds 2] [--skip-batches]
-                                     [--memory [--memory-messages 1000000]] [--influx]
+                                     [--memory [--memory-messages 1000000]] [--influx] [--store-url [URL]]
+                                     [--skip-single]
 
 The machine is shared and noisy: each round publishes a fresh backlog and every consumer drains it, in a
 rotating order, so a burst of load elsewhere hits them alike; medians and ranges are printed, and the CPU
@@ -197,6 +200,7 @@ def collector_drain(port: int, client_id: str, data_dir: Path, expect_messages: 
     settings = load_settings(data_dir=data_dir, log_level="WARNING", store=store or {},
                              mqtt={"url": f"mqtt://127.0.0.1:{port}", "client_id": client_id})
     services = build_services(settings)
+    before = services.readings.count()  # an existing database (--store-url) may hold readings already
     col = MqttCollector(services.pipeline, settings.mqtt, batch_max_messages=settings.ingest.batch_max_messages,
                         batch_max_wait_ms=settings.ingest.batch_max_wait_ms,
                         worker_settings=settings if settings.ingest.worker_process else None,
@@ -214,7 +218,7 @@ def collector_drain(port: int, client_id: str, data_dir: Path, expect_messages: 
     dt = time.perf_counter() - t
     cpu = time.process_time() + (_child_cpu_s(child_pid) if child_pid else 0.0) - cpu
     child_hwm = _hwm_kib(col.worker._proc.pid) if col.worker is not None and col.worker._proc else 0
-    n = services.readings.count()
+    n = services.readings.count() - before
     col.stop()
     services.close()
     return dt, n, _hwm_kib(os.getpid()), child_hwm, cpu
@@ -259,6 +263,9 @@ def main() -> int:
     ap.add_argument("--memory", action="store_true", help="also the peak RSS under a large backlog (slow)")
     ap.add_argument("--memory-messages", type=int, default=1_000_000)
     ap.add_argument("--influx", action="store_true", help="also the batch figure with store.backend=influx")
+    ap.add_argument("--store-url", nargs="?", const="", default=None, metavar="URL",
+                    help="also the batch figure with the metadata and readings in PostgreSQL: the postgresql://"
+                         " URL of an empty database, or without URL a throwaway local server (fsync on)")
     ap.add_argument("--memory-child", nargs=3, metavar=("PORT", "CLIENT_ID", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
@@ -345,6 +352,8 @@ def main() -> int:
 
             if args.influx:
                 influx_batches(broker.port, tmp, args.batches, t0)
+            if args.store_url is not None:
+                postgres_batches(broker.port, tmp, args.batches, t0, args.store_url)
 
             if args.memory:
                 k = args.memory_messages
@@ -384,7 +393,34 @@ def influx_batches(port: int, tmp: Path, m: int, t0: int) -> None:
               f" {stored:,} counted)", flush=True)
     finally:
         influx.stop()
-    print("  PostgreSQL store: not measured: it does not exist yet (issue 15)", flush=True)
+
+
+def postgres_batches(port: int, tmp: Path, m: int, t0: int, url: str) -> None:
+    """The collector's batch figure with store.url = a PostgreSQL database (metadata and readings there).
+    Without a URL: a throwaway server like the tests' (tests/support/postgres.py), made durable first (the
+    test fixture turns fsync off; a commit here must survive a power cut, as SQLite's synchronous=FULL)."""
+    from coldtrace.store.urls import redact_url
+
+    server = None
+    if not url:
+        from tests.support.postgres import PostgresServer
+
+        server = PostgresServer()
+        server.start()
+        for sql in ("ALTER SYSTEM SET fsync = on", "ALTER SYSTEM SET synchronous_commit = on",
+                    "ALTER SYSTEM SET full_page_writes = on", "SELECT pg_reload_conf()"):
+            server.admin_sql(sql)
+        _, url = server.create_database()
+    try:
+        create_session(port, "bench-collector-pg", v5=True)
+        publish_backlog(port, m, 500, t0)
+        dt, stored, _, _, _ = collector_drain(port, "bench-collector-pg", tmp / "c4", m, store={"url": url})
+        assert stored == m * 500, (stored, m * 500)
+        print(f"  collector, PostgreSQL store ({redact_url(url)}{', fsync on' if server else ''}):"
+              f" {m * 500 / dt:>10,.0f} readings/s stored ({dt:.2f} s)", flush=True)
+    finally:
+        if server is not None:
+            server.stop()
 
 
 if __name__ == "__main__":

@@ -10,9 +10,11 @@ excursion.alarm events only, so each measured webhook is the alarm of one publis
     .venv/bin/python bench/alert_latency.py [--alarms 250] [--rate 2000] [--per-message 10]
                                             [--alarm-interval 0.1] [--dead-subscribers 0]
 
-Under load (issue 18): ``--rate 150000 --per-message 500`` keeps the collector near its full batch speed
-(300 messages/s of 500 readings) while the alarms are measured. The offered and stored rates are printed,
-so a run where the collector fell behind (its broker queue, and so every alarm's wait, growing) shows. A
+Under load (issue 18): ``--rate 150000 --per-message 500`` (300 messages/s of 500 readings) or more keeps
+the collector draining large messages back to back while the alarms are measured; the background loggers
+run in a process of their own (they are other machines: their JSON encoding must not take the GIL of the
+collector's process). The offered rate and the rate the collector stored and acknowledged are printed, so
+a run where the collector fell behind (its broker queue, and so every alarm's wait, growing) shows. A
 backlog queued AHEAD of an alarm in the same session is delivered first (MQTT keeps a session's order):
 its drain time adds to that alarm's latency whatever the collector does.
 

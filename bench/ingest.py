@@ -16,9 +16,12 @@ readings/s stored by the hand-written consumer and by the collector (target >= 4
 ``--memory``: peak RSS of the collector (its MQTT process and its ingest child, each measured in a fresh
 process) while it drains a 1,000,000-message backlog.
 ``--influx``: the collector's batch figure again with store.backend=influx (a real influxd).
+``--store-url [URL]``: the same with the metadata and readings in PostgreSQL (a database URL, or a throwaway
+local server with fsync on).
 
     .venv/bin/python bench/ingest.py [--messages 50000] [--batches 1000] [--rounds 2] [--skip-batches]
-                                     [--memory [--memory-messages 1000000]] [--influx]
+                                     [--memory [--memory-messages 1000000]] [--influx] [--store-url [URL]]
+                                     [--skip-single]
 
 The machine is shared and noisy: each round publishes a fresh backlog and every consumer drains it, in a
 rotating order, so a burst of load elsewhere hits them alike; medians and ranges are printed, and the CPU
@@ -197,9 +200,11 @@ def collector_drain(port: int, client_id: str, data_dir: Path, expect_messages: 
     settings = load_settings(data_dir=data_dir, log_level="WARNING", store=store or {},
                              mqtt={"url": f"mqtt://127.0.0.1:{port}", "client_id": client_id})
     services = build_services(settings)
+    before = services.readings.count()  # an existing database (--store-url) may hold readings already
     col = MqttCollector(services.pipeline, settings.mqtt, batch_max_messages=settings.ingest.batch_max_messages,
                         batch_max_wait_ms=settings.ingest.batch_max_wait_ms,
-                        worker_settings=settings if settings.ingest.worker_process else None)
+                        worker_settings=settings if settings.ingest.worker_process else None,
+                        batch_max_bytes=settings.ingest.batch_max_bytes)
     if col.worker is not None:  # the child process is part of starting up, not of draining
         col.worker.start()
         col.worker.start = lambda: None  # type: ignore[method-assign]
@@ -213,7 +218,7 @@ def collector_drain(port: int, client_id: str, data_dir: Path, expect_messages: 
     dt = time.perf_counter() - t
     cpu = time.process_time() + (_child_cpu_s(child_pid) if child_pid else 0.0) - cpu
     child_hwm = _hwm_kib(col.worker._proc.pid) if col.worker is not None and col.worker._proc else 0
-    n = services.readings.count()
+    n = services.readings.count() - before
     col.stop()
     services.close()
     return dt, n, _hwm_kib(os.getpid()), child_hwm, cpu
@@ -253,10 +258,14 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=50_000, help="single-reading messages")
     ap.add_argument("--batches", type=int, default=1000, help="500-reading messages")
     ap.add_argument("--skip-batches", action="store_true")
+    ap.add_argument("--skip-single", action="store_true", help="only the 500-reading figure (and the extras)")
     ap.add_argument("--rounds", type=int, default=2, help="each consumer drains a fresh backlog this many times")
     ap.add_argument("--memory", action="store_true", help="also the peak RSS under a large backlog (slow)")
     ap.add_argument("--memory-messages", type=int, default=1_000_000)
     ap.add_argument("--influx", action="store_true", help="also the batch figure with store.backend=influx")
+    ap.add_argument("--store-url", nargs="?", const="", default=None, metavar="URL",
+                    help="also the batch figure with the metadata and readings in PostgreSQL: the postgresql://"
+                         " URL of an empty database, or without URL a throwaway local server (fsync on)")
     ap.add_argument("--memory-child", nargs=3, metavar=("PORT", "CLIENT_ID", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
@@ -271,6 +280,7 @@ def main() -> int:
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores; SQLite WAL,"
           f" synchronous={sync}; collector: MQTT {settings.mqtt.protocol}, receive maximum"
           f" {settings.mqtt.receive_maximum}, batch <= {settings.ingest.batch_max_messages} messages /"
+          f" {settings.ingest.batch_max_bytes // 1024} KiB /"
           f" {settings.ingest.batch_max_wait_ms} ms, ingest child {'on' if settings.ingest.worker_process else 'off'}",
           flush=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -285,7 +295,7 @@ def main() -> int:
                   f" backlog of {n:,} single-reading QoS 1 messages from {DEVICES} devices drained by each"
                   " consumer in turn (the order rotates)", flush=True)
             single = {"bare": [], "hand": [], "collector": []}
-            for r in range(args.rounds):
+            for r in range(0 if args.skip_single else args.rounds):
                 for who in ("bare", "hand", "collector"):
                     create_session(broker.port, f"bench-{who}-{r}", v5=who == "collector")
                 publish_backlog(broker.port, n, 1, t0)
@@ -304,17 +314,18 @@ def main() -> int:
                     single[who].append((n / dt, cpu / n * 1e6))
                 print(f"  round {r + 1}: " + ", ".join(f"{w} {single[w][-1][0]:,.0f} msg/s" for w in single)
                       + f"; load {os.getloadavg()[0]:.2f}", flush=True)
-            ratios = [c[0] / b[0] for c, b in zip(single["collector"], single["bare"], strict=True)]
             labels = {"bare": "paho default client (3.1.1, auto-ack, count only)",
                       "hand": "hand-written (json.loads, insert + commit/200 ms, ack before commit)",
                       "collector": "ColdTrace collector (validate, store, evaluate, ack after commit)"}
-            print("single-reading messages (median [min-max] over the rounds; CPU of the consumer's processes):")
-            for who, rows in single.items():
-                print(f"  {labels[who]:<72} {_med(r[0] for r in rows):>8,.0f} msg/s [{_rng(r[0] for r in rows)}]"
-                      f"  {_med(r[1] for r in rows):5.0f} us CPU/msg", flush=True)
-            cpu_ratio = _med(r[1] for r in single["bare"]) / _med(r[1] for r in single["collector"])
-            print(f"  ratio collector/bare paho, same round: median {_med(ratios):.2f} [{min(ratios):.2f}-"
-                  f"{max(ratios):.2f}] (target >= 0.80); by CPU per message: {cpu_ratio:.2f}", flush=True)
+            if not args.skip_single:
+                ratios = [c[0] / b[0] for c, b in zip(single["collector"], single["bare"], strict=True)]
+                print("single-reading messages (median [min-max] over the rounds; CPU of the consumer's processes):")
+                for who, rows in single.items():
+                    print(f"  {labels[who]:<72} {_med(r[0] for r in rows):>8,.0f} msg/s [{_rng(r[0] for r in rows)}]"
+                          f"  {_med(r[1] for r in rows):5.0f} us CPU/msg", flush=True)
+                cpu_ratio = _med(r[1] for r in single["bare"]) / _med(r[1] for r in single["collector"])
+                print(f"  ratio collector/bare paho, same round: median {_med(ratios):.2f} [{min(ratios):.2f}-"
+                      f"{max(ratios):.2f}] (target >= 0.80); by CPU per message: {cpu_ratio:.2f}", flush=True)
 
             if not args.skip_batches:
                 m = args.batches
@@ -341,6 +352,8 @@ def main() -> int:
 
             if args.influx:
                 influx_batches(broker.port, tmp, args.batches, t0)
+            if args.store_url is not None:
+                postgres_batches(broker.port, tmp, args.batches, t0, args.store_url)
 
             if args.memory:
                 k = args.memory_messages
@@ -356,7 +369,8 @@ def main() -> int:
                       f" peak RSS: MQTT process {r['parent_kib'] / 1024:.0f} MiB, ingest child"
                       f" {r['child_kib'] / 1024:.0f} MiB", flush=True)
                 print(f"  bounded by: receive maximum {settings.mqtt.receive_maximum} unacknowledged messages in"
-                      f" the MQTT process, at most 3 batches of <= {settings.ingest.batch_max_messages} in the"
+                      f" the MQTT process, at most 3 batches of <= {settings.ingest.batch_max_messages} messages and"
+                      f" {settings.ingest.batch_max_bytes // 1024} KiB in the"
                       " pipe to the child, one batch in the child; the backlog itself stays at the broker",
                       flush=True)
         finally:
@@ -379,7 +393,34 @@ def influx_batches(port: int, tmp: Path, m: int, t0: int) -> None:
               f" {stored:,} counted)", flush=True)
     finally:
         influx.stop()
-    print("  PostgreSQL store: not measured: it does not exist yet (issue 15)", flush=True)
+
+
+def postgres_batches(port: int, tmp: Path, m: int, t0: int, url: str) -> None:
+    """The collector's batch figure with store.url = a PostgreSQL database (metadata and readings there).
+    Without a URL: a throwaway server like the tests' (tests/support/postgres.py), made durable first (the
+    test fixture turns fsync off; a commit here must survive a power cut, as SQLite's synchronous=FULL)."""
+    from coldtrace.store.urls import redact_url
+
+    server = None
+    if not url:
+        from tests.support.postgres import PostgresServer
+
+        server = PostgresServer()
+        server.start()
+        for sql in ("ALTER SYSTEM SET fsync = on", "ALTER SYSTEM SET synchronous_commit = on",
+                    "ALTER SYSTEM SET full_page_writes = on", "SELECT pg_reload_conf()"):
+            server.admin_sql(sql)
+        _, url = server.create_database()
+    try:
+        create_session(port, "bench-collector-pg", v5=True)
+        publish_backlog(port, m, 500, t0)
+        dt, stored, _, _, _ = collector_drain(port, "bench-collector-pg", tmp / "c4", m, store={"url": url})
+        assert stored == m * 500, (stored, m * 500)
+        print(f"  collector, PostgreSQL store ({redact_url(url)}{', fsync on' if server else ''}):"
+              f" {m * 500 / dt:>10,.0f} readings/s stored ({dt:.2f} s)", flush=True)
+    finally:
+        if server is not None:
+            server.stop()
 
 
 if __name__ == "__main__":

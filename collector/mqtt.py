@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 READINGS_FILTER = "coldtrace/v1/devices/+/readings"
 STATUS_FILTER = "coldtrace/v1/devices/+/status"
 IDLE_FLUSH_S = 0.005
+BATCH_MAX_BYTES = 512 * 1024  # ~13,000 readings of the native format: ~30 ms of the ingest child's work
 _PUBACK_HEAD = 0x4002  # PUBACK, remaining length 2 (then the packet id)
 
 
@@ -84,9 +85,13 @@ class MqttCollector:
     """Subscribes to readings and status topics and feeds the Pipeline. ``start()``/``stop()``."""
 
     def __init__(self, pipeline: Pipeline, settings: MqttSettings, *, batch_max_messages: int = 2000,
-                 batch_max_wait_ms: int = 20, worker_settings: Settings | None = None) -> None:
+                 batch_max_wait_ms: int = 20, worker_settings: Settings | None = None,
+                 batch_max_bytes: int = BATCH_MAX_BYTES) -> None:
         """``worker_settings``: decode/store/evaluate in a child process built from these settings
-        (collector/ingest_worker.py); None: in this process, through ``pipeline``."""
+        (collector/ingest_worker.py); None: in this process, through ``pipeline``. ``batch_max_bytes``: a
+        batch is handed on once its payloads reach this size, whatever its age and count (the work of a
+        batch is its readings: this keeps a transaction, and so the wait of an alarm behind it, short when
+        large messages arrive in a burst)."""
         if not settings.url:
             raise TransportError("no MQTT broker URL configured")
         self.host, self.port, self.tls = parse_mqtt_url(settings.url)
@@ -96,6 +101,8 @@ class MqttCollector:
         window = settings.receive_maximum if settings.protocol == "5" else settings.broker_inflight_v311
         self.batch_max = max(1, min(batch_max_messages, window // 2))
         self.batch_wait = batch_max_wait_ms / 1000
+        self.batch_max_bytes = max(1, batch_max_bytes)
+        self._pending_bytes = 0
         self._last_at = 0.0
         self._pending: list[_Msg] = []
         self._pending_lock = threading.Lock()
@@ -176,7 +183,9 @@ class MqttCollector:
             if not self._pending:
                 self._first_at = now
             self._pending.append(m)
-            due = len(self._pending) >= self.batch_max or now - self._first_at >= self.batch_wait
+            self._pending_bytes += len(m.payload)
+            due = (len(self._pending) >= self.batch_max or self._pending_bytes >= self.batch_max_bytes
+                   or now - self._first_at >= self.batch_wait)
         if due or (self.worker is not None and self.worker.idle()):  # never leave the child waiting
             self._flush()
 
@@ -251,6 +260,7 @@ class MqttCollector:
         with self._commit_lock:
             with self._pending_lock:
                 batch, self._pending = self._pending, []
+                self._pending_bytes = 0
             if not batch:
                 return
             if self.worker is not None:  # acknowledged by _committed once the child has committed it
@@ -264,6 +274,7 @@ class MqttCollector:
                           len(batch), exc, self._delay)
                 with self._pending_lock:  # keep them first in line; the broker holds back the rest
                     self._pending[:0] = batch
+                    self._pending_bytes = sum(len(m.payload) for m in self._pending)
                     self._first_at = time.monotonic()
                 self._retry_at = time.monotonic() + self._delay
                 return

@@ -29,7 +29,8 @@ class CollectorService:
         s = services.settings
         self.mqtt = source if source is not None else MqttCollector(
             services.pipeline, s.mqtt, batch_max_messages=s.ingest.batch_max_messages,
-            batch_max_wait_ms=s.ingest.batch_max_wait_ms, worker_settings=s if s.ingest.worker_process else None)
+            batch_max_wait_ms=s.ingest.batch_max_wait_ms, worker_settings=s if s.ingest.worker_process else None,
+            batch_max_bytes=s.ingest.batch_max_bytes)
         self.broker_guard = None
         if s.mqtt.watch_broker_sys and source is None:  # the broker's $SYS counters: broker.messages_dropped
             from coldtrace.services.data_loss import BrokerGuard

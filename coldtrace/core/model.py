@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from itertools import repeat
+from operator import itemgetter
+from typing import Any, Literal, NamedTuple, overload
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
@@ -28,12 +31,169 @@ class Reading(NamedTuple):
     seq: int | None = None
 
 
+class ReadingColumns(Sequence[Reading]):
+    """Readings held as columns: a read-only sequence of ``Reading`` that builds none until asked.
+
+    Decoding a 500-reading message into 500 ``Reading`` tuples cost about a sixth of the ingest child's time
+    (bench/profile_ingest.py, docs/ARCHITECTURE.md); the ingest path reads the columns themselves (the store's
+    insert, the rollup, the excursion engine, the health rules), and anything else that iterates, indexes
+    or compares gets ``Reading`` tuples, built once on first use. Equal to a tuple or list of the same
+    readings. ``device_ids`` and ``seqs`` may be a single value for all (one message) or a list."""
+
+    __slots__ = ("device_ids", "ts", "temps", "seqs", "runs", "_rows")
+
+    def __init__(self, device_ids: str | list[str], ts: list[int], temps: list[float],
+                 seqs: int | None | list[int | None] = None,
+                 runs: list[tuple[str, int, int]] | None = None) -> None:
+        n = len(ts)
+        if isinstance(device_ids, str):
+            runs = [(device_ids, 0, n)] if runs is None else runs
+            device_ids = [device_ids] * n
+        if not isinstance(seqs, list):
+            seqs = [seqs] * n
+        if not len(device_ids) == len(temps) == len(seqs) == n:
+            raise ValueError("reading columns of different lengths")
+        self.device_ids, self.ts, self.temps, self.seqs = device_ids, ts, temps, seqs
+        self.runs = runs  # (device_id, start, end) of consecutive readings of one device, when known
+        self._rows: tuple[Reading, ...] | None = None
+
+    @classmethod
+    def concat(cls, parts: Sequence[Sequence[Reading]]) -> ReadingColumns:
+        """Several sequences of readings (columns or tuples) as one, without building ``Reading`` tuples for
+        the columnar ones; ``runs`` kept (a tuple's readings count as one run when of one device)."""
+        devs: list[str] = []
+        ts: list[int] = []
+        temps: list[float] = []
+        seqs: list[int | None] = []
+        runs: list[tuple[str, int, int]] | None = []
+        for p in parts:
+            start = len(ts)
+            if isinstance(p, ReadingColumns):
+                devs += p.device_ids
+                ts += p.ts
+                temps += p.temps
+                seqs += p.seqs
+                if runs is not None and p.runs is not None:
+                    runs.extend((d, a + start, b + start) for d, a, b in p.runs)
+                else:
+                    runs = None
+            elif len(p) == 1:  # a one-reading message
+                r = p[0]
+                devs.append(r[0])
+                ts.append(r[1])
+                temps.append(r[2])
+                seqs.append(r[3])
+                if runs is not None:
+                    if runs and runs[-1][0] == r[0] and runs[-1][2] == start:
+                        runs[-1] = (r[0], runs[-1][1], start + 1)
+                    else:
+                        runs.append((r[0], start, start + 1))
+            elif p:
+                devs += [r[0] for r in p]
+                ts += [r[1] for r in p]
+                temps += [r[2] for r in p]
+                seqs += [r[3] for r in p]
+                if runs is not None and len(set(devs[start:])) == 1:
+                    runs.append((devs[start], start, len(ts)))
+                else:
+                    runs = None
+        return cls(devs, ts, temps, seqs, runs)
+
+    def rows(self) -> tuple[Reading, ...]:
+        if self._rows is None:
+            n = len(self.ts)
+            # tuple.__new__(Reading, row) is what Reading(...) does underneath, without a Python call each
+            self._rows = tuple(map(tuple.__new__, repeat(Reading, n),
+                                   zip(self.device_ids, self.ts, self.temps, self.seqs, strict=True)))
+        return self._rows
+
+    def flat(self) -> list[Any]:
+        """device_id, ts, temp_c, seq of every reading in one list (the parameters of a multi-row INSERT)."""
+        out: list[Any] = [None] * (4 * len(self.ts))
+        out[0::4], out[1::4], out[2::4], out[3::4] = self.device_ids, self.ts, self.temps, self.seqs
+        return out
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def __bool__(self) -> bool:
+        return bool(self.ts)
+
+    @overload
+    def __getitem__(self, i: int) -> Reading: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[Reading, ...]: ...
+    def __getitem__(self, i):
+        return self.rows()[i]
+
+    def __iter__(self) -> Iterator[Reading]:
+        return iter(self.rows())
+
+    def __reversed__(self) -> Iterator[Reading]:
+        return reversed(self.rows())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ReadingColumns):
+            return (self.ts == other.ts and self.temps == other.temps and self.device_ids == other.device_ids
+                    and self.seqs == other.seqs)
+        if isinstance(other, tuple | list):
+            return self.rows() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.rows())
+
+    def __add__(self, other: Sequence[Reading]) -> tuple[Reading, ...]:
+        return self.rows() + tuple(other)
+
+    def __repr__(self) -> str:
+        return f"ReadingColumns({len(self.ts)} readings)"
+
+
+_TS, _TEMP = itemgetter(1), itemgetter(2)  # Reading.ts, Reading.temp_c: C getters, no frame per reading
+
+
+def reading_ts(readings: Sequence[Reading]) -> list[int]:
+    """The timestamps of readings (columns or tuples), as a list."""
+    return readings.ts if isinstance(readings, ReadingColumns) else list(map(_TS, readings))
+
+
+def reading_temps(readings: Sequence[Reading]) -> list[float]:
+    """The temperatures of readings (columns or tuples), as a list."""
+    return readings.temps if isinstance(readings, ReadingColumns) else list(map(_TEMP, readings))
+
+
+def ts_temps(parts: Iterable[Sequence[Reading]]) -> tuple[list[int], list[float]]:
+    """The timestamps and the temperatures of several sequences of readings (columns or tuples), in order."""
+    ts: list[int] = []
+    temps: list[float] = []
+    for rs in parts:
+        if type(rs) is ReadingColumns:
+            ts += rs.ts
+            temps += rs.temps
+        elif len(rs) == 1:  # a one-reading message
+            r = rs[0]
+            ts.append(r[1])
+            temps.append(r[2])
+        else:
+            ts += map(_TS, rs)
+            temps += map(_TEMP, rs)
+    return ts, temps
+
+
+def newest_ts(readings: Sequence[Reading]) -> int:
+    """The newest timestamp of a non-empty sequence of readings (columns or tuples)."""
+    if type(readings) is ReadingColumns:
+        return max(readings.ts)
+    return readings[0][1] if len(readings) == 1 else max(map(_TS, readings))
+
+
 @dataclass(frozen=True, slots=True)
 class Batch:
     """One message's worth of valid readings from one device."""
 
     device_id: str
-    readings: tuple[Reading, ...]
+    readings: tuple[Reading, ...] | ReadingColumns  # columns when decoded in bulk (many readings)
     seq: int | None = None
     sent_at: int | None = None
     battery_pct: float | None = None

@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
 import orjson
 
 from coldtrace.core.clock import parse_time
-from coldtrace.core.model import TEMP_MAX_C, TEMP_MIN_C, Batch, ParseResult, Reading, Rejection
+from coldtrace.core.model import TEMP_MAX_C, TEMP_MIN_C, Batch, ParseResult, Reading, ReadingColumns, Rejection
 
 MAX_BYTES = 256 * 1024
 MAX_READINGS = 10_000
@@ -137,13 +136,16 @@ def _reading(device_id: str, ts_raw: Any, temp: Any, now_ms: int, index: int,
 
 
 _NUMBER_TYPES = frozenset({int, float})
+_FLOAT_ONLY = {float}
 _GET_TS, _GET_TEMP = itemgetter("ts"), itemgetter("temp_c")
 
 
-def _fast_readings(device_id: str, items: list[Any], now_ms: int, seq: int | None) -> tuple[Reading, ...] | None:
+def _fast_readings(device_id: str, items: list[Any], now_ms: int, seq: int | None
+                   ) -> tuple[Reading, ...] | ReadingColumns | None:
     """The common case decided in bulk: epoch-ms integer timestamps and finite in-range numbers throughout.
     Anything else (ISO strings, a bad reading) returns None and takes the reading-by-reading path, which
-    gives the same result with a reason for each rejection."""
+    gives the same result with a reason for each rejection. Many readings come back as columns (no
+    ``Reading`` tuple built per reading: model.ReadingColumns)."""
     if not items:
         return ()
     if len(items) == 1:  # the most common message of all: one reading
@@ -159,17 +161,19 @@ def _fast_readings(device_id: str, items: list[Any], now_ms: int, seq: int | Non
         temps = list(map(_GET_TEMP, items))
     except (TypeError, KeyError):
         return None
-    if set(map(type, ts)) != {int} or not set(map(type, temps)) <= _NUMBER_TYPES:
+    if set(map(type, ts)) != {int}:
+        return None
+    temp_types = set(map(type, temps))
+    if not temp_types <= _NUMBER_TYPES:
         return None
     # the range first: a huge integer fails it exactly, before sum() would turn it into a float
     if min(temps) < TEMP_MIN_C or max(temps) > TEMP_MAX_C or not math.isfinite(sum(temps)):
         return None
     if min(ts) < TS_FLOOR_MS or max(ts) > now_ms + FUTURE_TOLERANCE_MS:
         return None
-    n = len(ts)
-    # tuple.__new__(Reading, row) is what Reading(...) does underneath, without a Python call per reading
-    return tuple(map(tuple.__new__, repeat(Reading, n), zip([device_id] * n, ts, map(float, temps), [seq] * n,
-                                                            strict=True)))
+    if temp_types != _FLOAT_ONLY:
+        temps = list(map(float, temps))
+    return ReadingColumns(device_id, ts, temps, seq)
 
 
 def _parse_native(doc: dict[str, Any], topic_device_id: str | None, now_ms: int, source: str) -> ParseResult:

@@ -21,12 +21,9 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
 
-from coldtrace.core.model import Alert, stable_id
-
-_TS = itemgetter(1)  # Reading.ts
+from coldtrace.core.model import Alert, newest_ts, reading_ts, stable_id
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +71,12 @@ def seq_gap_alerts(device_id: str, batches: Sequence[Any], last_seq: int | None,
         if b.seq is None:
             continue
         if last_seq is not None and b.seq - last_seq - 1 >= _min_gap(getattr(b, "source", None)):
-            before = min(map(_TS, b.readings), default=None)
+            before = min(reading_ts(b.readings), default=None)
             out.append(data_gap_alert(device_id, last_seq + 1, b.seq - 1, after_ts=last_ts, before_ts=before,
                                       now_ms=now_ms, source=getattr(b, "source", None)))
         last_seq = b.seq if last_seq is None else max(last_seq, b.seq)
         if b.readings:
-            newest = max(map(_TS, b.readings))
+            newest = newest_ts(b.readings)
             last_ts = newest if last_ts is None else max(last_ts, newest)
     return out
 

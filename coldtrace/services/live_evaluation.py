@@ -64,6 +64,13 @@ class LiveEvaluator:
         """Readings of ``dev`` just stored (any order). Stores excursions; returns the alerts they imply."""
         ts = np.fromiter(map(_TS, readings), np.int64, len(readings))  # C getters: no Python frame per reading
         vals = np.fromiter(map(_TEMP, readings), np.float64, len(readings))
+        return self.evaluate_columns(c, dev, profile, ts, vals, evaluated_ts, now)
+
+    def evaluate_columns(self, c: sqlite3.Connection, dev: str, profile: Profile, ts: Sequence[int] | np.ndarray,
+                         temps: Sequence[float] | np.ndarray, evaluated_ts: int | None, now: int) -> list[Alert]:
+        """``evaluate`` on the readings' timestamps and temperatures (the ingest path's columns)."""
+        ts = np.asarray(ts, dtype=np.int64)
+        vals = np.asarray(temps, dtype=np.float64)
         ts, vals = exc_engine.normalise_series(ts, vals)
         eng = self._engines.get(dev)
         if (eng is not None and eng.profile is profile and eng.last_ts is not None

@@ -15,11 +15,21 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from operator import itemgetter
 
 from coldtrace.core.clock import Clock, to_iso
 from coldtrace.core.errors import ColdTraceError
-from coldtrace.core.model import BUILTIN_PROFILES, Alert, Batch, ParseResult, Profile, Reading, Rejection, stable_id
+from coldtrace.core.model import (
+    BUILTIN_PROFILES,
+    Alert,
+    Batch,
+    ParseResult,
+    Profile,
+    Reading,
+    ReadingColumns,
+    Rejection,
+    stable_id,
+    ts_temps,
+)
 from coldtrace.core.payload import parse_payload, valid_device_id
 from coldtrace.ports import Conflict, ReadingStore
 from coldtrace.services import webhooks
@@ -30,7 +40,6 @@ from coldtrace.services.live_evaluation import LiveEvaluator
 from coldtrace.store.db import Database
 
 log = logging.getLogger(__name__)
-_TS, _TEMP = itemgetter(1), itemgetter(2)  # Reading.ts, Reading.temp_c: C getters, no frame per reading
 
 RAW_CAP = 64 * 1024
 
@@ -296,7 +305,10 @@ class Pipeline:
                 for q in quarantine:
                     self.counters[f"quarantined.{q[4]}"] += 1
                     log.warning("quarantined from %s (%s): %s: %s", q[1], q[3], q[4], q[5])
-            all_readings = list(chain.from_iterable(b.readings for b in batches))
+            if any(type(b.readings) is ReadingColumns for b in batches):  # decoded in bulk: stays columns
+                all_readings: Sequence[Reading] = ReadingColumns.concat([b.readings for b in batches])
+            else:
+                all_readings = list(chain.from_iterable(b.readings for b in batches))
             conflict_alerts: list[Alert] = []
             if all_readings:
                 wr = self.readings.write(all_readings)
@@ -386,8 +398,7 @@ class Pipeline:
             _, last_ts, last_seq, profile_id, evaluated_ts, role, kind, judged_from = state[dev]
             if on_bench(role, kind, sroles.get(dev)):
                 bench.add(dev)
-            readings = list(dev_batches[0].readings) if len(dev_batches) == 1 else list(
-                chain.from_iterable(b.readings for b in dev_batches))
+            ts, temps = ts_temps([b.readings for b in dev_batches])  # columns: no Reading tuple built here
             alerts.extend(seq_gap_alerts(dev, dev_batches, last_seq, last_ts, now))  # device.data_gap
             gaps = 0
             for b in dev_batches:
@@ -396,15 +407,19 @@ class Pipeline:
                         gaps += b.seq - last_seq - 1
                     last_seq = b.seq if last_seq is None else max(last_seq, b.seq)
             battery = next((b.battery_pct for b in reversed(dev_batches) if b.battery_pct is not None), None)
-            health_items.append((dev, list(map(_TS, readings)), list(map(_TEMP, readings)), battery))
-            newest = max(readings, key=_TS) if readings else None
+            health_items.append((dev, ts, temps, battery))
             new_ts = new_temp = None
-            if newest is not None and (last_ts is None or newest.ts >= last_ts):
-                new_ts, new_temp = newest.ts, newest.temp_c
-            judged = readings if judged_from is None else [r for r in readings if r.ts >= judged_from]
-            if judged and dev not in bench:
+            if ts:
+                newest = max(ts)
+                if last_ts is None or newest >= last_ts:
+                    new_ts, new_temp = newest, temps[ts.index(newest)]  # the first reading at the newest ts
+            if judged_from is not None:
+                keep = [i for i, t in enumerate(ts) if t >= judged_from]
+                ts, temps = [ts[i] for i in keep], [temps[i] for i in keep]
+            if ts and dev not in bench:
                 self.judged.floor[dev] = judged_from
-                alerts.extend(self._evaluate(c, dev, profile_id, judged, evaluated_ts, now))
+                alerts.extend(self.live.evaluate_columns(c, dev, self.profile(profile_id), ts, temps, evaluated_ts,
+                                                         now))
                 evaluated_ts = self.live.last_ts(dev)
             updates.append((now, last_seq, gaps, battery, new_ts, new_ts, new_temp, evaluated_ts, dev))
         self.live.write_checkpoints(c)
@@ -414,11 +429,6 @@ class Pipeline:
             " last_temp_c = CASE WHEN ? IS NULL THEN last_temp_c ELSE ? END, evaluated_ts = ? WHERE id = ?",
             updates)
         return alerts, health_items, bench
-
-    # ---- excursions -----------------------------------------------------------------------------------
-    def _evaluate(self, c: sqlite3.Connection, dev: str, profile_id: str | None, readings: list[Reading],
-                  evaluated_ts: int | None, now: int) -> list[Alert]:
-        return self.live.evaluate(c, dev, self.profile(profile_id), readings, evaluated_ts, now)
 
     # ---- alerts ---------------------------------------------------------------------------------------
     def emit(self, c: sqlite3.Connection, alerts: Sequence[Alert], now: int | None = None) -> int:

@@ -10,6 +10,7 @@ import logging
 import sqlite3
 import sys
 import threading
+import time
 from abc import ABCMeta
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from coldtrace.store.postgres import PostgresDatabase
 
 log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_S = 30  # how long a statement waits for another process's lock before "database is locked"
 
 
 def _migrations() -> list[tuple[str, str]]:
@@ -65,11 +68,11 @@ class Database(metaclass=ABCMeta):  # noqa: B024 - concrete; ABCMeta only for th
 
     def _connect(self) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000:.0f}")
             conn.execute("PRAGMA cache_size=-65536")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open database {self.path}: {exc}") from exc
@@ -95,7 +98,7 @@ class Database(metaclass=ABCMeta):  # noqa: B024 - concrete; ABCMeta only for th
                 yield c
                 return
             try:
-                c.execute("BEGIN IMMEDIATE")
+                self._begin(c)
                 yield c
                 c.execute("COMMIT")
             except BaseException as exc:
@@ -104,6 +107,30 @@ class Database(metaclass=ABCMeta):  # noqa: B024 - concrete; ABCMeta only for th
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"database write failed: {exc}") from exc
                 raise
+
+    def _begin(self, c: sqlite3.Connection) -> None:
+        """BEGIN IMMEDIATE, waiting for another process's write transaction by trying again every millisecond
+        or two, for up to ``BUSY_TIMEOUT_S``.
+
+        Not SQLite's own busy wait: it backs off to sleeps of 25, 50 and then 100 ms, and another process that
+        writes back to back (the ingest child draining a backlog: a transaction every ~15 ms, a few ms apart)
+        leaves gaps shorter than that, so a small write waiting here (the notifier claiming an alarm's
+        webhook) waited hundreds of ms or more. A short, steady retry takes the next gap."""
+        c.execute("PRAGMA busy_timeout = 0")
+        try:
+            deadline = time.monotonic() + BUSY_TIMEOUT_S
+            delay = 0.0005
+            while True:
+                try:
+                    c.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                        raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.002)
+        finally:
+            c.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000:.0f}")
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
         try:
@@ -197,6 +224,27 @@ def add_equal_filters(where: list[str], params: list[Any], pairs: Iterable[tuple
 
 
 MAX_VARIABLES = 32_766  # SQLITE_MAX_VARIABLE_NUMBER of SQLite >= 3.32
+
+
+def insert_flat(c: Any, head: str, params: list[object], width: int, tail: str = "") -> int:
+    """``insert_many`` with the rows' values already in one flat list (``width`` per row)."""
+    per = max(1, getattr(c, "max_variables", MAX_VARIABLES) // width)
+    one = "(" + ",".join("?" * width) + ")"
+    total = 0
+    step = per * width
+    for i in range(0, len(params), step):
+        part = params[i:i + step]
+        k = len(part) // width
+        sql = _MULTI.get((head, tail, width, k))
+        if sql is None:
+            sql = f"{head} {','.join([one] * k)} {tail}"
+            if k == per:  # the full statement is cached (the remainder's length varies)
+                _MULTI[(head, tail, width, k)] = sql
+        total += c.execute(sql, part).rowcount
+    return total
+
+
+_MULTI: dict[tuple[str, str, int, int], str] = {}
 
 
 def insert_many(c: Any, head: str, rows: Sequence[Sequence[object]], width: int,

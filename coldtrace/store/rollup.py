@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from coldtrace.core.model import Reading
+from coldtrace.core.model import Reading, ReadingColumns
 from coldtrace.ports import Bucket
 from coldtrace.store.db import Database, insert_many
 
@@ -84,6 +84,31 @@ _RECOMPUTE = ("INSERT INTO readings_rollup (device_id, bucket, min_c, max_c, sum
               " sum_c = excluded.sum_c, n = excluded.n")
 
 
+def _fold_small(out: list[tuple], dev: str, ts: Sequence[int], vals: Sequence[float]) -> None:
+    """``_fold`` for a few readings (numpy's per-call cost exceeds a small loop)."""
+    agg: dict[int, list] = {}
+    for t, v in zip(ts, vals, strict=True):
+        a = agg.get(t - t % ROLLUP_MS)
+        if a is None:
+            agg[t - t % ROLLUP_MS] = [v, v, v, 1]
+        else:
+            a[0], a[1], a[2], a[3] = min(a[0], v), max(a[1], v), a[2] + v, a[3] + 1
+    out.extend((dev, b, a[0], a[1], a[2], a[3]) for b, a in agg.items())
+
+
+def _fold(out: list[tuple], dev: str, ts: np.ndarray, vals: np.ndarray) -> None:
+    """Append (device, bucket, min, max, sum, n) of one device's readings to ``out``."""
+    buckets = ts - ts % ROLLUP_MS
+    if len(buckets) > 1 and not (buckets[1:] >= buckets[:-1]).all():
+        order = np.argsort(buckets, kind="stable")
+        buckets, vals = buckets[order], vals[order]
+    firsts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
+    counts = np.diff(np.r_[firsts, len(buckets)])
+    out.extend(zip([dev] * len(firsts), buckets[firsts].tolist(), np.minimum.reduceat(vals, firsts).tolist(),
+                   np.maximum.reduceat(vals, firsts).tolist(), np.add.reduceat(vals, firsts).tolist(),
+                   counts.tolist(), strict=True))
+
+
 def _merge(out: list[tuple]) -> list[tuple]:
     acc: dict[tuple[str, int], list] = {}
     for dev, b, lo, hi, total, n in out:
@@ -103,29 +128,22 @@ def record_inserts(c: Any, rows: Sequence[Reading], all_new: bool) -> None:
     touched buckets are recomputed from the readings table (exact, and rare: redeliveries)."""
     if all_new:
         out: list[tuple] = []
-        # rows come grouped by message, so by device: aggregate each run of one device with numpy
-        for dev, group in groupby(rows, key=itemgetter(0)):
-            g = list(group)
-            if len(g) < 64:  # numpy's per-call cost exceeds a small loop
-                agg: dict[int, list] = {}
-                for _, t, v, _ in g:
-                    a = agg.get(t - t % ROLLUP_MS)
-                    if a is None:
-                        agg[t - t % ROLLUP_MS] = [v, v, v, 1]
-                    else:
-                        a[0], a[1], a[2], a[3] = min(a[0], v), max(a[1], v), a[2] + v, a[3] + 1
-                out.extend((dev, b, a[0], a[1], a[2], a[3]) for b, a in agg.items())
-                continue
-            ts = np.fromiter(map(itemgetter(1), g), np.int64, len(g))
-            vals = np.fromiter(map(itemgetter(2), g), np.float64, len(g))
-            buckets = ts - ts % ROLLUP_MS
-            order = np.argsort(buckets, kind="stable")
-            buckets, vals = buckets[order], vals[order]
-            firsts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
-            counts = np.diff(np.r_[firsts, len(buckets)])
-            out.extend(zip([dev] * len(firsts), buckets[firsts].tolist(), np.minimum.reduceat(vals, firsts).tolist(),
-                           np.maximum.reduceat(vals, firsts).tolist(), np.add.reduceat(vals, firsts).tolist(),
-                           counts.tolist(), strict=True))
+        if isinstance(rows, ReadingColumns) and rows.runs is not None:  # decoded in bulk: runs of columns
+            ts_all = np.array(rows.ts, dtype=np.int64)
+            vals_all = np.array(rows.temps, dtype=np.float64)
+            for dev, a, b in rows.runs:
+                if b - a < 64:
+                    _fold_small(out, dev, rows.ts[a:b], rows.temps[a:b])
+                else:
+                    _fold(out, dev, ts_all[a:b], vals_all[a:b])
+        else:  # rows come grouped by message, so by device: aggregate each run of one device with numpy
+            for dev, group in groupby(rows, key=itemgetter(0)):
+                g = list(group)
+                if len(g) < 64:  # numpy's per-call cost exceeds a small loop
+                    _fold_small(out, dev, [r[1] for r in g], [r[2] for r in g])
+                    continue
+                _fold(out, dev, np.fromiter(map(itemgetter(1), g), np.int64, len(g)),
+                      np.fromiter(map(itemgetter(2), g), np.float64, len(g)))
         if len({(r[0], r[1]) for r in out}) < len(out):  # a device in several runs: one row per key, as
             out = _merge(out)  # PostgreSQL's upsert may not touch a row twice in one statement
         insert_many(c, _UPSERT_HEAD, out, 6, _UPSERT_TAIL)

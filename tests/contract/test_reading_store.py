@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from coldtrace.core.excursions import evaluate, normalise_series
-from coldtrace.core.model import BUILTIN_PROFILES, MINUTE, Reading
+from coldtrace.core.model import BUILTIN_PROFILES, MINUTE, Reading, ReadingColumns
 from coldtrace.ports import Bucket, WriteResult
 from coldtrace.store.db import Database
 from coldtrace.store.influx import InfluxReadingStore
@@ -139,6 +139,31 @@ def test_downsample_agrees_with_the_raw_series(store, offset_min, end_extra_ms):
             expect.append((b, sel.min(), sel.max(), sel.mean(), len(sel)))
     assert [(b.ts, b.min_c, b.max_c, b.count) for b in got] == [(e[0], e[1], e[2], e[4]) for e in expect]
     assert [b.mean_c for b in got] == pytest.approx([e[3] for e in expect], rel=1e-9)
+
+
+def test_readings_decoded_in_bulk_store_and_chart_like_tuples(store):
+    """Columns (model.ReadingColumns, the decoder's bulk path) as the pipeline hands them over: messages of two
+    devices in turn, each message cut mid 10-minute bucket, so one write holds several runs of a device in
+    the same bucket (one rollup row each: PostgreSQL's upsert may touch a row once per statement)."""
+    parts, want = [], {"C": [], "E": []}
+    for k in range(15):
+        for dev in ("C", "E"):
+            ts = [T0 + (k * 205 + j) * MINUTE for j in range(205)]
+            temps = [float(round(5 + ((k * 205 + j) % 37) / 8 - (dev == "E"), 3)) for j in range(205)]
+            parts.append(ReadingColumns(dev, ts, temps, k))
+            want[dev] += [Reading(dev, t, v, k) for t, v in zip(ts, temps, strict=True)]
+    rows = ReadingColumns.concat(parts[:10]), ReadingColumns.concat(parts[10:])
+    assert [store.write(r) for r in rows] == [WriteResult(len(rows[0]), 0), WriteResult(len(rows[1]), 0)]
+    for dev in ("C", "E"):
+        assert store.query(dev) == want[dev]
+        end, step = T0 + 15 * 205 * MINUTE, 60 * MINUTE  # over two days, 10-minute aligned: SQLite's rollup
+        got = store.downsample(dev, T0, end, step)
+        ts = np.array([r.ts for r in want[dev]])
+        temps = np.array([r.temp_c for r in want[dev]])
+        expect = [(b, temps[(ts >= b) & (ts < b + step)]) for b in range(T0, end, step)]
+        assert [(b.ts, b.min_c, b.max_c, b.count) for b in got] == [(b, v.min(), v.max(), len(v)) for b, v in expect]
+        assert [b.mean_c for b in got] == pytest.approx([v.mean() for _, v in expect], rel=1e-9)
+    assert store.write(rows[1]) == WriteResult(0, len(rows[1]))  # redelivered: duplicates, nothing changes
 
 
 def test_large_batch_of_50k(store):

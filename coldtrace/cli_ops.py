@@ -336,12 +336,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             raise ConfigError(str(exc)) from None
         stored = None
         if settings.db_path.exists():
+            from coldtrace.store import meta as meta_store
             from coldtrace.store.db import Database
 
             db = Database(settings.db_path)
             try:
-                row = db.query_one("SELECT value FROM meta WHERE key = ?", (key,))
-                stored = int(row[0]) if row else None
+                value = meta_store.get(db.conn(), key)
+                stored = int(value) if value is not None else None
             finally:
                 db.close()
         findings += doctor.check_broker(url, settings, wait_s=args.wait, stored_dropped=stored,

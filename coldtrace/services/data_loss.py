@@ -16,6 +16,7 @@ The decisions (``data_gap_alert``, ``DroppedCounter.update``) are pure; ``Broker
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -24,6 +25,8 @@ from operator import itemgetter
 from typing import Any
 
 from coldtrace.core.model import Alert, stable_id
+from coldtrace.store import devices as device_store
+from coldtrace.store import meta as meta_store
 
 _TS = itemgetter(1)  # Reading.ts
 
@@ -156,8 +159,8 @@ class BrokerGuard:
 
     def _dropped(self, value: int) -> None:
         with self._lock:
-            row = self.db.query_one("SELECT value FROM meta WHERE key = ?", (self._key,))
-            previous = int(row[0]) if row is not None else None
+            stored = meta_store.get(self.db.conn(), self._key)
+            previous = int(stored) if stored is not None else None
             if previous == value:
                 return
             d = decide_dropped(previous, value)
@@ -165,13 +168,21 @@ class BrokerGuard:
             if d.new_drops > 0:
                 log.warning("MQTT broker %s dropped %d message(s) (counter %s -> %d)%s", self.broker, d.new_drops,
                             previous, value, " after a restart" if d.reset else "")
-                open_alarm = self.db.query_one(
-                    "SELECT id FROM alerts WHERE type = ? AND state = 'open' AND json_extract(data, '$.broker') = ?"
-                    " LIMIT 1", (MESSAGES_DROPPED, self.broker))
+                open_alarm = self._open_alarm()
                 if open_alarm is None:
                     self.alarms += self.emit([dropped_alert(self.broker, d, previous, now)])
                 else:
-                    log.warning("alarm %s is still unacknowledged: not raised again", open_alarm[0])
+                    log.warning("alarm %s is still unacknowledged: not raised again", open_alarm)
             with self.db.write() as c:
-                c.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET"
-                          " value = excluded.value", (self._key, str(d.baseline)))
+                meta_store.put(c, self._key, str(d.baseline))
+
+    def _open_alarm(self) -> str | None:
+        """The id of this broker's open dropped-messages alarm, if any."""
+        for alert_id, data in device_store.open_alerts_of_type(self.db.conn(), MESSAGES_DROPPED):
+            try:
+                broker = json.loads(data).get("broker")
+            except (ValueError, AttributeError):
+                continue
+            if broker == self.broker:
+                return alert_id
+        return None

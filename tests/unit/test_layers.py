@@ -120,7 +120,6 @@ SQL_PENDING = {
     "coldtrace/services/audit.py", "coldtrace/services/audit_anchor.py", "coldtrace/services/audit_keys.py",
     "coldtrace/services/auth.py", "coldtrace/services/calibration_records.py",
     "coldtrace/services/calibration_service.py", "coldtrace/services/certificate_issue.py",
-    "coldtrace/services/live_evaluation.py", "coldtrace/services/pipeline.py",
     "coldtrace/services/release_checklist.py", "coldtrace/services/report.py", "coldtrace/services/shipments.py",
     "coldtrace/services/signature.py",
 }

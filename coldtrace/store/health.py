@@ -8,18 +8,11 @@ alerts it causes. Portable statements (SQLite and PostgreSQL).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
+
+from coldtrace.ports import MonitoredDevice
 
 CHUNK = 500
-
-
-class MonitoredDevice(NamedTuple):
-    """A device the deadman watches: marked monitored, or on a shipment in transit, and seen at least once."""
-
-    id: str
-    profile_id: str | None
-    last_seen_at: int
-    state: str | None  # its health state (JSON), None before the first
 
 
 def state(c: Any, device_id: str) -> str | None:

@@ -27,11 +27,10 @@ def add(c: Any, key: str, value: str) -> None:
 
 
 def first_with_prefix(c: Any, prefix: str) -> str | None:
-    """The value of the first key (in key order) that starts with ``prefix`` (a literal: ``%`` and ``_`` in it
-    are escaped), or None."""
-    pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    row = c.execute("SELECT value FROM meta WHERE key LIKE ? ESCAPE '\\' ORDER BY key LIMIT 1",
-                    (pattern,)).fetchone()
+    """The value of the first key (in key order) that starts with ``prefix``, or None. The prefix is literal and
+    case-sensitive in both dialects (SQLite's LIKE ignores ASCII case, PostgreSQL's does not: no LIKE here)."""
+    row = c.execute("SELECT value FROM meta WHERE SUBSTR(key, 1, ?) = ? ORDER BY key LIMIT 1",
+                    (len(prefix), prefix)).fetchone()
     return None if row is None else row[0]
 
 

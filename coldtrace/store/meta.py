@@ -53,3 +53,8 @@ def sqlite_quick_check(c: Any) -> str:
 def sqlite_journal_mode(c: Any) -> str:
     """SQLite's journal mode ('wal' for ColdTrace's store; SQLite only)."""
     return c.execute("PRAGMA journal_mode").fetchone()[0]
+
+
+def postgresql_server_version(c: Any) -> str:
+    """The PostgreSQL server's version (PostgreSQL only)."""
+    return c.execute("SHOW server_version").fetchone()[0]

@@ -131,11 +131,16 @@ def signing_secrets(row: sqlite3.Row | dict[str, Any], now: int) -> list[str]:
 # ---------------------------------------------------------------- events and fan-out
 
 
+OUTBOX_INSERT_SQL = ("INSERT INTO outbox (event_id, type, alert_id, payload, created_at)"
+                     " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")  # the pipeline's, per alert
+
+
 def insert_event(c: sqlite3.Connection, event_id: str, event_type: str, payload: str, now: int,
                  alert_id: str | None = None, dispatched: bool = False) -> bool:
     """An outbox row written by ColdTrace itself (escalations, acknowledgements, pings). Caller's txn."""
-    cur = c.execute("INSERT OR IGNORE INTO outbox (event_id, type, alert_id, payload, created_at, dispatched)"
-                    " VALUES (?,?,?,?,?,?)", (event_id, event_type, alert_id, payload, now, int(dispatched)))
+    cur = c.execute("INSERT INTO outbox (event_id, type, alert_id, payload, created_at, dispatched)"
+                    " VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                    (event_id, event_type, alert_id, payload, now, int(dispatched)))
     return cur.rowcount == 1
 
 
@@ -178,8 +183,9 @@ def fan_out(db: Database, now: int, limit: int = 500) -> int:
             severity, device_id = _event_facts(c, ev)
             for s in subs:
                 if wants(s, ev["type"], severity, device_id):
-                    c.execute("INSERT OR IGNORE INTO webhook_deliveries (subscription_id, event_id, event_type,"
-                              " state, next_attempt_at, created_at) VALUES (?,?,?,'pending',?,?)",
+                    c.execute("INSERT INTO webhook_deliveries (subscription_id, event_id, event_type,"
+                              " state, next_attempt_at, created_at) VALUES (?,?,?,'pending',?,?)"
+                              " ON CONFLICT DO NOTHING",
                               (s["id"], ev["event_id"], ev["type"], now, now))
         c.executemany("UPDATE outbox SET dispatched = 1 WHERE event_id = ?", [(e["event_id"],) for e in events])
     return len(events)
@@ -187,8 +193,8 @@ def fan_out(db: Database, now: int, limit: int = 500) -> int:
 
 def add_delivery(c: sqlite3.Connection, sid: str, event_id: str, event_type: str, due_at: int) -> int:
     """One delivery made by hand (a ping), due at ``due_at``. Caller's transaction."""
-    c.execute("INSERT OR IGNORE INTO webhook_deliveries (subscription_id, event_id, event_type, state,"
-              " next_attempt_at, created_at) VALUES (?,?,?,'pending',?,?)",
+    c.execute("INSERT INTO webhook_deliveries (subscription_id, event_id, event_type, state,"
+              " next_attempt_at, created_at) VALUES (?,?,?,'pending',?,?) ON CONFLICT DO NOTHING",
               (sid, event_id, event_type, due_at, due_at))
     return c.execute("SELECT id FROM webhook_deliveries WHERE subscription_id = ? AND event_id = ?",
                      (sid, event_id)).fetchone()[0]
@@ -245,7 +251,7 @@ def claim_due_lanes(db: Database, now: int, lease_ms: int, lane_capacity: int, i
     with db.write() as c:
         rows = c.execute(
             "SELECT * FROM (" + ranked + " WHERE d.state = 'pending' AND d.next_attempt_at <= ? AND s.enabled = 1"
-            + skip + ") WHERE lane_rank <= ? ORDER BY due_at, id",
+            + skip + ") AS lanes WHERE lane_rank <= ? ORDER BY due_at, id",
             (now, *full, 2 * lane_capacity)).fetchall()
         room = {r["subscription_id"]: lane_capacity - in_flight.get(r["subscription_id"], 0) for r in rows}
         chosen = []

@@ -335,12 +335,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             raise ConfigError(str(exc)) from None
         stored = None
         if not settings.store_is_sqlite or settings.store_sqlite_path.exists():
+            from coldtrace.store import meta as meta_store
             from coldtrace.store import open_store_database
 
             db = open_store_database(settings)
             try:
-                row = db.query_one("SELECT value FROM meta WHERE key = ?", (key,))
-                stored = int(row[0]) if row else None
+                value = meta_store.get(db.conn(), key)
+                stored = int(value) if value is not None else None
             finally:
                 db.close()
         findings += doctor.check_broker(url, settings, wait_s=args.wait, stored_dropped=stored,

@@ -283,6 +283,8 @@ def check_broker(url: str, settings: Settings, *, wait_s: float = 3.0, stored_dr
 
 def _check_postgres(settings: Settings) -> list[Finding]:
     from coldtrace.core.errors import StoreError
+    from coldtrace.store import devices as device_store
+    from coldtrace.store import meta as meta_store
     from coldtrace.store import open_store_database
 
     where = settings.store_display  # the password redacted
@@ -291,10 +293,11 @@ def _check_postgres(settings: Settings) -> list[Finding]:
     except StoreError as exc:
         return [Finding("fail", "store", str(exc))]
     try:
-        version = db.query_one("SHOW server_version")[0]
-        n_mig = db.query_one("SELECT COUNT(*) FROM schema_migrations")[0]
-        n_dev = db.query_one("SELECT COUNT(*) FROM devices")[0]
-        n_q = db.query_one("SELECT COUNT(*) FROM quarantine")[0]
+        c = db.conn()
+        version = meta_store.postgresql_server_version(c)
+        n_mig = meta_store.migrations_applied(c)
+        n_dev = device_store.count_devices(c)
+        n_q = device_store.count_quarantine(c)
     finally:
         db.close()
     return [Finding("ok", "store", f"PostgreSQL {version} at {where}"),
@@ -302,6 +305,8 @@ def _check_postgres(settings: Settings) -> list[Finding]:
 
 
 def check_store(settings: Settings) -> list[Finding]:
+    from coldtrace.store import devices as device_store
+    from coldtrace.store import meta as meta_store
     from coldtrace.store.db import Database
 
     if not settings.store_is_sqlite:
@@ -312,23 +317,24 @@ def check_store(settings: Settings) -> list[Finding]:
         return [Finding("warn", "store", f"no store yet in {d.resolve()} (created at the first start)")]
     db = Database(settings.db_path, synchronous=settings.store.sqlite_synchronous)
     try:
-        qc = db.query_one("PRAGMA quick_check")[0]
+        c = db.conn()
+        qc = meta_store.sqlite_quick_check(c)
         out.append(Finding("ok" if qc == "ok" else "fail", "store", f"{settings.db_path.resolve()}: integrity"
                            f" {'ok' if qc == 'ok' else qc}"))
-        mode = db.query_one("PRAGMA journal_mode")[0]
+        mode = meta_store.sqlite_journal_mode(c)
         sync = settings.store.sqlite_synchronous
         out.append(Finding("ok" if mode == "wal" and sync == "FULL" else "warn", "store",
                            f"journal {mode}, synchronous {sync}" + ("" if sync == "FULL" else
                                                                     " (NORMAL may lose the last commits on power"
                                                                     " loss)")))
-        n_mig = db.query_one("SELECT COUNT(*) FROM schema_migrations")[0]
-        n_dev = db.query_one("SELECT COUNT(*) FROM devices")[0]
-        n_q = db.query_one("SELECT COUNT(*) FROM quarantine")[0]
+        n_mig = meta_store.migrations_applied(c)
+        n_dev = device_store.count_devices(c)
+        n_q = device_store.count_quarantine(c)
         out.append(Finding("info", "store", f"{n_mig} migrations applied; {n_dev} devices; {n_q} quarantined"
                            " messages"))
-        row = db.query_one("SELECT value FROM meta WHERE key LIKE 'broker.dropped.%' ORDER BY key LIMIT 1")
-        if row is not None:
-            out.append(Finding("info", "store", f"the collector last saw the broker's dropped counter at {row[0]}"))
+        dropped = meta_store.first_with_prefix(c, "broker.dropped.")
+        if dropped is not None:
+            out.append(Finding("info", "store", f"the collector last saw the broker's dropped counter at {dropped}"))
     finally:
         db.close()
     if settings.store.backend == "influx":
@@ -375,6 +381,7 @@ def check_clock(settings: Settings, now_ms: int, clock_state: Callable[[], tuple
         out.append(Finding("ok", "clock", f"the system clock is synchronised (max error {st[1] * 1000:.0f} ms)"))
     if not settings.store_is_sqlite or settings.db_path.exists():
         from coldtrace.core.errors import StoreError
+        from coldtrace.store import devices as device_store
         from coldtrace.store import open_store_database
 
         try:
@@ -382,9 +389,8 @@ def check_clock(settings: Settings, now_ms: int, clock_state: Callable[[], tuple
         except StoreError:  # reported by check_store
             return out
         try:
-            fut = db.query_one("SELECT COUNT(*), MAX(received_at) FROM quarantine WHERE reason ="
-                               " 'future_timestamp'")
-            ahead = db.query_one("SELECT COUNT(*) FROM devices WHERE last_ts > ?", (now_ms + 5 * 60_000,))[0]
+            fut = device_store.quarantined_for(db.conn(), "future_timestamp")
+            ahead = device_store.count_devices_ahead(db.conn(), now_ms + 5 * 60_000)
         finally:
             db.close()
         if fut[0]:

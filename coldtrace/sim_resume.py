@@ -16,6 +16,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from coldtrace.store import devices as device_store
+from coldtrace.store import meta as meta_store
 from coldtrace.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -28,10 +30,10 @@ BENCH_CREATOR = "simulator"
 def fleet_anchor(db: Database, now_ms: int) -> tuple[int, bool]:
     """(anchor, reused): the time the simulated fleet was first built in this store."""
     with db.write() as c:
-        row = c.execute("SELECT value FROM meta WHERE key = ?", (ANCHOR_KEY,)).fetchone()
-        if row is not None:
-            return int(row[0]), True
-        c.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (ANCHOR_KEY, str(now_ms)))
+        stored = meta_store.get(c, ANCHOR_KEY)
+        if stored is not None:
+            return int(stored), True
+        meta_store.add(c, ANCHOR_KEY, str(now_ms))
     return now_ms, False
 
 
@@ -40,9 +42,7 @@ def resume_fleet(db: Database, fleet: list[Any], now_ms: int, history_ms: int) -
     ids = [lg.device_id for lg in fleet]
     if not ids:
         return 0
-    marks = ",".join("?" * len(ids))
-    state = {r[0]: (r[1], r[2]) for r in db.query(
-        f"SELECT id, last_ts, last_seq FROM devices WHERE id IN ({marks})", ids)}
+    state = {d: (s.last_ts, s.last_seq) for d, s in device_store.resume_states(db.conn(), ids).items()}
     resumed = 0
     for lg in fleet:
         last_ts, last_seq = state.get(lg.device_id, (None, None))
@@ -66,11 +66,9 @@ def bench_session(services: Any, spec: Any, now_ms: int) -> BenchSession:
     from coldtrace.core.model import MINUTE
     from coldtrace.services.calibration_service import SessionSpec, for_services
 
-    row = services.db.query_one(
-        "SELECT id, started_at FROM calibration_sessions WHERE created_by = ? AND notes = ? AND reference_id = ?"
-        " AND state != 'cancelled' ORDER BY created_at DESC LIMIT 1", (BENCH_CREATOR, BENCH_NOTES, spec.reference_id))
+    row = device_store.latest_session_by(services.db.conn(), BENCH_CREATOR, BENCH_NOTES, spec.reference_id)
     if row is not None:
-        return BenchSession(row[0], int(row[1]), True)
+        return BenchSession(row[0], row[1], True)
     start = now_ms - spec.duration_ms - MINUTE
     sid = for_services(services).create_session(SessionSpec(
         reference_id=spec.reference_id, duts={lg.device_id: lg.resolution_c for lg in spec.loggers},

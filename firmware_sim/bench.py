@@ -29,6 +29,7 @@ from coldtrace.core.errors import TransportError
 from coldtrace.core.model import MINUTE
 from coldtrace.services.device_roles import CALIBRATION_REFERENCE, DEVICE_UNDER_CALIBRATION, set_role
 from coldtrace.settings import parse_mqtt_url
+from coldtrace.store import devices as device_store
 
 log = logging.getLogger(__name__)
 
@@ -172,9 +173,7 @@ def register_bench_devices(db, spec: BenchSpec, now_ms: int, *, actor: str = "si
     deadman: a bench runs for a few hours and then falls silent; its session judges missing data."""
     with db.write() as c:
         for dev, (kind, role) in bench_devices(spec).items():
-            c.execute("INSERT INTO devices (id, kind, name, monitored, registered_at) VALUES (?,?,?,0,?)"
-                      " ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, monitored = 0",
-                      (dev, kind, "simulated bench " + kind, now_ms))
+            device_store.register_unmonitored(c, dev, kind, "simulated bench " + kind, now_ms)
             set_role(c, dev, role, actor=actor, now=now_ms, reason="simulated calibration bench")
 
 

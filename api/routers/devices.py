@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field
 from coldtrace.core.clock import to_iso
 from coldtrace.core.payload import DEVICE_ID_RE
 from coldtrace.services.audit import record_audit
-from coldtrace.services.device_roles import EFFECTIVE_ROLE_SQL, ROLES, session_roles, set_role
+from coldtrace.services.device_roles import ROLES, session_roles, set_role
+from coldtrace.store import devices as device_store
 from coldtrace.store.rollup import chart_grid
 
 from ..deps import Admin, LimitDep, RangeDep, ServicesDep, Viewer
@@ -22,15 +23,7 @@ router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
 
 def open_conflicts(services, device_ids: list[str] | None = None) -> dict[str, int]:
     """Open conflicting duplicates per device (the partial index quarantine_open_conflicts)."""
-    sql = ("SELECT device_id, COUNT(*) FROM quarantine WHERE reason = 'conflicting_duplicate'"
-           " AND resolved_at IS NULL")
-    params: tuple = ()
-    if device_ids is not None:
-        if not device_ids:
-            return {}
-        sql += f" AND device_id IN ({','.join('?' * len(device_ids))})"
-        params = tuple(device_ids)
-    return {r[0]: r[1] for r in services.db.query(sql + " GROUP BY device_id", params)}
+    return device_store.open_conflicts(services.db.conn(), device_ids)
 
 
 def _out(row, conflicts: dict[str, int], session_role: str | None = None) -> DeviceOut:
@@ -41,7 +34,7 @@ def _out(row, conflicts: dict[str, int], session_role: str | None = None) -> Dev
 
 
 def _device_row(services, device_id: str):
-    row = services.db.query_one("SELECT * FROM devices WHERE id = ?", (device_id,))
+    row = device_store.get_device(services.db.conn(), device_id)
     if row is None:
         raise ApiError(404, "unknown_device", f"no device {device_id!r}")
     return row
@@ -53,18 +46,8 @@ def list_devices(services: ServicesDep, _: Viewer, kind: str | None = None,
                                                    " device_under_calibration (the effective role)")] = None,
                  limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
                  offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> list[DeviceOut]:
-    where, params = [], []
-    if kind:
-        where.append("kind = ?")
-        params.append(kind)
-    if role:
-        where.append(f"{EFFECTIVE_ROLE_SQL} = ?")
-        params.append(role)
-    sql = "SELECT * FROM devices" + (" WHERE " + " AND ".join(where) if where else "")
-    sql += " ORDER BY id LIMIT ? OFFSET ?"
-    params += [limit, offset]
     sroles = session_roles(services.db.conn())
-    rows = services.db.query(sql, tuple(params))
+    rows = device_store.list_devices(services.db.conn(), kind=kind, role=role, limit=limit, offset=offset)
     conflicts = open_conflicts(services) if rows else {}
     return [_out(r, conflicts, sroles.get(r["id"])) for r in rows]
 
@@ -90,14 +73,11 @@ class RoleIn(BaseModel):
 @router.post("", response_model=DeviceOut, status_code=201, summary="Register a device")
 def register_device(body: DeviceIn, services: ServicesDep, principal: Admin) -> DeviceOut:
     db = services.db
-    if body.profile_id and db.query_one("SELECT 1 FROM profiles WHERE id = ?", (body.profile_id,)) is None:
+    if body.profile_id and device_store.profile_body(db.conn(), body.profile_id) is None:
         raise ApiError(400, "unknown_profile", f"no profile {body.profile_id!r}")
     now = services.clock.now_ms()
     with db.write() as c:
-        c.execute("INSERT INTO devices (id, kind, name, profile_id, monitored, registered_at) VALUES (?,?,?,?,?,?)"
-                  " ON CONFLICT(id) DO UPDATE SET kind=excluded.kind, name=excluded.name,"
-                  " profile_id=COALESCE(excluded.profile_id, devices.profile_id), monitored=excluded.monitored",
-                  (body.id, body.kind, body.name, body.profile_id, int(body.monitored), now))
+        device_store.register_device(c, body.id, body.kind, body.name, body.profile_id, body.monitored, now)
         record_audit(c, actor=principal.name, action="device.register", entity="device", entity_id=body.id,
                      new=body.model_dump(), ts=now)
         if body.role is not None:

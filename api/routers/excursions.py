@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from coldtrace.store.db import add_equal_filters
+from coldtrace.store import excursions as excursion_store
 
 from ..deps import RangeDep, ServicesDep, Viewer
 from ..errors import ApiError
@@ -22,22 +22,16 @@ def list_excursions(services: ServicesDep, _: Viewer, rng: RangeDep, device_id: 
                     alarmed: bool | None = None,
                     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
                     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> list[ExcursionOut]:
-    where = ["superseded = 0", "start_ts < ?", "(end_ts IS NULL OR end_ts >= ?)"]
-    params: list = [rng.end, rng.start]
-    add_equal_filters(where, params, ((col, val or None) for col, val in (
-        ("device_id", device_id), ("shipment_id", shipment_id), ("limit_id", limit_id))))
-    if open is not None:
-        where.append("end_ts IS NULL" if open else "end_ts IS NOT NULL")
-    if alarmed is not None:
-        where.append("alarm_ts IS NOT NULL" if alarmed else "alarm_ts IS NULL")
-    sql = f"SELECT * FROM excursions WHERE {' AND '.join(where)} ORDER BY start_ts DESC, limit_id LIMIT ? OFFSET ?"
-    params += [limit, offset]
-    return [ExcursionOut.from_row(r) for r in services.db.query(sql, tuple(params))]
+    rows = excursion_store.list_excursions(
+        services.db.conn(), start=rng.start, end=rng.end, device_id=device_id or None,
+        shipment_id=shipment_id or None, limit_id=limit_id or None, open=open, alarmed=alarmed, limit=limit,
+        offset=offset)
+    return [ExcursionOut.from_row(r) for r in rows]
 
 
 @router.get("/{excursion_id}", response_model=ExcursionOut)
 def get_excursion(excursion_id: str, services: ServicesDep, _: Viewer) -> ExcursionOut:
-    row = services.db.query_one("SELECT * FROM excursions WHERE id = ?", (excursion_id,))
+    row = excursion_store.get_excursion(services.db.conn(), excursion_id)
     if row is None:
         raise ApiError(404, "unknown_excursion", f"no excursion {excursion_id!r}")
     return ExcursionOut.from_row(row)

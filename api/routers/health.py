@@ -6,6 +6,8 @@ from fastapi import APIRouter
 
 from coldtrace import __version__
 from coldtrace.core.clock import to_iso
+from coldtrace.store import devices as device_store
+from coldtrace.store import meta as meta_store
 
 from ..deps import ServicesDep, Viewer
 
@@ -16,7 +18,7 @@ router = APIRouter(prefix="/api/v1", tags=["health"])
 def health(services: ServicesDep) -> dict:
     db_ok = True
     try:
-        services.db.query_one("SELECT 1")
+        meta_store.ping(services.db.conn())
     except Exception:  # noqa: BLE001 - report, never raise from a health check
         db_ok = False
     collector = services.extras.get("collector")
@@ -30,11 +32,9 @@ def health(services: ServicesDep) -> dict:
 def metrics(services: ServicesDep, _: Viewer) -> dict:
     """Totals from the store (whatever process wrote them), plus ``api_process_counters``: what this API
     process ingested itself (HTTP ingest); the MQTT collector counts in its own process and logs."""
-    db = services.db
-    q = {r[0]: r[1] for r in db.query("SELECT reason, COUNT(*) FROM quarantine GROUP BY reason")}
-    alerts = {r[0]: r[1] for r in db.query("SELECT type, COUNT(*) FROM alerts GROUP BY type")}
-    outbox = db.query_one("SELECT COUNT(*) FROM outbox WHERE dispatched = 0")
-    return {"api_process_counters": dict(services.pipeline.counters), "quarantine_by_reason": q,
-            "alerts_by_type": alerts,
-            "readings": services.readings.count(), "outbox_pending": outbox[0] if outbox else 0,
-            "devices": db.query_one("SELECT COUNT(*) FROM devices")[0]}
+    c = services.db.conn()
+    return {"api_process_counters": dict(services.pipeline.counters),
+            "quarantine_by_reason": device_store.quarantine_by_reason(c),
+            "alerts_by_type": device_store.alerts_by_type(c),
+            "readings": services.readings.count(), "outbox_pending": device_store.outbox_pending(c),
+            "devices": device_store.count_devices(c)}

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from coldtrace.core.excursions import MKT_LIMIT_ID, SeriesEngine
 from coldtrace.core.model import MINUTE, Profile
 from coldtrace.services.audit import record_audit
+from coldtrace.store import devices as device_store
 
 from ..deps import Admin, ServicesDep, Viewer
 from ..errors import ApiError
@@ -104,7 +105,7 @@ class DeviceProfileOut(BaseModel):
 
 
 def _profile_row(services, profile_id: str):
-    row = services.db.query_one("SELECT * FROM profiles WHERE id = ?", (profile_id,))
+    row = device_store.get_profile(services.db.conn(), profile_id)
     if row is None:
         raise ApiError(404, "unknown_profile", f"no profile {profile_id!r}")
     return row
@@ -112,7 +113,7 @@ def _profile_row(services, profile_id: str):
 
 @router.get("/api/v1/profiles", response_model=list[ProfileOut], summary="All profiles")
 def list_profiles(services: ServicesDep, _: Viewer) -> list[ProfileOut]:
-    return [ProfileOut.from_row(r) for r in services.db.query("SELECT * FROM profiles ORDER BY builtin DESC, id")]
+    return [ProfileOut.from_row(r) for r in device_store.list_profiles(services.db.conn())]
 
 
 @router.get("/api/v1/profiles/{profile_id}", response_model=ProfileDetailOut,
@@ -121,8 +122,7 @@ def get_profile(profile_id: str, services: ServicesDep, _: Viewer) -> ProfileDet
     out = ProfileOut.from_row(_profile_row(services, profile_id))
     hist = [ProfileChangeOut(profile_id=r["profile_id"], body=json.loads(r["body"]), changed_at=r["changed_at"],
                              changed_by=r["changed_by"])
-            for r in services.db.query("SELECT * FROM profile_changes WHERE profile_id = ? ORDER BY id",
-                                       (profile_id,))]
+            for r in device_store.profile_changes(services.db.conn(), profile_id)]
     return ProfileDetailOut(**out.model_dump(), history=hist)
 
 
@@ -142,16 +142,11 @@ def save_profile(body: ProfileIn, services: ServicesDep, principal: Admin) -> Pr
     db, now = services.db, services.clock.now_ms()
     doc = json.dumps(profile.to_dict())
     with db.write() as c:
-        old = c.execute("SELECT * FROM profiles WHERE id = ?", (profile.id,)).fetchone()
+        old = device_store.get_profile(c, profile.id)
         if old is not None and old["builtin"]:
             raise ApiError(409, "builtin_profile", f"built-in profile {profile.id!r} cannot be changed;"
                                                    " save a copy under a new id")
-        c.execute("INSERT INTO profiles (id, name, body, builtin, updated_at, updated_by) VALUES (?,?,?,0,?,?)"
-                  " ON CONFLICT(id) DO UPDATE SET name = excluded.name, body = excluded.body,"
-                  " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
-                  (profile.id, profile.name, doc, now, principal.name))
-        c.execute("INSERT INTO profile_changes (profile_id, body, changed_at, changed_by) VALUES (?,?,?,?)",
-                  (profile.id, doc, now, principal.name))
+        device_store.save_profile(c, profile.id, profile.name, doc, now, principal.name)
         record_audit(c, actor=principal.name, action="profile.create" if old is None else "profile.update",
                      entity="profile", entity_id=profile.id,
                      old=None if old is None else json.loads(old["body"]), new=profile.to_dict(), ts=now)
@@ -159,22 +154,21 @@ def save_profile(body: ProfileIn, services: ServicesDep, principal: Admin) -> Pr
     return ProfileOut.from_row(_profile_row(services, profile.id))
 
 
-def _device_row(services, device_id: str):
-    row = services.db.query_one("SELECT id, profile_id FROM devices WHERE id = ?", (device_id,))
-    if row is None:
+def _device_profile_id(services, device_id: str) -> str | None:
+    known, profile_id = device_store.device_profile_id(services.db.conn(), device_id)
+    if not known:
         raise ApiError(404, "unknown_device", f"no device {device_id!r}")
-    return row
+    return profile_id
 
 
 def _device_profile(services, device_id: str) -> DeviceProfileOut:
-    row = _device_row(services, device_id)
+    profile_id = _device_profile_id(services, device_id)
     assigns = [AssignmentOut(device_id=r["device_id"], profile_id=r["profile_id"],
                              previous_profile_id=r["previous_profile_id"], assigned_at=r["assigned_at"],
                              assigned_by=r["assigned_by"])
-               for r in services.db.query("SELECT * FROM device_profile_assignments WHERE device_id = ? ORDER BY id",
-                                          (device_id,))]
-    return DeviceProfileOut(device_id=device_id, profile_id=row["profile_id"],
-                            effective_profile_id=services.pipeline.profile(row["profile_id"]).id, assignments=assigns)
+               for r in device_store.profile_assignments(services.db.conn(), device_id)]
+    return DeviceProfileOut(device_id=device_id, profile_id=profile_id,
+                            effective_profile_id=services.pipeline.profile(profile_id).id, assignments=assigns)
 
 
 @router.get("/api/v1/devices/{device_id}/profile", response_model=DeviceProfileOut,
@@ -189,14 +183,11 @@ def assign_profile(device_id: str, body: AssignIn, services: ServicesDep, princi
     _profile_row(services, body.profile_id)
     db, now = services.db, services.clock.now_ms()
     with db.write() as c:
-        row = c.execute("SELECT profile_id FROM devices WHERE id = ?", (device_id,)).fetchone()
-        if row is None:
+        known, previous = device_store.device_profile_id(c, device_id)
+        if not known:
             raise ApiError(404, "unknown_device", f"no device {device_id!r}")
-        c.execute("UPDATE devices SET profile_id = ? WHERE id = ?", (body.profile_id, device_id))
-        c.execute("INSERT INTO device_profile_assignments (device_id, profile_id, previous_profile_id,"
-                  " assigned_at, assigned_by) VALUES (?,?,?,?,?)",
-                  (device_id, body.profile_id, row["profile_id"], now, principal.name))
+        device_store.assign_profile(c, device_id, body.profile_id, previous, now, principal.name)
         record_audit(c, actor=principal.name, action="device.profile", entity="device", entity_id=device_id,
-                     old={"profile_id": row["profile_id"]}, new={"profile_id": body.profile_id}, ts=now)
+                     old={"profile_id": previous}, new={"profile_id": body.profile_id}, ts=now)
     services.pipeline.invalidate_profile()
     return _device_profile(services, device_id)

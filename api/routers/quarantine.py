@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from coldtrace.services.audit import record_audit
-from coldtrace.store.db import add_equal_filters
+from coldtrace.store import devices as device_store
 
 from ..deps import QA, ServicesDep, Viewer
 from ..errors import ApiError
@@ -23,20 +23,14 @@ def list_quarantine(services: ServicesDep, _: Viewer, reason: str | None = None,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
                     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> list[QuarantineOut]:
     """``open=true``: only conflicting duplicates that QA has not resolved yet."""
-    where: list[str] = []
-    params: list = []
-    add_equal_filters(where, params, (("reason", reason or None), ("device_id", device_id or None)))
-    if open_only:
-        where.append("reason = 'conflicting_duplicate' AND resolved_at IS NULL")
-    sql = "SELECT * FROM quarantine" + (" WHERE " + " AND ".join(where) if where else "")
-    sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
-    params += [limit, offset]
-    return [QuarantineOut.from_row(r) for r in services.db.query(sql, tuple(params))]
+    rows = device_store.list_quarantine(services.db.conn(), reason=reason or None, device_id=device_id or None,
+                                        open_only=open_only, limit=limit, offset=offset)
+    return [QuarantineOut.from_row(r) for r in rows]
 
 
 @router.get("/summary", summary="Counts by reason")
 def quarantine_summary(services: ServicesDep, _: Viewer) -> dict[str, int]:
-    return {r[0]: r[1] for r in services.db.query("SELECT reason, COUNT(*) FROM quarantine GROUP BY reason")}
+    return device_store.quarantine_by_reason(services.db.conn())
 
 
 class ResolutionIn(BaseModel):
@@ -56,20 +50,17 @@ def resolve_conflict(quarantine_id: Annotated[int, Path(ge=1, le=2**63 - 1)], bo
     now = services.clock.now_ms()
     resolution = f"{body.decision}: {body.comment}"
     with db.write() as c:
-        row = c.execute("SELECT reason, resolved_at, device_id, reading_ts FROM quarantine WHERE id = ?",
-                        (quarantine_id,)).fetchone()
+        row = device_store.get_quarantine(c, quarantine_id)
         if row is None:
             raise ApiError(404, "not_found", f"no quarantine row {quarantine_id}")
-        if row[0] != "conflicting_duplicate":
-            raise ApiError(409, "not_a_conflict", f"quarantine row {quarantine_id} is {row[0]!r}, not a"
+        if row["reason"] != "conflicting_duplicate":
+            raise ApiError(409, "not_a_conflict", f"quarantine row {quarantine_id} is {row['reason']!r}, not a"
                            " conflicting duplicate: only conflicts are resolved")
-        if row[1] is not None:
+        if row["resolved_at"] is not None:
             raise ApiError(409, "already_resolved", f"quarantine row {quarantine_id} is already resolved")
-        c.execute("UPDATE quarantine SET resolved_at = ?, resolved_by = ?, resolution = ? WHERE id = ?",
-                  (now, who.name, resolution, quarantine_id))
+        device_store.resolve_quarantine(c, quarantine_id, now, who.name, resolution)
         record_audit(c, actor=who.name, action="quarantine.resolve_conflict", entity="quarantine",
                      entity_id=str(quarantine_id), old={"resolved_at": None},
-                     new={"decision": body.decision, "comment": body.comment, "device_id": row[2],
-                          "reading_ts": row[3]}, ts=now)
-    r = db.query_one("SELECT * FROM quarantine WHERE id = ?", (quarantine_id,))
-    return QuarantineOut.from_row(r)
+                     new={"decision": body.decision, "comment": body.comment, "device_id": row["device_id"],
+                          "reading_ts": row["reading_ts"]}, ts=now)
+    return QuarantineOut.from_row(device_store.get_quarantine(db.conn(), quarantine_id))

@@ -7,6 +7,7 @@ from pydantic import BaseModel
 
 from coldtrace.core.clock import to_iso
 from coldtrace.core.stats import summarise
+from coldtrace.store import devices as device_store
 
 from ..deps import RangeDep, ServicesDep, Viewer
 from ..errors import ApiError
@@ -45,10 +46,10 @@ def _min(ms: int) -> float:
 @router.get("/api/v1/devices/{device_id}/summary", response_model=SummaryOut,
             summary="min/max/mean/MKT, time in range and data gaps of a device over [from, to)")
 def device_summary(device_id: str, services: ServicesDep, _: Viewer, rng: RangeDep) -> SummaryOut:
-    row = services.db.query_one("SELECT profile_id FROM devices WHERE id = ?", (device_id,))
-    if row is None:
+    known, profile_id = device_store.device_profile_id(services.db.conn(), device_id)
+    if not known:
         raise ApiError(404, "unknown_device", f"no device {device_id!r}")
-    profile = services.pipeline.profile(row["profile_id"])
+    profile = services.pipeline.profile(profile_id)
     end = min(rng.end, services.clock.now_ms())  # the future is not a gap
     start = min(rng.start, end)
     ts, temps = services.readings.arrays(device_id, start, end)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from coldtrace.core.errors import ColdTraceError, StoreError, TransportError
+from coldtrace.store import inbox as inbox_store
 
 log = logging.getLogger(__name__)
 
@@ -52,21 +53,13 @@ class DurableInbox:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.synchronous = synchronous
-        self._conn = self._connect()
-        self._conn.execute("CREATE TABLE IF NOT EXISTS inbox (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-                           " received_at INTEGER NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL)")
+        self._conn = inbox_store.connect(self.path, synchronous, create=True)
         self._cond = threading.Condition()
         self._pending: list[tuple[str, bytes, asyncio.Future, asyncio.AbstractEventLoop]] = []
         self._closed = False
         self.arrived = threading.Event()  # set after each commit: wakes the drainer
         self._writer = threading.Thread(target=self._write_loop, name="embedded-inbox", daemon=True)
         self._writer.start()
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        return conn
 
     async def put(self, topic: str, payload: bytes) -> None:
         loop = asyncio.get_running_loop()
@@ -89,17 +82,10 @@ class DurableInbox:
             err: BaseException | None = None
             now = int(time.time() * 1000)
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.executemany("INSERT INTO inbox (received_at, topic, payload) VALUES (?,?,?)",
-                                       [(now, t, p) for t, p, _, _ in batch])
-                self._conn.execute("COMMIT")
+                inbox_store.append(self._conn, now, [(t, p) for t, p, _, _ in batch])
             except sqlite3.Error as exc:
                 err = StoreError(f"cannot write the embedded broker's inbox: {exc}")
                 log.error("%s; %d messages not acknowledged", err, len(batch))
-                try:
-                    self._conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
             for _, _, fut, loop in batch:
                 loop.call_soon_threadsafe(_settle, fut, err)
             self.arrived.set()
@@ -146,17 +132,16 @@ class InboxDrainer:
         return self._running.wait(timeout)
 
     def drain_once(self, conn: sqlite3.Connection) -> int:
-        rows = conn.execute("SELECT id, topic, payload FROM inbox ORDER BY id LIMIT ?", (DRAIN_BATCH,)).fetchall()
+        rows = inbox_store.oldest(conn, DRAIN_BATCH)
         if not rows:
             return 0
-        self.ingest([(t, bytes(p)) for _, t, p in rows])
-        conn.execute("DELETE FROM inbox WHERE id <= ?", (rows[-1][0],))
+        self.ingest([(t, p) for _, t, p in rows])
+        inbox_store.delete_through(conn, rows[-1][0])
         self.processed += len(rows)
         return len(rows)
 
     def _loop(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn = inbox_store.connect(self.path, self.synchronous, wal=False)
         delay = 0.5
         try:
             while not self._stop.is_set():

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from coldtrace.core.model import Alert, newest_ts, reading_ts, stable_id
+from coldtrace.store import devices as device_store
+from coldtrace.store import meta as meta_store
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +156,8 @@ class BrokerGuard:
 
     def _dropped(self, value: int) -> None:
         with self._lock:
-            row = self.db.query_one("SELECT value FROM meta WHERE key = ?", (self._key,))
-            previous = int(row[0]) if row is not None else None
+            stored = meta_store.get(self.db.conn(), self._key)
+            previous = int(stored) if stored is not None else None
             if previous == value:
                 return
             d = decide_dropped(previous, value)
@@ -163,13 +165,21 @@ class BrokerGuard:
             if d.new_drops > 0:
                 log.warning("MQTT broker %s dropped %d message(s) (counter %s -> %d)%s", self.broker, d.new_drops,
                             previous, value, " after a restart" if d.reset else "")
-                open_alarm = next((r for r in self.db.query(  # the JSON is read in Python (portable SQL)
-                    "SELECT id, data FROM alerts WHERE type = ? AND state = 'open' ORDER BY created_at, id",
-                    (MESSAGES_DROPPED,)) if json.loads(r["data"] or "{}").get("broker") == self.broker), None)
+                open_alarm = self._open_alarm()
                 if open_alarm is None:
                     self.alarms += self.emit([dropped_alert(self.broker, d, previous, now)])
                 else:
-                    log.warning("alarm %s is still unacknowledged: not raised again", open_alarm[0])
+                    log.warning("alarm %s is still unacknowledged: not raised again", open_alarm)
             with self.db.write() as c:
-                c.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET"
-                          " value = excluded.value", (self._key, str(d.baseline)))
+                meta_store.put(c, self._key, str(d.baseline))
+
+    def _open_alarm(self) -> str | None:
+        """The id of this broker's open dropped-messages alarm, if any."""
+        for alert_id, data in device_store.open_alerts_of_type(self.db.conn(), MESSAGES_DROPPED):
+            try:
+                broker = json.loads(data).get("broker")
+            except (ValueError, AttributeError):
+                continue
+            if broker == self.broker:
+                return alert_id
+        return None

@@ -16,11 +16,11 @@ readings (``devices.judged_from``): a later re-evaluation never judges them by a
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
 from coldtrace.services.audit import record_audit
+from coldtrace.store import devices as device_store
 
 SHIPMENT_LOGGER = "shipment_logger"
 CALIBRATION_REFERENCE = "calibration_reference"
@@ -28,30 +28,13 @@ DEVICE_UNDER_CALIBRATION = "device_under_calibration"
 ROLES = (SHIPMENT_LOGGER, CALIBRATION_REFERENCE, DEVICE_UNDER_CALIBRATION)
 BENCH_ROLES = frozenset({CALIBRATION_REFERENCE, DEVICE_UNDER_CALIBRATION})
 
-RUNNING_SESSION_ROLES_SQL = (
-    "SELECT reference_id, 'calibration_reference' FROM calibration_sessions WHERE state = 'running'"
-    " UNION ALL SELECT d.device_id, 'device_under_calibration' FROM calibration_session_duts d"
-    " JOIN calibration_sessions s ON s.id = d.session_id WHERE s.state = 'running'")
-
-
-# effective_role() in SQL, for a query over ``devices`` (the same order: set, running session, kind)
-EFFECTIVE_ROLE_SQL = (
-    "COALESCE(devices.role, (SELECT 'calibration_reference' FROM calibration_sessions s WHERE s.state = 'running'"
-    " AND s.reference_id = devices.id LIMIT 1), (SELECT 'device_under_calibration' FROM calibration_session_duts d"
-    " JOIN calibration_sessions s ON s.id = d.session_id WHERE s.state = 'running' AND d.device_id = devices.id"
-    " LIMIT 1), CASE WHEN devices.kind = 'reference' THEN 'calibration_reference' ELSE 'shipment_logger' END)")
-
-
 def default_role(kind: str | None) -> str:
     return CALIBRATION_REFERENCE if kind == "reference" else SHIPMENT_LOGGER
 
 
-def session_roles(c: sqlite3.Connection) -> dict[str, str]:
+def session_roles(c: Any) -> dict[str, str]:
     """Devices taking part in a running calibration session -> their role there."""
-    out: dict[str, str] = {}
-    for dev, role in c.execute(RUNNING_SESSION_ROLES_SQL):
-        out.setdefault(dev, role)
-    return out
+    return device_store.session_roles(c)
 
 
 def effective_role(role: str | None, kind: str | None, session_role: str | None = None) -> tuple[str, str]:
@@ -67,36 +50,35 @@ def on_bench(role: str | None, kind: str | None, session_role: str | None = None
     return effective_role(role, kind, session_role)[0] in BENCH_ROLES
 
 
-def set_role(c: sqlite3.Connection, device_id: str, role: str | None, *, actor: str, now: int,
+def set_role(c: Any, device_id: str, role: str | None, *, actor: str, now: int,
              reason: str | None = None) -> dict[str, Any]:
     """Set (or, with None, clear) a device's role in the caller's transaction, with an audit record.
 
     A device that leaves the bench is judged by its profile from its next reading on."""
     if role is not None and role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
-    c.execute("INSERT INTO devices (id, registered_at) VALUES (?,?) ON CONFLICT DO NOTHING", (device_id, now))
-    row = c.execute("SELECT role, kind, last_ts, judged_from FROM devices WHERE id = ?", (device_id,)).fetchone()
+    device_store.ensure_device(c, device_id, now)
+    row = device_store.role_state(c, device_id)
+    assert row is not None  # registered just above, in this transaction
     sroles = session_roles(c)
-    was = on_bench(row[0], row[1], sroles.get(device_id))
-    will = on_bench(role, row[1], sroles.get(device_id))
-    if was and not will and row[2] is not None:
-        c.execute("UPDATE devices SET role = ?, judged_from = ? WHERE id = ?",  # max in Python: portable SQL
-                  (role, max(row[3] or 0, row[2] + 1), device_id))
+    was = on_bench(row.role, row.kind, sroles.get(device_id))
+    will = on_bench(role, row.kind, sroles.get(device_id))
+    if was and not will and row.last_ts is not None:
+        device_store.set_role(c, device_id, role, judged_from=max(row.judged_from or 0, row.last_ts + 1))
     else:
-        c.execute("UPDATE devices SET role = ? WHERE id = ?", (role, device_id))
+        device_store.set_role(c, device_id, role)
     record_audit(c, actor=actor, action="device.role", entity="device", entity_id=device_id,
-                 old={"role": row[0]}, new={"role": role}, reason=reason, ts=now)
-    return {"device_id": device_id, "role": role, "previous": row[0]}
+                 old={"role": row.role}, new={"role": role}, reason=reason, ts=now)
+    return {"device_id": device_id, "role": role, "previous": row.role}
 
 
-def leave_bench(c: sqlite3.Connection, device_ids: Iterable[str], bench_until_ms: int | None = None) -> None:
+def leave_bench(c: Any, device_ids: Iterable[str], bench_until_ms: int | None = None) -> None:
     """A calibration session ended: its devices without a role of their own leave the bench; their readings
     so far, and up to ``bench_until_ms`` (the bath's tail after the last capture: the devices are still in
     it), stay bench readings, never judged by a profile. Call after the session's state changed."""
     sroles = session_roles(c)
     for dev in device_ids:
-        row = c.execute("SELECT role, kind, last_ts, judged_from FROM devices WHERE id = ?", (dev,)).fetchone()
-        if row is None or row[0] is not None or row[2] is None or on_bench(None, row[1], sroles.get(dev)):
+        row = device_store.role_state(c, dev)
+        if row is None or row.role is not None or row.last_ts is None or on_bench(None, row.kind, sroles.get(dev)):
             continue
-        c.execute("UPDATE devices SET judged_from = ? WHERE id = ?",  # max in Python: portable SQL
-                  (max(row[3] or 0, row[2] + 1, bench_until_ms or 0), dev))
+        device_store.set_judged_from(c, dev, max(row.judged_from or 0, row.last_ts + 1, bench_until_ms or 0))

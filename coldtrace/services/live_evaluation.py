@@ -26,8 +26,8 @@ from coldtrace.core import alert_stream
 from coldtrace.core import excursions as exc_engine
 from coldtrace.core.model import HOUR, Alert, Excursion, Profile, Reading
 from coldtrace.ports import ReadingStore
-from coldtrace.store.db import insert_many
-from coldtrace.store.excursions import row_to_excursion, upsert_excursion
+from coldtrace.store import excursions as excursion_store
+from coldtrace.store.excursions import upsert_excursion
 
 log = logging.getLogger(__name__)
 _TS, _TEMP = itemgetter(1), itemgetter(2)  # Reading.ts, Reading.temp_c
@@ -89,25 +89,18 @@ class LiveEvaluator:
         self.reevaluations += 1
         phash = profile_hash(profile)
         self._pending_checkpoints = [cp for cp in self._pending_checkpoints if cp[0] != dev or cp[1] < first_ts]
-        c.execute("DELETE FROM series_checkpoints WHERE series_id = ? AND ts >= ?", (dev, first_ts))
-        row = c.execute("SELECT ts, snapshot FROM series_checkpoints WHERE series_id = ? AND ts < ?"
-                        " AND profile_hash = ? ORDER BY ts DESC LIMIT 1", (dev, first_ts, phash)).fetchone()
+        excursion_store.delete_checkpoints_from(c, dev, first_ts)
+        row = excursion_store.checkpoint_before(c, dev, first_ts, phash)
         since, snap = (row[0], json.loads(row[1])) if row else (None, None)
         t, v = self.readings.arrays(dev, None if since is None else since + 1)
         new, eng = exc_engine.reevaluate(dev, profile, t, v, checkpoint=snap, keep_history=False)
         self._engines[dev] = eng
-        sql = "SELECT * FROM excursions WHERE series_id = ? AND superseded = 0"
-        params: tuple = (dev,)
-        if since is not None:
-            sql += " AND (start_ts > ? OR end_ts IS NULL OR end_ts > ?)"
-            params = (dev, since, since)
-        old = [row_to_excursion(r) for r in c.execute(sql, params)]
+        old = excursion_store.stored_excursions(c, dev, since)
         diff = exc_engine.diff_excursions(old, new, device_id=dev, now_ms=now)
         for e in diff.upserts:
             upsert_excursion(c, e, dev, None, now)
         if diff.superseded:
-            c.executemany("UPDATE excursions SET superseded = 1, updated_at = ? WHERE id = ?",
-                          [(now, i) for i in diff.superseded])
+            excursion_store.supersede(c, diff.superseded, now)
         log.debug("re-evaluated %s from %s: %d readings, %d changed, %d superseded", dev, since, len(t),
                   len(diff.upserts), len(diff.superseded))
         if row is not None:
@@ -122,8 +115,8 @@ class LiveEvaluator:
             return
         prev = self._last_checkpoint.get(dev)
         if prev is None:
-            r = c.execute("SELECT MAX(ts) FROM series_checkpoints WHERE series_id = ?", (dev,)).fetchone()
-            prev = r[0] if r and r[0] is not None else -(2**62)
+            prev = excursion_store.last_checkpoint_ts(c, dev)
+            prev = prev if prev is not None else -(2**62)
             self._last_checkpoint[dev] = prev
         if last - prev < CHECKPOINT_EVERY_MS:
             return
@@ -136,21 +129,8 @@ class LiveEvaluator:
         rows, self._pending_checkpoints = self._pending_checkpoints, []
         if not rows:
             return
-        insert_many(c, "INSERT INTO series_checkpoints (series_id, ts, profile_hash, snapshot) VALUES",
-                    _last_per_key(rows), 4, "ON CONFLICT (series_id, ts) DO UPDATE SET"
-                    " profile_hash = excluded.profile_hash, snapshot = excluded.snapshot")
         cutoff = min(r[1] for r in rows) - CHECKPOINT_EVERY_MS * CHECKPOINTS_KEPT
-        devices = sorted({r[0] for r in rows})
-        for i in range(0, len(devices), 500):
-            part = devices[i:i + 500]
-            c.execute(f"DELETE FROM series_checkpoints WHERE ts < ? AND series_id IN ({','.join('?' * len(part))})",
-                      [cutoff, *part])
-
-
-def _last_per_key(rows: list) -> list:
-    """One row per (series_id, ts), the last one (what INSERT OR REPLACE kept): an upsert may not touch a row
-    twice in one statement on PostgreSQL."""
-    return list({(r[0], r[1]): r for r in rows}.values()) if len({(r[0], r[1]) for r in rows}) < len(rows) else rows
+        excursion_store.save_checkpoints(c, rows, cutoff)
 
 
 def announce(c: sqlite3.Connection, dev: str, stored: Sequence[Excursion], superseded: Sequence[Excursion],
@@ -161,12 +141,8 @@ def announce(c: sqlite3.Connection, dev: str, stored: Sequence[Excursion], super
     if not subjects:
         return []
     ids = [e.id for e, _ in subjects]
-    prior: dict[str, tuple[int, dict]] = {}
-    for i in range(0, len(ids), 500):
-        part = ids[i:i + 500]
-        for r in c.execute("SELECT excursion_id, revision, state FROM excursion_alert_state"
-                           f" WHERE excursion_id IN ({','.join('?' * len(part))})", part):
-            prior[r[0]] = (r[1], json.loads(r[2]))
+    prior: dict[str, tuple[int, dict]] = {
+        k: (revision, json.loads(state)) for k, (revision, state) in excursion_store.alert_states(c, ids).items()}
     alerts: list[Alert] = []
     rows = []
     for e, gone in subjects:
@@ -178,7 +154,5 @@ def announce(c: sqlite3.Connection, dev: str, stored: Sequence[Excursion], super
             alerts.extend(new)
             rows.append((e.id, revision, json.dumps(state), now))
     if rows:
-        c.executemany("INSERT INTO excursion_alert_state (excursion_id, revision, state, updated_at)"
-                      " VALUES (?,?,?,?) ON CONFLICT (excursion_id) DO UPDATE SET revision = excluded.revision,"
-                      " state = excluded.state, updated_at = excluded.updated_at", rows)
+        excursion_store.save_alert_states(c, rows)
     return alerts

@@ -37,6 +37,8 @@ from coldtrace.services.data_loss import seq_gap_alerts
 from coldtrace.services.device_roles import on_bench, session_roles
 from coldtrace.services.health_store import HealthTracker
 from coldtrace.services.live_evaluation import LiveEvaluator
+from coldtrace.store import devices as device_store
+from coldtrace.store import meta as meta_store
 from coldtrace.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -111,27 +113,24 @@ class Pipeline:
         # MQTT sources besides coldtrace/v1 (LoRaWAN network servers: coldtrace/core/lorawan.py), set by wiring
         self.topic_sources: list = []
         self._ensure_builtin_profiles()
-        row = self.db.query_one("SELECT value FROM meta WHERE key = 'config_version'")
-        self._config_version = row[0] if row else None
+        self._config_version = meta_store.get(self.db.conn(), meta_store.CONFIG_VERSION)
 
     # ---- profiles -------------------------------------------------------------------------------------
     def _ensure_builtin_profiles(self) -> None:
         now = self.clock.now_ms()
         with self.db.write() as c:
             for p in BUILTIN_PROFILES.values():
-                c.execute("INSERT INTO profiles (id, name, body, builtin, updated_at, updated_by)"
-                          " VALUES (?,?,?,1,?,'system') ON CONFLICT DO NOTHING",
-                          (p.id, p.name, json.dumps(p.to_dict()), now))
+                device_store.ensure_builtin_profile(c, p.id, p.name, json.dumps(p.to_dict()), now)
 
     def profile(self, profile_id: str | None) -> Profile:
         pid = profile_id or self.default_profile
         p = self._profiles.get(pid)
         if p is None:
-            row = self.db.query_one("SELECT body FROM profiles WHERE id = ?", (pid,))
-            if row is None:
+            body = device_store.profile_body(self.db.conn(), pid)
+            if body is None:
                 p = BUILTIN_PROFILES[self.default_profile]
             else:
-                p = Profile.from_dict(json.loads(row[0]))
+                p = Profile.from_dict(json.loads(body))
             self._profiles[pid] = p
         return p
 
@@ -146,8 +145,7 @@ class Pipeline:
 
         Every such change bumps ``meta.config_version`` (triggers, migration 1500); read inside the flush's
         write transaction, so a change committed before the flush is always seen by it."""
-        row = c.execute("SELECT value FROM meta WHERE key = 'config_version'").fetchone()
-        version = row[0] if row else None
+        version = meta_store.get(c, meta_store.CONFIG_VERSION)
         if version != self._config_version:
             self._profiles.clear()
             self.live.forget()
@@ -300,8 +298,7 @@ class Pipeline:
                         result.rejected.append(rej)
                 batches = kept
             if quarantine:
-                c.executemany("INSERT INTO quarantine (received_at, source, topic, device_id, reason, detail,"
-                              " reading_index, raw) VALUES (?,?,?,?,?,?,?,?)", quarantine)
+                device_store.add_quarantine_many(c, quarantine)
                 for q in quarantine:
                     self.counters[f"quarantined.{q[4]}"] += 1
                     log.warning("quarantined from %s (%s): %s: %s", q[1], q[3], q[4], q[5])
@@ -337,9 +334,7 @@ class Pipeline:
         rows, alerts = [], []
         for cf in conflicts:
             r = cf.reading
-            if c.execute("SELECT 1 FROM quarantine WHERE reason = 'conflicting_duplicate' AND resolved_at IS NULL"
-                         " AND device_id = ? AND reading_ts = ? AND received_temp_c = ?",
-                         (r.device_id, r.ts, r.temp_c)).fetchone():
+            if device_store.open_conflict_exists(c, r.device_id, r.ts, r.temp_c):
                 result.duplicates += 1  # the same conflicting message redelivered: already open
                 continue
             b = where.get((r.device_id, r.ts, r.temp_c))
@@ -359,17 +354,14 @@ class Pipeline:
             log.warning("conflicting duplicate from %s (%s): %s", source, r.device_id, detail)
         if not rows:
             return []
-        c.executemany("INSERT INTO quarantine (received_at, source, topic, device_id, reason, detail, reading_index,"
-                      " raw, reading_ts, stored_temp_c, stored_seq, received_temp_c, received_seq)"
-                      " VALUES (?,?,?,?,'conflicting_duplicate',?,NULL,?,?,?,?,?,?)", rows)
+        device_store.add_conflicts(c, rows)
         self.counters["quarantined.conflicting_duplicate"] += len(rows)
         self.counters["readings.conflicts"] += len(rows)
         return alerts
 
     @staticmethod
     def _known_devices(c: sqlite3.Connection, ids: set[str]) -> set[str]:
-        marks = ",".join("?" * len(ids))
-        return {r[0] for r in c.execute(f"SELECT id FROM devices WHERE id IN ({marks})", tuple(ids))}
+        return device_store.known_devices(c, ids)
 
     def _update_devices(self, c: sqlite3.Connection, batches: list[Batch], now: int
                         ) -> tuple[list[Alert], list[tuple], set[str]]:
@@ -380,15 +372,8 @@ class Pipeline:
         if not groups:
             return [], [], set()
         ids = list(groups)
-        c.executemany("INSERT INTO devices (id, registered_at) VALUES (?,?) ON CONFLICT DO NOTHING",
-                      [(d, now) for d in ids])
-        state: dict[str, tuple] = {}
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            for r in c.execute(f"SELECT id, last_ts, last_seq, profile_id, evaluated_ts, role, kind, judged_from"
-                               f" FROM devices WHERE id IN ({marks})", chunk):
-                state[r[0]] = tuple(r)
+        device_store.ensure_devices(c, ids, now)
+        state = device_store.device_states(c, ids)
         sroles = session_roles(c)
         bench: set[str] = set()
         alerts: list[Alert] = []
@@ -423,11 +408,7 @@ class Pipeline:
                 evaluated_ts = self.live.last_ts(dev)
             updates.append((now, last_seq, gaps, battery, new_ts, new_ts, new_temp, evaluated_ts, dev))
         self.live.write_checkpoints(c)
-        c.executemany(
-            "UPDATE devices SET last_seen_at = ?, last_seq = ?, seq_gaps = seq_gaps + ?,"
-            " battery_pct = COALESCE(?, battery_pct), last_ts = COALESCE(?, last_ts),"
-            " last_temp_c = CASE WHEN ? IS NULL THEN last_temp_c ELSE ? END, evaluated_ts = ? WHERE id = ?",
-            updates)
+        device_store.update_device_states(c, updates)
         return alerts, health_items, bench
 
     # ---- alerts ---------------------------------------------------------------------------------------
@@ -436,15 +417,9 @@ class Pipeline:
         now = self.clock.now_ms() if now is None else now
         new = 0
         for a in alerts:
-            cur = c.execute(
-                "INSERT INTO alerts (id, type, severity, device_id, shipment_id, excursion_id, ts,"
-                " created_at, data) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-                (a.id, a.type, a.severity, a.device_id, a.shipment_id, a.excursion_id, a.ts, now,
-                 json.dumps(a.data)),
-            )
-            if cur.rowcount == 1:
+            if device_store.insert_alert(c, a, now, json.dumps(a.data)):
                 new += 1
-                c.execute(webhooks.OUTBOX_INSERT_SQL, webhooks.outbox_row(a, created_at=now))
+                device_store.insert_outbox(c, webhooks.outbox_row(a, created_at=now))
                 self.counters[f"alerts.{a.type}"] += 1
                 log.debug("alert %s %s device=%s", a.type, a.severity, a.device_id)  # per alert: DEBUG
         return new
@@ -470,11 +445,8 @@ class Pipeline:
             return False
         with self.db.write() as c:
             if not self.require_registration:
-                c.execute("INSERT INTO devices (id, registered_at) VALUES (?,?) ON CONFLICT DO NOTHING",
-                          (device_id, now))
-            cur = c.execute("UPDATE devices SET status_json = ?, online = COALESCE(?, online) WHERE id = ?",
-                            (raw[:4096], None if online is None else int(online), device_id))
-            if cur.rowcount:
+                device_store.ensure_device(c, device_id, now)
+            if device_store.set_status(c, device_id, raw[:4096], online):
                 return True
         self.quarantine(source=source, reason="unknown_device", topic=topic, device_id=device_id,
                         raw=raw.encode("utf-8", "replace"),
@@ -489,8 +461,7 @@ class Pipeline:
                None if device_id is None else _clean(device_id, 200), reason, _clean(detail, 2000),
                None if raw is None else bytes(raw[:RAW_CAP]))
         with self.db.write() as c:
-            c.execute("INSERT INTO quarantine (received_at, source, topic, device_id, reason, detail,"
-                      " reading_index, raw) VALUES (?,?,?,?,?,?,NULL,?)", row)
+            device_store.add_quarantine(c, row)
         self.counters[f"quarantined.{reason}"] += 1
         log.warning("quarantined from %s (%s): %s: %s", source, device_id or topic, reason, detail)
 

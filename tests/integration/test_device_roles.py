@@ -10,8 +10,8 @@ import pytest
 
 from coldtrace.core.model import MINUTE
 from coldtrace.services.calibration_service import CalibrationService, SessionSpec
-from coldtrace.services.device_roles import EFFECTIVE_ROLE_SQL
 from coldtrace.services.pipeline import Pipeline, RawMessage
+from coldtrace.store.devices import EFFECTIVE_ROLE_SQL
 from firmware_sim.bench import BenchSpec, bench_series, native_payloads, register_bench_devices
 from tests.support.stack import start_stack
 

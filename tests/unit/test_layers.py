@@ -112,16 +112,6 @@ def test_only_the_cli_imports_the_programs_and_programs_never_import_each_other(
     assert not bad, "\n".join(bad)
 
 
-# Files that still hold SQL while it moves into coldtrace/store/ (issue 15, step 1). The list only shrinks:
-# a file listed here that no longer holds SQL fails the test too, so remove it from the list when it is done.
-SQL_PENDING = {
-    "api/routers/devices.py", "api/routers/excursions.py", "api/routers/health.py", "api/routers/profiles.py",
-    "api/routers/quarantine.py", "api/routers/summary.py", "coldtrace/adapters/embedded_broker.py",
-    "coldtrace/cli_ops.py", "coldtrace/doctor.py", "coldtrace/services/data_loss.py",
-    "coldtrace/services/device_roles.py", "coldtrace/services/health_store.py",
-    "coldtrace/services/live_evaluation.py", "coldtrace/services/pipeline.py", "coldtrace/sim_resume.py",
-    "firmware_sim/bench.py", "firmware_sim/fleet_day.py",
-}
 SQL_TEXT = re.compile(
     r"""["']\s*(?:SELECT\b|INSERT\s+INTO\b|UPDATE\s+\w+\s+SET\b|DELETE\s+FROM\b|CREATE\s+(?:TABLE|INDEX|TRIGGER)\b)"""
     r"""|\b(?:db|c|conn|cur|self\.db|self\._conn|services\.db)\.(?:execute|executemany|executescript)\(""")
@@ -135,19 +125,12 @@ def _sql_lines(path: Path) -> list[str]:
 def test_no_sql_outside_the_store():
     """SQL text lives in coldtrace/store/ (one module per table family); services and routers call it. The
     gateway is a program of its own with its own disk spool (gateway/spool.py) and is not counted."""
-    bad, done = [], []
+    bad = []
     for name, path in sorted(SOURCES.items()):
         rel = str(path.relative_to(ROOT))
-        if name.startswith("coldtrace.store") or rel.startswith("gateway/"):
-            continue
-        lines = _sql_lines(path)
-        if rel in SQL_PENDING:
-            if not lines:
-                done.append(rel)
-        else:
-            bad.extend(lines)
+        if not (name.startswith("coldtrace.store") or rel.startswith("gateway/")):
+            bad.extend(_sql_lines(path))
     assert not bad, f"{len(bad)} SQL lines outside coldtrace/store/:\n" + "\n".join(bad)
-    assert not done, "no SQL left in these files: remove them from SQL_PENDING\n" + "\n".join(done)
 
 
 def test_no_import_circles():

@@ -25,6 +25,8 @@ COMMAND_MODULES: list[str] = ["coldtrace.cli_access", "coldtrace.cli_ops"]
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="where the database lives (COLDTRACE_DATA_DIR, default ./data)")
+    p.add_argument("--store-url", help="postgresql://USER:PASSWORD@HOST:PORT/DB or sqlite:///PATH: the database"
+                   " (COLDTRACE_STORE__URL; default the SQLite file in the data directory)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING (COLDTRACE_LOG_LEVEL)")
 
 
@@ -53,6 +55,16 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     if getattr(args, "serial_config", None):
         over["serial_config"] = args.serial_config
     base = load_settings(**over)
+    store = base.store
+    if getattr(args, "store_url", None):
+        from pydantic import ValidationError
+
+        from coldtrace.settings import StoreSettings
+
+        try:  # validates the URL (the message never repeats it: it may hold a password)
+            store = StoreSettings.model_validate({**store.model_dump(), "url": args.store_url})
+        except ValidationError as exc:
+            raise ConfigError(f"--store-url {exc.errors()[0]['msg']}") from None
     mqtt = base.mqtt.model_copy()
     api = base.api.model_copy()
     if getattr(args, "mqtt_url", None):
@@ -69,7 +81,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         api.host = args.api_host
     if getattr(args, "api_port", None) is not None:
         api.port = args.api_port
-    return base.model_copy(update={"mqtt": mqtt, "api": api, "sim": sim})
+    return base.model_copy(update={"mqtt": mqtt, "api": api, "sim": sim, "store": store})
 
 
 def build_parser() -> argparse.ArgumentParser:

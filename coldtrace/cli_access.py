@@ -17,15 +17,15 @@ from coldtrace.core.model import DAY
 
 def _db(args: argparse.Namespace):
     from coldtrace.settings import load_settings
-    from coldtrace.store.db import Database
+    from coldtrace.store import open_store_database
 
-    over = {"data_dir": args.data_dir} if getattr(args, "data_dir", None) else {}
+    over: dict = {"data_dir": args.data_dir} if getattr(args, "data_dir", None) else {}
     settings = load_settings(**over)
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"data directory {settings.data_dir} cannot be created: {exc.strerror}") from exc
-    return settings, Database(settings.db_path, synchronous=settings.store.sqlite_synchronous)
+    return settings, open_store_database(settings)
 
 
 def _password(args: argparse.Namespace) -> str:
@@ -201,11 +201,13 @@ def list_all_tokens(db) -> list[dict]:
         out.append({"id": r["id"], "kind": "api", "name": r["name"], "role": r["role"], "user": r["username"],
                     "devices": None, "created_at": r["created_at"], "expires_at": r["expires_at"],
                     "revoked_at": r["revoked_at"], "last_used_at": r["last_used_at"]})
-    for r in db.query("SELECT t.id, t.name, t.created_at, t.revoked_at, t.last_used_at,"
-                      " group_concat(d.device_id, ',') AS devices FROM device_tokens t"
-                      " LEFT JOIN device_token_devices d ON d.token_id = t.id GROUP BY t.id ORDER BY t.created_at"):
+    devices: dict[str, list[str]] = {}
+    for r in db.query("SELECT token_id, device_id FROM device_token_devices"):
+        devices.setdefault(r["token_id"], []).append(r["device_id"])
+    for r in db.query("SELECT id, name, created_at, revoked_at, last_used_at FROM device_tokens"
+                      " ORDER BY created_at"):
         out.append({"id": r["id"], "kind": "device", "name": r["name"], "role": "device", "user": None,
-                    "devices": sorted((r["devices"] or "").split(",")), "created_at": r["created_at"],
+                    "devices": sorted(devices.get(r["id"]) or [""]), "created_at": r["created_at"],
                     "expires_at": None, "revoked_at": r["revoked_at"], "last_used_at": r["last_used_at"]})
     return out
 

@@ -136,12 +136,11 @@ EXPORT_PAGE = 50_000
 
 
 def _open_store(settings):
-    from coldtrace.store import open_reading_store
-    from coldtrace.store.db import Database
+    from coldtrace.store import open_reading_store, open_store_database
 
-    if not settings.db_path.exists():
+    if settings.store_is_sqlite and not settings.store_sqlite_path.exists():
         raise ConfigError(f"no ColdTrace store in {settings.data_dir.resolve()} (pass --data-dir)")
-    db = Database(settings.db_path, synchronous=settings.store.sqlite_synchronous)
+    db = open_store_database(settings)
     return db, open_reading_store(settings, db)
 
 
@@ -335,10 +334,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         stored = None
-        if settings.db_path.exists():
-            from coldtrace.store.db import Database
+        if not settings.store_is_sqlite or settings.store_sqlite_path.exists():
+            from coldtrace.store import open_store_database
 
-            db = Database(settings.db_path)
+            db = open_store_database(settings)
             try:
                 row = db.query_one("SELECT value FROM meta WHERE key = ?", (key,))
                 stored = int(row[0]) if row else None

@@ -281,9 +281,31 @@ def check_broker(url: str, settings: Settings, *, wait_s: float = 3.0, stored_dr
 
 # ---------------------------------------------------------------- store
 
+def _check_postgres(settings: Settings) -> list[Finding]:
+    from coldtrace.core.errors import StoreError
+    from coldtrace.store import open_store_database
+
+    where = settings.store_display  # the password redacted
+    try:
+        db = open_store_database(settings, application_name="coldtrace-doctor")
+    except StoreError as exc:
+        return [Finding("fail", "store", str(exc))]
+    try:
+        version = db.query_one("SHOW server_version")[0]
+        n_mig = db.query_one("SELECT COUNT(*) FROM schema_migrations")[0]
+        n_dev = db.query_one("SELECT COUNT(*) FROM devices")[0]
+        n_q = db.query_one("SELECT COUNT(*) FROM quarantine")[0]
+    finally:
+        db.close()
+    return [Finding("ok", "store", f"PostgreSQL {version} at {where}"),
+            Finding("info", "store", f"{n_mig} migrations applied; {n_dev} devices; {n_q} quarantined messages")]
+
+
 def check_store(settings: Settings) -> list[Finding]:
     from coldtrace.store.db import Database
 
+    if not settings.store_is_sqlite:
+        return _check_postgres(settings)
     out: list[Finding] = []
     d = settings.data_dir
     if not settings.db_path.exists():
@@ -351,10 +373,14 @@ def check_clock(settings: Settings, now_ms: int, clock_state: Callable[[], tuple
                            " times are only as good as this clock"))
     else:
         out.append(Finding("ok", "clock", f"the system clock is synchronised (max error {st[1] * 1000:.0f} ms)"))
-    if settings.db_path.exists():
-        from coldtrace.store.db import Database
+    if not settings.store_is_sqlite or settings.db_path.exists():
+        from coldtrace.core.errors import StoreError
+        from coldtrace.store import open_store_database
 
-        db = Database(settings.db_path, synchronous=settings.store.sqlite_synchronous)
+        try:
+            db = open_store_database(settings, application_name="coldtrace-doctor")
+        except StoreError:  # reported by check_store
+            return out
         try:
             fut = db.query_one("SELECT COUNT(*), MAX(received_at) FROM quarantine WHERE reason ="
                                " 'future_timestamp'")

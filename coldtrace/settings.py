@@ -62,9 +62,34 @@ class InfluxSettings(BaseModel):
 
 
 class StoreSettings(BaseModel):
+    # Where the metadata (and, unless backend=influx, the readings) live: postgresql://user:pass@host:port/db
+    # or sqlite:///path (sqlite:////absolute/path); None: <data_dir>/coldtrace.db (the embedded default).
+    # Env COLDTRACE_STORE__URL, CLI --store-url. Secret: it may hold the password (shown redacted).
+    url: SecretStr | None = None
+    pool_size: int = Field(10, ge=1, le=500)  # PostgreSQL connections per process (psycopg_pool max_size)
+    # "sqlite": the readings table of the metadata database (SQLite or PostgreSQL, whichever url names)
     backend: Literal["sqlite", "influx"] = "sqlite"
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "FULL"
     influx: InfluxSettings = InfluxSettings()
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None or not v.get_secret_value().strip():
+            return None
+        text = v.get_secret_value().strip()
+        scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+        if scheme not in ("postgresql", "postgres", "sqlite"):  # the message never repeats the URL (password)
+            raise ValueError("must be postgresql://user:password@host:port/database or sqlite:///path")
+        if scheme != "sqlite":
+            try:
+                parts = urlsplit(text)
+                parts.port  # noqa: B018 - raises on a port that is not a number
+            except ValueError:
+                raise ValueError("is not a valid postgresql:// URL (a port that is not a number?)") from None
+            if not parts.hostname or not parts.path.strip("/"):
+                raise ValueError("needs a host and a database: postgresql://user:password@host:port/database")
+        return SecretStr(text)
 
 
 class ApiSettings(BaseModel):
@@ -243,6 +268,32 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.data_dir / "coldtrace.db"
+
+    @property
+    def store_url(self) -> str:
+        """The database to open: store.url, or the SQLite file in the data directory."""
+        if self.store.url is not None:
+            return self.store.url.get_secret_value()
+        return f"sqlite:///{self.db_path}"
+
+    @property
+    def store_is_sqlite(self) -> bool:
+        return self.store_url.lower().startswith("sqlite:")
+
+    @property
+    def store_sqlite_path(self) -> Path | None:
+        """The SQLite file of the store (None on PostgreSQL)."""
+        url = self.store_url
+        return Path(url[len("sqlite:///"):]) if self.store_is_sqlite else None
+
+    @property
+    def store_display(self) -> str:
+        """The store for messages and logs: the password redacted."""
+        if self.store_is_sqlite:
+            return str(self.store_sqlite_path)
+        from coldtrace.store.urls import redact_url
+
+        return redact_url(self.store_url)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -11,7 +11,7 @@ from coldtrace.core.errors import ConfigError
 from coldtrace.ports import ReadingStore
 from coldtrace.services.pipeline import Pipeline
 from coldtrace.settings import Settings
-from coldtrace.store import open_reading_store
+from coldtrace.store import open_reading_store, open_store_database
 from coldtrace.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,8 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         raise ConfigError(f"data directory {data_dir} cannot be written: {exc.strerror or exc}"
                           " (choose another with --data-dir or COLDTRACE_DATA_DIR)") from exc
     clock = clock or SystemClock()
-    db = Database(settings.db_path, synchronous=settings.store.sqlite_synchronous)
+    db = open_store_database(settings)
+    log.info("store: %s", settings.store_display)  # never the password
     from coldtrace.services.audit_anchor import ensure_keys
 
     ensure_keys(db, settings)  # audit HMAC and head-signing keys, outside the database (docs/SECURITY.md)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up ColdTrace on a fresh Debian/Ubuntu machine: a virtual environment with ColdTrace installed.
 # With --test, also the test dependencies and the services the tests run for real (Mosquitto, InfluxDB,
-# Chromium, socat, docker-compose, poppler-utils): installed with apt-get when running as root, otherwise
+# PostgreSQL, Chromium, socat, docker-compose, poppler-utils): installed with apt-get when running as root, otherwise
 # listed with the command to install them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +17,7 @@ fi
 
 APT_PACKAGES=(python3-venv)
 if [[ $WITH_TEST == 1 ]]; then
-  APT_PACKAGES+=(mosquitto mosquitto-clients influxdb chromium socat docker-compose poppler-utils)
+  APT_PACKAGES+=(mosquitto mosquitto-clients influxdb postgresql chromium socat docker-compose poppler-utils)
 fi
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -35,7 +35,7 @@ if (( ${#missing[@]} )); then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     # the Debian packages start their own daemons; the tests start private ones on free ports
-    for svc in mosquitto influxdb; do
+    for svc in mosquitto influxdb postgresql; do
       (command -v systemctl >/dev/null && systemctl disable --now "$svc" >/dev/null 2>&1) || true
     done
   else

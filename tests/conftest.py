@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.support.services import Influxd, Mosquitto
@@ -48,6 +50,30 @@ def influxd(tmp_path):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL server for the session (tests use their own database: see ``postgres_url``)."""
+    from tests.support.postgres import PostgresServer
+
+    server = PostgresServer()
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """``postgresql://coldtrace:<password>@127.0.0.1:<port>/<db>`` of a fresh, empty database for one test,
+    dropped afterwards (connections still open are ended)."""
+    name, url = postgres_server.create_database()
+    yield url
+    postgres_server.drop_database(name)
+
+
 @pytest.fixture
 def pipeline_env(tmp_path):
     """(ManualClock, Database, Pipeline) on a SQLite file in tmp_path, in-process."""
@@ -61,3 +87,50 @@ def pipeline_env(tmp_path):
     pipeline = Pipeline(db, SqliteReadingStore(db), clock)
     yield clock, db, pipeline
     db.close()
+
+
+# COLDTRACE_TEST_STORE=postgresql runs the suite's own databases on PostgreSQL: every ``Database(path)`` a test
+# opens (directly or through a fixture) and every store the settings open (COLDTRACE_STORE__URL, inherited by
+# the CLI processes tests start) is one fresh PostgreSQL database per test. A portability check of the SQL
+# (docs/CONVENTIONS.md); tests that read the SQLite file itself (sqlite3.connect, PRAGMA) cannot pass there.
+TEST_STORE = os.environ.get("COLDTRACE_TEST_STORE", "sqlite").strip().lower()
+if TEST_STORE not in ("sqlite", "postgresql"):
+    raise pytest.UsageError(f"COLDTRACE_TEST_STORE must be sqlite or postgresql, not {TEST_STORE!r}")
+
+
+_test_db_url: str | None = None  # the running test's PostgreSQL database (COLDTRACE_TEST_STORE=postgresql)
+
+
+def _database_new(cls, *args, **kwargs):
+    """``Database(path, ...)`` during a test: the test's PostgreSQL database instead of the file. Installed
+    for the whole session (deleting a class's __new__ again breaks it in CPython); outside a test (module
+    fixtures) it is SQLite as usual."""
+    from coldtrace.store.db import Database
+    from coldtrace.store.postgres import PostgresDatabase
+
+    if cls is Database and _test_db_url is not None:
+        return PostgresDatabase(_test_db_url)
+    return object.__new__(cls)
+
+
+if TEST_STORE == "postgresql":
+    from coldtrace.store.db import Database as _Database
+
+    _Database.__new__ = _database_new
+
+
+@pytest.fixture(autouse=True)
+def _test_store_dialect(request, monkeypatch):
+    global _test_db_url
+    if TEST_STORE != "postgresql" or "postgres_url" in request.fixturenames:  # a test of both dialects
+        yield
+        return
+    server = request.getfixturevalue("postgres_server")
+    name, url = server.create_database()
+    monkeypatch.setenv("COLDTRACE_STORE__URL", url)
+    _test_db_url = url
+    try:
+        yield
+    finally:
+        _test_db_url = None
+        server.drop_database(name)

@@ -334,8 +334,10 @@ def add_history(device_id: str, body: HistoryIn, services: ServicesDep, p: QA) -
     ts = _time(body.ts, "ts")
     now = services.clock.now_ms()
     with services.db.write() as c:
-        c.execute("INSERT OR REPLACE INTO calibration_history (device_id, set_point_c, ts, error_c, expanded_u_c,"
-                  " mpe_c, source) VALUES (?,?,?,?,?,?,?)", (device_id, body.set_point_c, ts, body.error_c,
+        c.execute("INSERT INTO calibration_history (device_id, set_point_c, ts, error_c, expanded_u_c,"
+                  " mpe_c, source) VALUES (?,?,?,?,?,?,?) ON CONFLICT (device_id, set_point_c, ts) DO UPDATE"
+                  " SET error_c = excluded.error_c, expanded_u_c = excluded.expanded_u_c, mpe_c = excluded.mpe_c,"
+                  " source = excluded.source", (device_id, body.set_point_c, ts, body.error_c,
                                                              body.expanded_u_c, body.mpe_c,
                                                              f"import:{body.certificate_ref}"))
         record_audit(c, actor=p.name, action="calibration.history.import", entity="device", entity_id=device_id,

@@ -107,18 +107,35 @@ def source_key(device_id: str | None, type_: str, detail: Any) -> str:
 
 
 # ---------------------------------------------------------------- reading the store
-_DETAIL = ("COALESCE(json_extract(data, '$.limit_id'), json_extract(data, '$.kind'),"
-           " json_extract(data, '$.set_point_c'), json_extract(data, '$.stage'))")
+_DETAIL_KEYS = ("limit_id", "kind", "set_point_c", "stage")  # the first present names the alarm's source
 
 
-def _alarms(c: sqlite3.Connection, start: int, end: int) -> list[sqlite3.Row]:
+def _with_detail(r: Any) -> dict[str, Any]:
+    """The row as a dict with ``detail``: the first of the data's _DETAIL_KEYS that is not null (read in
+    Python: JSON functions differ between SQLite and PostgreSQL)."""
+    out = {k: r[k] for k in r.keys() if k != "data"}
+    try:
+        data = json.loads(r["data"]) if r["data"] else {}
+    except ValueError:
+        data = {}
+    detail = None
+    if isinstance(data, dict):
+        detail = next((data[k] for k in _DETAIL_KEYS if data.get(k) is not None), None)
+    out["detail"] = json.dumps(detail) if isinstance(detail, dict | list) else detail
+    return out
+
+
+def _alarms(c: sqlite3.Connection, start: int, end: int) -> list[dict[str, Any]]:
     marks = ",".join("?" * len(ALARM_SEVERITIES))
-    return c.execute(f"SELECT id, created_at, ts, type, severity, device_id, {_DETAIL} AS detail FROM alerts"
-                     f" WHERE created_at >= ? AND created_at < ? AND severity IN ({marks}) ORDER BY created_at, id",
-                     (start, end, *ALARM_SEVERITIES)).fetchall()
+    return [_with_detail(r) for r in c.execute(
+        f"SELECT id, created_at, ts, type, severity, device_id, data FROM alerts"
+        f" WHERE created_at >= ? AND created_at < ? AND severity IN ({marks}) ORDER BY created_at, id",
+        (start, end, *ALARM_SEVERITIES)).fetchall()]
 
 
 def _has_condition(c: sqlite3.Connection) -> bool:
+    if getattr(c, "dialect", "sqlite") == "postgresql":  # its schema has had it from the start
+        return True
     return any(r[1] == "condition" for r in c.execute("PRAGMA table_info(alerts)"))
 
 
@@ -133,11 +150,11 @@ def standing(c: sqlite3.Connection, now: int, after_ms: int = STANDING_AFTER_MS)
         active = ("(a.excursion_id IS NULL OR EXISTS (SELECT 1 FROM excursions e WHERE e.id = a.excursion_id"
                   " AND e.end_ts IS NULL AND e.superseded = 0)) AND (a.type != 'device.offline' OR EXISTS ("
                   "SELECT 1 FROM devices d WHERE d.id = a.device_id AND d.online = 0))")
-    rows = c.execute(
-        f"SELECT a.id, a.created_at, a.ts, a.type, a.severity, a.device_id, a.state, {_DETAIL} AS detail"
+    rows = [_with_detail(r) for r in c.execute(
+        f"SELECT a.id, a.created_at, a.ts, a.type, a.severity, a.device_id, a.state, a.data"
         f" FROM alerts a WHERE a.state != 'resolved' AND a.severity IN ({marks}) AND a.type NOT IN ({ends})"
         f" AND a.ts <= ? AND {active} ORDER BY a.ts, a.id",
-        (*ALARM_SEVERITIES, *NOT_A_CONDITION, now - after_ms)).fetchall()
+        (*ALARM_SEVERITIES, *NOT_A_CONDITION, now - after_ms)).fetchall()]
     return [{"alert_id": r["id"], "source": source_key(r["device_id"], r["type"], r["detail"]),
              "device_id": r["device_id"], "type": r["type"], "detail": _detail(r["detail"]),
              "severity": r["severity"], "state": r["state"],
@@ -152,7 +169,7 @@ def report(db: Database | sqlite3.Connection, start: int, end: int, now: int) ->
     edges, counts = rate_buckets(times, start, end)
     span_10min = (end - start) / BUCKET_MS
     fl = floods(times)
-    by_source: dict[str, list[sqlite3.Row]] = defaultdict(list)
+    by_source: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_source[source_key(r["device_id"], r["type"], r["detail"])].append(r)
     chatter = []

@@ -209,7 +209,7 @@ def _load(c: sqlite3.Connection, alert_id: str) -> sqlite3.Row:
     r = c.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
     if r is None:
         raise NotFound(f"no alert {alert_id!r}")
-    c.execute("INSERT OR IGNORE INTO alert_lifecycle (alert_id) VALUES (?)", (alert_id,))
+    c.execute("INSERT INTO alert_lifecycle (alert_id) VALUES (?) ON CONFLICT DO NOTHING", (alert_id,))
     return r
 
 
@@ -264,9 +264,10 @@ def _ack_lower_stages(c: sqlite3.Connection, a: sqlite3.Row, actor: str, now: in
     if ep is None:
         return
     rank = SEVERITY_RANK.get(a["severity"], 9)
-    for r in c.execute("SELECT id FROM alerts WHERE state = 'open' AND id != ? AND excursion_id IS NOT NULL"
-                       " AND json_extract(data, '$.episode_id') = ? AND device_id IS ?",
-                       (a["id"], ep, a["device_id"])).fetchall():
+    for r in c.execute("SELECT id, data FROM alerts WHERE state = 'open' AND id != ? AND excursion_id IS NOT NULL"
+                       " AND device_id IS NOT DISTINCT FROM ?", (a["id"], a["device_id"])).fetchall():
+        if (json.loads(r["data"] or "{}") or {}).get("episode_id") != ep:  # JSON read in Python (portable)
+            continue
         other = _load(c, r[0])
         if SEVERITY_RANK.get(other["severity"], 9) < rank:
             continue

@@ -69,9 +69,13 @@ def record_audit(conn: sqlite3.Connection, *, actor: str, action: str, entity: s
         raise RuntimeError("record_audit must run inside a write transaction (with db.write() as conn)")
     last = conn.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
     prev_hash = last[1] if last else GENESIS
-    # AUTOINCREMENT never reuses an id; rolled back inserts roll back the sequence too
-    seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'").fetchone()
-    next_id = (seq[0] if seq else 0) + 1
+    if getattr(conn, "dialect", "sqlite") == "postgresql":
+        # ids are contiguous (verify) and write() holds the cluster-wide write lock: the one after the last
+        next_id = (last[0] if last else 0) + 1
+    else:
+        # AUTOINCREMENT never reuses an id; rolled back inserts roll back the sequence too
+        seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'").fetchone()
+        next_id = (seq[0] if seq else 0) + 1
     old_s, new_s = _canon(old), _canon(new)
     key = audit_keys.hmac_key(conn)  # created (0600, outside the database) on the first record if needed
     assert key is not None

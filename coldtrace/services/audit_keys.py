@@ -77,7 +77,11 @@ def _decode_secret(raw: str, what: str) -> bytes:
 
 
 def db_file(conn: sqlite3.Connection) -> str:
-    """The main database file of a connection ('' for an in-memory database)."""
+    """The main database file of a connection ('' for an in-memory database). PostgreSQL: a name in the data
+    directory the process gave its database (its key files live there), '' when it gave none."""
+    if getattr(conn, "dialect", "sqlite") == "postgresql":
+        local = getattr(conn, "local_dir", None)
+        return str(Path(local) / "postgresql") if local else ""
     for row in conn.execute("PRAGMA database_list"):
         if row[1] == "main":
             return row[2] or ""
@@ -109,6 +113,8 @@ _memory_key: HmacKey | None = None
 
 
 def _next_id(conn: sqlite3.Connection) -> int:
+    if getattr(conn, "dialect", "sqlite") == "postgresql":  # the ids record_audit hands out (audit.py)
+        return conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM audit_log").fetchone()[0]
     seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'").fetchone()
     return (seq[0] if seq else 0) + 1
 

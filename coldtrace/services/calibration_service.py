@@ -191,10 +191,11 @@ class CalibrationService:
             return None
         capture_end = w.stable_at_ms + s["capture_ms"]
         with self.db.write() as c:
-            c.execute("INSERT OR IGNORE INTO calibration_points (session_id, point_index, set_point_c, stable_from,"
+            c.execute("INSERT INTO calibration_points (session_id, point_index, set_point_c, stable_from,"
                       " stable_at, capture_end, ref_mean_c, ref_std_c, ref_slope_c_per_min) VALUES"
-                      " (?,?,?,?,?,?,?,?,?)", (s["id"], idx, set_point, w.start_ms, w.stable_at_ms, capture_end,
-                                               w.mean_c, w.std_c, w.slope_c_per_min))
+                      " (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                      (s["id"], idx, set_point, w.start_ms, w.stable_at_ms, capture_end, w.mean_c, w.std_c,
+                       w.slope_c_per_min))
             # live EWMA baselines: the DUTs' paired errors over the stable window
             for d in self._duts(s["id"]):
                 dt, dc = self.readings.arrays(d["device_id"], w.start_ms, w.stable_at_ms + 1)
@@ -202,8 +203,8 @@ class CalibrationService:
                 if len(p) < 2:
                     continue
                 chart = cal.ewma_baseline(p.diff, resolution_c=d["resolution_c"])
-                c.execute("INSERT OR IGNORE INTO calibration_ewma (session_id, device_id, point_index, mu0, sigma,"
-                          " n0, z, i, last_ts) VALUES (?,?,?,?,?,?,?,0,?)",
+                c.execute("INSERT INTO calibration_ewma (session_id, device_id, point_index, mu0, sigma,"
+                          " n0, z, i, last_ts) VALUES (?,?,?,?,?,?,?,0,?) ON CONFLICT DO NOTHING",
                           (s["id"], d["device_id"], idx, chart.mu0, chart.sigma, chart.n0, chart.mu0,
                            w.stable_at_ms))
         log.info("session %s: set point %g stable at %d (std %.4f, slope %.4f/min)", s["id"], set_point,
@@ -279,15 +280,23 @@ class CalibrationService:
     def _store_result(self, c: sqlite3.Connection, s: sqlite3.Row, point: sqlite3.Row, dev: str,
                       r: cal.PointResult, now: int) -> None:
         nan = lambda v: None if v is None or np.isnan(v) else float(v)  # noqa: E731
-        c.execute("INSERT OR REPLACE INTO calibration_results (session_id, device_id, point_index, set_point_c, n,"
+        c.execute("INSERT INTO calibration_results (session_id, device_id, point_index, set_point_c, n,"
                   " error_c, s_c, u_c, expanded_u_c, decision, zone, ref_mean_c, dut_mean_c, capture_from,"
-                  " capture_to, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                  " capture_to, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                  " ON CONFLICT (session_id, device_id, point_index) DO UPDATE SET set_point_c = excluded.set_point_c,"
+                  " n = excluded.n, error_c = excluded.error_c, s_c = excluded.s_c, u_c = excluded.u_c,"
+                  " expanded_u_c = excluded.expanded_u_c, decision = excluded.decision, zone = excluded.zone,"
+                  " ref_mean_c = excluded.ref_mean_c, dut_mean_c = excluded.dut_mean_c,"
+                  " capture_from = excluded.capture_from, capture_to = excluded.capture_to,"
+                  " created_at = excluded.created_at",
                   (s["id"], dev, point["point_index"], point["set_point_c"], r.n, nan(r.error_c), nan(r.s_c),
                    nan(r.u_c), nan(r.U_c), r.decision, r.zone, nan(r.ref_mean_c), nan(r.dut_mean_c),
                    point["stable_at"], point["capture_end"], now))
         if s["kind"] == "as_found" and r.decision != "no_data":
-            c.execute("INSERT OR REPLACE INTO calibration_history (device_id, set_point_c, ts, error_c,"
-                      " expanded_u_c, mpe_c, source) VALUES (?,?,?,?,?,?,?)",
+            c.execute("INSERT INTO calibration_history (device_id, set_point_c, ts, error_c,"
+                      " expanded_u_c, mpe_c, source) VALUES (?,?,?,?,?,?,?)"
+                      " ON CONFLICT (device_id, set_point_c, ts) DO UPDATE SET error_c = excluded.error_c,"
+                      " expanded_u_c = excluded.expanded_u_c, mpe_c = excluded.mpe_c, source = excluded.source",
                       (dev, point["set_point_c"], point["capture_end"], r.error_c, r.U_c, s["mpe_c"], s["id"]))
 
     # ---------------------------------------------------------------- completion

@@ -16,6 +16,7 @@ The decisions (``data_gap_alert``, ``DroppedCounter.update``) are pure; ``Broker
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -165,9 +166,9 @@ class BrokerGuard:
             if d.new_drops > 0:
                 log.warning("MQTT broker %s dropped %d message(s) (counter %s -> %d)%s", self.broker, d.new_drops,
                             previous, value, " after a restart" if d.reset else "")
-                open_alarm = self.db.query_one(
-                    "SELECT id FROM alerts WHERE type = ? AND state = 'open' AND json_extract(data, '$.broker') = ?"
-                    " LIMIT 1", (MESSAGES_DROPPED, self.broker))
+                open_alarm = next((r for r in self.db.query(  # the JSON is read in Python (portable SQL)
+                    "SELECT id, data FROM alerts WHERE type = ? AND state = 'open' ORDER BY created_at, id",
+                    (MESSAGES_DROPPED,)) if json.loads(r["data"] or "{}").get("broker") == self.broker), None)
                 if open_alarm is None:
                     self.alarms += self.emit([dropped_alert(self.broker, d, previous, now)])
                 else:

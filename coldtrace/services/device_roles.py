@@ -74,7 +74,7 @@ def set_role(c: sqlite3.Connection, device_id: str, role: str | None, *, actor: 
     A device that leaves the bench is judged by its profile from its next reading on."""
     if role is not None and role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
-    c.execute("INSERT OR IGNORE INTO devices (id, registered_at) VALUES (?,?)", (device_id, now))
+    c.execute("INSERT INTO devices (id, registered_at) VALUES (?,?) ON CONFLICT DO NOTHING", (device_id, now))
     row = c.execute("SELECT role, kind, last_ts FROM devices WHERE id = ?", (device_id,)).fetchone()
     sroles = session_roles(c)
     was = on_bench(row[0], row[1], sroles.get(device_id))

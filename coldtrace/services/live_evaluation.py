@@ -129,14 +129,21 @@ class LiveEvaluator:
         rows, self._pending_checkpoints = self._pending_checkpoints, []
         if not rows:
             return
-        insert_many(c, "INSERT OR REPLACE INTO series_checkpoints (series_id, ts, profile_hash, snapshot) VALUES",
-                    rows, 4)
+        insert_many(c, "INSERT INTO series_checkpoints (series_id, ts, profile_hash, snapshot) VALUES",
+                    _last_per_key(rows), 4, "ON CONFLICT (series_id, ts) DO UPDATE SET"
+                    " profile_hash = excluded.profile_hash, snapshot = excluded.snapshot")
         cutoff = min(r[1] for r in rows) - CHECKPOINT_EVERY_MS * CHECKPOINTS_KEPT
         devices = sorted({r[0] for r in rows})
         for i in range(0, len(devices), 500):
             part = devices[i:i + 500]
             c.execute(f"DELETE FROM series_checkpoints WHERE ts < ? AND series_id IN ({','.join('?' * len(part))})",
                       [cutoff, *part])
+
+
+def _last_per_key(rows: list) -> list:
+    """One row per (series_id, ts), the last one (what INSERT OR REPLACE kept): an upsert may not touch a row
+    twice in one statement on PostgreSQL."""
+    return list({(r[0], r[1]): r for r in rows}.values()) if len({(r[0], r[1]) for r in rows}) < len(rows) else rows
 
 
 def announce(c: sqlite3.Connection, dev: str, stored: Sequence[Excursion], superseded: Sequence[Excursion],
@@ -164,6 +171,7 @@ def announce(c: sqlite3.Connection, dev: str, stored: Sequence[Excursion], super
             alerts.extend(new)
             rows.append((e.id, revision, json.dumps(state), now))
     if rows:
-        c.executemany("INSERT OR REPLACE INTO excursion_alert_state (excursion_id, revision, state, updated_at)"
-                      " VALUES (?,?,?,?)", rows)
+        c.executemany("INSERT INTO excursion_alert_state (excursion_id, revision, state, updated_at)"
+                      " VALUES (?,?,?,?) ON CONFLICT (excursion_id) DO UPDATE SET revision = excluded.revision,"
+                      " state = excluded.state, updated_at = excluded.updated_at", rows)
     return alerts

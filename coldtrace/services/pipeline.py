@@ -110,8 +110,9 @@ class Pipeline:
         now = self.clock.now_ms()
         with self.db.write() as c:
             for p in BUILTIN_PROFILES.values():
-                c.execute("INSERT OR IGNORE INTO profiles (id, name, body, builtin, updated_at, updated_by)"
-                          " VALUES (?,?,?,1,?,'system')", (p.id, p.name, json.dumps(p.to_dict()), now))
+                c.execute("INSERT INTO profiles (id, name, body, builtin, updated_at, updated_by)"
+                          " VALUES (?,?,?,1,?,'system') ON CONFLICT DO NOTHING",
+                          (p.id, p.name, json.dumps(p.to_dict()), now))
 
     def profile(self, profile_id: str | None) -> Profile:
         pid = profile_id or self.default_profile
@@ -367,7 +368,8 @@ class Pipeline:
         if not groups:
             return [], [], set()
         ids = list(groups)
-        c.executemany("INSERT OR IGNORE INTO devices (id, registered_at) VALUES (?,?)", [(d, now) for d in ids])
+        c.executemany("INSERT INTO devices (id, registered_at) VALUES (?,?) ON CONFLICT DO NOTHING",
+                      [(d, now) for d in ids])
         state: dict[str, tuple] = {}
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
@@ -425,8 +427,8 @@ class Pipeline:
         new = 0
         for a in alerts:
             cur = c.execute(
-                "INSERT OR IGNORE INTO alerts (id, type, severity, device_id, shipment_id, excursion_id, ts,"
-                " created_at, data) VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO alerts (id, type, severity, device_id, shipment_id, excursion_id, ts,"
+                " created_at, data) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                 (a.id, a.type, a.severity, a.device_id, a.shipment_id, a.excursion_id, a.ts, now,
                  json.dumps(a.data)),
             )
@@ -458,7 +460,8 @@ class Pipeline:
             return False
         with self.db.write() as c:
             if not self.require_registration:
-                c.execute("INSERT OR IGNORE INTO devices (id, registered_at) VALUES (?,?)", (device_id, now))
+                c.execute("INSERT INTO devices (id, registered_at) VALUES (?,?) ON CONFLICT DO NOTHING",
+                          (device_id, now))
             cur = c.execute("UPDATE devices SET status_json = ?, online = COALESCE(?, online) WHERE id = ?",
                             (raw[:4096], None if online is None else int(online), device_id))
             if cur.rowcount:

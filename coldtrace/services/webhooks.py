@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from coldtrace.core.clock import to_iso
 from coldtrace.core.errors import ColdTraceError
 from coldtrace.core.model import HOUR, MINUTE, Alert, stable_id
+from coldtrace.store.webhooks import OUTBOX_INSERT_SQL  # noqa: F401 - the pipeline uses webhooks.OUTBOX_INSERT_SQL
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 SECRET_MIN_BYTES = 24
@@ -106,10 +107,6 @@ def outbox_row(alert: Alert, created_at: int | None = None) -> tuple[str, str, s
     """
     return (event_id_for(alert.id), alert.type, alert.id, encode_body(event_body(alert)),
             alert.ts if created_at is None else int(created_at))
-
-
-OUTBOX_INSERT_SQL = ("INSERT OR IGNORE INTO outbox (event_id, type, alert_id, payload, created_at)"
-                     " VALUES (?, ?, ?, ?, ?)")
 
 
 # ---------------------------------------------------------------- secrets and signatures

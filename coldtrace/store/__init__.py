@@ -10,12 +10,28 @@ if TYPE_CHECKING:
     from coldtrace.ports import ReadingStore
     from coldtrace.settings import Settings
     from coldtrace.store.db import Database
+    from coldtrace.store.postgres import PostgresDatabase
+
+
+def open_store_database(settings: Settings, application_name: str = "coldtrace") -> Database | PostgresDatabase:
+    """The metadata database that settings name: store.url (postgresql:// or sqlite:///), else the SQLite
+    file in the data directory."""
+    from coldtrace.store.db import open_database
+
+    return open_database(settings.store_url, synchronous=settings.store.sqlite_synchronous,
+                         pool_size=settings.store.pool_size, application_name=application_name,
+                         local_dir=settings.data_dir)
 
 
 def open_reading_store(settings: Settings, db: Database) -> ReadingStore:
-    """SQLite in the metadata database (the embedded default), or InfluxDB when store.backend=influx."""
+    """The readings table of the metadata database (SQLite, the embedded default, or PostgreSQL when
+    store.url is a postgresql:// URL), or InfluxDB when store.backend=influx."""
     backend = settings.store.backend
     if backend == "sqlite":
+        if getattr(db, "dialect", "sqlite") == "postgresql":
+            from coldtrace.store.postgres_readings import PostgresReadingStore
+
+            return PostgresReadingStore(db)
         from coldtrace.store.sqlite import SqliteReadingStore
 
         return SqliteReadingStore(db)

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coldtrace.core.errors import StoreError
+from coldtrace.store.urls import redact_url  # noqa: F401 - also offered here
+
+if TYPE_CHECKING:
+    from coldtrace.store.postgres import PostgresDatabase
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +34,9 @@ def _migrations() -> list[tuple[str, str]]:
 
 class Database:
     """A SQLite file shared by the threads of one process. ``path`` may be ':memory:' only in tests."""
+
+    dialect = "sqlite"
+    max_variables = 32_766  # SQLITE_MAX_VARIABLE_NUMBER of SQLite >= 3.32
 
     def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
         self.path = str(path)
@@ -68,8 +76,9 @@ class Database:
         return c
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE ... COMMIT), serialised within the process."""
+    def write(self, lock: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT), serialised within the process. ``lock`` is
+        for PostgreSQL's finer locking (``PostgresDatabase.write``): SQLite always serialises its writers."""
         with self._write_lock:
             c = self.conn()
             if c.in_transaction:  # nested: join the outer transaction
@@ -119,6 +128,39 @@ class Database:
         self._local = threading.local()
 
 
+def open_database(url_or_path: str | Path, *, synchronous: str = "FULL", pool_size: int = 10,
+                  application_name: str = "coldtrace", local_dir: str | Path | None = None
+                  ) -> Database | PostgresDatabase:
+    """The one place a database is chosen: ``postgresql://user:pass@host:port/db`` (or ``postgres://``)
+    opens PostgreSQL, ``sqlite:///path`` or a plain path a SQLite file. ``local_dir``: PostgreSQL only, the
+    process's data directory (``PostgresDatabase``)."""
+    text = str(url_or_path)
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    if scheme in ("postgresql", "postgres"):
+        from coldtrace.store.postgres import PostgresDatabase
+
+        return PostgresDatabase(text, max_size=pool_size, application_name=application_name, local_dir=local_dir)
+    if scheme == "sqlite":
+        path = text[len("sqlite://"):]  # sqlite:///relative.db, sqlite:////absolute/path.db
+        if not path.startswith("/") or len(path) < 2:
+            raise StoreError("a sqlite URL names a file: sqlite:////absolute/path.db or sqlite:///relative.db")
+        return Database(path[1:], synchronous=synchronous)
+    if scheme:
+        raise StoreError(f"unknown database URL scheme {scheme!r} (postgresql://... or sqlite:///...)")
+    return Database(text, synchronous=synchronous)
+
+
+def is_integrity_error(exc: BaseException | None) -> bool:
+    """A constraint (unique, foreign key, check) refused the statement, in either dialect; ``exc`` may be
+    a StoreError whose cause is the driver's error."""
+    if isinstance(exc, StoreError):
+        exc = exc.__cause__
+    if isinstance(exc, sqlite3.IntegrityError):
+        return True
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(exc, psycopg.IntegrityError)
+
+
 def _split_sql(script: str) -> list[str]:
     """Split a migration into statements (sqlite3.complete_statement keeps triggers whole)."""
     out, buf = [], ""
@@ -147,14 +189,15 @@ def add_equal_filters(where: list[str], params: list[Any], pairs: Iterable[tuple
 MAX_VARIABLES = 32_766  # SQLITE_MAX_VARIABLE_NUMBER of SQLite >= 3.32
 
 
-def insert_many(c: sqlite3.Connection, head: str, rows: Sequence[Sequence[object]], width: int,
+def insert_many(c: Any, head: str, rows: Sequence[Sequence[object]], width: int,
                 tail: str = "") -> int:
-    """``head`` VALUES (...),(...) ``tail`` with as many rows per statement as SQLite allows; returns rowcount.
+    """``head`` VALUES (...),(...) ``tail`` with as many rows per statement as the dialect allows (32,766
+    parameters on SQLite, 65,535 on PostgreSQL); returns rowcount.
 
     Why not executemany: Python's sqlite3 gives up the GIL at every row it steps, and with another busy
     thread in the process (paho's network loop) each row then waits for the GIL again: executemany fell
     from ~330,000 to ~1,300 rows/s in that case, one statement per 8,000 rows stays near full speed."""
-    per = max(1, MAX_VARIABLES // width)
+    per = max(1, getattr(c, "max_variables", MAX_VARIABLES) // width)
     one = "(" + ",".join("?" * width) + ")"
     total = 0
     full_sql = None

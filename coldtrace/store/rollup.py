@@ -1,4 +1,4 @@
-"""Chart downsampling on SQLite from the 10-minute rollup table (migration 0900_chart_rollup.sql).
+"""Chart downsampling (SQLite and PostgreSQL) from the 10-minute rollup table (migration 0900_chart_rollup.sql).
 
 Why: a chart of a year of one-minute readings groups 525,600 rows per request (~250 ms on SQLite); the rollup
 holds 52,560 rows for the same year, already reduced to min/max/sum/count, so the same chart costs ~15 ms.
@@ -9,10 +9,10 @@ of the range after the last whole 10-minute bucket is read from the raw readings
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from itertools import groupby
 from operator import itemgetter
+from typing import Any
 
 import numpy as np
 
@@ -70,14 +70,32 @@ def downsample(db: Database, device_id: str, start: int, end: int, interval_ms: 
 
 
 _UPSERT_HEAD = "INSERT INTO readings_rollup (device_id, bucket, min_c, max_c, sum_c, n) VALUES"
-_UPSERT_TAIL = ("ON CONFLICT (device_id, bucket) DO UPDATE SET min_c = MIN(min_c, excluded.min_c),"
-                " max_c = MAX(max_c, excluded.max_c), sum_c = sum_c + excluded.sum_c, n = n + excluded.n")
-_RECOMPUTE = ("INSERT OR REPLACE INTO readings_rollup (device_id, bucket, min_c, max_c, sum_c, n)"
+# portable SQL: CASE rather than SQLite's scalar MIN(a, b) (PostgreSQL's is LEAST)
+_UPSERT_TAIL = ("ON CONFLICT (device_id, bucket) DO UPDATE SET"
+                " min_c = CASE WHEN excluded.min_c < readings_rollup.min_c THEN excluded.min_c"
+                " ELSE readings_rollup.min_c END,"
+                " max_c = CASE WHEN excluded.max_c > readings_rollup.max_c THEN excluded.max_c"
+                " ELSE readings_rollup.max_c END,"
+                " sum_c = readings_rollup.sum_c + excluded.sum_c, n = readings_rollup.n + excluded.n")
+_RECOMPUTE = ("INSERT INTO readings_rollup (device_id, bucket, min_c, max_c, sum_c, n)"
               " SELECT device_id, ?, MIN(temp_c), MAX(temp_c), SUM(temp_c), COUNT(*) FROM readings"
-              " WHERE device_id = ? AND ts >= ? AND ts < ? GROUP BY device_id")
+              " WHERE device_id = ? AND ts >= ? AND ts < ? GROUP BY device_id"
+              " ON CONFLICT (device_id, bucket) DO UPDATE SET min_c = excluded.min_c, max_c = excluded.max_c,"
+              " sum_c = excluded.sum_c, n = excluded.n")
 
 
-def record_inserts(c: sqlite3.Connection, rows: Sequence[Reading], all_new: bool) -> None:
+def _merge(out: list[tuple]) -> list[tuple]:
+    acc: dict[tuple[str, int], list] = {}
+    for dev, b, lo, hi, total, n in out:
+        a = acc.get((dev, b))
+        if a is None:
+            acc[(dev, b)] = [lo, hi, total, n]
+        else:
+            a[0], a[1], a[2], a[3] = min(a[0], lo), max(a[1], hi), a[2] + total, a[3] + n
+    return [(dev, b, *a) for (dev, b), a in acc.items()]
+
+
+def record_inserts(c: Any, rows: Sequence[Reading], all_new: bool) -> None:
     """Fold a batch just written into the rollup, in the writer's transaction.
 
     ``all_new``: every row was inserted (the common case), so the batch is aggregated here and merged with
@@ -108,6 +126,8 @@ def record_inserts(c: sqlite3.Connection, rows: Sequence[Reading], all_new: bool
             out.extend(zip([dev] * len(firsts), buckets[firsts].tolist(), np.minimum.reduceat(vals, firsts).tolist(),
                            np.maximum.reduceat(vals, firsts).tolist(), np.add.reduceat(vals, firsts).tolist(),
                            counts.tolist(), strict=True))
+        if len({(r[0], r[1]) for r in out}) < len(out):  # a device in several runs: one row per key, as
+            out = _merge(out)  # PostgreSQL's upsert may not touch a row twice in one statement
         insert_many(c, _UPSERT_HEAD, out, 6, _UPSERT_TAIL)
         return
     keys = {(dev, ts - ts % ROLLUP_MS) for dev, ts, _, _ in rows}

@@ -135,6 +135,10 @@ def signing_secrets(row: sqlite3.Row | dict[str, Any], now: int) -> list[str]:
 # ---------------------------------------------------------------- events and fan-out
 
 
+OUTBOX_INSERT_SQL = ("INSERT INTO outbox (event_id, type, alert_id, payload, created_at)"
+                     " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")  # the pipeline's, per alert
+
+
 def insert_event(c: sqlite3.Connection, event_id: str, event_type: str, payload: str, now: int,
                  alert_id: str | None = None, dispatched: bool = False) -> bool:
     """An outbox row written by ColdTrace itself (escalations, acknowledgements, pings). Caller's txn."""

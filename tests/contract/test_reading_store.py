@@ -1,4 +1,4 @@
-"""The ReadingStore contract: one suite, run unchanged against SQLite and against a real influxd."""
+"""The ReadingStore contract: one suite, run unchanged against SQLite, a real PostgreSQL and a real influxd."""
 
 from __future__ import annotations
 
@@ -10,16 +10,23 @@ from coldtrace.core.model import BUILTIN_PROFILES, MINUTE, Reading
 from coldtrace.ports import Bucket, WriteResult
 from coldtrace.store.db import Database
 from coldtrace.store.influx import InfluxReadingStore
+from coldtrace.store.postgres import PostgresDatabase
+from coldtrace.store.postgres_readings import PostgresReadingStore
 from coldtrace.store.sqlite import SqliteReadingStore
 
 T0 = 1_795_687_200_000  # 2026-11-26T08:00:00Z
 
 
-@pytest.fixture(params=["sqlite", pytest.param("influx", marks=pytest.mark.integration)])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration),
+                        pytest.param("influx", marks=pytest.mark.integration)])
 def store(request, tmp_path):
     if request.param == "sqlite":
         db = Database(tmp_path / "contract.db")
         yield SqliteReadingStore(db)
+        db.close()
+    elif request.param == "postgresql":
+        db = PostgresDatabase(request.getfixturevalue("postgres_url"))
+        yield PostgresReadingStore(db)
         db.close()
     else:
         server = request.getfixturevalue("influxd_server")

@@ -39,3 +39,31 @@ def test_flags_win_over_variables(monkeypatch, tmp_path):
 def test_a_bad_variable_is_one_clear_error(monkeypatch):
     with pytest.raises(ConfigError, match="api.port"):
         settings(["run"], monkeypatch, COLDTRACE_API__PORT="not-a-port")
+
+
+@pytest.mark.parametrize("command", ["run", "collector", "api"])
+def test_store_url_from_the_variable_or_the_flag_which_wins(monkeypatch, tmp_path, command):
+    pg = "postgresql://ct:pw-from-env@db.internal:5433/coldtrace"
+    s = settings([command, "--data-dir", str(tmp_path)], monkeypatch, COLDTRACE_STORE__URL=pg)
+    assert s.store_url == pg and not s.store_is_sqlite and s.store_sqlite_path is None
+    assert s.store_display == "postgresql://ct:***@db.internal:5433/coldtrace"
+    assert "pw-from-env" not in repr(s) and "pw-from-env" not in str(s.model_dump())
+    s = settings([command, "--store-url", "sqlite:////srv/ct/meta.db"], monkeypatch, COLDTRACE_STORE__URL=pg)
+    assert s.store_is_sqlite and str(s.store_sqlite_path) == "/srv/ct/meta.db"
+
+
+def test_without_a_store_url_the_store_is_the_sqlite_file_in_the_data_directory(monkeypatch, tmp_path):
+    s = settings(["run", "--data-dir", str(tmp_path)], monkeypatch)
+    assert s.store_url == f"sqlite:///{tmp_path}/coldtrace.db" and s.store_sqlite_path == tmp_path / "coldtrace.db"
+
+
+@pytest.mark.parametrize("url, says", [
+    ("mysql://u:hunter2@h/db", "must be postgresql://"),
+    ("postgresql://u:hunter2@h:port/db", "not a valid postgresql:// URL"),
+    ("postgresql://u:hunter2@h:5432/", "needs a host and a database"),
+])
+def test_a_bad_store_url_is_one_clear_error_without_the_password(monkeypatch, url, says):
+    for argv, env in ((["api", "--store-url", url], {}), (["api"], {"COLDTRACE_STORE__URL": url})):
+        with pytest.raises(ConfigError, match=says) as err:
+            settings(argv, monkeypatch, **env)
+        assert "hunter2" not in str(err.value)

@@ -14,14 +14,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def open_db(target: str | Path):
     """A ``postgresql://`` URL or a SQLite file path -> the Database for it."""
-    target = str(target)
-    if target.startswith(("postgresql://", "postgres://")):
-        from coldtrace.store.db import open_database  # the PostgreSQL store (issue 15 step 2)
+    from coldtrace.store.db import open_database
 
-        return open_database(target)
-    from coldtrace.store.db import Database
+    return open_database(str(target))
 
-    return Database(target)
+
+def reading_store(db):
+    """The reading store of a database's dialect."""
+    if db.dialect == "postgresql":
+        from coldtrace.store.postgres_readings import PostgresReadingStore
+
+        return PostgresReadingStore(db)
+    from coldtrace.store.sqlite import SqliteReadingStore
+
+    return SqliteReadingStore(db)
 
 
 def start_child(module: str, *args: str, log: Path | None = None) -> subprocess.Popen:

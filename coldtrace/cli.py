@@ -309,7 +309,11 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
 
 def _simulate_bench(services, mqtt_url: str) -> None:
     """A calibration bench for the demo: its session (reused on a restart), then the bench's readings."""
-    from coldtrace.services.calibration_records import device_calibration, upsert_device_calibration
+    from coldtrace.services.calibration_records import (
+        device_calibration,
+        set_session_conditions,
+        upsert_device_calibration,
+    )
     from coldtrace.sim_resume import bench_session
     from firmware_sim.bench import BenchSpec, register_bench_devices, run_bench
 
@@ -324,9 +328,9 @@ def _simulate_bench(services, mqtt_url: str) -> None:
     if not session.reused:
         with services.db.write() as c:
             lab = services.settings.lab
-            c.execute("UPDATE calibration_sessions SET customer = ?, location = ?, ambient_c = ?, ambient_rh_pct = ?"
-                      " WHERE id = ?", (lab.customer, lab.location, spec.ambient_c, spec.ambient_rh_pct,
-                                        session.session_id))
+            set_session_conditions(c, session.session_id, {
+                "customer": lab.customer, "location": lab.location, "ambient_c": spec.ambient_c,
+                "ambient_rh_pct": spec.ambient_rh_pct})
 
     def publish() -> None:
         try:

@@ -84,7 +84,9 @@ def cmd_mqtt_config(args: argparse.Namespace) -> int:
     try:
         devices = set(args.device or [])
         if not args.no_registered:
-            devices |= {r[0] for r in db.query("SELECT id FROM devices WHERE kind != 'gateway'")}
+            from coldtrace.store import auth as auth_store
+
+            devices |= set(auth_store.registered_device_ids(db))
     finally:
         db.close()
     collector_user = settings.mqtt.username or mqtt_access.DEFAULT_COLLECTOR_USER
@@ -146,7 +148,9 @@ def cmd_user_list(args: argparse.Namespace) -> int:
 
 
 def _user_row(db, username: str):
-    row = db.query_one("SELECT id, username, role, active FROM users WHERE username = ?", (username,))
+    from coldtrace.services import auth
+
+    row = auth.find_user(db, username)
     if row is None:
         raise ConfigError(f"no user {username!r} (see `coldtrace user list`)")
     return row
@@ -195,21 +199,9 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
 
 def list_all_tokens(db) -> list[dict]:
     """API tokens and device tokens, with whom or what each is for (never the secret: only hashes exist)."""
-    out = []
-    for r in db.query("SELECT t.id, t.name, t.role, t.created_at, t.expires_at, t.revoked_at, t.last_used_at,"
-                      " u.username FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id ORDER BY t.created_at"):
-        out.append({"id": r["id"], "kind": "api", "name": r["name"], "role": r["role"], "user": r["username"],
-                    "devices": None, "created_at": r["created_at"], "expires_at": r["expires_at"],
-                    "revoked_at": r["revoked_at"], "last_used_at": r["last_used_at"]})
-    devices: dict[str, list[str]] = {}
-    for r in db.query("SELECT token_id, device_id FROM device_token_devices"):
-        devices.setdefault(r["token_id"], []).append(r["device_id"])
-    for r in db.query("SELECT id, name, created_at, revoked_at, last_used_at FROM device_tokens"
-                      " ORDER BY created_at"):
-        out.append({"id": r["id"], "kind": "device", "name": r["name"], "role": "device", "user": None,
-                    "devices": sorted(devices.get(r["id"]) or [""]), "created_at": r["created_at"],
-                    "expires_at": None, "revoked_at": r["revoked_at"], "last_used_at": r["last_used_at"]})
-    return out
+    from coldtrace.services import auth
+
+    return [dict(t) for t in auth.list_all_tokens(db)]
 
 
 def _token_state(t: dict, now: int) -> str:

@@ -6,8 +6,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from coldtrace.services.alerts import group_by_episode, inbox_sql
-from coldtrace.store.db import add_equal_filters
+from coldtrace.core.errors import NotFound
+from coldtrace.ports import AlertQuery
+from coldtrace.services import alerts as lifecycle
 
 from ..deps import ServicesDep, Viewer, parse_ts_param
 from ..errors import ApiError
@@ -37,47 +38,26 @@ def list_alerts(services: ServicesDep, _: Viewer,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 200,
                 offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> list[AlertOut]:
     now = services.clock.now_ms()
-    where: list[str] = []
-    params: list = []
-    add_equal_filters(where, params, ((col, val or None) for col, val in (
-        ("type", type), ("severity", severity), ("device_id", device_id), ("shipment_id", shipment_id),
-        ("state", state), ("condition", condition))))
+    sevs = None
     if min_severity is not None:
-        sevs = ["critical", "alarm", "warning", "info"]
-        sevs = sevs[:sevs.index(min_severity) + 1]
-        where.append(f"severity IN ({','.join('?' * len(sevs))})")
-        params.extend(sevs)
-    t = parse_ts_param(since, "since")
-    if t is not None:
-        where.append("created_at >= ?")
-        params.append(t)
-    order = "created_at DESC, ts DESC, id"
-    if view == "inbox":
-        inbox_where, order = inbox_sql()
-        where.append(inbox_where)
-        params.append(now)
-    elif view == "shelved":
-        where.append("state != 'resolved' AND shelved_until > ?")
-        params.append(now)
-    sql = ("SELECT *, (SELECT assignee FROM alert_lifecycle WHERE alert_id = alerts.id) AS assignee FROM alerts"
-           + (" WHERE " + " AND ".join(where) if where else ""))  # assignee: shown in the QA pages' inbox
-    sql += f" ORDER BY {order}"
-    if group is None:
-        rows = services.db.query(sql + " LIMIT ? OFFSET ?", (*params, limit, offset))
-        return [AlertOut.from_row(r, now) for r in rows]
-    # grouping folds several rows into one: group a bounded window, then page through the entries
-    rows = services.db.query(sql + " LIMIT ?", (*params, min(4 * (limit + offset), 20_000)))
+        order = ("critical", "alarm", "warning", "info")
+        sevs = order[:order.index(min_severity) + 1]
+    query = AlertQuery(type=type or None, severity=severity or None, severities=sevs, device_id=device_id or None,
+                       shipment_id=shipment_id or None, state=state or None, condition=condition or None,
+                       since=parse_ts_param(since, "since"), view=view)
     out = []
-    for r, ep in group_by_episode(services.db, list(rows), offset, limit):
-        a = AlertOut.from_row(r, now)
-        a.episode = ep
+    for r, ep in lifecycle.list_alerts(services.db, query, now, limit=limit, offset=offset, group=group):
+        a = AlertOut.from_row(r, now)  # with its assignee: shown in the QA pages' inbox
+        if group is not None:
+            a.episode = ep
         out.append(a)
     return out
 
 
 @router.get("/{alert_id}", response_model=AlertOut)
 def get_alert(alert_id: str, services: ServicesDep, _: Viewer) -> AlertOut:
-    row = services.db.query_one("SELECT * FROM alerts WHERE id = ?", (alert_id,))
-    if row is None:
-        raise ApiError(404, "unknown_alert", f"no alert {alert_id!r}")
+    try:
+        row = lifecycle.get_alert(services.db, alert_id)
+    except NotFound:
+        raise ApiError(404, "unknown_alert", f"no alert {alert_id!r}") from None
     return AlertOut.from_row(row, services.clock.now_ms())

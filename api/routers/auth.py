@@ -114,8 +114,11 @@ def setup(app: FastAPI) -> None:
 
 
 def login_throttle(services) -> LoginThrottle:
-    """The process's sign-in throttle (one per Services, shared by every app built on them)."""
-    return services.extras.setdefault("login_throttle", LoginThrottle())
+    """The sign-in throttle (one per Services); its counts are in the database, shared by every API process."""
+    throttle = services.extras.get("login_throttle")
+    if throttle is None:
+        throttle = services.extras.setdefault("login_throttle", LoginThrottle(services.db))
+    return throttle
 
 
 _LOGIN_RESPONSES: dict[int | str, dict] = {
@@ -129,18 +132,18 @@ _LOGIN_RESPONSES: dict[int | str, dict] = {
 @router.post("/auth/login", response_model=SessionOut, summary="Username + password -> session cookie",
              responses=_LOGIN_RESPONSES)
 async def login(body: LoginIn, request: Request, response: Response, services: ServicesDep) -> SessionOut:
-    # async, so that refused attempts cost no worker thread; the password check itself runs in a thread
+    # the throttle (its counts are in the database) and the password check run in worker threads
     now = services.clock.now_ms()
     client = request.client.host if request.client else None
     throttle = login_throttle(services)
-    admission = throttle.admit(client, body.username, now)  # RateLimited -> 429 login_throttled
+    admission = await run_in_threadpool(throttle.admit, client, body.username, now)  # RateLimited -> 429
     try:
         res = await run_in_threadpool(auth.check_login, services.db, body.username, body.password, now_ms=now,
                                       client=client)
     except RateLimited:  # hashing full: the password was not checked, the attempt does not count
-        throttle.settle(admission, tried=False)
+        await run_in_threadpool(lambda: throttle.settle(admission, tried=False))
         raise
-    throttle.settle(admission, succeeded=res.principal is not None)
+    await run_in_threadpool(lambda: throttle.settle(admission, succeeded=res.principal is not None))
     p = res.principal
     if p is None or p.user_id is None:
         raise ApiError(401, "login_failed", "wrong username or password, or the account is locked")
@@ -219,22 +222,17 @@ def create_token(body: TokenIn, services: ServicesDep, p: Viewer) -> TokenCreate
                                 actor=p.name, now_ms=now)
     except ValueError as exc:
         raise ApiError(400, "bad_token_request", str(exc)) from None
-    row = next(r for r in auth.list_tokens(services.db) if r["id"] == _token_id(services, raw))
+    tid = auth.api_token_id(services.db, raw)
+    row = next(r for r in auth.list_tokens(services.db) if r["id"] == tid)
     return TokenCreated(id=row["id"], token=raw, role=row["role"], expires_at=to_iso(row["expires_at"]))
-
-
-def _token_id(services, raw: str) -> str:
-    row = services.db.query_one("SELECT id FROM api_tokens WHERE token_hash = ?", (auth.hash_token(raw),))
-    return row["id"] if row else ""
 
 
 @router.delete("/auth/tokens/{token_id}", status_code=204)
 def revoke_token(token_id: str, services: ServicesDep, p: Viewer) -> Response:
-    row = services.db.query_one("SELECT user_id FROM api_tokens WHERE id = ?", (token_id,))
-    dev = services.db.query_one("SELECT id FROM device_tokens WHERE id = ?", (token_id,))
-    if row is None and dev is None:
+    owner = auth.token_owner(services.db, token_id)
+    if owner is None:
         raise ApiError(404, "unknown_token", f"no token {token_id!r}")
-    own = row is not None and row["user_id"] is not None and row["user_id"] == p.user_id
+    own = owner.kind == "api" and owner.user_id is not None and owner.user_id == p.user_id
     if not own and p.role != "admin":
         raise ApiError(404, "unknown_token", f"no token {token_id!r}")  # do not reveal others' tokens
     auth.revoke_token(services.db, token_id, actor=p.name, now_ms=services.clock.now_ms())

@@ -11,7 +11,6 @@ from pydantic import BaseModel, Field, field_validator
 
 from coldtrace.adapters.certificate import render_certificate
 from coldtrace.core.clock import parse_time
-from coldtrace.core.errors import Conflict
 from coldtrace.core.payload import DEVICE_ID_RE
 from coldtrace.services import calibration_records as records
 from coldtrace.services import certificate_issue
@@ -144,9 +143,9 @@ def create_session(body: SessionIn, services: ServicesDep, p: QA) -> dict[str, A
     try:
         with services.db.write() as c:  # the session and its audit record in one transaction
             sid = calibration_service(services).create_session(spec)
-            c.execute("UPDATE calibration_sessions SET customer = ?, location = ?, ambient_c = ?, ambient_rh_pct = ?"
-                      " WHERE id = ?", (body.customer or lab.customer, body.location or lab.location, body.ambient_c,
-                                        body.ambient_rh_pct, sid))
+            records.set_session_conditions(c, sid, {
+                "customer": body.customer or lab.customer, "location": body.location or lab.location,
+                "ambient_c": body.ambient_c, "ambient_rh_pct": body.ambient_rh_pct})
             record_audit(c, actor=p.name, action="calibration.session.create", entity="calibration_session",
                          entity_id=sid, new=body.model_dump(), ts=services.clock.now_ms())
     except ValueError as exc:
@@ -187,12 +186,7 @@ def cancel_session(session_id: str, services: ServicesDep, p: QA) -> dict[str, A
 @router.delete("/sessions/{session_id}", status_code=204, summary="Delete a session that captured nothing")
 def delete_session(session_id: str, services: ServicesDep, p: QA) -> Response:
     with services.db.write() as c:
-        records.session_row(c, session_id)
-        if c.execute("SELECT 1 FROM calibration_points WHERE session_id = ? LIMIT 1", (session_id,)).fetchone():
-            raise Conflict(f"session {session_id} has captured set points; cancel it instead (records are kept)")
-        for table in ("calibration_ewma", "calibration_session_duts", "calibration_sessions"):
-            col = "id" if table == "calibration_sessions" else "session_id"
-            c.execute(f"DELETE FROM {table} WHERE {col} = ?", (session_id,))
+        records.delete_session(c, session_id)
         record_audit(c, actor=p.name, action="calibration.session.delete", entity="calibration_session",
                      entity_id=session_id, ts=services.clock.now_ms())
     return Response(status_code=204)
@@ -209,12 +203,9 @@ def session_results(session_id: str, services: ServicesDep, _: Viewer,
 def update_conditions(session_id: str, body: SessionConditionsIn, services: ServicesDep, p: QA) -> dict[str, Any]:
     fields = body.model_dump(exclude_unset=True)
     with services.db.write() as c:
-        old = dict(records.session_row(c, session_id))
-        if fields:
-            sets = ", ".join(f"{k} = ?" for k in fields)
-            c.execute(f"UPDATE calibration_sessions SET {sets} WHERE id = ?", (*fields.values(), session_id))
+        old = records.set_session_conditions(c, session_id, fields)
         record_audit(c, actor=p.name, action="calibration.session.update", entity="calibration_session",
-                     entity_id=session_id, old={k: old.get(k) for k in fields}, new=fields,
+                     entity_id=session_id, old=old, new=fields,
                      ts=services.clock.now_ms())
     return records.session_detail(services.db, session_id)
 
@@ -280,12 +271,9 @@ def list_device_states(services: ServicesDep, _: Viewer,
     """The devices known to ColdTrace (registered, heard from, or with a calibration record), each with the
     status of ``GET /devices/{id}``; ``summary`` reads e.g. "valid, drift predicted 2027-03-14"."""
     now = services.clock.now_ms()
-    ids = [r[0] for r in services.db.query(
-        "SELECT id FROM devices UNION SELECT device_id FROM device_calibration ORDER BY 1")]
-    rows = {r["device_id"]: dict(r) for r in services.db.query("SELECT * FROM device_calibration")}
     out = []
-    for dev in ids:
-        st = status_of(rows.get(dev), dev, now)
+    for dev, row in records.known_devices(services.db):
+        st = status_of(row, dev, now)
         if status and st["status"] != status:
             continue
         if drift_predicted is not None and (st.get("drift_predicted_ms") is not None) != drift_predicted:
@@ -334,12 +322,8 @@ def add_history(device_id: str, body: HistoryIn, services: ServicesDep, p: QA) -
     ts = _time(body.ts, "ts")
     now = services.clock.now_ms()
     with services.db.write() as c:
-        c.execute("INSERT INTO calibration_history (device_id, set_point_c, ts, error_c, expanded_u_c,"
-                  " mpe_c, source) VALUES (?,?,?,?,?,?,?) ON CONFLICT (device_id, set_point_c, ts) DO UPDATE"
-                  " SET error_c = excluded.error_c, expanded_u_c = excluded.expanded_u_c, mpe_c = excluded.mpe_c,"
-                  " source = excluded.source", (device_id, body.set_point_c, ts, body.error_c,
-                                                             body.expanded_u_c, body.mpe_c,
-                                                             f"import:{body.certificate_ref}"))
+        records.import_history(c, device_id, set_point_c=body.set_point_c, ts=ts, error_c=body.error_c,
+                               expanded_u_c=body.expanded_u_c, mpe_c=body.mpe_c, certificate_ref=body.certificate_ref)
         record_audit(c, actor=p.name, action="calibration.history.import", entity="device", entity_id=device_id,
                      new=body.model_dump(), ts=now)
     calibration_service(services).judge_drift(now, [device_id])  # new history: calibration.drift_predicted?

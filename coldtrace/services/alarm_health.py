@@ -16,20 +16,21 @@ point of a drift): the unit that chatters, stands or tops the list.
 - Chattering: a source with 3 or more activations within one minute.
 - Most frequent: the 10 sources with the most alarms, with their share of all alarms.
 
-Pure functions over arrays and rows, plus ``report(db, start, end, now)`` that reads the alerts table.
+Pure functions over arrays and rows, plus ``report(db, start, end, now)`` that reads the alerts through
+coldtrace/store/alerts.py (``alarms_raised``, ``standing_alarms``).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import defaultdict
 from typing import Any
 
 import numpy as np
 
 from coldtrace.core.model import HOUR, MINUTE
-from coldtrace.store.db import Database
+from coldtrace.ports import AlarmRow
+from coldtrace.store import alerts as store
 
 ALARM_SEVERITIES = ("warning", "alarm", "critical")
 BUCKET_MS = 10 * MINUTE
@@ -107,69 +108,27 @@ def source_key(device_id: str | None, type_: str, detail: Any) -> str:
 
 
 # ---------------------------------------------------------------- reading the store
-_DETAIL_KEYS = ("limit_id", "kind", "set_point_c", "stage")  # the first present names the alarm's source
 
 
-def _with_detail(r: Any) -> dict[str, Any]:
-    """The row as a dict with ``detail``: the first of the data's _DETAIL_KEYS that is not null (read in
-    Python: JSON functions differ between SQLite and PostgreSQL)."""
-    out = {k: r[k] for k in r.keys() if k != "data"}
-    try:
-        data = json.loads(r["data"]) if r["data"] else {}
-    except ValueError:
-        data = {}
-    detail = None
-    if isinstance(data, dict):
-        detail = next((data[k] for k in _DETAIL_KEYS if data.get(k) is not None), None)
-    out["detail"] = json.dumps(detail) if isinstance(detail, dict | list) else detail
-    return out
-
-
-def _alarms(c: sqlite3.Connection, start: int, end: int) -> list[dict[str, Any]]:
-    marks = ",".join("?" * len(ALARM_SEVERITIES))
-    return [_with_detail(r) for r in c.execute(
-        f"SELECT id, created_at, ts, type, severity, device_id, data FROM alerts"
-        f" WHERE created_at >= ? AND created_at < ? AND severity IN ({marks}) ORDER BY created_at, id",
-        (start, end, *ALARM_SEVERITIES)).fetchall()]
-
-
-def _has_condition(c: sqlite3.Connection) -> bool:
-    if getattr(c, "dialect", "sqlite") == "postgresql":  # its schema has had it from the start
-        return True
-    return any(r[1] == "condition" for r in c.execute("PRAGMA table_info(alerts)"))
-
-
-def standing(c: sqlite3.Connection, now: int, after_ms: int = STANDING_AFTER_MS) -> list[dict[str, Any]]:
+def standing(db: Any, now: int, after_ms: int = STANDING_AFTER_MS) -> list[dict[str, Any]]:
     """Alarms whose condition has been active for more than ``after_ms`` (counted from the alert's ``ts``,
-    when the condition began), oldest first."""
-    marks = ",".join("?" * len(ALARM_SEVERITIES))
-    ends = ",".join("?" * len(NOT_A_CONDITION))
-    if _has_condition(c):  # the ISA-18.2 lifecycle records the condition itself
-        active = "a.condition = 'active'"
-    else:
-        active = ("(a.excursion_id IS NULL OR EXISTS (SELECT 1 FROM excursions e WHERE e.id = a.excursion_id"
-                  " AND e.end_ts IS NULL AND e.superseded = 0)) AND (a.type != 'device.offline' OR EXISTS ("
-                  "SELECT 1 FROM devices d WHERE d.id = a.device_id AND d.online = 0))")
-    rows = [_with_detail(r) for r in c.execute(
-        f"SELECT a.id, a.created_at, a.ts, a.type, a.severity, a.device_id, a.state, a.data"
-        f" FROM alerts a WHERE a.state != 'resolved' AND a.severity IN ({marks}) AND a.type NOT IN ({ends})"
-        f" AND a.ts <= ? AND {active} ORDER BY a.ts, a.id",
-        (*ALARM_SEVERITIES, *NOT_A_CONDITION, now - after_ms)).fetchall()]
+    when the condition began), oldest first. ``db``: a Database or a transaction's connection."""
+    rows = store.standing_alarms(db, now - after_ms, ALARM_SEVERITIES, NOT_A_CONDITION)
     return [{"alert_id": r["id"], "source": source_key(r["device_id"], r["type"], r["detail"]),
              "device_id": r["device_id"], "type": r["type"], "detail": _detail(r["detail"]),
              "severity": r["severity"], "state": r["state"],
              "active_since": r["ts"], "raised_at": r["created_at"], "active_ms": now - r["ts"]} for r in rows]
 
 
-def report(db: Database | sqlite3.Connection, start: int, end: int, now: int) -> dict[str, Any]:
-    """The alarm-system health of [start, end) (standing alarms: as of ``now``)."""
-    c = db.conn() if isinstance(db, Database) else db
-    rows = _alarms(c, start, end)
+def report(db: Any, start: int, end: int, now: int) -> dict[str, Any]:
+    """The alarm-system health of [start, end) (standing alarms: as of ``now``). ``db``: a Database (either
+    dialect) or a transaction's connection."""
+    rows = store.alarms_raised(db, start, end, ALARM_SEVERITIES)
     times = np.fromiter((r["created_at"] for r in rows), np.int64, len(rows))
     edges, counts = rate_buckets(times, start, end)
     span_10min = (end - start) / BUCKET_MS
     fl = floods(times)
-    by_source: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_source: dict[str, list[AlarmRow]] = defaultdict(list)
     for r in rows:
         by_source[source_key(r["device_id"], r["type"], r["detail"])].append(r)
     chatter = []
@@ -198,7 +157,7 @@ def report(db: Database | sqlite3.Connection, start: int, end: int, now: int) ->
                    "alarms_in_floods": sum(f["alarms"] for f in fl),
                    "time_in_flood_pct": round(100.0 * flood_ms / (end - start), 3) if end > start else 0.0,
                    "items": fl},
-        "standing": {"after_ms": STANDING_AFTER_MS, "items": standing(c, now)},
+        "standing": {"after_ms": STANDING_AFTER_MS, "items": standing(db, now)},
         "chattering": {"activations": CHATTER_ACTIVATIONS, "window_ms": CHATTER_WINDOW_MS, "items": chatter},
         "top": [{"source": src, "device_id": rs[0]["device_id"], "type": rs[0]["type"],
                  "detail": _detail(rs[0]["detail"]), "alarms": len(rs),

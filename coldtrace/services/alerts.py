@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,9 +29,12 @@ from typing import Any
 from coldtrace.core.clock import to_iso
 from coldtrace.core.errors import ColdTraceError, Conflict, NotFound
 from coldtrace.core.model import HOUR, MINUTE, Profile, stable_id
+from coldtrace.ports import AlertListed, AlertQuery, AlertRow, TxConnection
 from coldtrace.services import audit
 from coldtrace.services.webhooks import encode_body
+from coldtrace.store import alerts as store
 from coldtrace.store import webhooks as wh_store
+from coldtrace.store.alerts import inbox_sql  # noqa: F401  (the inbox's order, for callers of this module)
 from coldtrace.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -72,19 +74,6 @@ def isa_state(state: str, condition: str | None, shelved_until: int | None, now:
     return "unack_cleared" if cleared else "unack_active"
 
 
-def inbox_sql(now_param: str = "?") -> tuple[str, str]:
-    """(WHERE condition, ORDER BY expression) of the inbox over table ``alerts``: not resolved, not
-    acknowledged-and-cleared, not shelved; unacknowledged-active first, then acknowledged-active, then
-    unacknowledged-cleared, then by severity. ``now_param`` appears twice in the WHERE part."""
-    where = ("alerts.state != 'resolved' AND NOT (alerts.state = 'acknowledged' AND alerts.condition = 'cleared')"
-             f" AND (alerts.shelved_until IS NULL OR alerts.shelved_until <= {now_param})")
-    order = ("CASE WHEN alerts.state = 'open' AND alerts.condition = 'active' THEN 0"
-             " WHEN alerts.state = 'acknowledged' THEN 1 ELSE 2 END,"
-             " CASE alerts.severity WHEN 'critical' THEN 0 WHEN 'alarm' THEN 1 WHEN 'warning' THEN 2 ELSE 3 END,"
-             " alerts.created_at DESC, alerts.ts DESC, alerts.id")
-    return where, order
-
-
 @dataclass(frozen=True)
 class AlertPolicy:
     """When to escalate, how often to repeat, when an ended excursion's alerts resolve themselves.
@@ -121,13 +110,10 @@ def policy_from_settings(ws: Any) -> AlertPolicy:
 
 def get(db: Database, alert_id: str, now: int | None = None) -> dict[str, Any]:
     """An alert with its lifecycle fields (``isa_state`` as of ``now``, default: the last change)."""
-    r = db.query_one("SELECT a.*, l.assignee, l.acknowledged_at, l.acknowledged_by, l.ack_comment,"
-                     " l.resolved_at, l.resolved_by, l.resolution, l.escalations, l.last_escalated_at,"
-                     " l.next_escalation_at, l.shelved_at, l.shelved_by, l.shelve_reason"
-                     " FROM alerts a LEFT JOIN alert_lifecycle l ON l.alert_id = a.id WHERE a.id = ?", (alert_id,))
+    r = store.get_handling(db, alert_id)
     if r is None:
         raise NotFound(f"no alert {alert_id!r}")
-    d = dict(r)
+    d: dict[str, Any] = dict(r)
     d["data"] = json.loads(d["data"])
     d["escalations"] = d["escalations"] or 0
     if d["shelved_until"] is None:
@@ -144,28 +130,28 @@ def history(db: Database, alert_id: str) -> list[dict[str, Any]]:
     a = get(db, alert_id)
     out = [{"id": 0, "alert_id": alert_id, "at": a["created_at"], "actor": SYSTEM, "action": "raised",
             "comment": None, "data": {"type": a["type"], "severity": a["severity"]}}]
-    for r in db.query("SELECT * FROM alert_events WHERE alert_id = ? ORDER BY id", (alert_id,)):
-        d = dict(r)
+    for r in store.events(db, alert_id):
+        d: dict[str, Any] = dict(r)
         d["data"] = json.loads(d["data"]) if d["data"] else None
         out.append(d)
     return out
 
 
-def _episode_of(row: sqlite3.Row | dict[str, Any]) -> str | None:
+def _episode_of(row: Mapping[str, Any]) -> str | None:
     data = row["data"]
     if isinstance(data, str):
         data = json.loads(data)
     return data.get("episode_id") if isinstance(data, dict) else None
 
 
-def group_by_episode(db: Database, rows: list[sqlite3.Row], offset: int = 0, limit: int | None = None
-                     ) -> list[tuple[sqlite3.Row, dict[str, Any] | None]]:
+def group_by_episode(db: Database, rows: list[AlertListed], offset: int = 0, limit: int | None = None
+                     ) -> list[tuple[AlertListed, dict[str, Any] | None]]:
     """Limits sharing direction and threshold (high-warn and high at 8 °C) are one episode with staged
     severities: keep, per episode, the first of ``rows`` (in the caller's order: the inbox's puts the alert
     needing a person most first), page through the entries, and describe each episode's stages - every limit
     of that threshold, its severity and whether and when its alarm was reached. Alerts without an episode
     stay as they are."""
-    kept: list[sqlite3.Row] = []
+    kept: list[AlertListed] = []
     seen: set[str] = set()
     for r in rows:
         ep = _episode_of(r)
@@ -178,25 +164,44 @@ def group_by_episode(db: Database, rows: list[sqlite3.Row], offset: int = 0, lim
     return [(r, _episode(db, r)) for r in kept]
 
 
-def _episode(db: Database, r: sqlite3.Row | dict[str, Any]) -> dict[str, Any] | None:
+GROUP_WINDOW_MAX = 20_000  # alerts read at most to group a page of episodes
+
+
+def list_alerts(db: Database, query: AlertQuery, now: int, *, limit: int, offset: int = 0,
+                group: str | None = None) -> list[tuple[AlertListed, dict[str, Any] | None]]:
+    """A page of alerts matching ``query`` (newest first; ``view="inbox"``: in the inbox's order), each with
+    its episode when ``group="episode"`` (one entry per episode, see ``group_by_episode``), else None."""
+    if group is None:
+        return [(r, None) for r in store.list_alerts(db, query, now, limit, offset)]
+    if group != "episode":
+        raise ValueError(f"unknown grouping {group!r}")
+    # grouping folds several rows into one: group a bounded window, then page through the entries
+    rows = store.list_alerts(db, query, now, min(4 * (limit + offset), GROUP_WINDOW_MAX))
+    return group_by_episode(db, rows, offset, limit)
+
+
+def get_alert(db: Database, alert_id: str) -> AlertRow:
+    """The alert as stored (``NotFound`` if there is none)."""
+    r = store.get_alert(db, alert_id)
+    if r is None:
+        raise NotFound(f"no alert {alert_id!r}")
+    return r
+
+
+def _episode(db: Database, r: Mapping[str, Any]) -> dict[str, Any] | None:
     ep = _episode_of(r)
-    exc = None if ep is None else db.query_one("SELECT series_id, end_ts FROM excursions WHERE id = ?",
-                                               (r["excursion_id"],))
-    if ep is None or exc is None:
+    if ep is None or r["excursion_id"] is None:
         return None
     data = r["data"] if isinstance(r["data"], dict) else json.loads(r["data"])
-    stages = []
-    for x in db.query("SELECT id, limit_id, severity, alarm_ts, alarm_kind FROM excursions WHERE series_id = ?"
-                      " AND direction = ? AND threshold_c = ? AND start_ts = ? AND superseded = 0",
-                      (exc["series_id"], data["direction"], data["threshold_c"], data["start_ts"])):
-        alarm = db.query_one("SELECT id, state FROM alerts WHERE excursion_id = ? AND type = 'excursion.alarm'"
-                             " ORDER BY created_at DESC, id LIMIT 1", (x["id"],))
-        stages.append({"limit_id": x["limit_id"], "severity": x["severity"], "alarm_ts": x["alarm_ts"],
-                       "alarm_kind": x["alarm_kind"], "alert_id": None if alarm is None else alarm["id"],
-                       "state": None if alarm is None else alarm["state"]})
+    found = store.episode_stages(db, r["excursion_id"], data["direction"], data["threshold_c"], data["start_ts"])
+    if found is None:
+        return None
+    end_ts, rows = found
+    stages = [{"limit_id": x["limit_id"], "severity": x["severity"], "alarm_ts": x["alarm_ts"],
+               "alarm_kind": x["alarm_kind"], "alert_id": x["alert_id"], "state": x["alert_state"]} for x in rows]
     stages.sort(key=lambda s: -SEVERITY_RANK.get(s["severity"], 9))  # lowest stage first
     reached = [s for s in stages if s["alarm_ts"] is not None]
-    return {"id": ep, "start_ts": data["start_ts"], "end_ts": exc["end_ts"], "direction": data["direction"],
+    return {"id": ep, "start_ts": data["start_ts"], "end_ts": end_ts, "direction": data["direction"],
             "threshold_c": data["threshold_c"], "stages": stages,
             "current_stage": reached[-1]["severity"] if reached else None,
             "top_stage": stages[-1]["severity"] if stages else None}
@@ -205,24 +210,23 @@ def _episode(db: Database, r: sqlite3.Row | dict[str, Any]) -> dict[str, Any] | 
 # ---------------------------------------------------------------- actions of people
 
 
-def _load(c: sqlite3.Connection, alert_id: str) -> sqlite3.Row:
-    r = c.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+def _load(c: TxConnection, alert_id: str) -> AlertRow:
+    r = store.get_alert(c, alert_id)
     if r is None:
         raise NotFound(f"no alert {alert_id!r}")
-    c.execute("INSERT INTO alert_lifecycle (alert_id) VALUES (?) ON CONFLICT DO NOTHING", (alert_id,))
+    store.ensure_lifecycle(c, alert_id)
     return r
 
 
-def _event(c: sqlite3.Connection, alert_id: str, at: int, actor: str, action: str, comment: str | None = None,
+def _event(c: TxConnection, alert_id: str, at: int, actor: str, action: str, comment: str | None = None,
            data: dict[str, Any] | None = None, old: Any = None, new: Any = None, audited: bool = True) -> None:
-    c.execute("INSERT INTO alert_events (alert_id, at, actor, action, comment, data) VALUES (?,?,?,?,?,?)",
-              (alert_id, at, actor, action, comment, None if data is None else json.dumps(data)))
+    store.insert_event(c, alert_id, at, actor, action, comment, None if data is None else json.dumps(data))
     if audited:
-            audit.record_audit(c, actor=actor, action=f"alert.{action}", entity="alert", entity_id=alert_id,
+        audit.record_audit(c, actor=actor, action=f"alert.{action}", entity="alert", entity_id=alert_id,
                            old=old, new=new, reason=comment, ts=at)
 
 
-def _webhook(c: sqlite3.Connection, alert: sqlite3.Row, event_type: str, key: object, now: int,
+def _webhook(c: TxConnection, alert: AlertRow, event_type: str, key: object, now: int,
              extra: dict[str, Any]) -> None:
     """An alert.* event into the outbox (same transaction), carrying the original alert's facts."""
     data = json.loads(alert["data"])
@@ -256,7 +260,7 @@ def acknowledge(db: Database, alert_id: str, *, actor: str, now: int, comment: s
     return get(db, alert_id, now)
 
 
-def _ack_lower_stages(c: sqlite3.Connection, a: sqlite3.Row, actor: str, now: int, comment: str | None) -> None:
+def _ack_lower_stages(c: TxConnection, a: AlertRow, actor: str, now: int, comment: str | None) -> None:
     """Staged severities of one episode (high-warn and high at 8 °C) are one inbox entry: acknowledging a
     stage acknowledges the unacknowledged alerts of the same or a lower stage of that episode. A higher stage
     reached later is a new alarm and needs its own acknowledgement."""
@@ -264,11 +268,8 @@ def _ack_lower_stages(c: sqlite3.Connection, a: sqlite3.Row, actor: str, now: in
     if ep is None:
         return
     rank = SEVERITY_RANK.get(a["severity"], 9)
-    for r in c.execute("SELECT id, data FROM alerts WHERE state = 'open' AND id != ? AND excursion_id IS NOT NULL"
-                       " AND device_id IS NOT DISTINCT FROM ?", (a["id"], a["device_id"])).fetchall():
-        if (json.loads(r["data"] or "{}") or {}).get("episode_id") != ep:  # JSON read in Python (portable)
-            continue
-        other = _load(c, r[0])
+    for other_id in store.open_episode_alerts(c, ep, a["device_id"], a["id"]):
+        other = _load(c, other_id)
         if SEVERITY_RANK.get(other["severity"], 9) < rank:
             continue
         _ack(c, other, actor, now, comment, with_alert=a["id"])
@@ -276,12 +277,10 @@ def _ack_lower_stages(c: sqlite3.Connection, a: sqlite3.Row, actor: str, now: in
             _return_to_normal(c, _load(c, other["id"]), now)
 
 
-def _ack(c: sqlite3.Connection, a: sqlite3.Row, actor: str, now: int, comment: str | None,
+def _ack(c: TxConnection, a: AlertRow, actor: str, now: int, comment: str | None,
          with_alert: str | None = None) -> None:
     """``with_alert``: acknowledged as a lower stage of that alert's episode (the same person and comment)."""
-    c.execute("UPDATE alerts SET state = 'acknowledged' WHERE id = ?", (a["id"],))
-    c.execute("UPDATE alert_lifecycle SET acknowledged_at = ?, acknowledged_by = ?, ack_comment = ?,"
-              " next_escalation_at = NULL WHERE alert_id = ?", (now, actor, comment, a["id"]))
+    store.mark_acknowledged(c, a["id"], now, actor, comment)
     data: dict[str, Any] = {"condition": a["condition"]}
     if with_alert is not None:
         data["with_alert"] = with_alert
@@ -290,11 +289,11 @@ def _ack(c: sqlite3.Connection, a: sqlite3.Row, actor: str, now: int, comment: s
     _webhook(c, a, "alert.acknowledged", "ack", now, {"acknowledged_by": actor, "comment": comment, **data})
 
 
-def _return_to_normal(c: sqlite3.Connection, a: sqlite3.Row, now: int) -> None:
+def _return_to_normal(c: TxConnection, a: AlertRow, now: int) -> None:
     """Acknowledged and cleared: the ISA-18.2 'normal' state; recorded as a resolution by the system that
     names the person who acknowledged."""
-    life = c.execute("SELECT acknowledged_by, acknowledged_at FROM alert_lifecycle WHERE alert_id = ?",
-                     (a["id"],)).fetchone()
+    life = store.get_lifecycle(c, a["id"])
+    assert life is not None  # _load made it
     text = (f"Returned to normal: acknowledged by {life['acknowledged_by']} at {to_iso(life['acknowledged_at'])},"
             f" condition cleared at {to_iso(a['cleared_at'])}.")
     _resolve(c, a, SYSTEM, now, text, action="returned_to_normal")
@@ -311,12 +310,13 @@ def assign(db: Database, alert_id: str, *, actor: str, assignee: str | None, now
         if a["state"] == "resolved":
             raise Conflict(f"alert {alert_id} is resolved")
         if assignee is not None:
-            u = c.execute("SELECT username FROM users WHERE username = ? AND active = 1", (assignee,)).fetchone()
-            if u is None:
+            user = store.active_username(c, assignee)
+            if user is None:
                 raise UnknownUser(f"no active user {assignee!r}: an alert can only be assigned to a user of ColdTrace")
-            assignee = u[0]
-        old = c.execute("SELECT assignee FROM alert_lifecycle WHERE alert_id = ?", (alert_id,)).fetchone()[0]
-        c.execute("UPDATE alert_lifecycle SET assignee = ? WHERE alert_id = ?", (assignee, alert_id))
+            assignee = user
+        life = store.get_lifecycle(c, alert_id)
+        old = None if life is None else life["assignee"]
+        store.set_assignee(c, alert_id, assignee)
         _event(c, alert_id, now, actor, "assigned", comment, {"assignee": assignee, "previous": old},
                old={"assignee": old}, new={"assignee": assignee})
     return get(db, alert_id, now)
@@ -353,16 +353,14 @@ def resolve(db: Database, alert_id: str, *, actor: str, now: int, comment: str) 
     return get(db, alert_id, now)
 
 
-def _resolve(c: sqlite3.Connection, a: sqlite3.Row, actor: str, now: int, text: str,
+def _resolve(c: TxConnection, a: AlertRow, actor: str, now: int, text: str,
              action: str = "resolved", quiet: bool = False) -> None:
     """``quiet``: an information event that cleared itself. It never needed a person, so its resolution is
     kept in the alert's own history (alert_events) but is neither an audit-trail record nor a webhook: the
     audit trail and the staff's channels stay for what people did and must know (issue 13)."""
     if a["state"] == "resolved":
         raise Conflict(f"alert {a['id']} is already resolved")
-    c.execute("UPDATE alerts SET state = 'resolved', shelved_until = NULL WHERE id = ?", (a["id"],))
-    c.execute("UPDATE alert_lifecycle SET resolved_at = ?, resolved_by = ?, resolution = ?,"
-              " next_escalation_at = NULL WHERE alert_id = ?", (now, actor, text, a["id"]))
+    store.mark_resolved(c, a["id"], now, actor, text)
     _event(c, a["id"], now, actor, action, text, old={"state": a["state"]}, new={"state": "resolved"},
            audited=not quiet)
     if quiet:
@@ -387,9 +385,7 @@ def shelve(db: Database, alert_id: str, *, actor: str, role: str, reason: str, u
         a = _load(c, alert_id)
         if a["state"] == "resolved":
             raise Conflict(f"alert {alert_id} is resolved")
-        c.execute("UPDATE alerts SET shelved_until = ? WHERE id = ?", (until, alert_id))
-        c.execute("UPDATE alert_lifecycle SET shelved_at = ?, shelved_by = ?, shelve_reason = ? WHERE alert_id = ?",
-                  (now, actor, reason, alert_id))
+        store.mark_shelved(c, alert_id, until, now, actor, reason)
         _event(c, alert_id, now, actor, "shelved", reason, {"until": until, "role": role},
                old={"shelved_until": a["shelved_until"]}, new={"shelved_until": until, "role": role})
     return get(db, alert_id, now)
@@ -405,8 +401,8 @@ def unshelve(db: Database, alert_id: str, *, actor: str, now: int, reason: str |
     return get(db, alert_id, now)
 
 
-def _unshelve(c: sqlite3.Connection, a: sqlite3.Row, actor: str, now: int, reason: str | None) -> None:
-    c.execute("UPDATE alerts SET shelved_until = NULL WHERE id = ?", (a["id"],))
+def _unshelve(c: TxConnection, a: AlertRow, actor: str, now: int, reason: str | None) -> None:
+    store.clear_shelving(c, a["id"])
     _event(c, a["id"], now, actor, "unshelved", reason, {"was_until": a["shelved_until"]},
            old={"shelved_until": a["shelved_until"]}, new={"shelved_until": None})
 
@@ -427,23 +423,21 @@ def tick(db: Database, now_ms: int, policy: AlertPolicy | None = None) -> TickRe
     transaction."""
     policy = policy or AlertPolicy()
     result = TickResult()
-    for r in db.query("SELECT id FROM alerts WHERE shelved_until IS NOT NULL AND shelved_until <= ?"
-                      " ORDER BY shelved_until, id", (now_ms,)):
+    for alert_id in store.expired_shelvings(db, now_ms):
         with db.write() as c:
-            a = _load(c, r[0])
+            a = _load(c, alert_id)
             if a["shelved_until"] is not None and a["shelved_until"] <= now_ms:
                 _unshelve(c, a, SYSTEM, now_ms, "shelving expired")
-                result.unshelved.append(r[0])
+                result.unshelved.append(alert_id)
     for alert_id in _due_escalations(db, now_ms, policy):
         if _escalate(db, alert_id, now_ms, policy):
             result.escalated.append(alert_id)
-    for r in db.query("SELECT id FROM alerts WHERE state = 'acknowledged' AND condition = 'cleared'"
-                      " ORDER BY created_at, id"):
+    for alert_id in store.acknowledged_and_cleared(db):
         with db.write() as c:
-            a = _load(c, r[0])
+            a = _load(c, alert_id)
             if a["state"] == "acknowledged" and a["condition"] == "cleared":
                 _return_to_normal(c, a, now_ms)
-                result.resolved.append(r[0])
+                result.resolved.append(alert_id)
     if policy.auto_resolve_after_ms is not None:
         for alert_id, exc_end in _self_resolvable(db, now_ms, policy):
             if _auto_resolve(db, alert_id, exc_end, now_ms, policy.auto_resolve_after_ms):
@@ -456,41 +450,25 @@ def tick(db: Database, now_ms: int, policy: AlertPolicy | None = None) -> TickRe
 
 def _due_escalations(db: Database, now: int, policy: AlertPolicy) -> list[str]:
     """Unacknowledged alerts (active or already cleared: either needs a person), not shelved, due."""
-    sevs = [s for s in policy.escalate_after_ms if policy.escalate_after_ms[s] is not None]
-    if not sevs:
-        return []
-    case = " ".join("WHEN ? THEN ?" for _ in sevs)
-    params: list[Any] = [x for s in sevs for x in (s, policy.escalate_after_ms[s])]
-    excluded = sorted(NOT_ESCALATED)
-    cap = policy.max_escalations if policy.max_escalations is not None else 2**62
-    sql = ("SELECT a.id FROM alerts a LEFT JOIN alert_lifecycle l ON l.alert_id = a.id"
-           f" WHERE a.state = 'open' AND a.severity IN ({','.join('?' * len(sevs))})"
-           f" AND a.type NOT IN ({','.join('?' * len(excluded))})"
-           " AND (a.shelved_until IS NULL OR a.shelved_until <= ?)"
-           " AND COALESCE(l.escalations, 0) < ?"
-           f" AND COALESCE(l.next_escalation_at, CASE WHEN l.escalations > 0 THEN NULL"
-           f" ELSE a.created_at + (CASE a.severity {case} END) END) <= ?"
-           " ORDER BY a.created_at, a.id")
-    rows = db.query(sql, (*sevs, *excluded, now, cap, *params, now))
-    return [r[0] for r in rows]
+    return store.due_escalations(db, now, policy.escalate_after_ms, sorted(NOT_ESCALATED),
+                                 policy.max_escalations)
 
 
 def _escalate(db: Database, alert_id: str, now: int, policy: AlertPolicy) -> bool:
     cap = policy.max_escalations
-    row = db.query_one("SELECT * FROM alerts WHERE id = ?", (alert_id,))
+    row = store.get_alert(db, alert_id)
     episode = None if row is None else _episode(db, row)  # the page says which stage of its episode this is
     with db.write() as c:
         a = _load(c, alert_id)
-        life = c.execute("SELECT escalations, next_escalation_at FROM alert_lifecycle WHERE alert_id = ?",
-                         (alert_id,)).fetchone()
+        life = store.get_lifecycle(c, alert_id)
+        assert life is not None  # _load made it
         if a["state"] != "open" or (cap is not None and life["escalations"] >= cap) \
                 or (a["shelved_until"] is not None and a["shelved_until"] > now):
             return False  # acknowledged, resolved or shelved since the query
         level = life["escalations"] + 1
         repeat = policy.repeat_every_ms.get(a["severity"])
         nxt = now + repeat if repeat and (cap is None or level < cap) else None
-        c.execute("UPDATE alert_lifecycle SET escalations = ?, last_escalated_at = ?, next_escalation_at = ?"
-                  " WHERE alert_id = ?", (level, now, nxt, alert_id))
+        store.record_escalation(c, alert_id, level, now, nxt)
         unacked = now - a["created_at"]
         state = "active" if a["condition"] == "active" else "cleared, still unacknowledged"
         text = (f"Escalated (level {level}): {a['severity']} {a['type']} unacknowledged for "
@@ -513,15 +491,11 @@ def _escalate(db: Database, alert_id: str, now: int, policy: AlertPolicy) -> boo
 def _self_clearing(db: Database, policy: AlertPolicy, device_ids: set[str]) -> dict[str | None, tuple[str, ...]]:
     """device id -> the severities its profile marks self-clearing (None: devices without a profile)."""
     out: dict[str | None, tuple[str, ...]] = {None: policy.default_self_clearing}
-    ids = sorted(device_ids)
     profiles: dict[str, tuple[str, ...]] = {}
-    for i in range(0, len(ids), 500):
-        part = ids[i:i + 500]
-        for r in db.query("SELECT d.id, d.profile_id, p.body FROM devices d JOIN profiles p ON p.id = d.profile_id"
-                          f" WHERE d.id IN ({','.join('?' * len(part))})", part):
-            if r[1] not in profiles:
-                profiles[r[1]] = Profile.from_dict(json.loads(r[2])).self_clearing
-            out[r[0]] = profiles[r[1]]
+    for device_id, profile_id, body in store.device_profile_bodies(db, sorted(device_ids)):
+        if profile_id not in profiles:
+            profiles[profile_id] = Profile.from_dict(json.loads(body)).self_clearing
+        out[device_id] = profiles[profile_id]
     return out
 
 
@@ -533,21 +507,11 @@ def _self_resolvable(db: Database, now: int, policy: AlertPolicy) -> list[tuple[
     look at what the data later took back."""
     quiet = policy.auto_resolve_after_ms
     assert quiet is not None
-    rows = db.query(
-        "SELECT a.id, a.severity, a.device_id, e.end_ts FROM alerts a JOIN excursions e ON e.id = a.excursion_id"
-        " WHERE a.state != 'resolved' AND a.condition = 'cleared' AND a.severity IN ('info', 'warning')"
-        " AND e.superseded = 0 AND e.end_ts IS NOT NULL AND e.end_ts <= ?"
-        " AND NOT EXISTS (SELECT 1 FROM excursions x WHERE x.series_id = e.series_id"
-        "   AND x.limit_id = e.limit_id AND x.superseded = 0 AND x.start_ts > e.start_ts"
-        "   AND (x.end_ts IS NULL OR x.end_ts > ?))"
-        " UNION ALL SELECT a.id, a.severity, a.device_id, NULL FROM alerts a"
-        " WHERE a.excursion_id IS NULL AND a.state != 'resolved' AND a.condition = 'cleared'"
-        " AND a.severity IN ('info', 'warning') AND a.cleared_at <= ?"
-        " ORDER BY 1", (now - quiet, now - quiet, now - quiet))
+    rows = store.self_resolvable(db, now - quiet)
     if not rows:
         return []
-    sc = _self_clearing(db, policy, {r[2] for r in rows if r[2] is not None})
-    return [(r[0], r[3]) for r in rows if r[1] in sc.get(r[2], sc[None])]
+    sc = _self_clearing(db, policy, {r["device_id"] for r in rows if r["device_id"] is not None})
+    return [(r["alert_id"], r["excursion_end_ts"]) for r in rows if r["severity"] in sc.get(r["device_id"], sc[None])]
 
 
 def _auto_resolve(db: Database, alert_id: str, exc_end: int | None, now: int, quiet_ms: int) -> bool:

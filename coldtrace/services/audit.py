@@ -16,7 +16,9 @@ it. ``head()`` gives it; ``coldtrace.services.audit_anchor`` exports it periodic
 ``verify(heads=...)`` checks the chain against those records.
 
 ``record_audit`` runs inside the caller's write transaction (``with db.write() as conn``), so the change and
-its audit row commit together or not at all; the write lock serialises the chain.
+its audit row commit together or not at all. The transaction holds the chain while it reads the head and
+appends (``coldtrace.store.audit``: SQLite's BEGIN IMMEDIATE, PostgreSQL's advisory lock of the chain), so
+writers in several threads or processes append to one chain.
 """
 
 from __future__ import annotations
@@ -25,17 +27,18 @@ import hashlib
 import hmac
 import json
 import logging
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from coldtrace.ports import AuditRow
 from coldtrace.services import audit_keys
-from coldtrace.store.db import Database, add_equal_filters
+from coldtrace.store import audit as store
+from coldtrace.store.db import Database
 
 log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
-MAX_PAGE = 1000
+MAX_PAGE = store.MAX_PAGE
 
 
 def _canon(value: Any) -> str | None:
@@ -61,29 +64,28 @@ def keyed_hash(key: bytes, key_id: str, id_: int, ts: int, actor: str, action: s
     return hmac.new(key, body.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def record_audit(conn: sqlite3.Connection, *, actor: str, action: str, entity: str,
+def record_audit(conn: Any, *, actor: str, action: str, entity: str,
                  entity_id: str | None = None, old: Any = None, new: Any = None, reason: str | None = None,
                  ts: int) -> int:
-    """Append one audit record inside the caller's transaction; returns its id."""
+    """Append one audit record inside the caller's transaction; returns its id.
+
+    The head is read and the record appended in that one transaction, which holds the chain exclusively
+    (``store.lock_chain``): concurrent writers, in threads or processes, append one after the other to ONE
+    chain, never two records on the same head."""
     if not conn.in_transaction:
         raise RuntimeError("record_audit must run inside a write transaction (with db.write() as conn)")
-    last = conn.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+    store.lock_chain(conn)
+    last = store.chain_head(conn)
     prev_hash = last[1] if last else GENESIS
-    if getattr(conn, "dialect", "sqlite") == "postgresql":
-        # ids are contiguous (verify) and write() holds the cluster-wide write lock: the one after the last
-        next_id = (last[0] if last else 0) + 1
-    else:
-        # AUTOINCREMENT never reuses an id; rolled back inserts roll back the sequence too
-        seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'").fetchone()
-        next_id = (seq[0] if seq else 0) + 1
+    next_id = store.next_id(conn)
     old_s, new_s = _canon(old), _canon(new)
     key = audit_keys.hmac_key(conn)  # created (0600, outside the database) on the first record if needed
     assert key is not None
     h = keyed_hash(key.key, key.key_id, next_id, int(ts), actor, action, entity, entity_id, old_s, new_s, reason,
                    prev_hash)
-    conn.execute("INSERT INTO audit_log (id, ts, actor, action, entity, entity_id, old_value, new_value,"
-                 " reason, prev_hash, hash, key_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                 (next_id, int(ts), actor, action, entity, entity_id, old_s, new_s, reason, prev_hash, h, key.key_id))
+    store.append(conn, AuditRow(id=next_id, ts=int(ts), actor=actor, action=action, entity=entity,
+                                entity_id=entity_id, old_value=old_s, new_value=new_s, reason=reason,
+                                prev_hash=prev_hash, hash=h, key_id=key.key_id))
     return next_id
 
 
@@ -153,7 +155,7 @@ def verify(db: Database, chunk: int = 5000, known_head: tuple[int, str] | None =
     last_id = 0
     seen_keyed = False
     while True:
-        rows = db.query("SELECT * FROM audit_log WHERE id > ? ORDER BY id LIMIT ?", (last_id, chunk))
+        rows = store.records_after(db, last_id, chunk)
         if not rows:
             missing = [k for k in expect.values() if k.id >= expected_id]
             if missing:
@@ -200,12 +202,11 @@ def verify(db: Database, chunk: int = 5000, known_head: tuple[int, str] | None =
 
 def head(db: Database) -> tuple[int, str]:
     """(id, hash) of the newest record: keep a copy elsewhere to detect a truncated tail."""
-    r = db.query_one("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
-    return (r[0], r[1]) if r else (0, GENESIS)
+    return store.chain_head(db) or (0, GENESIS)
 
 
-def _decode(row: sqlite3.Row) -> dict[str, Any]:
-    d = dict(row)
+def _decode(row: AuditRow) -> dict[str, Any]:
+    d: dict[str, Any] = dict(row)
     for k in ("old_value", "new_value"):
         d[k] = None if d[k] is None else json.loads(d[k])
     return d
@@ -215,15 +216,5 @@ def query(db: Database, *, entity: str | None = None, entity_id: str | None = No
           action: str | None = None, start: int | None = None, end: int | None = None,
           after_id: int = 0, limit: int = 100) -> list[dict[str, Any]]:
     """Audit records in id order, keyset-paginated by ``after_id``; at most MAX_PAGE per call."""
-    where, params = ["id > ?"], [int(after_id)]
-    add_equal_filters(where, params, (("entity", entity), ("entity_id", entity_id), ("actor", actor),
-                                      ("action", action)))
-    if start is not None:
-        where.append("ts >= ?")
-        params.append(start)
-    if end is not None:
-        where.append("ts < ?")
-        params.append(end)
-    params.append(max(1, min(int(limit), MAX_PAGE)))
-    rows = db.query(f"SELECT * FROM audit_log WHERE {' AND '.join(where)} ORDER BY id LIMIT ?", tuple(params))
-    return [_decode(r) for r in rows]
+    return [_decode(r) for r in store.search(db, entity=entity, entity_id=entity_id, actor=actor, action=action,
+                                             start=start, end=end, after_id=after_id, limit=limit)]

@@ -35,6 +35,8 @@ from coldtrace.core.clock import to_iso
 from coldtrace.core.errors import ConfigError
 from coldtrace.services import audit, audit_keys
 from coldtrace.settings import Settings
+from coldtrace.store import audit as audit_store
+from coldtrace.store import auth as auth_store
 from coldtrace.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -227,12 +229,11 @@ def ensure_keys(db: Database, settings: Settings) -> None:
     with db.write() as c:
         key = audit_keys.hmac_key(c)
         assert key is not None
-        if key.source == audit_keys.ENV_HMAC_KEY and c.execute(
-                "SELECT 1 FROM audit_log WHERE key_id IS NOT NULL LIMIT 1").fetchone() is None:
+        if key.source == audit_keys.ENV_HMAC_KEY and not audit_store.has_keyed_records(c):
             # a database from before keying, first started with a key from the environment: the boundary
             # cannot be written into a key file, the operator states it (once keyed records exist, an
             # unkeyed one after the boundary is for `verify` to report, never a reason to move it)
-            last_unkeyed = c.execute("SELECT MAX(id) FROM audit_log WHERE key_id IS NULL").fetchone()[0]
+            last_unkeyed = audit_store.last_unkeyed_id(c)
             if last_unkeyed is not None and last_unkeyed >= key.keyed_from:
                 raise ConfigError(
                     f"the audit trail holds {last_unkeyed} records from before keying, and"
@@ -246,8 +247,7 @@ def tick(services: Any, now_ms: int | None = None) -> dict[str, Any] | None:
     from coldtrace.services import auth
 
     now = services.clock.now_ms() if now_ms is None else now_ms
-    if services.db.query_one("SELECT 1 FROM login_failures_unknown WHERE window_start + ? <= ? LIMIT 1",
-                             (auth.UNKNOWN_WINDOW_MS, now)):
+    if auth_store.ended_unknown_windows(services.db, auth.UNKNOWN_WINDOW_MS, now):
         with services.db.write() as c:
             auth.flush_unknown_failures(c, now)
     return for_services(services).export(now)

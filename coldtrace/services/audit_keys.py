@@ -26,16 +26,17 @@ import json
 import logging
 import os
 import secrets
-import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from coldtrace.core.errors import ConfigError
+from coldtrace.store import audit as audit_store
 
 log = logging.getLogger(__name__)
 
@@ -76,16 +77,9 @@ def _decode_secret(raw: str, what: str) -> bytes:
     return value
 
 
-def db_file(conn: sqlite3.Connection) -> str:
-    """The main database file of a connection ('' for an in-memory database). PostgreSQL: a name in the data
-    directory the process gave its database (its key files live there), '' when it gave none."""
-    if getattr(conn, "dialect", "sqlite") == "postgresql":
-        local = getattr(conn, "local_dir", None)
-        return str(Path(local) / "postgresql") if local else ""
-    for row in conn.execute("PRAGMA database_list"):
-        if row[1] == "main":
-            return row[2] or ""
-    return ""
+def db_file(conn: Any) -> str:
+    """The main database file of a connection ('' for an in-memory database)."""
+    return audit_store.database_file(conn)
 
 
 def _write_new_file(path: Path, data: bytes, mode: int = 0o600) -> bool:
@@ -112,14 +106,7 @@ _cache_lock = threading.Lock()
 _memory_key: HmacKey | None = None
 
 
-def _next_id(conn: sqlite3.Connection) -> int:
-    if getattr(conn, "dialect", "sqlite") == "postgresql":  # the ids record_audit hands out (audit.py)
-        return conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM audit_log").fetchone()[0]
-    seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'").fetchone()
-    return (seq[0] if seq else 0) + 1
-
-
-def hmac_key(conn: sqlite3.Connection, *, create: bool = True) -> HmacKey | None:
+def hmac_key(conn: Any, *, create: bool = True) -> HmacKey | None:
     """The HMAC key of this connection's database; created (with ``keyed_from`` = the next record id) when
     ``create`` and there is none yet. None only when ``create`` is False and no key exists."""
     global _memory_key
@@ -150,7 +137,7 @@ def hmac_key(conn: sqlite3.Connection, *, create: bool = True) -> HmacKey | None
                 return None
             k = secrets.token_bytes(32)
             doc = {"v": 1, "alg": "HMAC-SHA256", "key": base64.b64encode(k).decode(), "key_id": key_fingerprint(k),
-                   "keyed_from": _next_id(conn)}
+                   "keyed_from": audit_store.next_id(conn)}
             if _write_new_file(file, (json.dumps(doc, indent=1) + "\n").encode()):
                 log.info("created the audit HMAC key %s (key id %s): records from %d on are keyed; keep a copy"
                          " of this file apart from the database backups", file, doc["key_id"], doc["keyed_from"])

@@ -18,7 +18,6 @@ import logging
 import os
 import re
 import secrets
-import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,9 +27,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from coldtrace.core.clock import SystemClock
-from coldtrace.core.errors import ConfigError, Conflict, NotFound, RateLimited, StoreError
+from coldtrace.core.errors import ConfigError, Conflict, NotFound, RateLimited
 from coldtrace.core.model import DAY, HOUR, MINUTE, stable_id
+from coldtrace.ports import TokenListing, TokenOwner, TokenRow, UserRow
 from coldtrace.settings import is_loopback_host
+from coldtrace.store import auth as store
 from coldtrace.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -121,29 +122,21 @@ def create_user(db: Database, username: str, full_name: str, password: str, role
     now = _now(now_ms)
     uid = stable_id("usr", secrets.token_hex(8))
     pw_hash = _hash_password(password)
-    try:
-        with db.write() as c:
-            c.execute("INSERT INTO users (id, username, full_name, password_hash, role, created_at,"
-                      " updated_at) VALUES (?,?,?,?,?,?,?)",
-                      (uid, username, full_name.strip(), pw_hash, role, now, now))
-            record_audit(c, actor=actor, action="user.create", entity="user", entity_id=uid, ts=now,
-                         new={"username": username, "full_name": full_name.strip(), "role": role})
-    except StoreError as exc:
-        if isinstance(exc.__cause__, sqlite3.IntegrityError):
-            raise Conflict(f"username {username!r} already exists") from exc
-        raise
+    with db.write() as c:
+        if not store.insert_user(c, id=uid, username=username, full_name=full_name.strip(), password_hash=pw_hash,
+                                 role=role, now=now):
+            raise Conflict(f"username {username!r} already exists")
+        record_audit(c, actor=actor, action="user.create", entity="user", entity_id=uid, ts=now,
+                     new={"username": username, "full_name": full_name.strip(), "role": role})
     return uid
 
 
-def get_user(db: Database, user_id: str) -> dict[str, Any] | None:
-    row = db.query_one("SELECT id, username, full_name, role, active, created_at FROM users WHERE id = ?",
-                       (user_id,))
-    return dict(row) if row else None
+def get_user(db: Database, user_id: str) -> UserRow | None:
+    return store.get_user(db, user_id)
 
 
-def list_users(db: Database) -> list[dict[str, Any]]:
-    return [dict(r) for r in db.query(
-        "SELECT id, username, full_name, role, active, created_at FROM users ORDER BY username")]
+def list_users(db: Database) -> list[UserRow]:
+    return store.list_users(db)
 
 
 class LastAdmin(Conflict):
@@ -152,10 +145,8 @@ class LastAdmin(Conflict):
     code = "last_admin"
 
 
-def find_user(db: Database, username: str) -> dict[str, Any] | None:
-    row = db.query_one("SELECT id, username, full_name, role, active, created_at FROM users WHERE username = ?",
-                       (username,))
-    return dict(row) if row else None
+def find_user(db: Database, username: str) -> UserRow | None:
+    return store.find_user(db, username)
 
 
 def update_user(db: Database, username: str, *, full_name: str | None = None, role: str | None = None,
@@ -179,8 +170,7 @@ def update_user(db: Database, username: str, *, full_name: str | None = None, ro
             raise ValueError("full name is required (it is printed on electronic signatures)")
     now = _now(now_ms)
     with db.write() as c:
-        row = c.execute("SELECT id, username, full_name, role, active FROM users WHERE username = ?",
-                        (username,)).fetchone()
+        row = store.find_user(c, username)
         if row is None:
             raise NotFound(f"no user {username!r}")
         old = {"full_name": row["full_name"], "role": row["role"], "active": bool(row["active"])}
@@ -191,22 +181,18 @@ def update_user(db: Database, username: str, *, full_name: str | None = None, ro
         if not changed:
             return []
         if old["role"] == "admin" and old["active"] and not (new["role"] == "admin" and new["active"]):
-            others = c.execute("SELECT COUNT(*) FROM users WHERE role = 'admin' AND active = 1 AND id != ?",
-                               (row["id"],)).fetchone()[0]
-            if not others:
+            if not store.active_admins_other_than(c, row["id"]):
                 what = "disabled" if not new["active"] else "demoted"
                 raise LastAdmin(f"{username} is the last active admin and cannot be {what}: enable or add"
                                 " another admin first")
-        c.execute("UPDATE users SET full_name = ?, role = ?, active = ?, updated_at = ? WHERE id = ?",
-                  (new["full_name"], new["role"], int(new["active"]), now, row["id"]))
+        store.update_user(c, row["id"], full_name=new["full_name"], role=new["role"], active=new["active"], now=now)
         details = [k for k in changed if k != "active"]
         if details:
             record_audit(c, actor=actor, action="user.update", entity="user", entity_id=row["id"], ts=now,
                          old={k: old[k] for k in details}, new={k: new[k] for k in details})
         if "active" in changed:
             if not new["active"]:
-                c.execute("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
-                          (now, row["id"]))
+                store.revoke_user_sessions(c, row["id"], now)
             record_audit(c, actor=actor, action="user.enable" if new["active"] else "user.disable",
                          entity="user", entity_id=row["id"], ts=now, old={"active": old["active"]},
                          new={"active": new["active"]})
@@ -219,7 +205,7 @@ def set_user_active(db: Database, username: str, active: bool, *, actor: str, no
     return bool(update_user(db, username, active=active, actor=actor, now_ms=now_ms))
 
 
-def _user_principal(row: sqlite3.Row) -> Principal:
+def _user_principal(row: Any) -> Principal:
     return Principal("user", row["username"], row["role"], row["id"], frozenset())
 
 
@@ -227,7 +213,7 @@ def verify_password(db: Database, user_id: str, password: str, now_ms: int | Non
     """Re-check a signed-in user's password (electronic signature: 21 CFR 11.200). A wrong password counts
     toward the same lockout as a failed sign-in; a locked account cannot sign. The caller records the
     failure in the audit trail (with what was being signed)."""
-    row = db.query_one("SELECT username FROM users WHERE id = ?", (user_id,))
+    row = store.get_user(db, user_id)
     if row is None:
         return False
     res = check_login(db, row["username"], password, now_ms=now_ms, record=False)
@@ -368,27 +354,11 @@ def _verify_hash(stored: str, password: str) -> bool:
             return False
 
 
-# A failure counts atomically in the database (no read-modify-write in Python, so simultaneous failures all
-# count): the MAX_FAILED_LOGINS-th consecutive failure locks the account for LOCKOUT_MS; failures while it
-# is locked are still counted but do not extend the lock; the first failure after the lock ended starts a
-# new count. All SET expressions read the row as it was before this UPDATE.
-_FAIL_SQL = """
-UPDATE users SET
-  failed_logins = CASE WHEN locked_until IS NOT NULL AND locked_until <= :now THEN 1 ELSE failed_logins + 1 END,
-  locked_until = CASE
-    WHEN locked_until IS NOT NULL AND locked_until > :now THEN locked_until
-    WHEN (CASE WHEN locked_until IS NOT NULL AND locked_until <= :now THEN 1 ELSE failed_logins + 1 END) >= :max
-      THEN :now + :lock_ms
-    ELSE NULL END
-WHERE id = :id
-RETURNING failed_logins, locked_until
-"""
-# A right password clears the count, but only on an active account that is not locked at this instant.
-_SUCCESS_SQL = """
-UPDATE users SET failed_logins = 0, locked_until = NULL
-WHERE id = :id AND active = 1 AND (locked_until IS NULL OR locked_until <= :now)
-RETURNING id
-"""
+# A failure counts atomically in the database (one UPDATE ... RETURNING: simultaneous failures all count, see
+# coldtrace.store.auth.record_login_failure): the MAX_FAILED_LOGINS-th consecutive failure locks the account
+# for LOCKOUT_MS; failures while it is locked are still counted but do not extend the lock; the first failure
+# after the lock ended starts a new count. A right password clears the count, but only on an active account
+# that is not locked at that instant.
 
 UNKNOWN_WINDOW_MS = 10 * MINUTE  # failed sign-ins of unknown usernames: one audit record per window
 
@@ -401,8 +371,7 @@ def check_login(db: Database, username: str, password: str, *, now_ms: int | Non
     each; unknown usernames: counted per window, see ``flush_unknown_failures``). Raises RateLimited
     (``login_busy``) when the hashing slots and their queue are full."""
     now = _now(now_ms)
-    row = db.query_one("SELECT id, username, role, active, password_hash FROM users WHERE username = ?",
-                       (username,))
+    row = store.login_row(db, username)
     ok = _verify_hash(row["password_hash"] if row is not None else _dummy_hash(), password)
     if row is None:
         if record:
@@ -414,7 +383,7 @@ def check_login(db: Database, username: str, password: str, *, now_ms: int | Non
 
     if ok:
         with db.write() as c:
-            granted = c.execute(_SUCCESS_SQL, {"id": row["id"], "now": now}).fetchone() is not None
+            granted = store.clear_login_failures(c, row["id"], now)
             if record:
                 record_audit(c, actor=row["username"], action="auth.login" if granted else "auth.login_failed",
                              entity="user", entity_id=row["id"], ts=now,
@@ -425,54 +394,46 @@ def check_login(db: Database, username: str, password: str, *, now_ms: int | Non
         if _hasher.check_needs_rehash(row["password_hash"]):
             new_hash = _hash_password(password)
             with db.write() as c:
-                c.execute("UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?",
-                          (new_hash, row["id"], row["password_hash"]))
+                store.replace_password_hash(c, row["id"], new_hash, row["password_hash"])
         return LoginResult(_user_principal(row), row["id"])
     with db.write() as c:
-        r = c.execute(_FAIL_SQL, {"id": row["id"], "now": now, "max": MAX_FAILED_LOGINS,
-                                  "lock_ms": LOCKOUT_MS}).fetchone()
-        locked = r is not None and r["locked_until"] is not None and r["locked_until"] > now
+        r = store.record_login_failure(c, row["id"], now, max_failures=MAX_FAILED_LOGINS, lock_ms=LOCKOUT_MS)
+        locked = r is not None and r.locked_until is not None and r.locked_until > now
         if record and r is not None:
             record_audit(c, actor=row["username"], action="auth.login_failed", entity="user",
                          entity_id=row["id"], ts=now,
-                         new={"client": client, "consecutive_failures": r["failed_logins"],
-                              "locked_until": r["locked_until"] if locked else None})
-    if r is not None and r["failed_logins"] == MAX_FAILED_LOGINS:
+                         new={"client": client, "consecutive_failures": r.failed_logins,
+                              "locked_until": r.locked_until if locked else None})
+    if r is not None and r.failed_logins == MAX_FAILED_LOGINS:
         log.warning("user %s locked for %d min after %d failed password checks", row["username"],
                     LOCKOUT_MS // MINUTE, MAX_FAILED_LOGINS)
     return LoginResult(None, row["id"], locked=locked)
 
 
-def _note_unknown_failure(c: sqlite3.Connection, client: str | None, now: int) -> None:
+def _note_unknown_failure(c: Any, client: str | None, now: int) -> None:
     from coldtrace.services.login_guard import (
         client_bucket,  # an IPv6 client by its /64: one row per subscriber and window
     )
 
-    start = now - now % UNKNOWN_WINDOW_MS
-    c.execute("INSERT INTO login_failures_unknown (window_start, client, attempts, first_ts, last_ts)"
-              " VALUES (?,?,1,?,?) ON CONFLICT (window_start, client) DO UPDATE SET"
-              " attempts = attempts + 1, last_ts = excluded.last_ts", (start, client_bucket(client), now, now))
+    store.note_unknown_failure(c, now - now % UNKNOWN_WINDOW_MS, client_bucket(client), now)
 
 
-def flush_unknown_failures(c: sqlite3.Connection, now_ms: int, *, max_clients: int = 20) -> int:
+def flush_unknown_failures(c: Any, now_ms: int, *, max_clients: int = 20) -> int:
     """Turn each ended window of failed sign-ins for unknown usernames into one audit record (attempts, the
     busiest client addresses); returns how many records were written. Runs inside the caller's write
     transaction; called on such failures and on the clock tick."""
     from coldtrace.services.audit import record_audit
 
-    ended = [r[0] for r in c.execute("SELECT DISTINCT window_start FROM login_failures_unknown"
-                                     " WHERE window_start + ? <= ? ORDER BY window_start",
-                                     (UNKNOWN_WINDOW_MS, now_ms))]
+    ended = store.ended_unknown_windows(c, UNKNOWN_WINDOW_MS, now_ms)
     for start in ended:
-        rows = c.execute("SELECT client, attempts, first_ts, last_ts FROM login_failures_unknown"
-                         " WHERE window_start = ? ORDER BY attempts DESC, client", (start,)).fetchall()
+        rows = store.unknown_failures(c, start)
         record_audit(c, actor="anonymous", action="auth.login_failed_unknown", entity="user", entity_id=None,
                      ts=now_ms, reason="failed sign-ins for usernames that do not exist (counted per window)",
                      new={"window_start": start, "window_end": start + UNKNOWN_WINDOW_MS,
                           "attempts": sum(r["attempts"] for r in rows), "clients_total": len(rows),
                           "clients": {r["client"]: r["attempts"] for r in rows[:max_clients]},
                           "first_ts": min(r["first_ts"] for r in rows), "last_ts": max(r["last_ts"] for r in rows)})
-        c.execute("DELETE FROM login_failures_unknown WHERE window_start = ?", (start,))
+        store.delete_unknown_window(c, start)
     return len(ended)
 
 
@@ -483,12 +444,9 @@ def set_password(db: Database, user_id: str, password: str, *, actor: str, now_m
     now = _now(now_ms)
     pw_hash = _hash_password(password)  # not inside the write transaction: hashing takes a while
     with db.write() as c:
-        n = c.execute("UPDATE users SET password_hash = ?, updated_at = ?, failed_logins = 0,"
-                      " locked_until = NULL WHERE id = ?", (pw_hash, now, user_id)).rowcount
-        if not n:
+        if not store.set_password(c, user_id, pw_hash, now):
             raise NotFound(f"no user {user_id}")
-        c.execute("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
-                  (now, user_id))
+        store.revoke_user_sessions(c, user_id, now)
         record_audit(c, actor=actor, action="user.password", entity="user", entity_id=user_id, ts=now,
                      new={"password": "changed"})
 
@@ -504,7 +462,7 @@ def create_token(db: Database, *, user: str | None = None, role: str | None = No
     now = _now(now_ms)
     user_id = None
     if user is not None:
-        row = db.query_one("SELECT id, role FROM users WHERE id = ? OR username = ?", (user, user))
+        row = store.find_user_by_id_or_name(db, user)
         if row is None:
             raise NotFound(f"no user {user!r}")
         user_id = row["id"]
@@ -520,8 +478,8 @@ def create_token(db: Database, *, user: str | None = None, role: str | None = No
     raw = USER_TOKEN_PREFIX + secrets.token_urlsafe(32)
     tid = stable_id("tok", secrets.token_hex(8))
     with db.write() as c:
-        c.execute("INSERT INTO api_tokens (id, token_hash, name, user_id, role, created_at, expires_at)"
-                  " VALUES (?,?,?,?,?,?,?)", (tid, hash_token(raw), name, user_id, role, now, expires))
+        store.insert_api_token(c, id=tid, token_hash=hash_token(raw), name=name, user_id=user_id, role=role,
+                               created_at=now, expires_at=expires)
         record_audit(c, actor=actor, action="token.create", entity="api_token", entity_id=tid, ts=now,
                      new={"name": name, "user_id": user_id, "role": role, "expires_at": expires})
     return raw
@@ -542,10 +500,8 @@ def create_device_token(db: Database, device_ids: Any, *, name: str | None = Non
     raw = DEVICE_TOKEN_PREFIX + secrets.token_urlsafe(32)
     tid = stable_id("dtk", secrets.token_hex(8))
     with db.write() as c:
-        c.execute("INSERT INTO device_tokens (id, token_hash, name, created_at) VALUES (?,?,?,?)",
-                  (tid, hash_token(raw), name or ",".join(ids)[:200], now))
-        c.executemany("INSERT INTO device_token_devices (token_id, device_id) VALUES (?,?)",
-                      [(tid, d) for d in ids])
+        store.insert_device_token(c, id=tid, token_hash=hash_token(raw), name=name or ",".join(ids)[:200],
+                                  created_at=now, device_ids=ids)
         record_audit(c, actor=actor, action="device_token.create", entity="device_token", entity_id=tid,
                      ts=now, new={"device_ids": ids})
     return raw
@@ -556,11 +512,7 @@ def revoke_token(db: Database, token_id: str, *, actor: str, now_ms: int | None 
 
     now = _now(now_ms)
     with db.write() as c:
-        n = c.execute("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                      (now, token_id)).rowcount
-        n += c.execute("UPDATE device_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                       (now, token_id)).rowcount
-        if not n:
+        if not store.revoke_token(c, token_id, now):
             raise NotFound(f"no active token {token_id}")
         record_audit(c, actor=actor, action="token.revoke", entity="token", entity_id=token_id, ts=now,
                      old={"revoked_at": None}, new={"revoked_at": now})
@@ -593,10 +545,22 @@ def _iso(ms: int) -> str:
     return to_iso(ms) or str(ms)
 
 
-def list_tokens(db: Database) -> list[dict[str, Any]]:
-    return [dict(r) for r in db.query(
-        "SELECT id, name, user_id, role, created_at, expires_at, revoked_at, last_used_at FROM api_tokens"
-        " ORDER BY created_at")]
+def list_tokens(db: Database) -> list[TokenRow]:
+    return store.list_api_tokens(db)
+
+
+def list_all_tokens(db: Database) -> list[TokenListing]:
+    """API tokens and device tokens, with whom or what each is for (never the secret: only hashes exist)."""
+    return store.list_all_tokens(db)
+
+
+def api_token_id(db: Database, raw_token: str) -> str | None:
+    """The id of the API token ``raw_token`` (just created and shown once)."""
+    return store.api_token_id(db, hash_token(raw_token))
+
+
+def token_owner(db: Database, token_id: str) -> TokenOwner | None:
+    return store.token_owner(db, token_id)
 
 
 def authenticate_bearer(db: Database, raw_token: str, now_ms: int) -> Principal | None:
@@ -605,19 +569,13 @@ def authenticate_bearer(db: Database, raw_token: str, now_ms: int) -> Principal 
         return None
     h = hash_token(raw_token)
     if raw_token.startswith(DEVICE_TOKEN_PREFIX):
-        row = db.query_one("SELECT id, name FROM device_tokens WHERE token_hash = ? AND revoked_at IS NULL",
-                           (h,))
-        if row is None:
+        dev = store.bearer_device_token(db, h)
+        if dev is None:
             return None
-        ids = frozenset(r[0] for r in db.query(
-            "SELECT device_id FROM device_token_devices WHERE token_id = ?", (row["id"],)))
-        _touch(db, "device_tokens", row["id"], now_ms)
-        return Principal("device", f"device-token:{row['id']}", "device", None, ids)
+        _touch(db, "device", dev.id, now_ms)
+        return Principal("device", f"device-token:{dev.id}", "device", None, dev.device_ids)
     if raw_token.startswith(USER_TOKEN_PREFIX):
-        row = db.query_one(
-            "SELECT t.id, t.name, t.role, t.user_id, t.created_at, t.expires_at, u.username, u.role AS user_role,"
-            " u.active FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id"
-            " WHERE t.token_hash = ? AND t.revoked_at IS NULL", (h,))
+        row = store.bearer_api_token(db, h)
         if row is None or (row["expires_at"] is not None and row["expires_at"] <= now_ms):
             return None
         role = row["role"]
@@ -632,31 +590,31 @@ def authenticate_bearer(db: Database, raw_token: str, now_ms: int) -> Principal 
             name = row["username"]
         else:
             name = f"token:{row['name']}"
-        _touch(db, "api_tokens", row["id"], now_ms)
+        _touch(db, "api", row["id"], now_ms)
         return Principal("token", name, role, row["user_id"], frozenset())
     return None
 
 
-def _touch(db: Database, table: str, row_id: str, now_ms: int) -> None:
+def _touch(db: Database, kind: str, token_id: str, now_ms: int) -> None:
     """Record last use at most once a minute per token (keeps reads from turning into writes)."""
-    row = db.query_one(f"SELECT last_used_at FROM {table} WHERE id = ?", (row_id,))
-    if row is not None and (row[0] is None or now_ms - row[0] >= MINUTE):
+    found, last = store.token_last_used(db, kind, token_id)
+    if found and (last is None or now_ms - last >= MINUTE):
         with db.write() as c:
-            c.execute(f"UPDATE {table} SET last_used_at = ? WHERE id = ?", (now_ms, row_id))
+            store.touch_token(c, kind, token_id, now_ms)
 
 
 # ---------------------------------------------------------------- browser sessions
 
 def create_session(db: Database, user_id: str, now_ms: int, *, max_ms: int = SESSION_MAX_MS) -> Session:
     """A cookie session for the QA pages, after authenticate_password succeeded."""
-    row = db.query_one("SELECT * FROM users WHERE id = ? AND active = 1", (user_id,))
-    if row is None:
+    row = store.get_user(db, user_id)
+    if row is None or not row["active"]:
         raise NotFound(f"no active user {user_id}")
     raw = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(24)
     with db.write() as c:
-        c.execute("INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, expires_at, last_seen_at)"
-                  " VALUES (?,?,?,?,?,?)", (hash_token(raw), user_id, csrf, now_ms, now_ms + max_ms, now_ms))
+        store.insert_session(c, id_hash=hash_token(raw), user_id=user_id, csrf_token=csrf, created_at=now_ms,
+                             expires_at=now_ms + max_ms)
     return Session(raw, csrf, _user_principal(row), now_ms + max_ms)
 
 
@@ -665,16 +623,14 @@ def authenticate_session(db: Database, raw: str, now_ms: int, *, idle_ms: int = 
     """The session of a cookie value, if live (not revoked, not expired, not idle too long)."""
     if not raw or len(raw) > 200:
         return None
-    row = db.query_one(
-        "SELECT s.*, u.username, u.role, u.active, u.id AS uid FROM sessions s"
-        " JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?", (hash_token(raw),))
+    row = store.session(db, hash_token(raw))
     if (row is None or row["revoked_at"] is not None or row["expires_at"] <= now_ms
             or now_ms - row["last_seen_at"] > idle_ms or not row["active"]):
         return None
     if now_ms - row["last_seen_at"] >= MINUTE:
         with db.write() as c:
-            c.execute("UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?", (now_ms, row["id_hash"]))
-    p = Principal("user", row["username"], row["role"], row["uid"], frozenset())
+            store.touch_session(c, row["id_hash"], now_ms)
+    p = Principal("user", row["username"], row["role"], row["user_id"], frozenset())
     return Session(raw, row["csrf_token"], p, row["expires_at"])
 
 
@@ -684,8 +640,7 @@ def check_csrf(session: Session, header_value: str | None) -> bool:
 
 def revoke_session(db: Database, raw: str, now_ms: int) -> None:
     with db.write() as c:
-        c.execute("UPDATE sessions SET revoked_at = ? WHERE id_hash = ? AND revoked_at IS NULL",
-                  (now_ms, hash_token(raw)))
+        store.revoke_session(c, hash_token(raw), now_ms)
 
 
 # ---------------------------------------------------------------- start-up checks
@@ -693,17 +648,14 @@ def revoke_session(db: Database, raw: str, now_ms: int) -> None:
 def has_credentials(db: Database, now_ms: int | None = None) -> bool:
     """Whether anyone can log in: an active user, or a live API token."""
     now = _now(now_ms)
-    if db.query_one("SELECT 1 FROM users WHERE active = 1 LIMIT 1"):
-        return True
-    return db.query_one("SELECT 1 FROM api_tokens WHERE revoked_at IS NULL AND (expires_at IS NULL OR"
-                        " expires_at > ?) LIMIT 1", (now,)) is not None
+    return store.any_active_user(db) or store.any_live_api_token(db, now)
 
 
 def ensure_bootstrap_admin(db: Database, now_ms: int | None = None) -> str | None:
     """First start of ``coldtrace run``: with no user and no token at all, create an admin token (valid a
     day, so a forgotten bootstrap token does not live forever) and return it for printing; else None."""
     now = _now(now_ms)
-    if db.query_one("SELECT 1 FROM users LIMIT 1") or db.query_one("SELECT 1 FROM api_tokens LIMIT 1"):
+    if store.any_user_or_api_token(db):
         return None
     token = create_token(db, role="admin", name="bootstrap", expires=now + DAY, actor="system", now_ms=now)
     log.info("created a bootstrap admin token (valid 24 h); create users with `coldtrace user add`")

@@ -1,15 +1,14 @@
-"""Calibration records in SQLite: device calibration state, sessions, results, history, drift, certificates.
+"""Calibration records: device calibration state, sessions, results, history, drift, certificates.
 
 The read side of calibration (what the API and the certificate show) kept apart from the session engine in
 ``calibration_service`` so each stays small. Functions take a ``Database`` or a connection (inside a
-caller's transaction).
+caller's transaction); the rows come from ``coldtrace.store.calibration``.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import sqlite3
 from typing import Any
 
 import numpy as np
@@ -17,35 +16,33 @@ import numpy as np
 from coldtrace.adapters.certificate import CertificateData, CertificatePoint
 from coldtrace.core import calibration as cal
 from coldtrace.core import calibration_drift as drift_maths
-from coldtrace.core.errors import NotFound
-from coldtrace.store.db import Database, add_equal_filters
+from coldtrace.core.errors import Conflict, NotFound
+from coldtrace.store import calibration as store
+from coldtrace.store.calibration import DEVICE_FIELDS, DeviceCalibration, SessionRow
+from coldtrace.store.db import Database
 
-DEVICE_FIELDS = ("last_calibrated_at", "interval_days", "due_at", "status", "certificate_ref",
-                 "expanded_uncertainty_c", "resolution_c", "traceability", "due_alerted",
-                 "make", "model", "serial_number", "calibrated_by")
+__all__ = ["DEVICE_FIELDS", "certificate_ref", "session_row", "device_calibration", "upsert_device_calibration",
+           "session_detail", "session_results", "list_sessions", "devices_calibrated_against", "history_arrays",
+           "device_drift", "certificate_data", "set_session_conditions", "delete_session", "import_history",
+           "known_devices"]
 
-
-def _conn(db: Database | sqlite3.Connection) -> sqlite3.Connection:
-    return db.conn() if isinstance(db, Database) else db
+DbOrConn = Any  # a Database (either dialect), or a connection inside the caller's transaction
 
 
 def certificate_ref(session_id: str, device_id: str) -> str:
     return f"CT-{session_id}-{device_id}"
 
 
-def session_row(db: Database | sqlite3.Connection, session_id: str) -> sqlite3.Row:
-    row = _conn(db).execute("SELECT * FROM calibration_sessions WHERE id = ?", (session_id,)).fetchone()
-    if row is None:
-        raise NotFound(f"no calibration session {session_id!r}")
-    return row
+def session_row(db: DbOrConn, session_id: str) -> SessionRow:
+    """The session's row; NotFound (404) when there is none."""
+    return store.get_session(db, session_id)
 
 
-def device_calibration(db: Database | sqlite3.Connection, device_id: str) -> dict[str, Any] | None:
-    row = _conn(db).execute("SELECT * FROM device_calibration WHERE device_id = ?", (device_id,)).fetchone()
-    return None if row is None else dict(row)
+def device_calibration(db: DbOrConn, device_id: str) -> DeviceCalibration | None:
+    return store.device_calibration(db, device_id)
 
 
-def upsert_device_calibration(c: sqlite3.Connection, device_id: str, now: int, **fields: Any) -> None:
+def upsert_device_calibration(c: Any, device_id: str, now: int, **fields: Any) -> None:
     """Set some calibration fields of a device (others unchanged); due_at follows last + interval."""
     bad = set(fields) - set(DEVICE_FIELDS)
     if bad:
@@ -59,10 +56,7 @@ def upsert_device_calibration(c: sqlite3.Connection, device_id: str, now: int, *
         merged["due_at"] = drift_maths.due_date(merged["last_calibrated_at"], merged["interval_days"])
     if merged["status"] is None:
         merged["status"] = "valid" if merged["last_calibrated_at"] is not None else "unknown"
-    cols, marks = ", ".join(DEVICE_FIELDS), ",".join("?" * len(DEVICE_FIELDS))
-    c.execute(f"INSERT INTO device_calibration (device_id, {cols}, updated_at) VALUES (?,{marks},?)"
-              f" ON CONFLICT(device_id) DO UPDATE SET {', '.join(f'{k}=excluded.{k}' for k in DEVICE_FIELDS)},"
-              " updated_at=excluded.updated_at", (device_id, *[merged[k] for k in DEVICE_FIELDS], now))
+    store.save_device_calibration(c, device_id, merged, now)
 
 
 def _num(v: Any) -> float | None:
@@ -70,22 +64,17 @@ def _num(v: Any) -> float | None:
 
 
 def session_detail(db: Database, session_id: str) -> dict[str, Any]:
-    s = dict(session_row(db, session_id))
+    s: dict[str, Any] = dict(session_row(db, session_id))
     s["set_points"] = json.loads(s["set_points"])
-    s["duts"] = [dict(r) for r in db.query("SELECT device_id, resolution_c FROM calibration_session_duts"
-                                           " WHERE session_id = ? ORDER BY device_id", (session_id,))]
-    s["points"] = [dict(r) for r in db.query("SELECT * FROM calibration_points WHERE session_id = ?"
-                                             " ORDER BY point_index", (session_id,))]
+    s["duts"] = store.session_duts(db, session_id)
+    s["points"] = store.points(db, session_id)
     s["results"] = session_results(db, session_id)
     return s
 
 
-def session_results(db: Database, session_id: str, device_id: str | None = None) -> list[dict[str, Any]]:
-    sql, params = "SELECT * FROM calibration_results WHERE session_id = ?", [session_id]
-    if device_id is not None:
-        sql += " AND device_id = ?"
-        params.append(device_id)
-    rows = [dict(r) for r in db.query(sql + " ORDER BY device_id, point_index", tuple(params))]
+def session_results(db: DbOrConn, session_id: str, device_id: str | None = None) -> list[dict[str, Any]]:
+    """The results by device and set point, each with its device's ``overall`` decision."""
+    rows: list[Any] = store.results(db, session_id, device_id)
     decisions: dict[str, list[str]] = {}
     for r in rows:
         decisions.setdefault(r["device_id"], []).append(r["decision"])
@@ -96,17 +85,10 @@ def session_results(db: Database, session_id: str, device_id: str | None = None)
 
 def list_sessions(db: Database, *, reference_id: str | None = None, device_id: str | None = None,
                   state: str | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-    where: list[str] = []
-    params: list[Any] = []
-    add_equal_filters(where, params, (("s.reference_id", reference_id or None), ("s.state", state or None)))
-    if device_id:
-        where.append("s.id IN (SELECT session_id FROM calibration_session_duts WHERE device_id = ?)")
-        params.append(device_id)
-    sql = "SELECT s.* FROM calibration_sessions s" + (" WHERE " + " AND ".join(where) if where else "")
-    rows = db.query(sql + " ORDER BY s.started_at DESC LIMIT ? OFFSET ?", (*params, limit, offset))
     out = []
-    for r in rows:
-        d = dict(r)
+    for r in store.list_sessions(db, reference_id=reference_id, device_id=device_id, state=state, limit=limit,
+                                 offset=offset):
+        d: dict[str, Any] = dict(r)
         d["set_points"] = json.loads(d["set_points"])
         out.append(d)
     return out
@@ -115,31 +97,25 @@ def list_sessions(db: Database, *, reference_id: str | None = None, device_id: s
 def devices_calibrated_against(db: Database, reference_id: str) -> list[dict[str, Any]]:
     """Reverse traceability: every DUT of every completed session that used this reference. When a
     reference's certificate turns out wrong, these are the devices (and their shipments) to re-assess."""
-    rows = db.query(
-        "SELECT d.device_id, s.id AS session_id, s.kind, s.completed_at, s.u_ref_c, s.state"
-        " FROM calibration_session_duts d JOIN calibration_sessions s ON s.id = d.session_id"
-        " WHERE s.reference_id = ? AND s.state = 'completed' ORDER BY s.completed_at, d.device_id",
-        (reference_id,))
     out = []
-    for r in rows:
+    for r in store.sessions_with_reference(db, reference_id):
         res = session_results(db, r["session_id"], r["device_id"])
         out.append({**dict(r), "overall": res[0]["overall"] if res else "no_data",
                     "certificate_ref": certificate_ref(r["session_id"], r["device_id"])})
     return out
 
 
-def history_arrays(db: Database | sqlite3.Connection, device_id: str
+def history_arrays(db: DbOrConn, device_id: str
                    ) -> tuple[list[float], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """As-found history of one device as (set points, T, E, U_last, MPE_last) ready for ``fit_drift``."""
-    rows = _conn(db).execute("SELECT set_point_c, ts, error_c, expanded_u_c, mpe_c FROM calibration_history"
-                             " WHERE device_id = ? ORDER BY set_point_c, ts", (device_id,)).fetchall()
-    by_sp: dict[float, list[sqlite3.Row]] = {}
-    for r in rows:
-        by_sp.setdefault(float(r[0]), []).append(r)
+    by_sp: dict[float, list[store.HistoryRow]] = {}
+    for r in store.history(db, device_id):
+        by_sp.setdefault(float(r["set_point_c"]), []).append(r)
     sps = sorted(by_sp)
-    T, E = drift_maths.pad_histories([([r[1] for r in by_sp[sp]], [r[2] for r in by_sp[sp]]) for sp in sps])
-    U = np.array([by_sp[sp][-1][3] for sp in sps], dtype=np.float64)
-    M = np.array([by_sp[sp][-1][4] for sp in sps], dtype=np.float64)
+    T, E = drift_maths.pad_histories([([r["ts"] for r in by_sp[sp]], [r["error_c"] for r in by_sp[sp]])
+                                      for sp in sps])
+    U = np.array([by_sp[sp][-1]["expanded_u_c"] for sp in sps], dtype=np.float64)
+    M = np.array([by_sp[sp][-1]["mpe_c"] for sp in sps], dtype=np.float64)
     return sps, T, E, U, M
 
 
@@ -178,8 +154,7 @@ def certificate_data(db: Database, session_id: str, device_id: str, issued_at_ms
     """What the certificate of one device under test states, from the records as they are now (a draft until
     issued: ``coldtrace.services.certificate_issue`` freezes it with its revision and signatures)."""
     s = session_row(db, session_id)
-    dut = db.query_one("SELECT resolution_c FROM calibration_session_duts WHERE session_id = ? AND device_id = ?",
-                       (session_id, device_id))
+    dut = store.session_dut(db, session_id, device_id)
     if dut is None:
         raise NotFound(f"{device_id} is not a device under test of session {session_id}")
     results = session_results(db, session_id, device_id)
@@ -197,8 +172,7 @@ def certificate_data(db: Database, session_id: str, device_id: str, issued_at_ms
     overall = cal.overall_decision([p.decision for p in pts]) if s["state"] == "completed" else s["state"]
     keys = s.keys()
     lab = lab or {}
-    performed = db.query_one("SELECT printed_name, signer_username, signed_at, meaning FROM calibration_signatures"
-                             " WHERE session_id = ? AND role = 'performed'", (session_id,))
+    performed = store.performed_signature(db, session_id)
     return CertificateData(
         certificate_ref(session_id, device_id), session_id, device_id, s["kind"], s["rule"], s["mpe_c"],
         issued_at_ms, s["started_at"], s["completed_at"], s["reference_id"], s["u_ref_c"],
@@ -217,3 +191,34 @@ def certificate_data(db: Database, session_id: str, device_id: str, issued_at_ms
         performed_by=None if performed is None else {
             "printed_name": performed["printed_name"], "username": performed["signer_username"],
             "signed_at": performed["signed_at"], "meaning": performed["meaning"]})
+
+
+# ---------------------------------------------------------------- edits of the records (the API's writes)
+
+def set_session_conditions(c: Any, session_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """Set some of a session's customer, location, ambient_c, ambient_rh_pct; returns their old values."""
+    old = session_row(c, session_id)
+    store.update_session_conditions(c, session_id, fields)
+    return {k: old.get(k) for k in fields}  # type: ignore[misc]
+
+
+def delete_session(c: Any, session_id: str) -> None:
+    """Delete a session that captured nothing (Conflict when it has: cancel it instead, records are kept)."""
+    session_row(c, session_id)
+    if store.has_points(c, session_id):
+        raise Conflict(f"session {session_id} has captured set points; cancel it instead (records are kept)")
+    store.delete_session(c, session_id)
+
+
+def import_history(c: Any, device_id: str, *, set_point_c: float, ts: int, error_c: float, expanded_u_c: float,
+                   mpe_c: float, certificate_ref: str) -> None:
+    """A past as-found result from an external certificate into the drift history (replaces the same point)."""
+    store.save_history(c, device_id, set_point_c, ts, error_c=error_c, expanded_u_c=expanded_u_c, mpe_c=mpe_c,
+                       source=f"import:{certificate_ref}")
+
+
+def known_devices(db: DbOrConn) -> list[tuple[str, DeviceCalibration | None]]:
+    """Every device ColdTrace knows (registered, heard from, or with a calibration record) by id, with its
+    calibration state (None: no record)."""
+    states = store.device_calibrations(db)
+    return [(dev, states.get(dev)) for dev in store.calibration_device_ids(db)]

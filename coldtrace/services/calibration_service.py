@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import sqlite3
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +37,8 @@ from coldtrace.services.calibration_records import (
 )
 from coldtrace.services.device_roles import leave_bench
 from coldtrace.services.pipeline import Pipeline
+from coldtrace.store import calibration as store
+from coldtrace.store.calibration import Dut, PointRow, SessionRow
 from coldtrace.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -106,20 +107,20 @@ class CalibrationService:
         sid = spec.id or "cal_" + secrets.token_hex(8)
         start = now if spec.start_ms is None else spec.start_ms
         with self.db.write() as c:
-            if c.execute("SELECT 1 FROM calibration_sessions WHERE id = ?", (sid,)).fetchone():
+            if store.session_exists(c, sid):
                 raise Conflict(f"calibration session {sid} exists")
-            c.execute("INSERT INTO calibration_sessions (id, reference_id, set_points, mpe_c, rule, kind,"
-                      " capture_ms, tolerance_c, u_medium_c, u_ref_c, cursor_ms, started_at, created_at,"
-                      " created_by, notes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                      (sid, spec.reference_id, json.dumps([float(x) for x in spec.set_points]), spec.mpe_c,
-                       spec.rule, spec.kind, spec.capture_ms, spec.tolerance_c, spec.u_medium_c, float(u_ref),
-                       start, start, now, spec.created_by, spec.notes))
+            duts = []
             for dev, res in spec.duts.items():
                 if res is None:
                     st = device_calibration(c, dev)
                     res = (st or {}).get("resolution_c") or DEFAULT_RESOLUTION_C
-                c.execute("INSERT INTO calibration_session_duts (session_id, device_id, resolution_c)"
-                          " VALUES (?,?,?)", (sid, dev, float(res)))
+                duts.append((dev, float(res)))
+            store.insert_session(c, {
+                "id": sid, "reference_id": spec.reference_id,
+                "set_points": json.dumps([float(x) for x in spec.set_points]), "mpe_c": spec.mpe_c,
+                "rule": spec.rule, "kind": spec.kind, "capture_ms": spec.capture_ms, "tolerance_c": spec.tolerance_c,
+                "u_medium_c": spec.u_medium_c, "u_ref_c": float(u_ref), "cursor_ms": start, "started_at": start,
+                "created_at": now, "created_by": spec.created_by, "notes": spec.notes}, duts)
         log.info("calibration session %s: reference %s, %d DUTs, set points %s", sid, spec.reference_id,
                  len(spec.duts), list(spec.set_points))
         return sid
@@ -129,8 +130,7 @@ class CalibrationService:
             s = session_row(c, session_id)
             if s["state"] != "running":
                 raise Conflict(f"session {session_id} is {s['state']}")
-            c.execute("UPDATE calibration_sessions SET state = 'cancelled', completed_at = ? WHERE id = ?",
-                      (self.clock.now_ms(), session_id))
+            store.finish_session(c, session_id, "cancelled", self.clock.now_ms())
             self._leave_bench(c, s)
 
     # ---------------------------------------------------------------- following live readings
@@ -138,9 +138,7 @@ class CalibrationService:
         """Advance every running session as far as the stored readings allow; raise due alerts."""
         now = self.clock.now_ms() if now_ms is None else now_ms
         rep = TickReport()
-        ids = [r[0] for r in self.db.query("SELECT id FROM calibration_sessions WHERE state = 'running'"
-                                           " ORDER BY started_at")]
-        for sid in ids:
+        for sid in store.running_session_ids(self.db):
             try:
                 r = self.advance(sid, now)
             except ColdTraceError as exc:  # one broken session must not stop the others
@@ -166,8 +164,7 @@ class CalibrationService:
                     rep.alerts += self._complete(s, now_ms)
                     rep.completed.append(session_id)
                     return rep
-                point = self.db.query_one("SELECT * FROM calibration_points WHERE session_id = ? AND"
-                                          " point_index = ?", (session_id, idx))
+                point = store.point(self.db, session_id, idx)
                 if point is None:
                     point = self._seek_stable(s, idx, float(set_points[idx]))
                     if point is None:
@@ -178,11 +175,10 @@ class CalibrationService:
                     return rep
                 rep.points += 1
 
-    def _duts(self, session_id: str) -> list[sqlite3.Row]:
-        return self.db.query("SELECT device_id, resolution_c FROM calibration_session_duts WHERE session_id = ?"
-                             " ORDER BY device_id", (session_id,))
+    def _duts(self, session_id: str) -> list[Dut]:
+        return store.session_duts(self.db, session_id)
 
-    def _seek_stable(self, s: sqlite3.Row, idx: int, set_point: float) -> sqlite3.Row | None:
+    def _seek_stable(self, s: SessionRow, idx: int, set_point: float) -> PointRow | None:
         crit = cal.StabilityCriteria(set_point_tolerance_c=s["tolerance_c"])
         cursor = s["cursor_ms"]
         rt, rc = self.readings.arrays(s["reference_id"], cursor - crit.window_ms, None)
@@ -191,11 +187,9 @@ class CalibrationService:
             return None
         capture_end = w.stable_at_ms + s["capture_ms"]
         with self.db.write() as c:
-            c.execute("INSERT INTO calibration_points (session_id, point_index, set_point_c, stable_from,"
-                      " stable_at, capture_end, ref_mean_c, ref_std_c, ref_slope_c_per_min) VALUES"
-                      " (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-                      (s["id"], idx, set_point, w.start_ms, w.stable_at_ms, capture_end, w.mean_c, w.std_c,
-                       w.slope_c_per_min))
+            store.add_point(c, s["id"], idx, set_point, stable_from=w.start_ms, stable_at=w.stable_at_ms,
+                            capture_end=capture_end, ref_mean_c=w.mean_c, ref_std_c=w.std_c,
+                            ref_slope_c_per_min=w.slope_c_per_min)
             # live EWMA baselines: the DUTs' paired errors over the stable window
             for d in self._duts(s["id"]):
                 dt, dc = self.readings.arrays(d["device_id"], w.start_ms, w.stable_at_ms + 1)
@@ -203,16 +197,13 @@ class CalibrationService:
                 if len(p) < 2:
                     continue
                 chart = cal.ewma_baseline(p.diff, resolution_c=d["resolution_c"])
-                c.execute("INSERT INTO calibration_ewma (session_id, device_id, point_index, mu0, sigma,"
-                          " n0, z, i, last_ts) VALUES (?,?,?,?,?,?,?,0,?) ON CONFLICT DO NOTHING",
-                          (s["id"], d["device_id"], idx, chart.mu0, chart.sigma, chart.n0, chart.mu0,
-                           w.stable_at_ms))
+                store.add_ewma(c, s["id"], d["device_id"], idx, mu0=chart.mu0, sigma=chart.sigma, n0=chart.n0,
+                               last_ts=w.stable_at_ms)
         log.info("session %s: set point %g stable at %d (std %.4f, slope %.4f/min)", s["id"], set_point,
                  w.stable_at_ms, w.std_c, w.slope_c_per_min)
-        return self.db.query_one("SELECT * FROM calibration_points WHERE session_id = ? AND point_index = ?",
-                                 (s["id"], idx))
+        return store.point(self.db, s["id"], idx)
 
-    def _follow_capture(self, s: sqlite3.Row, point: sqlite3.Row, now_ms: int) -> tuple[int, bool]:
+    def _follow_capture(self, s: SessionRow, point: PointRow, now_ms: int) -> tuple[int, bool]:
         """Feed new captured pairs to the live charts; evaluate the set point when its capture is complete."""
         start, end = point["stable_at"], point["capture_end"]
         margin = cal.PAIR_MAX_DISTANCE_MS
@@ -234,19 +225,16 @@ class CalibrationService:
                                            rule=s["rule"])
                     self._store_result(c, s, point, dev, r, now_ms)
             if complete:
-                c.execute("UPDATE calibration_points SET evaluated = 1 WHERE session_id = ? AND point_index = ?",
-                          (s["id"], point["point_index"]))
-                c.execute("UPDATE calibration_sessions SET point_index = point_index + 1, cursor_ms = ?"
-                          " WHERE id = ?", (end, s["id"]))
+                store.mark_point_evaluated(c, s["id"], point["point_index"])
+                store.next_set_point(c, s["id"], end)
             n = self.pipeline.emit(c, alerts, now_ms) if alerts else 0
         if n:
             self.pipeline.alerts_emitted.set()
         return n, complete
 
-    def _live_drift(self, c: sqlite3.Connection, s: sqlite3.Row, point: sqlite3.Row, dev: str,
+    def _live_drift(self, c: Any, s: SessionRow, point: PointRow, dev: str,
                     resolution: float, p: cal.Pairs) -> list[Alert]:
-        row = c.execute("SELECT * FROM calibration_ewma WHERE session_id = ? AND device_id = ? AND point_index = ?",
-                        (s["id"], dev, point["point_index"])).fetchone()
+        row = store.ewma(c, s["id"], dev, point["point_index"])
         if row is None:
             return []
         new = p.ts > row["last_ts"]
@@ -272,44 +260,32 @@ class CalibrationService:
                                  "ewma_c": round(float(run.z[first]), 4), "lcl_c": round(float(run.lcl[first]), 4),
                                  "ucl_c": round(float(run.ucl[first]), 4), "U_c": round(U, 4),
                                  "mpe_c": s["mpe_c"]}))
-        c.execute("UPDATE calibration_ewma SET z = ?, i = ?, last_ts = ?, drift_at = ? WHERE session_id = ? AND"
-                  " device_id = ? AND point_index = ?", (run.state.z, run.state.i, int(p.ts[new][-1]), drift_at,
-                                                         s["id"], dev, point["point_index"]))
+        store.update_ewma(c, s["id"], dev, point["point_index"], z=run.state.z, i=run.state.i,
+                          last_ts=int(p.ts[new][-1]), drift_at=drift_at)
         return out
 
-    def _store_result(self, c: sqlite3.Connection, s: sqlite3.Row, point: sqlite3.Row, dev: str,
+    def _store_result(self, c: Any, s: SessionRow, point: PointRow, dev: str,
                       r: cal.PointResult, now: int) -> None:
         nan = lambda v: None if v is None or np.isnan(v) else float(v)  # noqa: E731
-        c.execute("INSERT INTO calibration_results (session_id, device_id, point_index, set_point_c, n,"
-                  " error_c, s_c, u_c, expanded_u_c, decision, zone, ref_mean_c, dut_mean_c, capture_from,"
-                  " capture_to, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-                  " ON CONFLICT (session_id, device_id, point_index) DO UPDATE SET set_point_c = excluded.set_point_c,"
-                  " n = excluded.n, error_c = excluded.error_c, s_c = excluded.s_c, u_c = excluded.u_c,"
-                  " expanded_u_c = excluded.expanded_u_c, decision = excluded.decision, zone = excluded.zone,"
-                  " ref_mean_c = excluded.ref_mean_c, dut_mean_c = excluded.dut_mean_c,"
-                  " capture_from = excluded.capture_from, capture_to = excluded.capture_to,"
-                  " created_at = excluded.created_at",
-                  (s["id"], dev, point["point_index"], point["set_point_c"], r.n, nan(r.error_c), nan(r.s_c),
-                   nan(r.u_c), nan(r.U_c), r.decision, r.zone, nan(r.ref_mean_c), nan(r.dut_mean_c),
-                   point["stable_at"], point["capture_end"], now))
+        store.save_result(c, {
+            "session_id": s["id"], "device_id": dev, "point_index": point["point_index"],
+            "set_point_c": point["set_point_c"], "n": r.n, "error_c": nan(r.error_c), "s_c": nan(r.s_c),
+            "u_c": nan(r.u_c), "expanded_u_c": nan(r.U_c), "decision": r.decision, "zone": r.zone,
+            "ref_mean_c": nan(r.ref_mean_c), "dut_mean_c": nan(r.dut_mean_c), "capture_from": point["stable_at"],
+            "capture_to": point["capture_end"], "created_at": now})
         if s["kind"] == "as_found" and r.decision != "no_data":
-            c.execute("INSERT INTO calibration_history (device_id, set_point_c, ts, error_c,"
-                      " expanded_u_c, mpe_c, source) VALUES (?,?,?,?,?,?,?)"
-                      " ON CONFLICT (device_id, set_point_c, ts) DO UPDATE SET error_c = excluded.error_c,"
-                      " expanded_u_c = excluded.expanded_u_c, mpe_c = excluded.mpe_c, source = excluded.source",
-                      (dev, point["set_point_c"], point["capture_end"], r.error_c, r.U_c, s["mpe_c"], s["id"]))
+            store.save_history(c, dev, point["set_point_c"], point["capture_end"], error_c=r.error_c,
+                               expanded_u_c=r.U_c, mpe_c=s["mpe_c"], source=s["id"])
 
     # ---------------------------------------------------------------- completion
-    def _complete(self, s: sqlite3.Row, now: int) -> int:
+    def _complete(self, s: SessionRow, now: int) -> int:
         sid = s["id"]
-        completed_at = self.db.query_one("SELECT MAX(capture_end) FROM calibration_points WHERE session_id = ?",
-                                         (sid,))[0] or now
+        completed_at = store.last_capture_end(self.db, sid) or now
         alerts: list[Alert] = []
         with self.db.write() as c:
             for d in self._duts(sid):
                 dev = d["device_id"]
-                decisions = [r[0] for r in c.execute("SELECT decision FROM calibration_results WHERE session_id = ?"
-                                                     " AND device_id = ? ORDER BY point_index", (sid, dev))]
+                decisions = [r["decision"] for r in store.results(c, sid, dev)]
                 overall = cal.overall_decision(decisions)
                 state = device_calibration(c, dev) or {}
                 interval = state.get("interval_days") or self.interval_days
@@ -327,8 +303,7 @@ class CalibrationService:
                 if s["kind"] == "as_found":
                     alerts += self._long_term_alerts(c, dev, due, sid, completed_at)
                 alerts += self._judge_drift(c, dev, now)  # new history and a new due date
-            c.execute("UPDATE calibration_sessions SET state = 'completed', completed_at = ? WHERE id = ?",
-                      (completed_at, sid))
+            store.finish_session(c, sid, "completed", completed_at)
             self._leave_bench(c, s, completed_at + BENCH_TAIL_MS)
             n = self.pipeline.emit(c, alerts, now) if alerts else 0
         if n:
@@ -337,14 +312,13 @@ class CalibrationService:
         return n
 
     @staticmethod
-    def _leave_bench(c: sqlite3.Connection, s: sqlite3.Row, bench_until_ms: int | None = None) -> None:
+    def _leave_bench(c: Any, s: SessionRow, bench_until_ms: int | None = None) -> None:
         """The session's devices judged as bench devices only because of it are judged by profile again from
         their next reading after ``bench_until_ms`` (device_roles.py); their bench readings never are."""
-        duts = [r[0] for r in c.execute("SELECT device_id FROM calibration_session_duts WHERE session_id = ?",
-                                        (s["id"],))]
+        duts = [d["device_id"] for d in store.session_duts(c, s["id"])]
         leave_bench(c, [s["reference_id"], *duts], bench_until_ms)
 
-    def _long_term_alerts(self, c: sqlite3.Connection, dev: str, next_due: int, sid: str, ts: int) -> list[Alert]:
+    def _long_term_alerts(self, c: Any, dev: str, next_due: int, sid: str, ts: int) -> list[Alert]:
         sps, T, E, U, M = history_arrays(c, dev)
         if not sps:
             return []
@@ -370,10 +344,7 @@ class CalibrationService:
         with a due date not judged for a day. Raises ``calibration.drift_predicted`` (warning) when the
         long-term regression predicts out-of-tolerance before the due date; returns the new alerts."""
         if device_ids is None:
-            rows = self.db.query("SELECT device_id FROM device_calibration WHERE due_at IS NOT NULL AND"
-                                 " (drift_judged_at IS NULL OR drift_judged_at <= ?) AND device_id IN"
-                                 " (SELECT device_id FROM calibration_history)", (now_ms - DRIFT_REJUDGE_MS,))
-            device_ids = [r[0] for r in rows]
+            device_ids = store.devices_to_rejudge(self.db, now_ms - DRIFT_REJUDGE_MS)
         if not device_ids:
             return 0
         with self._lock, self.db.write() as c:
@@ -383,14 +354,13 @@ class CalibrationService:
             self.pipeline.alerts_emitted.set()
         return n
 
-    def _judge_drift(self, c: sqlite3.Connection, dev: str, now_ms: int) -> list[Alert]:
+    def _judge_drift(self, c: Any, dev: str, now_ms: int) -> list[Alert]:
         st = device_calibration(c, dev)
         if st is None:
             return []
         due = st["due_at"]
         pred = drift_prediction(c, dev, due) if due is not None else None
-        c.execute("UPDATE device_calibration SET drift_predicted_ms = ?, drift_judged_at = ? WHERE device_id = ?",
-                  (None if pred is None else pred["predicted_out_of_tolerance_ms"], now_ms, dev))
+        store.set_drift_judgement(c, dev, None if pred is None else pred["predicted_out_of_tolerance_ms"], now_ms)
         if pred is None:
             return []
         # one alert per device and due date (calibration cycle): re-judging the same finding raises nothing new
@@ -399,8 +369,7 @@ class CalibrationService:
 
     # ---------------------------------------------------------------- due dates
     def raise_due_alerts(self, now_ms: int) -> int:
-        rows = self.db.query("SELECT device_id, due_at, due_alerted FROM device_calibration WHERE due_at IS NOT NULL"
-                             " AND due_at - ? <= ?", (now_ms, max(drift_maths.DUE_WARNINGS_DAYS) * 86_400_000))
+        rows = store.due_within(self.db, now_ms, max(drift_maths.DUE_WARNINGS_DAYS) * 86_400_000)
         alerts, marks = [], []
         for r in rows:
             stage = cal.due_stage(r["due_at"], now_ms)
@@ -413,14 +382,14 @@ class CalibrationService:
         if not alerts:
             return 0
         with self.db.write() as c:
-            c.executemany("UPDATE device_calibration SET due_alerted = ? WHERE device_id = ?", marks)
+            store.mark_due_alerted(c, marks)
             n = self.pipeline.emit(c, alerts, now_ms)
         if n:
             self.pipeline.alerts_emitted.set()
         return n
 
 
-def drift_prediction(db: Database | sqlite3.Connection, device_id: str, due_ms: int,
+def drift_prediction(db: Any, device_id: str, due_ms: int,
                      ) -> dict[str, Any] | None:
     """The earliest set point whose drift line reaches |e| + U >= MPE before ``due_ms``, or None."""
     sps, T, E, U, M = history_arrays(db, device_id)

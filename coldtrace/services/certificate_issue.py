@@ -28,6 +28,7 @@ from coldtrace.services.audit import record_audit
 from coldtrace.services.auth import Principal
 from coldtrace.services.calibration_records import certificate_data, certificate_ref, session_results, session_row
 from coldtrace.services.signature import authenticate_signer
+from coldtrace.store import calibration as store
 from coldtrace.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,7 @@ def results_hash(db: Database, session_id: str) -> str:
 
 
 def performed_signature(db: Database, session_id: str) -> dict[str, Any] | None:
-    r = db.query_one("SELECT * FROM calibration_signatures WHERE session_id = ? AND role = 'performed'",
-                     (session_id,))
+    r = store.performed_signature(db, session_id)
     return None if r is None else dict(r)
 
 
@@ -74,18 +74,15 @@ def sign_performed(db: Database, session_id: str, *, principal: Principal, passw
         raise Conflict(f"session {session_id} is {s['state']}: only a completed session is signed as performed")
     user = _signer(db, principal, password, now_ms, entity_id=session_id, what="performed")
     with db.write() as c:
-        if c.execute("SELECT 1 FROM calibration_signatures WHERE session_id = ? AND role = 'performed'",
-                     (session_id,)).fetchone():
+        if store.performed_signature(c, session_id) is not None:
             raise Conflict(f"session {session_id} is already signed as performed")
         d = {"id": stable_id("csig", session_id, now_ms, secrets.token_hex(4)), "session_id": session_id,
              "role": "performed", "meaning": PERFORMED_MEANING, "signer_user_id": user["id"],
              "signer_username": user["username"], "printed_name": user["full_name"], "signed_at": now_ms,
              "record_hash": results_hash(db, session_id)}
         d["signature_hash"] = _digest(d)
-        c.execute("INSERT INTO calibration_signatures (id, session_id, role, meaning, signer_user_id,"
-                  " signer_username, printed_name, signed_at, record_hash, signature_hash) VALUES (:id, :session_id,"
-                  " :role, :meaning, :signer_user_id, :signer_username, :printed_name, :signed_at, :record_hash,"
-                  " :signature_hash)", d)
+        if not store.insert_signature(c, d):
+            raise Conflict(f"session {session_id} is already signed as performed")
         record_audit(c, actor=user["username"], action="calibration.sign_performed", entity="calibration_session",
                      entity_id=session_id, new={"printed_name": d["printed_name"], "meaning": d["meaning"],
                                                 "signature_hash": d["signature_hash"]}, ts=now_ms)
@@ -95,26 +92,18 @@ def sign_performed(db: Database, session_id: str, *, principal: Principal, passw
 
 def revisions(db: Database, session_id: str, device_id: str) -> list[dict[str, Any]]:
     """The issued revisions of a certificate, oldest first (without their bodies)."""
-    return [dict(r) for r in db.query(
-        "SELECT number, revision, session_id, device_id, issued_at, approver_username, approver_name, changes,"
-        " body_hash, signature_hash FROM calibration_certificates WHERE session_id = ? AND device_id = ?"
-        " ORDER BY revision", (session_id, device_id))]
+    return [dict(r) for r in store.certificate_revisions(db, session_id, device_id)]
 
 
 def issued_data(db: Database, session_id: str, device_id: str, revision: int | None = None
                 ) -> CertificateData | None:
     """An issued revision exactly as issued (the latest when ``revision`` is None); None if never issued."""
-    sql = "SELECT body FROM calibration_certificates WHERE session_id = ? AND device_id = ?"
-    params: tuple = (session_id, device_id)
-    if revision is not None:
-        sql += " AND revision = ?"
-        params += (revision,)
-    row = db.query_one(sql + " ORDER BY revision DESC LIMIT 1", params)
-    if row is None:
+    body = store.certificate_body(db, session_id, device_id, revision)
+    if body is None:
         if revision is not None:
             raise NotFound(f"certificate {certificate_ref(session_id, device_id)} has no revision {revision}")
         return None
-    return CertificateData.from_dict(json.loads(row["body"]))
+    return CertificateData.from_dict(json.loads(body))
 
 
 def changed_fields(old: CertificateData, new: CertificateData) -> list[str]:
@@ -163,13 +152,8 @@ def issue(db: Database, session_id: str, device_id: str, *, principal: Principal
            "changes": text or None, "body": body, "body_hash": body_hash}
     row["signature_hash"] = _digest({k: v for k, v in row.items() if k != "body"})
     with db.write() as c:
-        if c.execute("SELECT 1 FROM calibration_certificates WHERE number = ? AND revision = ?",
-                     (number, rev)).fetchone():
+        if not store.insert_certificate(c, row):
             raise Conflict(f"certificate {number} revision {rev} was issued meanwhile")
-        c.execute("INSERT INTO calibration_certificates (number, revision, session_id, device_id, issued_at,"
-                  " approver_user_id, approver_username, approver_name, changes, body, body_hash, signature_hash)"
-                  " VALUES (:number, :revision, :session_id, :device_id, :issued_at, :approver_user_id,"
-                  " :approver_username, :approver_name, :changes, :body, :body_hash, :signature_hash)", row)
         record_audit(c, actor=user["username"], action="calibration.certificate.issue", entity="calibration_session",
                      entity_id=session_id, new={"certificate": number, "revision": rev, "device_id": device_id,
                                                 "meaning": APPROVED_MEANING, "body_hash": body_hash,

@@ -29,6 +29,7 @@ from coldtrace.core.clock import to_iso
 from coldtrace.ports import ReadingStore
 from coldtrace.services import shipments
 from coldtrace.services.calibration_records import device_calibration
+from coldtrace.store import calibration as calibration_store
 from coldtrace.store import shipments as store
 from coldtrace.store.db import Database
 
@@ -56,26 +57,17 @@ def alarm_rows(db: Database, shipment_id: str, windows: list[tuple[str, int | No
                now_ms: int) -> list[dict[str, Any]]:
     """Alarms of the shipment with their acknowledgement: the loggers' ``excursion.alarm`` alerts inside
     their windows and the shipment's own alarm-level alerts."""
-    clauses, params = ["(a.shipment_id = ? AND a.type IN (?, ?))"], [shipment_id, *SHIPMENT_ALARM_TYPES]
-    for dev, start, end in windows:
-        if start is None:
-            continue
-        clauses.append("(a.device_id = ? AND a.type = 'excursion.alarm' AND a.ts >= ? AND a.ts < ?)")
-        params += [dev, start, end if end is not None else now_ms + 1]
-    rows = db.query("SELECT a.id, a.type, a.severity, a.device_id, a.ts, a.state, a.data, a.excursion_id,"
-                    " l.acknowledged_at, l.acknowledged_by, l.ack_comment FROM alerts a"
-                    " LEFT JOIN alert_lifecycle l ON l.alert_id = a.id"
-                    f" WHERE ({' OR '.join(clauses)}) ORDER BY a.ts, a.id", tuple(params))
+    device_windows = [(dev, start, end if end is not None else now_ms + 1) for dev, start, end in windows
+                      if start is not None]
     out = []
-    for r in rows:
-        d = dict(r)
+    for d in store.shipment_alarms(db, shipment_id, SHIPMENT_ALARM_TYPES, device_windows):
         d["data"] = json.loads(d["data"]) if d["data"] else {}
         if d["severity"] not in ALARM_SEVERITIES:
             continue
         if d["acknowledged_at"] is None:  # an older acknowledgement recorded only as an event
-            ev = db.query_one("SELECT at, actor, comment FROM alert_events WHERE alert_id = ?"
-                              " AND action = 'acknowledged' ORDER BY id LIMIT 1", (d["id"],))
-            if ev is not None:
+            evs = store.alert_events(db, d["id"], ("acknowledged",), limit=1)
+            if evs:
+                ev = evs[0]
                 d["acknowledged_at"], d["acknowledged_by"], d["ack_comment"] = ev["at"], ev["actor"], ev["comment"]
         out.append(d)
     return out
@@ -85,25 +77,17 @@ def open_conflicts(db: Database, device_id: str, start: int | None, end: int | N
     """Quarantined conflicting duplicates of a device inside [start, end) that nobody has resolved."""
     if start is None:
         return 0
-    sql = ("SELECT COUNT(*) FROM quarantine WHERE reason = 'conflicting_duplicate' AND resolved_at IS NULL"
-           " AND device_id = ? AND reading_ts >= ?")
-    params: list[Any] = [device_id, start]
-    if end is not None:
-        sql += " AND reading_ts < ?"
-        params.append(end)
-    return int(db.query_one(sql, tuple(params))[0])
+    return store.open_conflicts(db, device_id, start, end)
 
 
 def certificate_link(db: Database, device_id: str, certificate_ref: str | None) -> str | None:
     """Where a logger's certificate is: our own PDF when the certificate is ColdTrace's, else the
     device's calibration page (an external certificate is recorded there)."""
     if certificate_ref:
-        row = db.query_one("SELECT session_id FROM calibration_certificates WHERE number = ? AND device_id = ?"
-                           " ORDER BY revision DESC LIMIT 1", (certificate_ref, device_id))
-        sid = row[0] if row else None
+        sid = calibration_store.certificate_session(db, certificate_ref, device_id)
         if sid is None and certificate_ref.startswith("CT-") and certificate_ref.endswith(f"-{device_id}"):
             sid = certificate_ref[3:-len(device_id) - 1]
-        if sid and db.query_one("SELECT 1 FROM calibration_sessions WHERE id = ?", (sid,)):
+        if sid and calibration_store.session_exists(db, sid):
             return f"/api/v1/calibration/sessions/{_q(sid)}/certificates/{_q(device_id)}.pdf"
     return f"/ui/calibration/devices/{_q(device_id)}"
 

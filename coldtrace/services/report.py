@@ -54,9 +54,7 @@ HANDLING_ACTIONS = ("acknowledged", "commented", "assigned", "resolved", "auto_r
 
 def handling(db: Database, alert_id: str) -> list[dict[str, Any]]:
     """How people (and escalation) handled an alert, oldest first: alert_events rows (who, when, comment)."""
-    marks = ",".join("?" * len(HANDLING_ACTIONS))
-    return [dict(r) for r in db.query(f"SELECT at, actor, action, comment FROM alert_events WHERE alert_id = ?"
-                                      f" AND action IN ({marks}) ORDER BY id", (alert_id, *HANDLING_ACTIONS))]
+    return store.alert_events(db, alert_id, HANDLING_ACTIONS)
 
 
 def _handling_text(events: list[dict[str, Any]]) -> str:

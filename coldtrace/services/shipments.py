@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from coldtrace.core import excursions as exc_engine
-from coldtrace.core.errors import Conflict, NotFound, StoreError
+from coldtrace.core.errors import Conflict, NotFound
 from coldtrace.core.model import BUILTIN_PROFILES, Alert, Excursion, Profile, stable_id
 from coldtrace.core.shipment_stats import combine_mkt, coverage, series_stats
 from coldtrace.ports import ReadingStore
@@ -40,7 +39,8 @@ STATES = ("planned", "in_transit", "delivered", "under_review", "released", "qua
 DECIDED = ("released", "quarantined", "rejected")
 TRANSITIONS = {"planned": ("in_transit",), "in_transit": ("delivered",), "delivered": ("under_review",)}
 LOW_BUDGET_FRACTION = 0.10
-Emit = Callable[[sqlite3.Connection, Sequence[Alert], int], int]
+Conn = Any  # a connection inside ``db.write()`` (SQLite's or the PostgreSQL adapter's)
+Emit = Callable[[Conn, Sequence[Alert], int], int]
 
 
 class UncalibratedLogger(Conflict):
@@ -49,11 +49,10 @@ class UncalibratedLogger(Conflict):
     code = "logger_uncalibrated"
 
 
-def load_profile(db: Database | sqlite3.Connection, profile_id: str) -> Profile:
-    conn = db.conn() if isinstance(db, Database) else db
-    row = conn.execute("SELECT body FROM profiles WHERE id = ?", (profile_id,)).fetchone()
-    if row is not None:
-        return Profile.from_dict(json.loads(row[0]))
+def load_profile(db: Database | Conn, profile_id: str) -> Profile:
+    body = store.profile_body(db, profile_id)
+    if body is not None:
+        return Profile.from_dict(json.loads(body))
     if profile_id in BUILTIN_PROFILES:
         return BUILTIN_PROFILES[profile_id]
     raise NotFound(f"no profile {profile_id!r}")
@@ -80,15 +79,11 @@ def create_shipment(db: Database, *, reference: str, origin: str, destination: s
     row = {"id": sid, "reference": reference, "origin": origin, "destination": destination, "product": product,
            "lot": lot, "profile_id": profile_id, "state": "planned", "created_at": now_ms, "created_by": actor,
            "updated_at": now_ms}
-    try:
-        with db.write() as c:
-            store.insert_shipment(c, row)
-            record_audit(c, actor=actor, action="shipment.create", entity="shipment", entity_id=sid,
-                         new=row, ts=now_ms)
-    except StoreError as exc:
-        if isinstance(exc.__cause__, sqlite3.IntegrityError):
-            raise Conflict(f"a shipment with reference {reference!r} exists") from exc
-        raise
+    with db.write() as c:
+        if not store.insert_shipment(c, row):
+            raise Conflict(f"a shipment with reference {reference!r} exists")
+        record_audit(c, actor=actor, action="shipment.create", entity="shipment", entity_id=sid,
+                     new=row, ts=now_ms)
     return store.get_shipment(db, sid)
 
 
@@ -145,10 +140,8 @@ def attach_logger(db: Database, shipment_id: str, device_id: str, *, actor: str,
             raise Conflict(f"loggers can be attached only before delivery (shipment is {sh['state']})")
         row = {"shipment_id": shipment_id, "device_id": device_id, "start_ts": start_ts, "end_ts": end_ts,
                "attached_at": now_ms, "attached_by": actor}
-        try:
-            store.attach_logger(c, row)
-        except sqlite3.IntegrityError as exc:
-            raise Conflict(f"logger {device_id} is already attached to {shipment_id}") from exc
+        if not store.attach_logger(c, row):
+            raise Conflict(f"logger {device_id} is already attached to {shipment_id}")
         record_audit(c, actor=actor, action="shipment.attach_logger", entity="shipment", entity_id=shipment_id,
                      new={**row, "calibration": cal["status"]},
                      reason=("no calibration record: attached under policy 'warn'" if cal["status"] == "unknown"
@@ -254,7 +247,7 @@ def windows(shipment: dict[str, Any], loggers: list[dict[str, Any]]) -> list[tup
     return out
 
 
-def evaluate(db: Database | sqlite3.Connection, readings: ReadingStore, shipment_id: str) -> ShipmentEvaluation:
+def evaluate(db: Database | Conn, readings: ReadingStore, shipment_id: str) -> ShipmentEvaluation:
     """Excursions, statistics and MKT of every logger of the shipment over its window (pure over the store)."""
     sh = store.get_shipment(db, shipment_id)
     profile = load_profile(db, sh["profile_id"])
@@ -274,7 +267,7 @@ def evaluate(db: Database | sqlite3.Connection, readings: ReadingStore, shipment
     return ShipmentEvaluation(sh, profile, results, mkt, exceeded)
 
 
-def persist_excursions(c: sqlite3.Connection, ev: ShipmentEvaluation, now_ms: int) -> None:
+def persist_excursions(c: Conn, ev: ShipmentEvaluation, now_ms: int) -> None:
     """Store the shipment series' excursions (shipment_id set); ones late data removed are kept, superseded."""
     sid = ev.shipment["id"]
     keep = set()
@@ -282,15 +275,12 @@ def persist_excursions(c: sqlite3.Connection, ev: ShipmentEvaluation, now_ms: in
         for e in lg.excursions:
             keep.add(e.id)
             upsert_excursion(c, e, lg.device_id, sid, now_ms)
-    for (old_id,) in c.execute("SELECT id FROM excursions WHERE shipment_id = ? AND superseded = 0",
-                               (sid,)).fetchall():
-        if old_id not in keep:
-            c.execute("UPDATE excursions SET superseded = 1, updated_at = ? WHERE id = ?", (now_ms, old_id))
+    store.supersede_shipment_excursions(c, sid, keep, now_ms)
 
 
 # ---------------------------------------------------------------- lot stability budget
 
-def lot_budget(db: Database | sqlite3.Connection, readings: ReadingStore, product: str, lot: str
+def lot_budget(db: Database | Conn, readings: ReadingStore, product: str, lot: str
                ) -> list[dict[str, Any]]:
     """Remaining stability budget of a product lot, per band (a limit with a cumulative budget).
 
@@ -322,7 +312,7 @@ def lot_budget(db: Database | sqlite3.Connection, readings: ReadingStore, produc
     return sorted(out, key=lambda b: (b["direction"], b["threshold_c"]))
 
 
-def check_lot_budget(c: sqlite3.Connection, readings: ReadingStore, product: str, lot: str, now_ms: int,
+def check_lot_budget(c: Conn, readings: ReadingStore, product: str, lot: str, now_ms: int,
                      emit: Emit, *, shipment_id: str | None = None) -> list[Alert]:
     """Raise ``lot.stability_low`` (< 10 % left) and ``lot.stability_exhausted`` once per lot and band."""
     alerts = []
@@ -345,7 +335,7 @@ def check_lot_budget(c: sqlite3.Connection, readings: ReadingStore, product: str
 def tick(db: Database, readings: ReadingStore, now_ms: int, emit: Emit) -> int:
     """Clock-driven upkeep for the pipeline's tick: re-evaluate shipments in transit or delivered, store
     their excursions, and check their lots' budgets. Returns the number of shipments evaluated."""
-    rows = db.query("SELECT id, product, lot FROM shipments WHERE state IN ('in_transit', 'delivered')")
+    rows = store.shipments_to_tick(db)
     for r in rows:
         with db.write() as c:
             persist_excursions(c, evaluate(c, readings, r["id"]), now_ms)

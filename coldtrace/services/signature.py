@@ -20,7 +20,7 @@ from coldtrace.core.model import Alert, stable_id
 from coldtrace.ports import ReadingStore
 from coldtrace.services import shipments
 from coldtrace.services.audit import record_audit
-from coldtrace.services.auth import ROLE_RANK, Principal, verify_password
+from coldtrace.services.auth import ROLE_RANK, Principal, get_user, verify_password
 from coldtrace.store import shipments as store
 from coldtrace.store.db import Database
 
@@ -44,7 +44,7 @@ def authenticate_signer(db: Database, principal: Principal, password: str, now_m
         raise Forbidden("only a person can sign: use your own session or personal token")
     if ROLE_RANK.get(principal.role, 0) < ROLE_RANK["qa"]:
         raise Forbidden(f"signing {signing} needs the qa role")
-    user = db.query_one("SELECT id, username, full_name, active FROM users WHERE id = ?", (principal.user_id,))
+    user = get_user(db, principal.user_id)
     if user is None or not user["active"]:
         raise Forbidden("the signer's account is not active")
     if not verify_password(db, principal.user_id, password, now_ms=now_ms):

@@ -1,15 +1,19 @@
-"""SQLite access for shipments, their loggers and their signed decisions (rows in, dicts out).
+"""Shipments, their loggers and their signed decisions (rows in, dicts out), and what the trip report and the
+release checklist read about a shipment's alerts.
 
 The rules (which state may follow which, who may sign) live in ``coldtrace.services.shipments``; this module only
-reads and writes rows, inside the caller's transaction where one is given.
+reads and writes rows, inside the caller's transaction where one is given. Every statement is portable (SQLite
+and PostgreSQL run the same text: docs/CONVENTIONS.md "Portable SQL").
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 from coldtrace.core.errors import NotFound
+from coldtrace.ports import ShipmentTick
 from coldtrace.store.db import Database, add_equal_filters
 
 SHIPMENT_COLUMNS = ("id", "reference", "origin", "destination", "product", "lot", "profile_id", "state",
@@ -17,10 +21,16 @@ SHIPMENT_COLUMNS = ("id", "reference", "origin", "destination", "product", "lot"
 MAX_PAGE = 500
 
 
-def insert_shipment(c: sqlite3.Connection, row: dict[str, Any]) -> None:
+def _conn(db: Any) -> sqlite3.Connection:
+    """A ``Database`` (either dialect) gives its reading connection; a connection (a transaction) is itself."""
+    return db.conn() if hasattr(db, "conn") else db
+
+
+def insert_shipment(c: sqlite3.Connection, row: dict[str, Any]) -> bool:
+    """A new shipment; False (nothing stored) when its id or reference exists already."""
     cols = [k for k in SHIPMENT_COLUMNS if k in row]
-    c.execute(f"INSERT INTO shipments ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-              tuple(row[k] for k in cols))
+    return c.execute(f"INSERT INTO shipments ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+                     " ON CONFLICT DO NOTHING", tuple(row[k] for k in cols)).rowcount == 1
 
 
 def update_shipment(c: sqlite3.Connection, shipment_id: str, **fields: Any) -> None:
@@ -32,8 +42,7 @@ def update_shipment(c: sqlite3.Connection, shipment_id: str, **fields: Any) -> N
 
 
 def get_shipment(db: Database | sqlite3.Connection, shipment_id: str) -> dict[str, Any]:
-    conn = db.conn() if isinstance(db, Database) else db
-    row = conn.execute("SELECT * FROM shipments WHERE id = ?", (shipment_id,)).fetchone()
+    row = _conn(db).execute("SELECT * FROM shipments WHERE id = ?", (shipment_id,)).fetchone()
     if row is None:
         raise NotFound(f"no shipment {shipment_id}")
     return dict(row)
@@ -52,27 +61,29 @@ def list_shipments(db: Database, *, state: str | None = None, product: str | Non
         where.append("EXISTS (SELECT 1 FROM shipment_loggers l WHERE l.shipment_id = s.id AND l.device_id = ?)")
         params.append(device_id)
     params.append(max(1, min(int(limit), MAX_PAGE)))
-    rows = db.query(f"SELECT s.* FROM shipments s WHERE {' AND '.join(where)} ORDER BY s.id LIMIT ?",
-                    tuple(params))
+    rows = _conn(db).execute(f"SELECT s.* FROM shipments s WHERE {' AND '.join(where)} ORDER BY s.id LIMIT ?",
+                             tuple(params))
     return [dict(r) for r in rows]
 
 
 def lot_shipments(db: Database | sqlite3.Connection, product: str, lot: str) -> list[dict[str, Any]]:
-    conn = db.conn() if isinstance(db, Database) else db
-    return [dict(r) for r in conn.execute(
+    return [dict(r) for r in _conn(db).execute(
         "SELECT * FROM shipments WHERE product = ? AND lot = ? ORDER BY COALESCE(start_ts, created_at), id",
         (product, lot))]
 
 
 def loggers(db: Database | sqlite3.Connection, shipment_id: str) -> list[dict[str, Any]]:
-    conn = db.conn() if isinstance(db, Database) else db
-    return [dict(r) for r in conn.execute(
+    return [dict(r) for r in _conn(db).execute(
         "SELECT * FROM shipment_loggers WHERE shipment_id = ? ORDER BY device_id", (shipment_id,))]
 
 
-def attach_logger(c: sqlite3.Connection, row: dict[str, Any]) -> None:
-    c.execute("INSERT INTO shipment_loggers (shipment_id, device_id, start_ts, end_ts, attached_at, attached_by)"
-              " VALUES (:shipment_id, :device_id, :start_ts, :end_ts, :attached_at, :attached_by)", row)
+def attach_logger(c: sqlite3.Connection, row: dict[str, Any]) -> bool:
+    """Attach a logger; False (nothing changed) when it is attached to that shipment already."""
+    return c.execute(
+        "INSERT INTO shipment_loggers (shipment_id, device_id, start_ts, end_ts, attached_at, attached_by)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (shipment_id, device_id) DO NOTHING",
+        (row["shipment_id"], row["device_id"], row["start_ts"], row["end_ts"], row["attached_at"],
+         row["attached_by"])).rowcount == 1
 
 
 def detach_logger(c: sqlite3.Connection, shipment_id: str, device_id: str) -> int:
@@ -84,23 +95,45 @@ def active_shipments_of_devices(db: Database, device_ids: list[str]) -> list[str
     if not device_ids:
         return []
     marks = ",".join("?" * len(device_ids))
-    return [r[0] for r in db.query(
+    return [r[0] for r in _conn(db).execute(
         f"SELECT DISTINCT s.id FROM shipments s JOIN shipment_loggers l ON l.shipment_id = s.id"
-        f" WHERE s.state IN ('in_transit', 'delivered') AND l.device_id IN ({marks})", tuple(device_ids))]
+        f" WHERE s.state IN ('in_transit', 'delivered') AND l.device_id IN ({marks}) ORDER BY s.id",
+        tuple(device_ids))]
+
+
+def shipments_to_tick(db: Any) -> list[ShipmentTick]:
+    """The shipments the clock re-evaluates: in transit or delivered, by id."""
+    return [ShipmentTick(id=r[0], product=r[1], lot=r[2]) for r in _conn(db).execute(
+        "SELECT id, product, lot FROM shipments WHERE state IN ('in_transit', 'delivered') ORDER BY id")]
+
+
+DECISION_COLUMNS = ("id", "shipment_id", "meaning", "reason", "signer_user_id", "signer_username", "printed_name",
+                    "signed_at", "supersedes_id", "supersede_reason", "record_hash", "signature_hash")
 
 
 def insert_decision(c: sqlite3.Connection, row: dict[str, Any]) -> None:
-    c.execute("INSERT INTO shipment_decisions (id, shipment_id, meaning, reason, signer_user_id, signer_username,"
-              " printed_name, signed_at, supersedes_id, supersede_reason, record_hash, signature_hash) VALUES"
-              " (:id, :shipment_id, :meaning, :reason, :signer_user_id, :signer_username, :printed_name,"
-              " :signed_at, :supersedes_id, :supersede_reason, :record_hash, :signature_hash)", row)
+    c.execute(f"INSERT INTO shipment_decisions ({', '.join(DECISION_COLUMNS)}) VALUES"
+              f" ({', '.join('?' * len(DECISION_COLUMNS))})", tuple(row[k] for k in DECISION_COLUMNS))
 
 
 def decisions(db: Database | sqlite3.Connection, shipment_id: str) -> list[dict[str, Any]]:
-    """All decisions of a shipment, oldest first; the last one is in force."""
-    conn = db.conn() if isinstance(db, Database) else db
-    return [dict(r) for r in conn.execute(
-        "SELECT * FROM shipment_decisions WHERE shipment_id = ? ORDER BY signed_at, rowid", (shipment_id,))]
+    """All decisions of a shipment, oldest first; the last one is in force.
+
+    Oldest first is by signing time and, within one millisecond, along the chain of supersessions (a decision
+    supersedes the one in force when it was signed), so the order needs no row id (PostgreSQL has none)."""
+    rows = [dict(r) for r in _conn(db).execute(
+        "SELECT * FROM shipment_decisions WHERE shipment_id = ? ORDER BY signed_at, id", (shipment_id,))]
+    by_id = {r["id"]: r for r in rows}
+
+    def depth(r: dict[str, Any]) -> int:
+        n, seen = 0, {r["id"]}
+        while r["supersedes_id"] in by_id and r["supersedes_id"] not in seen:
+            r = by_id[r["supersedes_id"]]
+            seen.add(r["id"])
+            n += 1
+        return n
+
+    return sorted(rows, key=lambda r: (r["signed_at"], depth(r)))
 
 
 def shipment_alerts(db: Database, shipment_id: str, device_windows: list[tuple[str, int, int]],
@@ -111,5 +144,65 @@ def shipment_alerts(db: Database, shipment_id: str, device_windows: list[tuple[s
         clauses.append("(device_id = ? AND ts >= ? AND ts < ?)")
         params.extend([dev, start, end])
     params.append(limit)
-    return [dict(r) for r in db.query(
+    return [dict(r) for r in _conn(db).execute(
         f"SELECT * FROM alerts WHERE {' OR '.join(clauses)} ORDER BY ts, id LIMIT ?", tuple(params))]
+
+
+# ---------------------------------------------------------------- rows of other families a shipment reads
+# The statements below read tables of other families (alerts, quarantine, profiles, excursions) whose store
+# modules are not on main yet; the lead may move them there (issue 15 step 1).
+
+def profile_body(db: Any, profile_id: str) -> str | None:
+    """The stored JSON of a custom profile (None: not stored; built-in profiles are not stored)."""
+    row = _conn(db).execute("SELECT body FROM profiles WHERE id = ?", (profile_id,)).fetchone()
+    return None if row is None else row[0]
+
+
+def supersede_shipment_excursions(c: sqlite3.Connection, shipment_id: str, keep: set[str],
+                                  now_ms: int) -> list[str]:
+    """Mark the shipment's stored excursions not in ``keep`` superseded (late data removed them: kept, never
+    deleted); returns their ids."""
+    gone = [r[0] for r in c.execute("SELECT id FROM excursions WHERE shipment_id = ? AND superseded = 0"
+                                    " ORDER BY id", (shipment_id,)).fetchall() if r[0] not in keep]
+    c.executemany("UPDATE excursions SET superseded = 1, updated_at = ? WHERE id = ?",
+                  [(now_ms, i) for i in gone])
+    return gone
+
+
+def shipment_alarms(db: Any, shipment_id: str, shipment_types: Sequence[str],
+                    device_windows: Sequence[tuple[str, int, int]]) -> list[dict[str, Any]]:
+    """The shipment's own alerts of ``shipment_types`` and its loggers' ``excursion.alarm`` alerts inside their
+    [start, end) windows, with their acknowledgement (alert_lifecycle), by time."""
+    clauses = [f"(a.shipment_id = ? AND a.type IN ({', '.join('?' * len(shipment_types))}))"]
+    params: list[Any] = [shipment_id, *shipment_types]
+    for dev, start, end in device_windows:
+        clauses.append("(a.device_id = ? AND a.type = 'excursion.alarm' AND a.ts >= ? AND a.ts < ?)")
+        params += [dev, start, end]
+    return [dict(r) for r in _conn(db).execute(
+        "SELECT a.id, a.type, a.severity, a.device_id, a.ts, a.state, a.data, a.excursion_id,"
+        " l.acknowledged_at, l.acknowledged_by, l.ack_comment FROM alerts a"
+        " LEFT JOIN alert_lifecycle l ON l.alert_id = a.id"
+        f" WHERE ({' OR '.join(clauses)}) ORDER BY a.ts, a.id", tuple(params))]
+
+
+def alert_events(db: Any, alert_id: str, actions: Sequence[str], limit: int | None = None) -> list[dict[str, Any]]:
+    """(at, actor, action, comment) of an alert's events with one of ``actions``, oldest first."""
+    sql = (f"SELECT at, actor, action, comment FROM alert_events WHERE alert_id = ?"
+           f" AND action IN ({', '.join('?' * len(actions))}) ORDER BY id")
+    params: tuple[Any, ...] = (alert_id, *actions)
+    if limit is not None:
+        sql += " LIMIT ?"
+        params += (int(limit),)
+    return [dict(r) for r in _conn(db).execute(sql, params)]
+
+
+def open_conflicts(db: Any, device_id: str, start: int, end: int | None) -> int:
+    """Quarantined conflicting duplicates of a device with start <= reading_ts < end (None: open) that nobody
+    has resolved."""
+    sql = ("SELECT COUNT(*) FROM quarantine WHERE reason = 'conflicting_duplicate' AND resolved_at IS NULL"
+           " AND device_id = ? AND reading_ts >= ?")
+    params: list[Any] = [device_id, start]
+    if end is not None:
+        sql += " AND reading_ts < ?"
+        params.append(end)
+    return int(_conn(db).execute(sql, tuple(params)).fetchone()[0])

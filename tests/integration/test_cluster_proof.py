@@ -4,8 +4,8 @@ while one collector is SIGKILLed and restarted. The stored readings are exactly 
 and their alert revisions equal, field by field, those of one SQLite process fed the messages one at a time in
 the order they were published; and every alert (ids, types, data, revisions) equals that of one SQLite
 process committing the messages in the order and grouping the cluster committed them (alerts such as
-device.data_gap say what was known at the time, so they depend on arrival order by design). Both APIs list
-what the collectors stored."""
+device.data_gap say what was known at the time, so they depend on arrival order by design). A shipment made
+through the APIs evaluates as in that process, and the audit chain both APIs wrote verifies."""
 
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from paho.mqtt.enums import CallbackAPIVersion
 
-from coldtrace.core.clock import ManualClock
+from coldtrace.core.clock import ManualClock, to_iso
 from coldtrace.core.model import MINUTE
-from coldtrace.services import auth
+from coldtrace.services import audit, auth, shipments
 from coldtrace.services.pipeline import Pipeline, RawMessage
 from coldtrace.store.db import Database, open_database
 from coldtrace.store.sqlite import SqliteReadingStore
@@ -40,6 +40,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CLI = [sys.executable, "-m", "coldtrace.cli"]
 DEVICES, PER_DEVICE, BATCH = 50, 400, 50  # 20,000 readings, 400 messages
+SHIPPED = [f"LOG-{d:03d}" for d in range(0, 10)]  # ten loggers in one shipment (four with an excursion)
+SHIPMENT = {"reference": "PROOF-15", "origin": "Depot A", "destination": "Site 7", "product": "IMP-42",
+            "lot": "L-0015", "profile_id": "2-8C"}
+
+
+def _trip(t0: int) -> list[tuple[str, int]]:
+    return [("in_transit", t0 + 30 * MINUTE), ("delivered", t0 + (PER_DEVICE - 30) * MINUTE)]
 
 
 def _data(now_ms: int) -> tuple[list[tuple[str, list[tuple[int, float]]]], int]:
@@ -77,6 +84,21 @@ def _reference(path, groups: list[list[tuple[str, list[tuple[int, float]]]]], no
         res = pipe.ingest_raw_many([RawMessage(_body(dev, part), "mqtt", dev) for dev, part in group])
         assert not res.rejected
     out = _snapshot(db)
+    db.close()
+    return out
+
+
+def _ship_reference(path, now_ms: int, t0: int) -> dict:
+    """The same shipment in the reference database: made, departed, delivered, evaluated."""
+    db = Database(path, synchronous="OFF")
+    pipe = Pipeline(db, SqliteReadingStore(db), ManualClock(now_ms))
+    sid = shipments.create_shipment(db, **SHIPMENT, actor="qa", now_ms=now_ms)["id"]
+    for dev in SHIPPED:
+        shipments.attach_logger(db, sid, dev, actor="qa", now_ms=now_ms, uncalibrated="warn")
+    for to, at in _trip(t0):
+        shipments.transition(db, pipe.readings, sid, to, actor="qa", now_ms=now_ms, at_ts=at, emit=pipe.emit)
+    out = {"snapshot": _snapshot(db),
+           "evaluation": json.loads(json.dumps(shipments.evaluate(db, pipe.readings, sid).to_dict()))}
     db.close()
     return out
 
@@ -166,16 +188,19 @@ class _Cluster:
         return "\n".join(f"--- {n}\n{self.log(n).read_text(errors='replace')[-3000:]}" for n in self.procs)
 
 
-def test_three_collectors_two_apis_one_postgresql_equal_one_sqlite_process(tmp_path, mosquitto, postgres_url):
+def test_three_collectors_two_apis_one_postgresql_equal_one_sqlite_process(tmp_path, mosquitto, postgres_url,
+                                                                           monkeypatch):
     now = int(time.time() * 1000)
     batches, t0 = _data(now)
     assert sum(len(p) for _, p in batches) == 20_000
     in_order = _reference(tmp_path / "published.db", [[b] for b in batches], now)  # one message at a time
     assert len(in_order["excursions"]) >= 20 and any(a[1] == "excursion.alarm" for a in in_order["alerts"])
 
+    cluster = _Cluster(tmp_path, mosquitto.url, postgres_url)
+    # this process writes to the audit chain too (the token): with the cluster's key, as every writer must
+    monkeypatch.setenv("COLDTRACE_AUDIT__HMAC_KEY", cluster.env["COLDTRACE_AUDIT__HMAC_KEY"])
     db = open_database(postgres_url)  # creates the schema before the processes start
     token = auth.create_token(db, role="admin", name="proof", actor="tests")
-    cluster = _Cluster(tmp_path, mosquitto.url, postgres_url)
     try:
         for i in (1, 2, 3):
             cluster.collector(i)
@@ -228,6 +253,25 @@ def test_three_collectors_two_apis_one_postgresql_equal_one_sqlite_process(tmp_p
             listed = _http("GET", f"http://127.0.0.1:{port}/api/v1/alerts?type=excursion.alarm&limit=1000", token)
             assert sorted(a["id"] for a in listed) == alarms
 
+        # a shipment of ten loggers: made and departed through one API, delivered and evaluated through the other;
+        # its evaluation, and the excursions and alerts of its series, equal the reference's
+        api1, api2 = (f"http://127.0.0.1:{p}/api/v1" for p in cluster.api_ports)
+        sid = _http("POST", f"{api1}/shipments", token, SHIPMENT)["id"]
+        for dev in SHIPPED:
+            _http("POST", f"{api1}/shipments/{sid}/loggers", token, {"device_id": dev})
+        for (to, at), api in zip(_trip(t0), (api1, api2), strict=True):  # departed on one, delivered on the other
+            _http("POST", f"{api}/shipments/{sid}/transitions", token, {"to": to, "at": to_iso(at)})
+        evaluation = _http("GET", f"{api2}/shipments/{sid}/evaluation", token)
+        shipped = _ship_reference(tmp_path / "as-committed.db", now, t0)
+        assert evaluation == shipped["evaluation"]
+        assert sum(len(lg["excursions"]) for lg in evaluation["loggers"]) >= 4 and evaluation["mkt_c"] is not None
+        got = _snapshot(db)
+        for part in ("excursions", "revisions", "alerts"):
+            assert got[part] == shipped["snapshot"][part], part
+        assert any(e[3] == sid for e in got["excursions"])  # the shipment's own series were evaluated
+        # one audit chain, written by this process and both APIs with the shared key, verifies end to end
+        chain = audit.verify(db)
+        assert chain.ok and chain.checked >= 1 + len(SHIPPED) + 2, chain
         # each of the three collectors took part (the restarted one counts as collector 2)
         for i in (1, 2, 3):
             assert b"Traceback" not in cluster.log(f"collector-{i}").read_bytes(), cluster.logs()

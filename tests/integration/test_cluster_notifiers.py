@@ -41,6 +41,13 @@ def _attempts(db) -> list[dict]:
         " FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id ORDER BY a.id")]
 
 
+def _delivered(db) -> tuple[int, int]:
+    """(deliveries, delivered ones), read at one instant."""
+    r = db.query_one("SELECT COUNT(*), COALESCE(SUM(CASE WHEN state = 'delivered' THEN 1 ELSE 0 END), 0)"
+                     " FROM webhook_deliveries")
+    return r[0], r[1]
+
+
 def _pending(db) -> bool:
     return bool(db.query("SELECT 1 FROM webhook_deliveries WHERE state != 'delivered'"))
 
@@ -68,8 +75,7 @@ def test_two_notifiers_make_each_attempt_once_and_take_over_a_killed_ones_leases
 
         # 1. both running: 150 alarms, 2 subscriptions, 300 deliveries
         pipeline.emit_now([_alert(i, clock.now_ms()) for i in range(150)])
-        wait_for(lambda: not _pending(db) and db.query_one("SELECT COUNT(*) FROM webhook_deliveries")[0] == 300, 60,
-                 "300 deliveries")
+        wait_for(lambda: _delivered(db) == (300, 300), 60, "300 deliveries delivered")
         attempts = _attempts(db)
         for sid, receiver in subs.items():
             assert not receiver.bad_signatures

@@ -25,8 +25,11 @@ class NotifierWorker:
     process; what ``collector.service`` and ``coldtrace run`` start."""
 
     def __init__(self, notifier: Notifier, tick: Callable[[int], object] | None, clock: Clock,
-                 tick_interval_s: float) -> None:
+                 tick_interval_s: float, leader: Callable[[int], bool] | None = None) -> None:
+        """``leader(now)``: whether this process runs the cluster's clock tick now (collector/service.py's
+        lease); the alert-lifecycle tick runs only then. None: always (a process on its own)."""
         self.notifier = notifier
+        self._leader = leader
         self._tick = tick
         self._clock = clock
         self._interval = tick_interval_s
@@ -44,8 +47,9 @@ class NotifierWorker:
     def _tick_loop(self) -> None:
         while not self._stop.wait(self._interval):
             try:
-                if self._tick is not None:
-                    self._tick(self._clock.now_ms())
+                now = self._clock.now_ms()
+                if self._tick is not None and (self._leader is None or self._leader(now)):
+                    self._tick(now)
                 self.notifier.wake()  # escalations just written go out now
             except Exception:  # the loop owns recovery
                 log.exception("alert lifecycle tick failed")
@@ -58,12 +62,13 @@ class NotifierWorker:
         self.notifier.close()
 
 
-def build_notifier(services: Any) -> NotifierWorker:
-    """Wire a notifier from the running Services: woken by the pipeline's alerts_emitted event."""
+def build_notifier(services: Any, leader: Callable[[int], bool] | None = None) -> NotifierWorker:
+    """Wire a notifier from the running Services: woken by the pipeline's alerts_emitted event. ``leader``:
+    see NotifierWorker (the escalation and self-resolution clock runs once across the cluster)."""
     ws = services.settings.webhooks
     notifier = Notifier(services.db, services.clock, allowed_private_targets=ws.allowed_private_targets,
                         timeout_s=ws.timeout_s, lane_concurrency=ws.lane_concurrency,
                         wake=services.pipeline.alerts_emitted)
     policy = alerts.policy_from_settings(ws)
     return NotifierWorker(notifier, lambda now: alerts.tick(services.db, now, policy), services.clock,
-                          services.settings.tick_interval_s)
+                          services.settings.tick_interval_s, leader=leader)

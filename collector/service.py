@@ -1,4 +1,9 @@
-"""The collector process: MQTT source, clock tick (device health, escalations) and the webhook notifier."""
+"""The collector process: MQTT source, clock tick (device health, escalations) and the webhook notifier.
+
+Several collectors may run on one database (docs/deployment.md): they share the MQTT subscription, their
+notifiers lease deliveries, and the clock tick runs in one of them at a time, the holder of the
+``clock-tick`` lease (coldtrace/store/cluster.py), renewed every tick and taken over by another collector
+once it has expired (``LEADER_TTL_TICKS`` ticks after the leader's last renewal)."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from pathlib import Path
 from coldtrace.core.errors import ColdTraceError, ConfigError
 from coldtrace.services import audit_anchor, shipments
 from coldtrace.services.calibration_service import for_services
+from coldtrace.store.cluster import LeaderLease, holder_id
 from coldtrace.wiring import Services
 
 from .mqtt import MqttCollector
@@ -19,6 +25,7 @@ from .notifier import build_notifier
 log = logging.getLogger(__name__)
 
 SHIPMENT_TICK_S = 60.0  # re-evaluating every shipment in transit is heavier than the health checks
+LEADER_TTL_TICKS = 3  # the clock-tick lease lasts this many ticks: a stopped leader is replaced after it
 
 
 class CollectorService:
@@ -41,9 +48,12 @@ class CollectorService:
             self.broker_guard = guard
         self._stop = threading.Event()
         self._tick_thread: threading.Thread | None = None
+        self.leader = LeaderLease(services.db, holder_id("collector"),
+                                  ttl_ms=int(LEADER_TTL_TICKS * s.tick_interval_s * 1000))
+        self.ticks_led = 0  # clock ticks this process ran as the leader
         self.notifier = None
         if with_notifier:
-            self.notifier = build_notifier(services)
+            self.notifier = build_notifier(services, leader=self.leader.held)
         self.serial = None
         if s.serial_config is not None:
             from .serial_source import SerialSource
@@ -64,26 +74,47 @@ class CollectorService:
     def _tick_loop(self) -> None:
         interval = self.services.settings.tick_interval_s
         last_shipments = 0.0
+        leading = False
         while not self._stop.wait(interval):
-            if time.monotonic() - last_shipments >= SHIPMENT_TICK_S:
-                last_shipments = time.monotonic()
-                try:  # shipments in transit: excursions on their series, lot stability budgets
-                    p = self.services.pipeline
-                    shipments.tick(self.services.db, self.services.readings, self.services.clock.now_ms(), p.emit)
-                except ColdTraceError as exc:
-                    log.error("shipment tick failed: %s", exc)
             try:
-                self.services.pipeline.tick(self.services.clock.now_ms())
+                now_leading = self.leader.hold(self.services.clock.now_ms())
             except ColdTraceError as exc:
-                log.error("clock tick failed: %s", exc)
-            try:  # calibration sessions follow the stored readings; calibration.due by the clock
-                for_services(self.services).tick(self.services.clock.now_ms())
+                log.error("clock-tick lease not renewed (%s): skipping this tick", exc)
+                now_leading = False
+            if now_leading != leading:
+                leading = now_leading
+                if leading:
+                    log.info("this collector (%s) runs the clock tick now (lease term %s)", self.leader.holder,
+                             self.leader.term)
+                else:
+                    log.info("another collector runs the clock tick now")
+            if leading:
+                self.ticks_led += 1
+                last_shipments = self._tick(last_shipments)
+
+    def _tick(self, last_shipments: float) -> float:
+        """One clock tick (the leader's): shipments (every SHIPMENT_TICK_S), device health and alert
+        self-resolution, calibration, audit anchoring. Returns when the shipments were last ticked."""
+        if time.monotonic() - last_shipments >= SHIPMENT_TICK_S:
+            last_shipments = time.monotonic()
+            try:  # shipments in transit: excursions on their series, lot stability budgets
+                p = self.services.pipeline
+                shipments.tick(self.services.db, self.services.readings, self.services.clock.now_ms(), p.emit)
             except ColdTraceError as exc:
-                log.error("calibration tick failed: %s", exc)
-            try:  # signed audit head to the head file; failed sign-ins of unknown users summarised
-                audit_anchor.tick(self.services)
-            except (ColdTraceError, OSError) as exc:
-                log.error("audit tick failed: %s", exc)
+                log.error("shipment tick failed: %s", exc)
+        try:
+            self.services.pipeline.tick(self.services.clock.now_ms())
+        except ColdTraceError as exc:
+            log.error("clock tick failed: %s", exc)
+        try:  # calibration sessions follow the stored readings; calibration.due by the clock
+            for_services(self.services).tick(self.services.clock.now_ms())
+        except ColdTraceError as exc:
+            log.error("calibration tick failed: %s", exc)
+        try:  # signed audit head to the head file; failed sign-ins of unknown users summarised
+            audit_anchor.tick(self.services)
+        except (ColdTraceError, OSError) as exc:
+            log.error("audit tick failed: %s", exc)
+        return last_shipments
 
     def stop(self) -> None:
         self._stop.set()
@@ -94,6 +125,10 @@ class CollectorService:
         self.mqtt.stop()
         if self._tick_thread:
             self._tick_thread.join(5)
+        try:  # a clean stop hands the clock tick on at once instead of after the lease's expiry
+            self.leader.release()
+        except ColdTraceError as exc:
+            log.warning("could not release the clock-tick lease (%s); it expires by itself", exc)
 
 
 def load_instruments(path: Path) -> list[dict]:

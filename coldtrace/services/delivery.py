@@ -13,6 +13,10 @@ alerts, a finished attempt sets it too), so a new alarm leaves within millisecon
 Isolation: every subscription has its own lane (at most ``lane_concurrency`` attempts in flight), attempts
 run on threads of their own and the loop never waits for one, so a receiver that hangs until the timeout
 delays only its own deliveries. See docs/PROTOCOLS.md "Webhooks".
+
+Several notifiers (processes or machines on one database) share the work: each claim leases its deliveries
+to this notifier (``holder``) until the lease ends, so each attempt is made by one notifier; a notifier
+killed mid-attempt lets its leases expire and another one makes the attempt again (docs/deployment.md).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import httpx
 from coldtrace.core.clock import Clock, to_iso
 from coldtrace.services import webhooks as wh
 from coldtrace.store import webhooks as store
+from coldtrace.store.cluster import holder_id
 from coldtrace.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -136,12 +141,14 @@ class Notifier:
                  timeout_s: float = wh.DELIVERY_TIMEOUT_S, wake: threading.Event | None = None,
                  rng: random.Random | None = None, resolver: wh.Resolver = wh.system_resolver,
                  lane_concurrency: int = 4, poll_interval_s: float = 0.5, batch: int = 200,
-                 verify: ssl.SSLContext | bool = True) -> None:
+                 verify: ssl.SSLContext | bool = True, holder: str | None = None) -> None:
         """``allowed_private_targets``: the allow-list of internal targets (``webhooks.allowed_private_targets``).
         ``allow_private_targets=True`` is the replaced switch, kept for old callers: it now adds loopback
-        only. ``verify``: the TLS trust (True: certifi's CAs, or SSL_CERT_FILE/SSL_CERT_DIR; or an SSLContext)."""
+        only. ``verify``: the TLS trust (True: certifi's CAs, or SSL_CERT_FILE/SSL_CERT_DIR; or an SSLContext).
+        ``holder``: this notifier's name in delivery leases and attempts (default: role, host, pid, random)."""
         self.db = db
         self.clock = clock
+        self.holder = holder or holder_id("notifier")
         policy = wh.TargetPolicy.parse(allowed_private_targets)
         if allow_private_targets:
             policy = wh.TargetPolicy(policy.networks + wh.LOOPBACK_ONLY.networks, policy.hosts)
@@ -193,7 +200,7 @@ class Notifier:
         with self._cond:
             busy, running = dict(self._in_flight), set(self._running)
         jobs = store.claim_due_lanes(self.db, now, self.lease_ms, self.lane_concurrency, busy, limit=self.batch,
-                                     running=running)
+                                     running=running, holder=self.holder)
         for job in jobs:
             self._start(job, stats)
         return len(jobs)
@@ -307,7 +314,7 @@ class Notifier:
             next_at = None if delay is None else now + delay
         store.record_attempt(self.db, job, started_at=started, status=status, latency_ms=latency, error=error,
                              response=response, outcome=outcome, next_attempt_at=next_at, trigger=trigger,
-                             now=now)
+                             now=now, sent_by=self.holder)
         if outcome == "delivered":
             log.debug("delivered %s to %s (%d ms)", job.event_id, job.subscription_id, latency)
         elif outcome == "gone":

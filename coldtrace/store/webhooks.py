@@ -7,6 +7,7 @@ killed at any point leaves either the old or the new state, never half of one.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import uuid
 from collections.abc import Collection, Mapping
@@ -15,7 +16,10 @@ from typing import Any
 
 from coldtrace.core.errors import NotFound
 from coldtrace.core.subscriptions import matches
+from coldtrace.store.cluster import row_locked_write, skip_locked
 from coldtrace.store.db import Database, add_equal_filters
+
+log = logging.getLogger(__name__)
 
 SUBSCRIPTION_PUBLIC = ("id, url, description, event_types, min_severity, device_ids, enabled, escalation,"
                        " disabled_reason, created_at, created_by, updated_at, previous_expires_at")
@@ -213,6 +217,7 @@ class Job:
     event_type: str
     payload: str
     attempts: int  # attempts already made
+    holder: str | None = None  # the notifier whose lease this attempt is under (None: a ping, sent at once)
 
 
 _JOB_SQL = ("SELECT d.id, d.subscription_id, d.event_id, d.event_type, d.attempts, s.url, s.secret,"
@@ -220,40 +225,42 @@ _JOB_SQL = ("SELECT d.id, d.subscription_id, d.event_id, d.event_type, d.attempt
             " JOIN webhook_subscriptions s ON s.id = d.subscription_id JOIN outbox o ON o.event_id = d.event_id")
 
 
-def _job(r: sqlite3.Row, now: int) -> Job:
+def _job(r: sqlite3.Row, now: int, holder: str | None = None) -> Job:
     return Job(r["id"], r["subscription_id"], r["url"], tuple(signing_secrets(r, now)), r["event_id"],
-               r["event_type"], r["payload"], r["attempts"])
-
-
-def claim_due(db: Database, now: int, lease_ms: int, limit: int = 100) -> list[Job]:
-    """Pending deliveries due at ``now``, oldest first, leased for ``lease_ms`` (pushed forward) so a second
-    worker does not send them too; a worker killed mid-attempt lets the lease expire and the retry happen."""
-    with db.write() as c:
-        rows = c.execute(_JOB_SQL + " WHERE d.state = 'pending' AND d.next_attempt_at <= ? AND s.enabled = 1"
-                         " ORDER BY d.next_attempt_at, d.id LIMIT ?", (now, limit)).fetchall()
-        c.executemany("UPDATE webhook_deliveries SET next_attempt_at = ? WHERE id = ?",
-                      [(now + lease_ms, r["id"]) for r in rows])
-    return [_job(r, now) for r in rows]
+               r["event_type"], r["payload"], r["attempts"], holder)
 
 
 def claim_due_lanes(db: Database, now: int, lease_ms: int, lane_capacity: int, in_flight: Mapping[str, int],
-                    limit: int = 200, running: Collection[int] = ()) -> list[Job]:
-    """Claim due deliveries lane by lane: for each subscription at most ``lane_capacity`` minus what it has
-    ``in_flight`` already, oldest first within the lane, ``limit`` in all; each leased for ``lease_ms``.
+                    limit: int = 200, running: Collection[int] = (), holder: str = "notifier") -> list[Job]:
+    """Claim due deliveries lane by lane: for each subscription at most ``lane_capacity`` minus what is in
+    flight to it already (here, ``in_flight``, and under other notifiers' unexpired leases), oldest first
+    within the lane, ``limit`` in all; each leased to ``holder`` for ``lease_ms``.
 
     A full lane (a receiver hanging until the timeout) gets nothing, so its backlog cannot fill the claim and
     hold back another subscription's deliveries. ``running``: delivery ids this process is still sending
-    (a receiver trickling its answer can outlast the lease); they are never claimed twice."""
+    (a receiver trickling its answer can outlast the lease); they are never claimed twice.
+
+    Several notifiers (processes, machines) claim side by side: a claim pushes ``next_attempt_at`` to the
+    lease's end, so a claimed delivery is not due for anyone else until the lease has expired (its holder
+    was killed). On PostgreSQL the claim locks the rows it takes ``FOR UPDATE SKIP LOCKED`` outside the
+    cluster-wide write lock: two notifiers claiming at the same instant each take other rows, never the same
+    one twice. On SQLite the write transaction already excludes every other writer."""
     full = [sid for sid, n in in_flight.items() if n >= lane_capacity]
     skip = f" AND d.subscription_id NOT IN ({','.join('?' * len(full))})" if full else ""
     ranked = _JOB_SQL.replace("SELECT ", "SELECT ROW_NUMBER() OVER (PARTITION BY d.subscription_id ORDER BY"
                               " d.next_attempt_at, d.id) AS lane_rank, d.next_attempt_at AS due_at, ", 1)
-    with db.write() as c:
+    with row_locked_write(db) as c:
         rows = c.execute(
             "SELECT * FROM (" + ranked + " WHERE d.state = 'pending' AND d.next_attempt_at <= ? AND s.enabled = 1"
             + skip + ") AS lanes WHERE lane_rank <= ? ORDER BY due_at, id",
             (now, *full, 2 * lane_capacity)).fetchall()
-        room = {r["subscription_id"]: lane_capacity - in_flight.get(r["subscription_id"], 0) for r in rows}
+        if not rows:
+            return []
+        others = {r[0]: r[1] for r in c.execute(
+            "SELECT subscription_id, COUNT(*) FROM webhook_deliveries WHERE state = 'pending'"
+            " AND lease_expires_at > ? AND lease_holder <> ? GROUP BY subscription_id", (now, holder))}
+        room = {r["subscription_id"]: lane_capacity - in_flight.get(r["subscription_id"], 0)
+                - others.get(r["subscription_id"], 0) for r in rows}
         chosen = []
         for r in rows:
             if len(chosen) >= limit:
@@ -262,9 +269,16 @@ def claim_due_lanes(db: Database, now: int, lease_ms: int, lane_capacity: int, i
                 continue
             room[r["subscription_id"]] -= 1
             chosen.append(r)
-        c.executemany("UPDATE webhook_deliveries SET next_attempt_at = ? WHERE id = ?",
-                      [(now + lease_ms, r["id"]) for r in chosen])
-    return [_job(r, now) for r in chosen]
+        if not chosen:
+            return []
+        # lock what was chosen, still due (another notifier may have claimed some since the read above)
+        got = {r[0] for r in c.execute(
+            f"SELECT id FROM webhook_deliveries WHERE id IN ({','.join('?' * len(chosen))}) AND state = 'pending'"
+            " AND next_attempt_at <= ?" + skip_locked(db), (*(r["id"] for r in chosen), now))}
+        chosen = [r for r in chosen if r["id"] in got]
+        c.executemany("UPDATE webhook_deliveries SET next_attempt_at = ?, lease_holder = ?, lease_expires_at = ?"
+                      " WHERE id = ?", [(now + lease_ms, holder, now + lease_ms, r["id"]) for r in chosen])
+    return [_job(r, now, holder) for r in chosen]
 
 
 def job_for(db: Database, delivery_id: int, now: int) -> Job:
@@ -284,30 +298,47 @@ def next_due(db: Database, exclude: Collection[str] = ()) -> int | None:
 
 def record_attempt(db: Database, job: Job, *, started_at: int, status: int | None, latency_ms: int,
                    error: str | None, response: str | None, outcome: str, next_attempt_at: int | None,
-                   trigger: str = "scheduled", now: int) -> None:
-    """One attempt and its consequence, atomically. ``outcome``: delivered | retry | failed | gone."""
+                   trigger: str = "scheduled", now: int, sent_by: str | None = None) -> bool:
+    """One attempt and its consequence, atomically. ``outcome``: delivered | retry | failed | gone.
+
+    The attempt is always recorded (it happened). Its consequence is applied only while ``job.holder`` still
+    holds the delivery's lease: a notifier that outlived its lease (a process paused for longer than the
+    lease) finds another notifier's lease and leaves the delivery's state to it. Returns False then."""
+    if outcome not in ("delivered", "retry", "failed", "gone"):
+        raise ValueError(f"unknown outcome {outcome!r}")
     with db.write() as c:
-        n = c.execute("SELECT attempts FROM webhook_deliveries WHERE id = ?", (job.delivery_id,)).fetchone()[0] + 1
+        r = c.execute("SELECT attempts, lease_holder FROM webhook_deliveries WHERE id = ?",
+                      (job.delivery_id,)).fetchone()
+        if r is None:  # deleted with its subscription meanwhile
+            return False
+        n = r[0] + 1
         c.execute("INSERT INTO webhook_attempts (delivery_id, attempt_no, trigger, started_at, status, latency_ms,"
-                  " error, response) VALUES (?,?,?,?,?,?,?,?)",
-                  (job.delivery_id, n, trigger, started_at, status, latency_ms, error, response))
+                  " error, response, sent_by) VALUES (?,?,?,?,?,?,?,?,?)",
+                  (job.delivery_id, n, trigger, started_at, status, latency_ms, error, response,
+                   sent_by or job.holder))
+        if job.holder is not None and r[1] != job.holder:
+            c.execute("UPDATE webhook_deliveries SET attempts = ? WHERE id = ?", (n, job.delivery_id))
+            log.warning("delivery %d: the lease of %s was taken over by %s during its attempt; the outcome"
+                        " (%s) is left to the new holder", job.delivery_id, job.holder, r[1], outcome)
+            return False
+        free = ", lease_holder = NULL, lease_expires_at = NULL"
         if outcome == "delivered":
             c.execute("UPDATE webhook_deliveries SET state = 'delivered', attempts = ?, delivered_at = ?,"
-                      " next_attempt_at = NULL, last_status = ?, last_error = NULL WHERE id = ?",
+                      " next_attempt_at = NULL, last_status = ?, last_error = NULL" + free + " WHERE id = ?",
                       (n, now, status, job.delivery_id))
         elif outcome == "retry":
-            c.execute("UPDATE webhook_deliveries SET state = 'pending', attempts = ?, next_attempt_at = ?,"
-                      " last_status = ?, last_error = ? WHERE id = ? AND state != 'disabled'",
-                      (n, next_attempt_at, status, error, job.delivery_id))
+            c.execute("UPDATE webhook_deliveries SET attempts = ?, last_status = ?, last_error = ?" + free
+                      + " WHERE id = ?", (n, status, error, job.delivery_id))
+            c.execute("UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = ? WHERE id = ?"
+                      " AND state != 'disabled'", (next_attempt_at, job.delivery_id))
         elif outcome == "failed":
             c.execute("UPDATE webhook_deliveries SET state = 'failed', attempts = ?, next_attempt_at = NULL,"
-                      " last_status = ?, last_error = ? WHERE id = ?", (n, status, error, job.delivery_id))
-        elif outcome == "gone":
-            c.execute("UPDATE webhook_deliveries SET attempts = ?, last_status = ?, last_error = ? WHERE id = ?",
-                      (n, status, error, job.delivery_id))
+                      " last_status = ?, last_error = ?" + free + " WHERE id = ?", (n, status, error, job.delivery_id))
+        else:  # gone
+            c.execute("UPDATE webhook_deliveries SET attempts = ?, last_status = ?, last_error = ?" + free
+                      + " WHERE id = ?", (n, status, error, job.delivery_id))
             _set_enabled(c, job.subscription_id, False, "receiver answered 410 Gone", now)
-        else:
-            raise ValueError(f"unknown outcome {outcome!r}")
+    return True
 
 
 def redeliver(db: Database, delivery_id: int, now: int) -> dict[str, Any]:

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = ["MQTT_COLDTRACE_PASSWORD", "MQTT_DEVICES_PASSWORD", "INFLUXDB_ADMIN_PASSWORD",
-           "INFLUXDB_WRITE_USER_PASSWORD", "INFLUXDB_READ_USER_PASSWORD", "GRAFANA_ADMIN_PASSWORD"]
+           "INFLUXDB_WRITE_USER_PASSWORD", "INFLUXDB_READ_USER_PASSWORD", "GRAFANA_ADMIN_PASSWORD",
+           "POSTGRES_PASSWORD", "COLDTRACE_AUDIT_HMAC_KEY", "COLDTRACE_AUDIT_SIGNING_KEY"]
 
 
 def compose(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -119,3 +120,38 @@ def test_dockerfile_is_slim_non_root_with_coldtrace_entrypoint():
     users = re.findall(r"^USER (\S+)", text, re.M)
     assert users and users[-1] not in ("root", "0")
     assert re.search(r'^ENTRYPOINT \["coldtrace"\]$', text, re.M)
+
+
+def test_two_collectors_and_two_apis_share_postgresql_behind_one_entry_point(config):
+    """Issue 15: PostgreSQL for the metadata, two collectors in one shared MQTT group (each its own session),
+    two APIs that only the entry point publishes, and the same store and audit keys in all four."""
+    services = config["services"]
+    pg = services["postgres"]
+    assert pg["image"].startswith("postgres:") and "profiles" not in pg and pg["healthcheck"]["test"]
+    assert pg["environment"]["POSTGRES_PASSWORD"] == secrets()["POSTGRES_PASSWORD"]  # from .env, no default
+    assert ("postgres-data", "/var/lib/postgresql/data") in mounts(pg)
+    assert "ports" not in pg  # the database is reachable from the stack's network only
+    collectors, apis = ("collector", "collector-2"), ("api", "api-2")
+    for name in collectors + apis:
+        svc = services[name]
+        env = svc["environment"]
+        assert env["COLDTRACE_STORE__URL"] == f"postgresql://coldtrace:{secrets()['POSTGRES_PASSWORD']}@postgres:5432/coldtrace"
+        assert env["COLDTRACE_AUDIT__HMAC_KEY"] == secrets()["COLDTRACE_AUDIT_HMAC_KEY"]
+        assert env["COLDTRACE_AUDIT__SIGNING_KEY"] == secrets()["COLDTRACE_AUDIT_SIGNING_KEY"]
+        assert svc["depends_on"]["postgres"]["condition"] == "service_healthy", name
+        assert svc["command"] == (["collector"] if name in collectors else ["api"])
+        assert "ports" not in svc, name  # only the entry point is published
+        assert svc["healthcheck"]["test"], name
+    assert {services[n]["environment"]["COLDTRACE_MQTT__SHARED_GROUP"] for n in collectors} == {"coldtrace"}
+    ids = [services[n]["environment"]["COLDTRACE_MQTT__CLIENT_ID"] for n in collectors]
+    assert len(set(ids)) == 2  # one persistent session each: a shared group splits messages between sessions
+    entry = services["entry"]
+    assert [(int(p["published"]), p["target"]) for p in entry["ports"]] == [(8080, 8080)]  # the API's old port
+    assert mounts(entry) == [(str(ROOT / "deploy/nginx/coldtrace.conf"), "/etc/nginx/conf.d/default.conf")]
+    conf = (ROOT / "deploy/nginx/coldtrace.conf").read_text()
+    assert re.search(r"server api:8080", conf) and re.search(r"server api-2:8080", conf)
+    trusted = services["api"]["environment"]["COLDTRACE_API__TRUSTED_PROXIES"]
+    assert trusted == f"{entry['networks']['default']['ipv4_address']}/32"  # the APIs believe the entry point only
+    acl = (ROOT / "deploy/mosquitto/acl").read_text()
+    for kind in ("readings", "status"):  # the collector's user may read its shared subscriptions
+        assert f"topic read $share/coldtrace/coldtrace/v1/devices/+/{kind}" in acl

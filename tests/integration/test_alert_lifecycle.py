@@ -59,7 +59,7 @@ def _inbox(db: Database, now: int) -> list[tuple[str, str, str]]:
 
 
 def _outbox_types(db: Database, alert_id: str) -> list[str]:
-    return [r[0] for r in db.query("SELECT type FROM outbox WHERE alert_id = ? ORDER BY created_at, rowid",
+    return [r[0] for r in db.query("SELECT type FROM outbox WHERE alert_id = ? ORDER BY created_at, event_id",
                                    (alert_id,))]
 
 

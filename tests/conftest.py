@@ -137,7 +137,8 @@ def _database_new(cls, *args, **kwargs):
                 _test_db_more.append(name)
             if key is not None:
                 _test_db_paths[key] = url
-        return PostgresDatabase(url)
+        # the files SQLite keeps next to its database (the audit HMAC key) stay in the file's directory
+        return PostgresDatabase(url, local_dir=os.path.dirname(key) if key is not None else None)
     return object.__new__(cls)
 
 

@@ -19,7 +19,7 @@ def store_rows(db_path: str | Path, sql: str, params: tuple = (), *, missing_ok:
 
         try:
             with psycopg.connect(url) as c:
-                return [tuple(r) for r in c.execute(sql.replace("?", "%s"), params).fetchall()]
+                return [tuple(r) for r in c.execute(sql.replace("%", "%%").replace("?", "%s"), params).fetchall()]
         except psycopg.errors.UndefinedTable:
             if missing_ok:
                 return []

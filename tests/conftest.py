@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
@@ -99,21 +98,47 @@ if TEST_STORE not in ("sqlite", "postgresql"):
     raise pytest.UsageError(f"COLDTRACE_TEST_STORE must be sqlite or postgresql, not {TEST_STORE!r}")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under COLDTRACE_TEST_STORE=postgresql a test marked ``sqlite_only(reason)`` (it is about SQLite itself: the
+    file, WAL, kill -9 of its writer) does not run, with its reason; in the normal SQLite run it always runs."""
+    if TEST_STORE != "postgresql":
+        return
+    for item in items:
+        mark = item.get_closest_marker("sqlite_only")
+        if mark is not None:
+            why = mark.kwargs.get("reason") or (mark.args[0] if mark.args else "about SQLite itself")
+            item.add_marker(pytest.mark.skip(reason=f"SQLite only: {why}"))
+
+
 _test_db_url: str | None = None  # the running test's PostgreSQL database (COLDTRACE_TEST_STORE=postgresql)
+_test_db_paths: dict[str, str] = {}  # a file path the running test opened -> its PostgreSQL database URL
+_test_db_more: list[str] = []  # the databases made for the test's second, third... file (dropped after it)
+_test_pg_server = None
 
 
 def _database_new(cls, *args, **kwargs):
-    """``Database(path, ...)`` during a test: the test's PostgreSQL database instead of the file. Installed
-    for the whole session (deleting a class's __new__ again breaks it in CPython); outside a test (module
-    fixtures) it is SQLite as usual."""
+    """``Database(path, ...)`` during a test: a PostgreSQL database instead of the file. The first file a test
+    opens is the test's database (the one COLDTRACE_STORE__URL names for the processes it starts); each other
+    file is a database of its own, and the same file opened again is the same database (a restart sees what
+    was written). Installed for the whole session (deleting a class's __new__ again breaks it in CPython);
+    outside a test (module fixtures) it is SQLite as usual."""
     from coldtrace.store.db import Database
     from coldtrace.store.postgres import PostgresDatabase
 
     if cls is Database and _test_db_url is not None:
-        path = str(args[0] if args else kwargs.get("path", ""))
-        # the audit key file stays where SQLite keeps it: next to the file the test named
-        local = None if path in ("", ":memory:") else Path(path).parent
-        return PostgresDatabase(_test_db_url, local_dir=local)
+        path = str(args[0] if args else kwargs["path"])
+        key = None if path == ":memory:" else os.path.abspath(path)
+        url = _test_db_paths.get(key) if key is not None else None
+        if url is None:
+            if key is not None and not _test_db_paths:
+                url = _test_db_url
+            else:
+                name, url = _test_pg_server.create_database()
+                _test_db_more.append(name)
+            if key is not None:
+                _test_db_paths[key] = url
+        # the files SQLite keeps next to its database (the audit HMAC key) stay in the file's directory
+        return PostgresDatabase(url, local_dir=os.path.dirname(key) if key is not None else None)
     return object.__new__(cls)
 
 
@@ -125,16 +150,19 @@ if TEST_STORE == "postgresql":
 
 @pytest.fixture(autouse=True)
 def _test_store_dialect(request, monkeypatch):
-    global _test_db_url
+    global _test_db_url, _test_pg_server
     if TEST_STORE != "postgresql" or "postgres_url" in request.fixturenames:  # a test of both dialects
         yield
         return
     server = request.getfixturevalue("postgres_server")
     name, url = server.create_database()
     monkeypatch.setenv("COLDTRACE_STORE__URL", url)
-    _test_db_url = url
+    _test_db_url, _test_pg_server = url, server
     try:
         yield
     finally:
-        _test_db_url = None
-        server.drop_database(name)
+        _test_db_url, _test_pg_server = None, None
+        _test_db_paths.clear()
+        for extra in (name, *_test_db_more):
+            server.drop_database(extra)
+        _test_db_more.clear()

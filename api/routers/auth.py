@@ -79,9 +79,14 @@ class DeviceTokenCreated(BaseModel):
     device_ids: list[str]
 
 
+# a person's name has no control characters (a NUL byte would also be refused by PostgreSQL's text type: a
+# 422 here, never a store error)
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+
+
 class UserIn(BaseModel):
     username: Annotated[str, Field(pattern=r"^[A-Za-z0-9._@-]{2,64}$")]
-    full_name: Annotated[str, Field(min_length=1, max_length=200)]
+    full_name: Annotated[str, Field(min_length=1, max_length=200, pattern=PRINTABLE)]
     password: Annotated[str, Field(min_length=auth.MIN_PASSWORD_LEN, max_length=1000)]
     role: HumanRole
 
@@ -90,7 +95,7 @@ class UserPatch(BaseModel):
     """Only the fields given change; the username (the audit trail's actor name) never does."""
 
     model_config = ConfigDict(extra="forbid")
-    full_name: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+    full_name: Annotated[str | None, Field(min_length=1, max_length=200, pattern=PRINTABLE)] = None
     role: HumanRole | None = None
     active: bool | None = Field(None, description="false: no sign-in, open sessions ended, personal tokens refused")
 

@@ -33,6 +33,7 @@ from coldtrace.ports import AlertListed, AlertQuery, AlertRow, TxConnection
 from coldtrace.services import audit
 from coldtrace.services.webhooks import encode_body
 from coldtrace.store import alerts as store
+from coldtrace.store import auth as auth_store
 from coldtrace.store import webhooks as wh_store
 from coldtrace.store.alerts import inbox_sql  # noqa: F401  (the inbox's order, for callers of this module)
 from coldtrace.store.db import Database
@@ -310,10 +311,10 @@ def assign(db: Database, alert_id: str, *, actor: str, assignee: str | None, now
         if a["state"] == "resolved":
             raise Conflict(f"alert {alert_id} is resolved")
         if assignee is not None:
-            user = store.active_username(c, assignee)
-            if user is None:
+            user = auth_store.find_user(c, assignee)  # usernames compare without regard to case
+            if user is None or not user["active"]:
                 raise UnknownUser(f"no active user {assignee!r}: an alert can only be assigned to a user of ColdTrace")
-            assignee = user
+            assignee = user["username"]  # the user's own spelling
         life = store.get_lifecycle(c, alert_id)
         old = None if life is None else life["assignee"]
         store.set_assignee(c, alert_id, assignee)

@@ -29,6 +29,7 @@ from coldtrace.core.clock import to_iso
 from coldtrace.ports import ReadingStore
 from coldtrace.services import shipments
 from coldtrace.services.calibration_records import device_calibration
+from coldtrace.store import alerts as alert_store
 from coldtrace.store import calibration as calibration_store
 from coldtrace.store import shipments as store
 from coldtrace.store.db import Database
@@ -60,12 +61,12 @@ def alarm_rows(db: Database, shipment_id: str, windows: list[tuple[str, int | No
     device_windows = [(dev, start, end if end is not None else now_ms + 1) for dev, start, end in windows
                       if start is not None]
     out = []
-    for d in store.shipment_alarms(db, shipment_id, SHIPMENT_ALARM_TYPES, device_windows):
+    for d in alert_store.shipment_alarms(db, shipment_id, SHIPMENT_ALARM_TYPES, device_windows):
         d["data"] = json.loads(d["data"]) if d["data"] else {}
         if d["severity"] not in ALARM_SEVERITIES:
             continue
         if d["acknowledged_at"] is None:  # an older acknowledgement recorded only as an event
-            evs = store.alert_events(db, d["id"], ("acknowledged",), limit=1)
+            evs = alert_store.events_with_actions(db, d["id"], ("acknowledged",), limit=1)
             if evs:
                 ev = evs[0]
                 d["acknowledged_at"], d["acknowledged_by"], d["ack_comment"] = ev["at"], ev["actor"], ev["comment"]

@@ -30,6 +30,7 @@ from coldtrace.core.shipment_stats import in_range_bounds
 from coldtrace.ports import ReadingStore
 from coldtrace.services import audit, release_checklist, shipments
 from coldtrace.services.signature import verify_decision
+from coldtrace.store import alerts as alert_store
 from coldtrace.store import shipments as store
 from coldtrace.store.db import Database
 
@@ -54,7 +55,7 @@ HANDLING_ACTIONS = ("acknowledged", "commented", "assigned", "resolved", "auto_r
 
 def handling(db: Database, alert_id: str) -> list[dict[str, Any]]:
     """How people (and escalation) handled an alert, oldest first: alert_events rows (who, when, comment)."""
-    return store.alert_events(db, alert_id, HANDLING_ACTIONS)
+    return alert_store.events_with_actions(db, alert_id, HANDLING_ACTIONS)
 
 
 def _handling_text(events: list[dict[str, Any]]) -> str:
@@ -116,7 +117,7 @@ def build(db: Database, readings: ReadingStore, shipment_id: str, now_ms: int, *
                         "chart": build_chart(ts, v, lg.start, lg.end, limits, band, excs)})
     windows = [(d, s or 0, e if e is not None else now_ms + 1) for d, s, e in
                shipments.windows(sh, store.loggers(db, shipment_id)) if s is not None]
-    alerts = store.shipment_alerts(db, shipment_id, windows)
+    alerts = alert_store.shipment_alerts(db, shipment_id, windows)
     for a in alerts:
         a["data"] = json.loads(a["data"]) if isinstance(a.get("data"), str) else a.get("data")
         a["handling"] = handling(db, a["id"]) if a["severity"] in ALARM_SEVERITIES else []

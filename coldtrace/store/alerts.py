@@ -1,6 +1,7 @@
 """SQL of the alerts family: ``alerts``, ``alert_lifecycle`` and ``alert_events`` (migrations 0001, 0210, 1151),
 and the reads of the ISA-18.2 lifecycle (coldtrace/services/alerts.py) and of the alarm-system health report
-(coldtrace/services/alarm_health.py). The port is ``AlertStore`` in coldtrace/ports.py.
+(coldtrace/services/alarm_health.py), and what a shipment's trip report and release checklist read about its
+alerts. The port is ``AlertStore`` in coldtrace/ports.py.
 
 Rows in, typed dicts out; the rules (who may do what, when an alert escalates or resolves) live in the services.
 Every statement is one text for SQLite and PostgreSQL (docs/CONVENTIONS.md, portable SQL): ``?`` placeholders,
@@ -33,11 +34,12 @@ from coldtrace.ports import (
 )
 
 __all__ = [
-    "ALERT_SEVERITIES", "AlertQuery", "acknowledged_and_cleared", "active_username", "alarm_detail",
-    "alarms_raised", "clear_shelving", "device_profile_bodies", "due_escalations", "ensure_lifecycle",
-    "episode_stages", "events", "expired_shelvings", "get_alert", "get_handling", "get_lifecycle", "inbox_sql",
+    "ALERT_SEVERITIES", "AlertQuery", "acknowledged_and_cleared", "alarm_detail", "alarms_raised",
+    "clear_shelving", "device_profile_bodies", "due_escalations", "ensure_lifecycle", "episode_stages", "events",
+    "events_with_actions", "expired_shelvings", "get_alert", "get_handling", "get_lifecycle", "inbox_sql",
     "insert_alert", "insert_event", "list_alerts", "mark_acknowledged", "mark_resolved", "mark_shelved",
-    "open_episode_alerts", "record_escalation", "self_resolvable", "set_assignee", "standing_alarms",
+    "open_episode_alerts", "record_escalation", "self_resolvable", "set_assignee", "shipment_alarms",
+    "shipment_alerts", "standing_alarms",
 ]
 
 ALERT_SEVERITIES = ("critical", "alarm", "warning", "info")  # most severe first
@@ -137,16 +139,6 @@ def set_assignee(c: TxConnection, alert_id: str, assignee: str | None) -> None:
     c.execute("UPDATE alert_lifecycle SET assignee = ? WHERE alert_id = ?", (assignee, alert_id))
 
 
-def active_username(db: Any, username: str) -> str | None:
-    """The stored spelling of an active user's name (usernames compare case-insensitively), or None.
-
-    A read of ``users`` (the auth family, whose store module is not on main yet): kept here for the one
-    check the lifecycle needs (an alert is assigned only to an active user); the lead moves it to
-    store/auth.py when that lands."""
-    r = _one(db, "SELECT username FROM users WHERE username = ? AND active = 1", (username,))
-    return None if r is None else str(r[0])
-
-
 def mark_shelved(c: TxConnection, alert_id: str, until: int, at: int, actor: str, reason: str) -> None:
     c.execute("UPDATE alerts SET shelved_until = ? WHERE id = ?", (until, alert_id))
     c.execute("UPDATE alert_lifecycle SET shelved_at = ?, shelved_by = ?, shelve_reason = ? WHERE alert_id = ?",
@@ -214,6 +206,51 @@ def list_alerts(db: Any, query: AlertQuery, now: int, limit: int, offset: int = 
     sql = ("SELECT alerts.*, l.assignee FROM alerts LEFT JOIN alert_lifecycle l ON l.alert_id = alerts.id"
            + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY {order} LIMIT ? OFFSET ?")
     return [cast(AlertListed, dict(r)) for r in _rows(db, sql, (*params, limit, offset))]
+
+
+# ---------------------------------------------------------------- what a shipment's report and checklist read
+
+
+def shipment_alerts(db: Any, shipment_id: str, device_windows: Sequence[tuple[str, int, int]],
+                    limit: int = 1000) -> list[dict[str, Any]]:
+    """Alerts of a shipment (the trip report): those raised for it, and its loggers' alerts inside their
+    [start, end) windows, by time then id."""
+    clauses, params = ["shipment_id = ?"], [shipment_id]
+    for dev, start, end in device_windows:
+        clauses.append("(device_id = ? AND ts >= ? AND ts < ?)")
+        params.extend([dev, start, end])
+    params.append(limit)
+    return [dict(r) for r in _rows(
+        db, f"SELECT * FROM alerts WHERE {' OR '.join(clauses)} ORDER BY ts, id LIMIT ?", params)]
+
+
+def shipment_alarms(db: Any, shipment_id: str, shipment_types: Sequence[str],
+                    device_windows: Sequence[tuple[str, int, int]]) -> list[dict[str, Any]]:
+    """The shipment's own alerts of ``shipment_types`` and its loggers' ``excursion.alarm`` alerts inside their
+    [start, end) windows, with their acknowledgement (alert_lifecycle), by time (the release checklist)."""
+    clauses = [f"(a.shipment_id = ? AND a.type IN ({_marks(len(shipment_types))}))"]
+    params: list[Any] = [shipment_id, *shipment_types]
+    for dev, start, end in device_windows:
+        clauses.append("(a.device_id = ? AND a.type = 'excursion.alarm' AND a.ts >= ? AND a.ts < ?)")
+        params += [dev, start, end]
+    return [dict(r) for r in _rows(
+        db, "SELECT a.id, a.type, a.severity, a.device_id, a.ts, a.state, a.data, a.excursion_id,"
+        " l.acknowledged_at, l.acknowledged_by, l.ack_comment FROM alerts a"
+        " LEFT JOIN alert_lifecycle l ON l.alert_id = a.id"
+        f" WHERE ({' OR '.join(clauses)}) ORDER BY a.ts, a.id", params)]
+
+
+def events_with_actions(db: Any, alert_id: str, actions: Sequence[str], limit: int | None = None
+                        ) -> list[dict[str, Any]]:
+    """(at, actor, action, comment) of an alert's events with one of ``actions``, oldest first (who handled
+    it, for the trip report and the release checklist)."""
+    sql = (f"SELECT at, actor, action, comment FROM alert_events WHERE alert_id = ?"
+           f" AND action IN ({_marks(len(actions))}) ORDER BY id")
+    params: list[Any] = [alert_id, *actions]
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(int(limit))
+    return [dict(r) for r in _rows(db, sql, params)]
 
 
 # ---------------------------------------------------------------- excursion episodes

@@ -1,5 +1,6 @@
-"""Shipments, their loggers and their signed decisions (rows in, dicts out), and what the trip report and the
-release checklist read about a shipment's alerts.
+"""Shipments, their loggers and their signed decisions (rows in, dicts out). What the trip report and the
+release checklist read about a shipment's alerts is in coldtrace/store/alerts.py (``shipment_alerts``,
+``shipment_alarms``, ``events_with_actions``).
 
 The rules (which state may follow which, who may sign) live in ``coldtrace.services.shipments``; this module only
 reads and writes rows, inside the caller's transaction where one is given. Every statement is portable (SQLite
@@ -9,7 +10,6 @@ and PostgreSQL run the same text: docs/CONVENTIONS.md "Portable SQL").
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
 from typing import Any
 
 from coldtrace.core.errors import NotFound
@@ -136,21 +136,10 @@ def decisions(db: Database | sqlite3.Connection, shipment_id: str) -> list[dict[
     return sorted(rows, key=lambda r: (r["signed_at"], depth(r)))
 
 
-def shipment_alerts(db: Database, shipment_id: str, device_windows: list[tuple[str, int, int]],
-                    limit: int = 1000) -> list[dict[str, Any]]:
-    """Alerts of a shipment: those raised for it, and its loggers' alerts inside their windows."""
-    clauses, params = ["shipment_id = ?"], [shipment_id]
-    for dev, start, end in device_windows:
-        clauses.append("(device_id = ? AND ts >= ? AND ts < ?)")
-        params.extend([dev, start, end])
-    params.append(limit)
-    return [dict(r) for r in _conn(db).execute(
-        f"SELECT * FROM alerts WHERE {' OR '.join(clauses)} ORDER BY ts, id LIMIT ?", tuple(params))]
-
-
 # ---------------------------------------------------------------- rows of other families a shipment reads
-# The statements below read tables of other families (alerts, quarantine, profiles, excursions) whose store
-# modules are not on main yet; the lead may move them there (issue 15 step 1).
+# The statements below read tables of other families (profiles, quarantine: the devices family; excursions) whose
+# store modules are not on main yet (devices) or belong to another helper's branch (excursions); the lead moves
+# them there (issue 15 step 1). What the report and the checklist read about alerts is in store/alerts.py.
 
 def profile_body(db: Any, profile_id: str) -> str | None:
     """The stored JSON of a custom profile (None: not stored; built-in profiles are not stored)."""
@@ -167,33 +156,6 @@ def supersede_shipment_excursions(c: sqlite3.Connection, shipment_id: str, keep:
     c.executemany("UPDATE excursions SET superseded = 1, updated_at = ? WHERE id = ?",
                   [(now_ms, i) for i in gone])
     return gone
-
-
-def shipment_alarms(db: Any, shipment_id: str, shipment_types: Sequence[str],
-                    device_windows: Sequence[tuple[str, int, int]]) -> list[dict[str, Any]]:
-    """The shipment's own alerts of ``shipment_types`` and its loggers' ``excursion.alarm`` alerts inside their
-    [start, end) windows, with their acknowledgement (alert_lifecycle), by time."""
-    clauses = [f"(a.shipment_id = ? AND a.type IN ({', '.join('?' * len(shipment_types))}))"]
-    params: list[Any] = [shipment_id, *shipment_types]
-    for dev, start, end in device_windows:
-        clauses.append("(a.device_id = ? AND a.type = 'excursion.alarm' AND a.ts >= ? AND a.ts < ?)")
-        params += [dev, start, end]
-    return [dict(r) for r in _conn(db).execute(
-        "SELECT a.id, a.type, a.severity, a.device_id, a.ts, a.state, a.data, a.excursion_id,"
-        " l.acknowledged_at, l.acknowledged_by, l.ack_comment FROM alerts a"
-        " LEFT JOIN alert_lifecycle l ON l.alert_id = a.id"
-        f" WHERE ({' OR '.join(clauses)}) ORDER BY a.ts, a.id", tuple(params))]
-
-
-def alert_events(db: Any, alert_id: str, actions: Sequence[str], limit: int | None = None) -> list[dict[str, Any]]:
-    """(at, actor, action, comment) of an alert's events with one of ``actions``, oldest first."""
-    sql = (f"SELECT at, actor, action, comment FROM alert_events WHERE alert_id = ?"
-           f" AND action IN ({', '.join('?' * len(actions))}) ORDER BY id")
-    params: tuple[Any, ...] = (alert_id, *actions)
-    if limit is not None:
-        sql += " LIMIT ?"
-        params += (int(limit),)
-    return [dict(r) for r in _conn(db).execute(sql, params)]
 
 
 def open_conflicts(db: Any, device_id: str, start: int, end: int | None) -> int:

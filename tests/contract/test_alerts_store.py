@@ -6,13 +6,13 @@ The migrations' triggers (1151) are part of what is checked: an alert's ``condit
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import pytest
 
 from coldtrace.core.model import MINUTE, Alert, Excursion
-from coldtrace.ports import AlertQuery
-from coldtrace.services import auth
+from coldtrace.ports import AlertQuery, AlertStore
 from coldtrace.store import alerts as store
 from coldtrace.store.db import Database
 from coldtrace.store.excursions import upsert_excursion
@@ -56,6 +56,14 @@ def _alert(db: Database, id_: str, *, type_: str = "device.offline", severity: s
 
 def _ids(rows) -> list[str]:
     return [r["id"] for r in rows]
+
+
+def test_the_module_implements_every_function_of_the_port_with_its_parameters():
+    members = [n for n, f in vars(AlertStore).items() if callable(f) and not n.startswith("_")]
+    assert len(members) >= 26
+    for name in members:
+        want = list(inspect.signature(getattr(AlertStore, name)).parameters)[1:]  # without self
+        assert list(inspect.signature(getattr(store, name)).parameters) == want, name
 
 
 # ---------------------------------------------------------------- alerts
@@ -139,13 +147,61 @@ def test_events_are_appended_in_order_per_alert(db):
     assert store.events(db, "al_nope") == []
 
 
-def test_only_an_active_user_is_found_in_their_own_spelling(db):
-    auth.create_user(db, "Bob", "Bob Builder", "correct horse battery staple", "qa", now_ms=T0)
-    auth.create_user(db, "carol", "Carol C", "correct horse battery staple", "qa", now_ms=T0)
-    auth.set_user_active(db, "carol", False, actor="admin", now_ms=T0)
-    assert store.active_username(db, "BOB") == "Bob"
-    assert store.active_username(db, "carol") is None
-    assert store.active_username(db, "nobody") is None
+# ---------------------------------------------------------------- what a shipment's report and checklist read
+
+def _row(c, aid, ts, *, type_="excursion.alarm", severity="alarm", device=None, shipment_id=None):
+    """An alert row as the report's and checklist's tests need it (data: a limit id)."""
+    c.execute("INSERT INTO alerts (id, type, severity, device_id, shipment_id, ts, created_at, data) VALUES"
+              " (?, ?, ?, ?, ?, ?, ?, ?)", (aid, type_, severity, device, shipment_id, ts, ts,
+                                            json.dumps({"limit_id": "hi"})))
+
+
+def test_shipment_alerts_are_its_own_and_its_loggers_inside_their_windows(db):
+    with db.write() as c:
+        _row(c, "a_own", T0 + 50, type_="lot.stability_low", shipment_id="shp_1")
+        _row(c, "a_in", T0 + 10, device="LOG-A", type_="excursion.opened", severity="info")
+        _row(c, "a_early", T0 - 1, device="LOG-A")
+        _row(c, "a_end", T0 + 100, device="LOG-A")  # the window's end is exclusive
+        _row(c, "a_b", T0 + 20, device="LOG-B")
+        _row(c, "a_other", T0 + 30, device="LOG-C")
+    rows = store.shipment_alerts(db, "shp_1", [("LOG-A", T0, T0 + 100), ("LOG-B", T0, T0 + 100)])
+    assert [r["id"] for r in rows] == ["a_in", "a_b", "a_own"]
+    assert [r["id"] for r in store.shipment_alerts(db, "shp_1", [("LOG-A", T0, T0 + 100)], limit=1)] == ["a_in"]
+    assert [r["id"] for r in store.shipment_alerts(db, "shp_1", [])] == ["a_own"]
+
+
+def test_shipment_alarms_carry_their_acknowledgement(db):
+    with db.write() as c:
+        _row(c, "a_own", T0 + 50, type_="lot.stability_exhausted", severity="critical", shipment_id="shp_1")
+        _row(c, "a_low", T0 + 60, type_="lot.stability_low", severity="warning", shipment_id="shp_1")
+        _row(c, "a_2", T0 + 20, device="LOG-A")
+        _row(c, "a_1", T0 + 20, device="LOG-A")
+        _row(c, "a_opened", T0 + 30, device="LOG-A", type_="excursion.opened", severity="info")
+        _row(c, "a_late", T0 + 200, device="LOG-A")
+        c.execute("INSERT INTO alert_lifecycle (alert_id, acknowledged_at, acknowledged_by, ack_comment) VALUES"
+                  " (?, ?, ?, ?)", ("a_2", T0 + 40, "qa1", "checked the door"))
+    rows = store.shipment_alarms(db, "shp_1", ("lot.stability_exhausted",), [("LOG-A", T0, T0 + 100)])
+    assert [r["id"] for r in rows] == ["a_1", "a_2", "a_own"]  # by time, then id
+    assert (rows[1]["acknowledged_at"], rows[1]["acknowledged_by"], rows[1]["ack_comment"]) == (
+        T0 + 40, "qa1", "checked the door")
+    assert rows[0]["acknowledged_at"] is None and json.loads(rows[0]["data"]) == {"limit_id": "hi"}
+    assert set(rows[0]) == {"id", "type", "severity", "device_id", "ts", "state", "data", "excursion_id",
+                            "acknowledged_at", "acknowledged_by", "ack_comment"}
+    assert store.shipment_alarms(db, "shp_2", ("lot.stability_exhausted",), []) == []
+
+
+def test_events_with_some_actions_oldest_first(db):
+    with db.write() as c:
+        for at, action, comment in ((T0 + 3, "commented", "x"), (T0 + 1, "acknowledged", "seen"),
+                                    (T0 + 5, "acknowledged", "again"), (T0 + 7, "escalated", None)):
+            c.execute("INSERT INTO alert_events (alert_id, at, actor, action, comment) VALUES (?, ?, ?, ?, ?)",
+                      ("a_1", at, "qa1", action, comment))
+    assert [e["at"] for e in store.events_with_actions(db, "a_1", ("acknowledged", "commented"))] == [T0 + 3, T0 + 1,
+                                                                                              T0 + 5]
+    assert store.events_with_actions(db, "a_1", ("acknowledged",), limit=1) == [
+        {"at": T0 + 1, "actor": "qa1", "action": "acknowledged", "comment": "seen"}]
+    assert store.events_with_actions(db, "a_2", ("acknowledged",)) == []
+
 
 
 # ---------------------------------------------------------------- listings

@@ -4,7 +4,6 @@ the same ``db.write()`` transactions the services use; create, read back, confli
 from __future__ import annotations
 
 import inspect
-import json
 
 import pytest
 
@@ -50,7 +49,7 @@ def logger(sid, dev, start=None, end=None):
 
 def test_the_module_implements_every_function_of_the_port_with_its_parameters():
     members = [n for n, f in vars(ShipmentStore).items() if callable(f) and not n.startswith("_")]
-    assert len(members) >= 18
+    assert len(members) >= 15
     for name in members:
         want = list(inspect.signature(getattr(ShipmentStore, name)).parameters)[1:]  # without self
         assert list(inspect.signature(getattr(store, name)).parameters) == want, name
@@ -177,60 +176,7 @@ def test_a_signed_decision_is_never_edited_or_duplicated(db):
     assert store.decisions(db, "shp_1") == [decision("sd_1", T0)]
 
 
-# ---------------------------------------------------------------- what the report and the checklist read
-
-def alert(c, aid, ts, *, type_="excursion.alarm", severity="alarm", device=None, shipment_id=None):
-    c.execute("INSERT INTO alerts (id, type, severity, device_id, shipment_id, ts, created_at, data) VALUES"
-              " (?, ?, ?, ?, ?, ?, ?, ?)", (aid, type_, severity, device, shipment_id, ts, ts,
-                                            json.dumps({"limit_id": "hi"})))
-
-
-def test_shipment_alerts_are_its_own_and_its_loggers_inside_their_windows(db):
-    with db.write() as c:
-        alert(c, "a_own", T0 + 50, type_="lot.stability_low", shipment_id="shp_1")
-        alert(c, "a_in", T0 + 10, device="LOG-A", type_="excursion.opened", severity="info")
-        alert(c, "a_early", T0 - 1, device="LOG-A")
-        alert(c, "a_end", T0 + 100, device="LOG-A")  # the window's end is exclusive
-        alert(c, "a_b", T0 + 20, device="LOG-B")
-        alert(c, "a_other", T0 + 30, device="LOG-C")
-    rows = store.shipment_alerts(db, "shp_1", [("LOG-A", T0, T0 + 100), ("LOG-B", T0, T0 + 100)])
-    assert [r["id"] for r in rows] == ["a_in", "a_b", "a_own"]
-    assert [r["id"] for r in store.shipment_alerts(db, "shp_1", [("LOG-A", T0, T0 + 100)], limit=1)] == ["a_in"]
-    assert [r["id"] for r in store.shipment_alerts(db, "shp_1", [])] == ["a_own"]
-
-
-def test_shipment_alarms_carry_their_acknowledgement(db):
-    with db.write() as c:
-        alert(c, "a_own", T0 + 50, type_="lot.stability_exhausted", severity="critical", shipment_id="shp_1")
-        alert(c, "a_low", T0 + 60, type_="lot.stability_low", severity="warning", shipment_id="shp_1")
-        alert(c, "a_2", T0 + 20, device="LOG-A")
-        alert(c, "a_1", T0 + 20, device="LOG-A")
-        alert(c, "a_opened", T0 + 30, device="LOG-A", type_="excursion.opened", severity="info")
-        alert(c, "a_late", T0 + 200, device="LOG-A")
-        c.execute("INSERT INTO alert_lifecycle (alert_id, acknowledged_at, acknowledged_by, ack_comment) VALUES"
-                  " (?, ?, ?, ?)", ("a_2", T0 + 40, "qa1", "checked the door"))
-    rows = store.shipment_alarms(db, "shp_1", ("lot.stability_exhausted",), [("LOG-A", T0, T0 + 100)])
-    assert [r["id"] for r in rows] == ["a_1", "a_2", "a_own"]  # by time, then id
-    assert (rows[1]["acknowledged_at"], rows[1]["acknowledged_by"], rows[1]["ack_comment"]) == (
-        T0 + 40, "qa1", "checked the door")
-    assert rows[0]["acknowledged_at"] is None and json.loads(rows[0]["data"]) == {"limit_id": "hi"}
-    assert set(rows[0]) == {"id", "type", "severity", "device_id", "ts", "state", "data", "excursion_id",
-                            "acknowledged_at", "acknowledged_by", "ack_comment"}
-    assert store.shipment_alarms(db, "shp_2", ("lot.stability_exhausted",), []) == []
-
-
-def test_alert_events_of_some_actions_oldest_first(db):
-    with db.write() as c:
-        for at, action, comment in ((T0 + 3, "commented", "x"), (T0 + 1, "acknowledged", "seen"),
-                                    (T0 + 5, "acknowledged", "again"), (T0 + 7, "escalated", None)):
-            c.execute("INSERT INTO alert_events (alert_id, at, actor, action, comment) VALUES (?, ?, ?, ?, ?)",
-                      ("a_1", at, "qa1", action, comment))
-    assert [e["at"] for e in store.alert_events(db, "a_1", ("acknowledged", "commented"))] == [T0 + 3, T0 + 1,
-                                                                                              T0 + 5]
-    assert store.alert_events(db, "a_1", ("acknowledged",), limit=1) == [
-        {"at": T0 + 1, "actor": "qa1", "action": "acknowledged", "comment": "seen"}]
-    assert store.alert_events(db, "a_2", ("acknowledged",)) == []
-
+# ---------------------------------------------------------------- what the checklist reads of other families
 
 def test_open_conflicts_count_unresolved_conflicting_duplicates_inside_a_window(db):
     with db.write() as c:

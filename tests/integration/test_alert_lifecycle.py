@@ -59,8 +59,23 @@ def _inbox(db: Database, now: int) -> list[tuple[str, str, str]]:
 
 
 def _outbox_types(db: Database, alert_id: str) -> list[str]:
-    return [r[0] for r in db.query("SELECT type FROM outbox WHERE alert_id = ? ORDER BY created_at, rowid",
+    return [r[0] for r in db.query("SELECT type FROM outbox WHERE alert_id = ? ORDER BY created_at, event_id",
                                    (alert_id,))]
+
+
+def test_an_alert_is_assigned_only_to_an_active_user_in_their_own_spelling(env):
+    clock, db, pipeline = env
+    auth.create_user(db, "Bob", "Bob Builder", "correct horse battery staple", "qa")
+    _users(db, "carol")
+    auth.set_user_active(db, "carol", False, actor="admin", now_ms=clock.now_ms())
+    _ingest(pipeline, "LOG-1", clock.now_ms() - 60 * MINUTE, [5.0] + [9.5] * 9)
+    aid = _alert_id(db, "excursion.alarm", "alarm")
+    for gone in ("carol", "nobody"):
+        with pytest.raises(lifecycle.UnknownUser):
+            lifecycle.assign(db, aid, actor="alice", assignee=gone, now=clock.advance(MINUTE))
+    assert lifecycle.get(db, aid)["assignee"] is None
+    lifecycle.assign(db, aid, actor="alice", assignee="BOB", now=clock.advance(MINUTE))
+    assert lifecycle.get(db, aid)["assignee"] == "Bob"
 
 
 def test_people_acknowledge_assign_comment_resolve_and_every_step_is_recorded(env):

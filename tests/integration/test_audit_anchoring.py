@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import json
 import os
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from coldtrace.core.model import MINUTE
 from coldtrace.services import audit, audit_anchor, audit_keys
 from coldtrace.store.db import Database
 from tests.support.stack import start_stack
+from tests.support.store_reads import attacker_connection
 
 pytestmark = pytest.mark.integration
 
@@ -41,10 +41,8 @@ def _history(stack, n: int = 4, tag: str = "A") -> None:
         assert r.status_code == 201, r.text
 
 
-def _raw(stack) -> sqlite3.Connection:
-    conn = sqlite3.connect(stack.services.db.path, isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    return conn
+def _raw(stack):
+    return attacker_connection(stack.services.db)
 
 
 def _rewrite_tail(stack, from_id: int, rehash) -> None:
@@ -80,7 +78,10 @@ def test_keys_are_created_0600_outside_the_database_and_records_are_keyed(stack,
     key = json.loads((data / audit_keys.HMAC_KEY_FILE).read_text())
     assert key["keyed_from"] == 1  # a new installation: every record is keyed
     raw_key = base64.b64decode(key["key"])
-    db_bytes = (data / "coldtrace.db").read_bytes() + (data / "coldtrace.db-wal").read_bytes()
+    if stack.services.db.dialect == "sqlite":  # not in the database's files
+        db_bytes = (data / "coldtrace.db").read_bytes() + (data / "coldtrace.db-wal").read_bytes()
+    else:  # PostgreSQL: in no stored row of the trail
+        db_bytes = repr([tuple(r) for r in stack.services.db.query("SELECT * FROM audit_log")]).encode()
     assert raw_key not in db_bytes and key["key"].encode() not in db_bytes
     rows = stack.services.db.query("SELECT * FROM audit_log ORDER BY id")
     assert rows and {r["key_id"] for r in rows} == {key["key_id"]}
@@ -199,7 +200,7 @@ def test_an_unkeyed_chain_from_before_keying_keeps_verifying_and_cannot_be_exten
                            new={"x": 3}, ts=2001)
     res = audit.verify(db)
     assert res.ok and res.checked == 5 and res.keyed_from == 4
-    conn = sqlite3.connect(db.path, isolation_level=None)
+    conn = attacker_connection(db)
     try:  # the keyed records rewritten as old-style ones (plain SHA-256, no key id)
         conn.execute("DROP TRIGGER audit_log_no_update")
         prev = conn.execute("SELECT hash FROM audit_log WHERE id = 3").fetchone()[0]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 
@@ -11,6 +10,7 @@ import pytest
 
 from coldtrace.core.clock import ManualClock
 from tests.support.stack import start_stack
+from tests.support.store_reads import attacker_connection
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ def test_a_truncated_tail_is_found_with_a_kept_head(stack, tmp_path):
     assert kept["head"] == f"{kept['id']}:{kept['hash']}"
     assert stack.get("/api/v1/audit/verify", known_head=kept["head"])["ok"] is True
 
-    conn = sqlite3.connect(stack.services.db.path, isolation_level=None)
+    conn = attacker_connection(stack.services.db)
     try:  # an attacker with the database file removes the newest records
         conn.execute("DROP TRIGGER audit_log_no_delete")
         conn.execute("DELETE FROM audit_log WHERE id > ?", (kept["id"] - 2,))

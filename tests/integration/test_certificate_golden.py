@@ -6,13 +6,13 @@ says what changed.
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from coldtrace.core.clock import ManualClock
+from coldtrace.core.errors import StoreError
 from coldtrace.core.model import MINUTE, Reading
 from coldtrace.services.release_checklist import certificate_link
+from coldtrace.store.db import is_integrity_error
 from firmware_sim.bench import BenchSpec, bench_series
 from tests.integration.test_trip_report_golden import compare_golden, normalise, pdftotext
 from tests.support.stack import start_stack
@@ -118,12 +118,9 @@ def test_certificate_signed_issued_and_reissued(tmp_path):
                                headers=h).content, tmp_path) == text
         state = stack.get(f"{CAL}/sessions/{sid}/certificates/{dev}/revisions")
         assert [r["revision"] for r in state["revisions"]] == [1, 2] and state["revisions"][0]["issued_at"] == issued_at
-        with pytest.raises(sqlite3.IntegrityError):  # an issued revision is never edited
-            conn = sqlite3.connect(svc.db.path)
-            try:
-                conn.execute("UPDATE calibration_certificates SET changes = 'x'")
-            finally:
-                conn.close()
+        with pytest.raises(StoreError) as refused, svc.db.write() as conn:  # an issued revision is never edited
+            conn.execute("UPDATE calibration_certificates SET changes = 'x'")
+        assert is_integrity_error(refused.value), refused.value  # the trigger, in either dialect
         actions = [a["action"] for a in stack.get(f"{API}/audit", entity_id=sid, **{"from": start - MINUTE})["items"]]
         assert actions.count("calibration.certificate.issue") == 2
         assert "calibration.sign_performed" in actions and "calibration.signature_failed" in actions

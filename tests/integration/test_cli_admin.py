@@ -81,7 +81,7 @@ def test_user_list_disable_enable_passwd(data, capsys, monkeypatch):
     finally:
         db.close()
     code, out, _ = _cli(capsys, monkeypatch, "audit", "verify", *d)
-    assert code == 0 and "audit trail intact" in out
+    assert code == 0 and "audit trail intact" in out, out
 
 
 def test_token_list_and_revoke(data, capsys, monkeypatch):

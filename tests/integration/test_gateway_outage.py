@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 
@@ -14,6 +13,7 @@ import pytest
 from firmware_sim.serial_instruments import Ctl1Logger
 from gateway.spool import read_depth
 from tests.integration.gateway_support import wait_for, write_config
+from tests.support.store_reads import store_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -48,11 +48,8 @@ def _stop(proc: subprocess.Popen, log, sig=signal.SIGTERM) -> None:
 
 
 def _stored(db_path) -> list[tuple[str, int, float]]:
-    try:
-        with sqlite3.connect(db_path, timeout=30) as c:
-            return c.execute("SELECT device_id, ts, temp_c FROM readings WHERE device_id LIKE 'GWO-%'").fetchall()
-    except sqlite3.OperationalError:
-        return []
+    return store_rows(db_path, "SELECT device_id, ts, temp_c FROM readings WHERE device_id LIKE 'GWO-%'",
+                      missing_ok=True)
 
 
 def test_outage_with_sigkill_delivers_every_reading_exactly_once(tmp_path, mosquitto):
@@ -90,8 +87,7 @@ def test_outage_with_sigkill_delivers_every_reading_exactly_once(tmp_path, mosqu
         stored = _stored(db_path)
         assert len(stored) == len(expected)  # exactly once
         assert set(stored) == expected  # every reading, with its value
-        with sqlite3.connect(db_path) as c:
-            (quarantined,) = c.execute("SELECT COUNT(*) FROM quarantine").fetchone()
+        ((quarantined,),) = store_rows(db_path, "SELECT COUNT(*) FROM quarantine")
         assert quarantined == 0
     finally:
         _stop(gw, glog)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import time
 
 import paho.mqtt.client as mqtt
@@ -15,6 +14,7 @@ from coldtrace.settings import load_settings
 from coldtrace.wiring import build_services
 from collector.mqtt import MqttCollector
 from tests.support.stack import wait_for
+from tests.support.store_reads import store_rows
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,7 @@ def test_killed_ingest_child_is_restarted_and_every_message_is_stored_once(tmp_p
         pub.disconnect()
         col.stop()
         services.close()
-    with sqlite3.connect(tmp_path / "data" / "coldtrace.db") as c:
-        (count,) = c.execute("SELECT COUNT(*) FROM readings").fetchone()
-        (distinct,) = c.execute("SELECT COUNT(DISTINCT device_id || ':' || ts) FROM readings").fetchone()
+    db_path = tmp_path / "data" / "coldtrace.db"
+    ((count,),) = store_rows(db_path, "SELECT COUNT(*) FROM readings")
+    ((distinct,),) = store_rows(db_path, "SELECT COUNT(*) FROM (SELECT DISTINCT device_id, ts FROM readings) d")
     assert count == distinct == N

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -15,6 +14,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from tests.support.stack import wait_for
+from tests.support.store_reads import store_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -34,11 +34,8 @@ def _start_collector(tmp_path, broker, n: int) -> tuple[subprocess.Popen, object
 
 
 def _count(db_path) -> int:
-    try:
-        with sqlite3.connect(db_path, timeout=30) as c:
-            return c.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
+    rows = store_rows(db_path, "SELECT COUNT(*) FROM readings", missing_ok=True)
+    return rows[0][0] if rows else 0
 
 
 def test_sigkill_twice_loses_nothing_and_duplicates_nothing(tmp_path, mosquitto):
@@ -83,10 +80,9 @@ def test_sigkill_twice_loses_nothing_and_duplicates_nothing(tmp_path, mosquitto)
         log.close()
         publisher.join(5)
     assert kills == 2
-    with sqlite3.connect(db_path) as c:
-        stored = set(c.execute("SELECT device_id, ts FROM readings").fetchall())
-        (count,) = c.execute("SELECT COUNT(*) FROM readings").fetchone()
-        (quarantined,) = c.execute("SELECT COUNT(*) FROM quarantine").fetchone()
+    stored = set(store_rows(db_path, "SELECT device_id, ts FROM readings"))
+    ((count,),) = store_rows(db_path, "SELECT COUNT(*) FROM readings")
+    ((quarantined,),) = store_rows(db_path, "SELECT COUNT(*) FROM quarantine")
     assert count == N
     assert stored == sent
     assert quarantined == 0

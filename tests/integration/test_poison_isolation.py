@@ -10,7 +10,6 @@ a stable code and are quarantined.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 
 import paho.mqtt.client as mqtt
@@ -26,6 +25,7 @@ from coldtrace.store.sqlite import SqliteReadingStore
 from coldtrace.wiring import build_services
 from collector.mqtt import MqttCollector
 from tests.support.stack import start_stack, wait_for
+from tests.support.store_reads import store_rows
 
 pytestmark = pytest.mark.integration
 
@@ -57,8 +57,7 @@ POISON = [
 
 
 def _reasons(db_path) -> dict[str, list[str]]:
-    with sqlite3.connect(db_path) as c:
-        rows = c.execute("SELECT device_id, reason FROM quarantine").fetchall()
+    rows = store_rows(db_path, "SELECT device_id, reason FROM quarantine", missing_ok=True)
     out: dict[str, list[str]] = {}
     for dev, reason in rows:
         out.setdefault(dev, []).append(reason)
@@ -92,8 +91,8 @@ def test_poison_messages_are_quarantined_and_the_worker_child_never_restarts(tmp
             info.wait_for_publish(10)
 
         def stored_goods() -> int:
-            with sqlite3.connect(db_path) as c:
-                return c.execute("SELECT COUNT(*) FROM readings WHERE device_id LIKE 'GOOD-%'").fetchone()[0]
+            rows = store_rows(db_path, "SELECT COUNT(*) FROM readings WHERE device_id LIKE 'GOOD-%'", missing_ok=True)
+            return rows[0][0] if rows else 0
 
         wait_for(lambda: stored_goods() == 3 * len(POISON) and sum(map(len, _reasons(db_path).values()))
                  >= len(POISON), 30, "every valid message stored and every poison quarantined")
@@ -107,8 +106,7 @@ def test_poison_messages_are_quarantined_and_the_worker_child_never_restarts(tmp
     reasons = _reasons(db_path)
     for name, dev, _, reason in POISON:
         assert reasons.get(dev) == [reason], (name, reasons.get(dev))
-    with sqlite3.connect(db_path) as c:
-        poisoned = c.execute("SELECT COUNT(*) FROM readings WHERE device_id LIKE 'P-%'").fetchone()[0]
+    ((poisoned,),) = store_rows(db_path, "SELECT COUNT(*) FROM readings WHERE device_id LIKE 'P-%'")
     assert poisoned == 0
 
 

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import pytest
 
 from tests.support.services import free_port
 from tests.support.stack import wait_for
+from tests.support.store_reads import store_rows
 
 pytestmark = [pytest.mark.integration]
 
@@ -37,15 +37,12 @@ def _call(method: str, url: str, token: str, body: dict | None = None):
 
 
 def _excursions(db_path, device: str) -> list[tuple]:
-    with sqlite3.connect(db_path, timeout=30) as c:
-        return c.execute("SELECT limit_id, direction, threshold_c FROM excursions WHERE device_id = ?"
-                         " AND series_id = device_id AND superseded = 0 ORDER BY start_ts, limit_id",
-                         (device,)).fetchall()
+    return store_rows(db_path, "SELECT limit_id, direction, threshold_c FROM excursions WHERE device_id = ?"
+                      " AND series_id = device_id AND superseded = 0 ORDER BY start_ts, limit_id", (device,))
 
 
 def _count(db_path, device: str) -> int:
-    with sqlite3.connect(db_path, timeout=30) as c:
-        return c.execute("SELECT COUNT(*) FROM readings WHERE device_id = ?", (device,)).fetchone()[0]
+    return store_rows(db_path, "SELECT COUNT(*) FROM readings WHERE device_id = ?", (device,))[0][0]
 
 
 @pytest.fixture

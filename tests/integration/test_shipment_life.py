@@ -11,14 +11,15 @@ import csv
 import io
 import json
 import math
-import sqlite3
 
 import pypdf
 import pytest
 
 from coldtrace.core.clock import ManualClock
+from coldtrace.core.errors import StoreError
 from coldtrace.core.model import HOUR, MINUTE, Reading
 from coldtrace.services import shipments
+from coldtrace.store.db import is_integrity_error
 from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.integration
@@ -127,12 +128,9 @@ def test_shipment_life(stack):
     assert dec["supersedes_id"] == first["id"] and dec["printed_name"] == "Quinn Assurance"
     assert dec["signature_valid"] and dec["signed_at"] == "2026-11-26T16:01:00.000Z"
     assert stack.get(f"{API}/shipments/{sid}")["state"] == "rejected"
-    with pytest.raises(sqlite3.IntegrityError):  # a decision is never edited
-        conn = sqlite3.connect(stack.services.db.path)
-        try:
-            conn.execute("UPDATE shipment_decisions SET meaning = 'released'")
-        finally:
-            conn.close()
+    with pytest.raises(StoreError) as refused, stack.services.db.write() as conn:  # a decision is never edited
+        conn.execute("UPDATE shipment_decisions SET meaning = 'released'")
+    assert is_integrity_error(refused.value), refused.value  # the trigger, in either dialect
 
     # the trip report states the numbers
     pdf = c.get(f"{API}/shipments/{sid}/report.pdf", headers=admin)

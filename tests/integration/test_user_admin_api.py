@@ -90,7 +90,8 @@ def test_an_admin_changes_name_and_role_and_the_audit_trail_says_who(world):
     # nothing changes: no audit row; unknown fields, unknown roles, empty names and unknown users are refused
     assert c.patch(f"{API}/users/{QA[0]}", headers=csrf, json={"role": "admin"}).status_code == 200
     assert len(_audit(stack, "user.update")) == 1
-    for body in ({"username": "someone-else"}, {"role": "superuser"}, {"full_name": ""}):
+    for body in ({"username": "someone-else"}, {"role": "superuser"}, {"full_name": ""}, {"full_name": "A\x00B"},
+                 {"full_name": "Anna\nBerg"}):
         r = c.patch(f"{API}/users/{QA[0]}", headers=csrf, json=body)
         assert (r.status_code, r.json()["error"]["code"]) == (422, "validation"), body
     r = c.patch(f"{API}/users/{QA[0]}", headers=csrf, json={"full_name": "   "})

@@ -8,7 +8,6 @@ import os
 import random
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+
+from tests.support.store_reads import store_rows
 
 CLI = [sys.executable, "-m", "coldtrace.cli"]
 
@@ -123,9 +124,8 @@ def publish_until_killed(s: Server, device: str, n: int, t0_ms: int, kill_after_
 
 
 def stored_indices(db_path: Path, device: str, t0_ms: int) -> set[int]:
-    with sqlite3.connect(db_path, timeout=30) as c:
-        return {(ts - t0_ms) // 1000 for (ts,) in c.execute("SELECT ts FROM readings WHERE device_id = ?",
-                                                             (device,))}
+    rows = store_rows(db_path, "SELECT ts FROM readings WHERE device_id = ?", (device,))
+    return {(ts - t0_ms) // 1000 for (ts,) in rows}
 
 
 def free_port() -> int:

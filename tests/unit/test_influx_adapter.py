@@ -131,10 +131,12 @@ def test_open_reading_store_chooses_the_backend_from_settings(tmp_path, monkeypa
     from coldtrace.settings import load_settings
     from coldtrace.store import open_reading_store
     from coldtrace.store.db import Database
+    from coldtrace.store.postgres_readings import PostgresReadingStore
     from coldtrace.store.sqlite import SqliteReadingStore
 
-    db = Database(tmp_path / "f.db")
-    assert isinstance(open_reading_store(load_settings(), db), SqliteReadingStore)
+    db = Database(tmp_path / "f.db")  # PostgreSQL under COLDTRACE_TEST_STORE=postgresql
+    default = PostgresReadingStore if db.dialect == "postgresql" else SqliteReadingStore
+    assert isinstance(open_reading_store(load_settings(), db), default)  # the readings go where the rest goes
     with pytest.raises(ConfigError, match="INFLUX__URL"):
         open_reading_store(load_settings(store={"backend": "influx"}), db)
     monkeypatch.setenv("COLDTRACE_STORE__BACKEND", "influx")

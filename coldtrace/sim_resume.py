@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from coldtrace.store import calibration as calibration_store
 from coldtrace.store import devices as device_store
 from coldtrace.store import meta as meta_store
 from coldtrace.store.db import Database
@@ -66,7 +67,7 @@ def bench_session(services: Any, spec: Any, now_ms: int) -> BenchSession:
     from coldtrace.core.model import MINUTE
     from coldtrace.services.calibration_service import SessionSpec, for_services
 
-    row = device_store.latest_session_by(services.db.conn(), BENCH_CREATOR, BENCH_NOTES, spec.reference_id)
+    row = calibration_store.latest_session_by(services.db.conn(), BENCH_CREATOR, BENCH_NOTES, spec.reference_id)
     if row is not None:
         return BenchSession(row[0], row[1], True)
     start = now_ms - spec.duration_ms - MINUTE

@@ -24,7 +24,7 @@ from coldtrace.core.model import HOUR, MINUTE
 from coldtrace.services import alerts as alert_lifecycle
 from coldtrace.services.calibration_service import CalibrationService, SessionSpec
 from coldtrace.services.pipeline import Pipeline, RawMessage
-from coldtrace.store import devices as device_store
+from coldtrace.store import alerts as alert_store
 from coldtrace.store.db import Database
 from coldtrace.store.sqlite import SqliteReadingStore
 
@@ -116,7 +116,7 @@ def simulate(data_dir: Path, *, hours: float = 24.0, loggers_per_scenario: int =
             pipeline.tick(now)
             calibration.tick(now)
             alert_lifecycle.tick(db, now)
-        for dev, type_, severity in device_store.alert_kinds(db.conn()):
+        for dev, type_, severity in alert_store.alert_kinds(db.conn()):
             scenario = devices.get(dev, "other")
             if severity in ALARM_SEVERITIES:
                 result.alarms.setdefault(scenario, Counter())[f"{type_} ({severity})"] += 1

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from coldtrace import __version__
 from coldtrace.core.clock import to_iso
+from coldtrace.store import alerts as alert_store
 from coldtrace.store import devices as device_store
 from coldtrace.store import meta as meta_store
 
@@ -35,6 +36,6 @@ def metrics(services: ServicesDep, _: Viewer) -> dict:
     c = services.db.conn()
     return {"api_process_counters": dict(services.pipeline.counters),
             "quarantine_by_reason": device_store.quarantine_by_reason(c),
-            "alerts_by_type": device_store.alerts_by_type(c),
-            "readings": services.readings.count(), "outbox_pending": device_store.outbox_pending(c),
+            "alerts_by_type": alert_store.alerts_by_type(c),
+            "readings": services.readings.count(), "outbox_pending": alert_store.outbox_pending(c),
             "devices": device_store.count_devices(c)}

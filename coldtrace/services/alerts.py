@@ -34,6 +34,7 @@ from coldtrace.services import audit
 from coldtrace.services.webhooks import encode_body
 from coldtrace.store import alerts as store
 from coldtrace.store import auth as auth_store
+from coldtrace.store import devices as device_store
 from coldtrace.store import webhooks as wh_store
 from coldtrace.store.alerts import inbox_sql  # noqa: F401  (the inbox's order, for callers of this module)
 from coldtrace.store.db import Database
@@ -493,7 +494,7 @@ def _self_clearing(db: Database, policy: AlertPolicy, device_ids: set[str]) -> d
     """device id -> the severities its profile marks self-clearing (None: devices without a profile)."""
     out: dict[str | None, tuple[str, ...]] = {None: policy.default_self_clearing}
     profiles: dict[str, tuple[str, ...]] = {}
-    for device_id, profile_id, body in store.device_profile_bodies(db, sorted(device_ids)):
+    for device_id, profile_id, body in device_store.device_profile_bodies(db, sorted(device_ids)):
         if profile_id not in profiles:
             profiles[profile_id] = Profile.from_dict(json.loads(body)).self_clearing
         out[device_id] = profiles[profile_id]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coldtrace.core.model import Alert, newest_ts, reading_ts, stable_id
-from coldtrace.store import devices as device_store
+from coldtrace.store import alerts as alert_store
 from coldtrace.store import meta as meta_store
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ class BrokerGuard:
 
     def _open_alarm(self) -> str | None:
         """The id of this broker's open dropped-messages alarm, if any."""
-        for alert_id, data in device_store.open_alerts_of_type(self.db.conn(), MESSAGES_DROPPED):
+        for alert_id, data in alert_store.open_alerts_of_type(self.db.conn(), MESSAGES_DROPPED):
             try:
                 broker = json.loads(data).get("broker")
             except (ValueError, AttributeError):

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from coldtrace.services.audit import record_audit
+from coldtrace.store import calibration as calibration_store
 from coldtrace.store import devices as device_store
 
 SHIPMENT_LOGGER = "shipment_logger"
@@ -34,7 +35,7 @@ def default_role(kind: str | None) -> str:
 
 def session_roles(c: Any) -> dict[str, str]:
     """Devices taking part in a running calibration session -> their role there."""
-    return device_store.session_roles(c)
+    return calibration_store.session_roles(c)
 
 
 def effective_role(role: str | None, kind: str | None, session_role: str | None = None) -> tuple[str, str]:

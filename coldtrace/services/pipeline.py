@@ -37,6 +37,7 @@ from coldtrace.services.data_loss import seq_gap_alerts
 from coldtrace.services.device_roles import on_bench, session_roles
 from coldtrace.services.health_store import HealthTracker
 from coldtrace.services.live_evaluation import LiveEvaluator
+from coldtrace.store import alerts as alert_store
 from coldtrace.store import devices as device_store
 from coldtrace.store import meta as meta_store
 from coldtrace.store.db import Database
@@ -417,9 +418,9 @@ class Pipeline:
         now = self.clock.now_ms() if now is None else now
         new = 0
         for a in alerts:
-            if device_store.insert_alert(c, a, now, json.dumps(a.data)):
+            if alert_store.insert_alert(c, a, now, json.dumps(a.data)):
                 new += 1
-                device_store.insert_outbox(c, webhooks.outbox_row(a, created_at=now))
+                alert_store.insert_outbox(c, webhooks.outbox_row(a, created_at=now))
                 self.counters[f"alerts.{a.type}"] += 1
                 log.debug("alert %s %s device=%s", a.type, a.severity, a.device_id)  # per alert: DEBUG
         return new

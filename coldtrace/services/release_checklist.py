@@ -31,6 +31,7 @@ from coldtrace.services import shipments
 from coldtrace.services.calibration_records import device_calibration
 from coldtrace.store import alerts as alert_store
 from coldtrace.store import calibration as calibration_store
+from coldtrace.store import devices as device_store
 from coldtrace.store import shipments as store
 from coldtrace.store.db import Database
 
@@ -78,7 +79,7 @@ def open_conflicts(db: Database, device_id: str, start: int | None, end: int | N
     """Quarantined conflicting duplicates of a device inside [start, end) that nobody has resolved."""
     if start is None:
         return 0
-    return store.open_conflicts(db, device_id, start, end)
+    return device_store.open_conflicts_in(db, device_id, start, end)
 
 
 def certificate_link(db: Database, device_id: str, certificate_ref: str | None) -> str | None:

@@ -29,8 +29,10 @@ from coldtrace.core.model import BUILTIN_PROFILES, Alert, Excursion, Profile, st
 from coldtrace.core.shipment_stats import combine_mkt, coverage, series_stats
 from coldtrace.ports import ReadingStore
 from coldtrace.services.audit import record_audit
+from coldtrace.store import devices as device_store
+from coldtrace.store import excursions as excursion_store
 from coldtrace.store import shipments as store
-from coldtrace.store.db import Database
+from coldtrace.store.db import Database, conn_of
 from coldtrace.store.excursions import upsert_excursion
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,7 @@ class UncalibratedLogger(Conflict):
 
 
 def load_profile(db: Database | Conn, profile_id: str) -> Profile:
-    body = store.profile_body(db, profile_id)
+    body = device_store.profile_body(conn_of(db), profile_id)
     if body is not None:
         return Profile.from_dict(json.loads(body))
     if profile_id in BUILTIN_PROFILES:
@@ -275,7 +277,7 @@ def persist_excursions(c: Conn, ev: ShipmentEvaluation, now_ms: int) -> None:
         for e in lg.excursions:
             keep.add(e.id)
             upsert_excursion(c, e, lg.device_id, sid, now_ms)
-    store.supersede_shipment_excursions(c, sid, keep, now_ms)
+    excursion_store.supersede_shipment_excursions(c, sid, keep, now_ms)
 
 
 # ---------------------------------------------------------------- lot stability budget

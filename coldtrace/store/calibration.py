@@ -28,7 +28,7 @@ from coldtrace.ports import (
     SessionRow,
     SignatureRow,
 )
-from coldtrace.store.db import add_equal_filters
+from coldtrace.store.db import add_equal_filters, conn_of
 
 # The fields of a device's calibration state that callers set (device_id and updated_at are the store's).
 DEVICE_FIELDS = ("last_calibrated_at", "interval_days", "due_at", "status", "certificate_ref",
@@ -49,11 +49,6 @@ SIGNATURE_COLUMNS = ("id", "session_id", "role", "meaning", "signer_user_id", "s
                      "signed_at", "record_hash", "signature_hash")
 
 
-def _conn(db: Any) -> sqlite3.Connection:
-    """A ``Database`` (either dialect) gives its reading connection; a connection (a transaction) is itself."""
-    return db.conn() if hasattr(db, "conn") else db
-
-
 def _dicts(cur: Iterable[Any]) -> list[Any]:
     return [dict(r) for r in cur]
 
@@ -72,20 +67,20 @@ def _insert(c: sqlite3.Connection, table: str, columns: Sequence[str], row: dict
 # ---------------------------------------------------------------- device calibration state
 
 def device_calibration(db: Any, device_id: str) -> DeviceCalibration | None:
-    return _one(_conn(db).execute("SELECT * FROM device_calibration WHERE device_id = ?", (device_id,)))
+    return _one(conn_of(db).execute("SELECT * FROM device_calibration WHERE device_id = ?", (device_id,)))
 
 
 def device_calibrations(db: Any) -> dict[str, DeviceCalibration]:
     """Every device's calibration state, by device id."""
-    return {r["device_id"]: dict(r) for r in _conn(db).execute("SELECT * FROM device_calibration")}
+    return {r["device_id"]: dict(r) for r in conn_of(db).execute("SELECT * FROM device_calibration")}
 
 
 def calibration_device_ids(db: Any) -> list[str]:
     """The devices known to ColdTrace (registered, heard from, or with a calibration record), by id.
 
-    Reads ``devices`` (the devices family, whose store module is not on main yet: the lead may move the
-    UNION there)."""
-    return [r[0] for r in _conn(db).execute(
+    One UNION over ``devices`` and ``device_calibration``: a device with a calibration record need not be
+    registered."""
+    return [r[0] for r in conn_of(db).execute(
         "SELECT id FROM devices UNION SELECT device_id FROM device_calibration ORDER BY 1")]
 
 
@@ -108,7 +103,7 @@ def set_drift_judgement(c: sqlite3.Connection, device_id: str, predicted_ms: int
 def devices_to_rejudge(db: Any, judged_before: int) -> list[str]:
     """Devices with a due date and an as-found history whose predicted drift was not judged after
     ``judged_before`` (or never)."""
-    return [r[0] for r in _conn(db).execute(
+    return [r[0] for r in conn_of(db).execute(
         "SELECT device_id FROM device_calibration WHERE due_at IS NOT NULL AND"
         " (drift_judged_at IS NULL OR drift_judged_at <= ?) AND device_id IN"
         " (SELECT device_id FROM calibration_history) ORDER BY device_id", (judged_before,))]
@@ -116,7 +111,7 @@ def devices_to_rejudge(db: Any, judged_before: int) -> list[str]:
 
 def due_within(db: Any, now_ms: int, horizon_ms: int) -> list[DueRow]:
     """Devices whose due date is at most ``horizon_ms`` after ``now_ms`` (or past)."""
-    return _dicts(_conn(db).execute(
+    return _dicts(conn_of(db).execute(
         "SELECT device_id, due_at, due_alerted FROM device_calibration WHERE due_at IS NOT NULL"
         " AND due_at <= ? ORDER BY device_id", (now_ms + horizon_ms,)))
 
@@ -129,11 +124,11 @@ def mark_due_alerted(c: sqlite3.Connection, marks: Sequence[tuple[str, str]]) ->
 # ---------------------------------------------------------------- sessions
 
 def session_exists(db: Any, session_id: str) -> bool:
-    return _conn(db).execute("SELECT 1 FROM calibration_sessions WHERE id = ?", (session_id,)).fetchone() is not None
+    return conn_of(db).execute("SELECT 1 FROM calibration_sessions WHERE id = ?", (session_id,)).fetchone() is not None
 
 
 def get_session(db: Any, session_id: str) -> SessionRow:
-    row = _one(_conn(db).execute("SELECT * FROM calibration_sessions WHERE id = ?", (session_id,)))
+    row = _one(conn_of(db).execute("SELECT * FROM calibration_sessions WHERE id = ?", (session_id,)))
     if row is None:
         raise NotFound(f"no calibration session {session_id!r}")
     return row
@@ -173,7 +168,7 @@ def next_set_point(c: sqlite3.Connection, session_id: str, cursor_ms: int) -> No
 
 
 def running_session_ids(db: Any) -> list[str]:
-    return [r[0] for r in _conn(db).execute(
+    return [r[0] for r in conn_of(db).execute(
         "SELECT id FROM calibration_sessions WHERE state = 'running' ORDER BY started_at, id")]
 
 
@@ -187,17 +182,17 @@ def list_sessions(db: Any, *, reference_id: str | None = None, device_id: str | 
         where.append("s.id IN (SELECT session_id FROM calibration_session_duts WHERE device_id = ?)")
         params.append(device_id)
     sql = "SELECT s.* FROM calibration_sessions s" + (" WHERE " + " AND ".join(where) if where else "")
-    return _dicts(_conn(db).execute(sql + " ORDER BY s.started_at DESC, s.created_at DESC, s.id LIMIT ? OFFSET ?",
+    return _dicts(conn_of(db).execute(sql + " ORDER BY s.started_at DESC, s.created_at DESC, s.id LIMIT ? OFFSET ?",
                                     (*params, int(limit), int(offset))))
 
 
 def session_duts(db: Any, session_id: str) -> list[Dut]:
-    return _dicts(_conn(db).execute("SELECT device_id, resolution_c FROM calibration_session_duts"
+    return _dicts(conn_of(db).execute("SELECT device_id, resolution_c FROM calibration_session_duts"
                                     " WHERE session_id = ? ORDER BY device_id", (session_id,)))
 
 
 def session_dut(db: Any, session_id: str, device_id: str) -> Dut | None:
-    return _one(_conn(db).execute("SELECT device_id, resolution_c FROM calibration_session_duts"
+    return _one(conn_of(db).execute("SELECT device_id, resolution_c FROM calibration_session_duts"
                                   " WHERE session_id = ? AND device_id = ?", (session_id, device_id)))
 
 
@@ -212,13 +207,13 @@ def delete_session(c: sqlite3.Connection, session_id: str) -> None:
 
 
 def has_points(db: Any, session_id: str) -> bool:
-    return _conn(db).execute("SELECT 1 FROM calibration_points WHERE session_id = ? LIMIT 1",
+    return conn_of(db).execute("SELECT 1 FROM calibration_points WHERE session_id = ? LIMIT 1",
                              (session_id,)).fetchone() is not None
 
 
 def sessions_with_reference(db: Any, reference_id: str) -> list[CalibratedDevice]:
     """Every device under test of every completed session that used this reference, oldest first."""
-    return _dicts(_conn(db).execute(
+    return _dicts(conn_of(db).execute(
         "SELECT d.device_id, s.id AS session_id, s.kind, s.completed_at, s.u_ref_c, s.state"
         " FROM calibration_session_duts d JOIN calibration_sessions s ON s.id = d.session_id"
         " WHERE s.reference_id = ? AND s.state = 'completed' ORDER BY s.completed_at, d.device_id, s.id",
@@ -228,12 +223,12 @@ def sessions_with_reference(db: Any, reference_id: str) -> list[CalibratedDevice
 # ---------------------------------------------------------------- set points and live charts
 
 def point(db: Any, session_id: str, point_index: int) -> PointRow | None:
-    return _one(_conn(db).execute("SELECT * FROM calibration_points WHERE session_id = ? AND point_index = ?",
+    return _one(conn_of(db).execute("SELECT * FROM calibration_points WHERE session_id = ? AND point_index = ?",
                                   (session_id, point_index)))
 
 
 def points(db: Any, session_id: str) -> list[PointRow]:
-    return _dicts(_conn(db).execute("SELECT * FROM calibration_points WHERE session_id = ? ORDER BY point_index",
+    return _dicts(conn_of(db).execute("SELECT * FROM calibration_points WHERE session_id = ? ORDER BY point_index",
                                     (session_id,)))
 
 
@@ -255,7 +250,7 @@ def mark_point_evaluated(c: sqlite3.Connection, session_id: str, point_index: in
 
 
 def last_capture_end(db: Any, session_id: str) -> int | None:
-    row = _conn(db).execute("SELECT MAX(capture_end) FROM calibration_points WHERE session_id = ?",
+    row = conn_of(db).execute("SELECT MAX(capture_end) FROM calibration_points WHERE session_id = ?",
                             (session_id,)).fetchone()
     return None if row is None else row[0]
 
@@ -271,7 +266,7 @@ def add_ewma(c: sqlite3.Connection, session_id: str, device_id: str, point_index
 
 
 def ewma(db: Any, session_id: str, device_id: str, point_index: int) -> EwmaRow | None:
-    return _one(_conn(db).execute("SELECT * FROM calibration_ewma WHERE session_id = ? AND device_id = ?"
+    return _one(conn_of(db).execute("SELECT * FROM calibration_ewma WHERE session_id = ? AND device_id = ?"
                                   " AND point_index = ?", (session_id, device_id, point_index)))
 
 
@@ -297,7 +292,7 @@ def results(db: Any, session_id: str, device_id: str | None = None) -> list[Resu
     if device_id is not None:
         sql += " AND device_id = ?"
         params.append(device_id)
-    return _dicts(_conn(db).execute(sql + " ORDER BY device_id, point_index", tuple(params)))
+    return _dicts(conn_of(db).execute(sql + " ORDER BY device_id, point_index", tuple(params)))
 
 
 def save_history(c: sqlite3.Connection, device_id: str, set_point_c: float, ts: int, *, error_c: float,
@@ -312,14 +307,14 @@ def save_history(c: sqlite3.Connection, device_id: str, set_point_c: float, ts: 
 
 def history(db: Any, device_id: str) -> list[HistoryRow]:
     """A device's as-found history by set point, then time."""
-    return _dicts(_conn(db).execute("SELECT set_point_c, ts, error_c, expanded_u_c, mpe_c FROM calibration_history"
+    return _dicts(conn_of(db).execute("SELECT set_point_c, ts, error_c, expanded_u_c, mpe_c FROM calibration_history"
                                     " WHERE device_id = ? ORDER BY set_point_c, ts", (device_id,)))
 
 
 # ---------------------------------------------------------------- signatures and certificates
 
 def performed_signature(db: Any, session_id: str) -> SignatureRow | None:
-    return _one(_conn(db).execute("SELECT * FROM calibration_signatures WHERE session_id = ? AND role = 'performed'",
+    return _one(conn_of(db).execute("SELECT * FROM calibration_signatures WHERE session_id = ? AND role = 'performed'",
                                   (session_id,)))
 
 
@@ -331,7 +326,7 @@ def insert_signature(c: sqlite3.Connection, row: dict[str, Any]) -> bool:
 
 def certificate_revisions(db: Any, session_id: str, device_id: str) -> list[CertificateRevision]:
     """The issued revisions of a device's certificate, oldest first (without their bodies)."""
-    return _dicts(_conn(db).execute(
+    return _dicts(conn_of(db).execute(
         "SELECT number, revision, session_id, device_id, issued_at, approver_username, approver_name, changes,"
         " body_hash, signature_hash FROM calibration_certificates WHERE session_id = ? AND device_id = ?"
         " ORDER BY revision", (session_id, device_id)))
@@ -344,7 +339,7 @@ def certificate_body(db: Any, session_id: str, device_id: str, revision: int | N
     if revision is not None:
         sql += " AND revision = ?"
         params += (revision,)
-    row = _conn(db).execute(sql + " ORDER BY revision DESC LIMIT 1", params).fetchone()
+    row = conn_of(db).execute(sql + " ORDER BY revision DESC LIMIT 1", params).fetchone()
     return None if row is None else row[0]
 
 
@@ -357,6 +352,26 @@ def insert_certificate(c: sqlite3.Connection, row: dict[str, Any]) -> bool:
 
 def certificate_session(db: Any, number: str, device_id: str) -> str | None:
     """The session of an issued certificate number of this device (None: not one of ours)."""
-    row = _conn(db).execute("SELECT session_id FROM calibration_certificates WHERE number = ? AND device_id = ?"
+    row = conn_of(db).execute("SELECT session_id FROM calibration_certificates WHERE number = ? AND device_id = ?"
                             " ORDER BY revision DESC LIMIT 1", (number, device_id)).fetchone()
     return None if row is None else row[0]
+
+
+def session_roles(c: Any) -> dict[str, str]:
+    """Devices taking part in a running calibration session -> their role there (the reference first)."""
+    out: dict[str, str] = {}
+    for dev, role in c.execute(
+            "SELECT reference_id, 'calibration_reference' FROM calibration_sessions WHERE state = 'running'"
+            " UNION ALL SELECT d.device_id, 'device_under_calibration' FROM calibration_session_duts d"
+            " JOIN calibration_sessions s ON s.id = d.session_id WHERE s.state = 'running'"):
+        out.setdefault(dev, role)
+    return out
+
+
+def latest_session_by(c: Any, created_by: str, notes: str, reference_id: str) -> tuple[str, int] | None:
+    """(id, started_at) of the newest calibration session not cancelled that ``created_by`` made with these
+    notes and reference, or None."""
+    row = c.execute(
+        "SELECT id, started_at FROM calibration_sessions WHERE created_by = ? AND notes = ? AND reference_id = ?"
+        " AND state != 'cancelled' ORDER BY created_at DESC LIMIT 1", (created_by, notes, reference_id)).fetchone()
+    return None if row is None else (row[0], int(row[1]))

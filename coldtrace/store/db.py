@@ -269,3 +269,9 @@ def insert_many(c: Any, head: str, rows: Sequence[Sequence[object]], width: int,
             sql = f"{head} {','.join([one] * len(part))} {tail}"
         total += c.execute(sql, list(chain.from_iterable(part))).rowcount
     return total
+
+
+def conn_of(db: Any) -> Any:
+    """A ``Database`` (either dialect) gives this thread's reading connection; a connection (a transaction) is
+    itself. Store functions take either."""
+    return db.conn() if hasattr(db, "conn") else db

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from coldtrace.core.model import Alert
 from coldtrace.ports import DeviceState, DeviceUpdate, RoleState
+from coldtrace.store.db import conn_of
 
 CHUNK = 500  # ids per IN (...) list
 
@@ -150,20 +150,6 @@ def effective_role_of(c: Any, device_id: str) -> str | None:
     """The effective role as the SQL expression computes it (None for an unknown device)."""
     row = c.execute(f"SELECT {EFFECTIVE_ROLE_SQL} FROM devices WHERE id = ?", (device_id,)).fetchone()
     return None if row is None else row[0]
-
-
-def session_roles(c: Any) -> dict[str, str]:
-    """Devices taking part in a running calibration session -> their role there (the reference first).
-
-    Reads the calibration family's tables: kept here until store/calibration.py offers it (the lead
-    reconciles)."""
-    out: dict[str, str] = {}
-    for dev, role in c.execute(
-            "SELECT reference_id, 'calibration_reference' FROM calibration_sessions WHERE state = 'running'"
-            " UNION ALL SELECT d.device_id, 'device_under_calibration' FROM calibration_session_duts d"
-            " JOIN calibration_sessions s ON s.id = d.session_id WHERE s.state = 'running'"):
-        out.setdefault(dev, role)
-    return out
 
 
 def role_state(c: Any, device_id: str) -> RoleState | None:
@@ -331,58 +317,29 @@ def quarantined_for(c: Any, reason: str) -> tuple[int, int | None]:
     return row[0], row[1]
 
 
-# ---- statements of the alerts family that this family's code runs -------------------------------------------
-# Kept here until coldtrace/store/alerts.py exists on main (issue 15: the lead reconciles).
-
-_ALERT_ROW = ("INTO alerts (id, type, severity, device_id, shipment_id, excursion_id, ts, created_at, data)"
-              " VALUES (?,?,?,?,?,?,?,?,?)")
-# One text per dialect, on purpose: ``alerts`` has AFTER INSERT triggers (migration 1151), and SQLite runs an
-# INSERT that may abort (a plain INSERT, or any ON CONFLICT upsert) into such a table with a statement journal:
-# 20-23 us per row against 7 us for INSERT OR IGNORE (SQLite 3.40; the ingest hot path raises thousands of
-# alerts per second in a burst of excursions). The two texts do the same: skip an id stored already.
-_INSERT_ALERT = {"sqlite": "INSERT OR IGNORE " + _ALERT_ROW,
-                 "postgresql": "INSERT " + _ALERT_ROW + " ON CONFLICT (id) DO NOTHING"}
+_IN_CHUNK = 500  # ids per IN (...) list
 
 
-def insert_alert(c: Any, a: Alert, created_at: int, data: str) -> bool:
-    """Insert an alert unless its id is stored already; True when it is new."""
-    cur = c.execute(_INSERT_ALERT[getattr(c, "dialect", "sqlite")],
-                    (a.id, a.type, a.severity, a.device_id, a.shipment_id, a.excursion_id, a.ts, created_at, data))
-    return cur.rowcount == 1
+def open_conflicts_in(db: Any, device_id: str, start: int, end: int | None) -> int:
+    """Quarantined conflicting duplicates of a device with start <= reading_ts < end (None: open) that nobody
+    has resolved."""
+    sql = ("SELECT COUNT(*) FROM quarantine WHERE reason = 'conflicting_duplicate' AND resolved_at IS NULL"
+           " AND device_id = ? AND reading_ts >= ?")
+    params: list[Any] = [device_id, start]
+    if end is not None:
+        sql += " AND reading_ts < ?"
+        params.append(end)
+    return int(conn_of(db).execute(sql, tuple(params)).fetchone()[0])
 
 
-def insert_outbox(c: Any, row: tuple) -> None:
-    """A webhook outbox row (event_id, type, alert_id, payload, created_at), unless its event id is stored."""
-    c.execute("INSERT INTO outbox (event_id, type, alert_id, payload, created_at) VALUES (?,?,?,?,?)"
-              " ON CONFLICT DO NOTHING", row)
-
-
-def open_alerts_of_type(c: Any, alert_type: str) -> list[tuple[str, str]]:
-    """(id, data JSON) of the open alerts of a type, oldest first."""
-    return [(r[0], r[1]) for r in c.execute(
-        "SELECT id, data FROM alerts WHERE type = ? AND state = 'open' ORDER BY created_at, id", (alert_type,))]
-
-
-def alerts_by_type(c: Any) -> dict[str, int]:
-    return {r[0]: r[1] for r in c.execute("SELECT type, COUNT(*) FROM alerts GROUP BY type")}
-
-
-def outbox_pending(c: Any) -> int:
-    return c.execute("SELECT COUNT(*) FROM outbox WHERE dispatched = 0").fetchone()[0]
-
-
-def alert_kinds(c: Any) -> list[tuple[str | None, str, str]]:
-    """(device_id, type, severity) of every alert."""
-    return [(r[0], r[1], r[2]) for r in c.execute("SELECT device_id, type, severity FROM alerts")]
-
-
-# ---- a statement of the calibration family that the simulator runs -----------------------------------------
-# Kept here until coldtrace/store/calibration.py offers it (issue 15: the lead reconciles).
-
-def latest_session_by(c: Any, created_by: str, notes: str, reference_id: str) -> tuple[str, int] | None:
-    """(id, started_at) of the newest calibration session not cancelled that ``created_by`` made with these
-    notes and reference, or None."""
-    row = c.execute(
-        "SELECT id, started_at FROM calibration_sessions WHERE created_by = ? AND notes = ? AND reference_id = ?"
-        " AND state != 'cancelled' ORDER BY created_at DESC LIMIT 1", (created_by, notes, reference_id)).fetchone()
-    return None if row is None else (row[0], int(row[1]))
+def device_profile_bodies(db: Any, device_ids: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(device id, profile id, profile body JSON) of the devices that have a profile. The alerts
+    service reads them for the severities a device's profile marks self-clearing."""
+    ids = sorted(set(device_ids))
+    out: list[tuple[str, str, str]] = []
+    for i in range(0, len(ids), _IN_CHUNK):
+        part = ids[i:i + _IN_CHUNK]
+        out.extend((r[0], r[1], r[2]) for r in conn_of(db).execute(
+            "SELECT d.id, d.profile_id, p.body FROM devices d JOIN profiles p ON p.id = d.profile_id"
+                f" WHERE d.id IN ({_marks(len(part))}) ORDER BY d.id", part))
+    return out

@@ -135,3 +135,14 @@ def list_excursions(c: sqlite3.Connection, *, start: int, end: int, device_id: s
 def get_excursion(c: sqlite3.Connection, excursion_id: str) -> dict[str, Any] | None:
     r = c.execute("SELECT * FROM excursions WHERE id = ?", (excursion_id,)).fetchone()
     return None if r is None else dict(zip(r.keys(), r, strict=True))
+
+
+def supersede_shipment_excursions(c: sqlite3.Connection, shipment_id: str, keep: set[str],
+                                  now_ms: int) -> list[str]:
+    """Mark the shipment's stored excursions not in ``keep`` superseded (late data removed them: kept, never
+    deleted); returns their ids."""
+    gone = [r[0] for r in c.execute("SELECT id FROM excursions WHERE shipment_id = ? AND superseded = 0"
+                                    " ORDER BY id", (shipment_id,)).fetchall() if r[0] not in keep]
+    c.executemany("UPDATE excursions SET superseded = 1, updated_at = ? WHERE id = ?",
+                  [(now_ms, i) for i in gone])
+    return gone

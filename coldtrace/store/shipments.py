@@ -14,16 +14,11 @@ from typing import Any
 
 from coldtrace.core.errors import NotFound
 from coldtrace.ports import ShipmentTick
-from coldtrace.store.db import Database, add_equal_filters
+from coldtrace.store.db import Database, add_equal_filters, conn_of
 
 SHIPMENT_COLUMNS = ("id", "reference", "origin", "destination", "product", "lot", "profile_id", "state",
                     "start_ts", "end_ts", "created_at", "created_by", "updated_at")
 MAX_PAGE = 500
-
-
-def _conn(db: Any) -> sqlite3.Connection:
-    """A ``Database`` (either dialect) gives its reading connection; a connection (a transaction) is itself."""
-    return db.conn() if hasattr(db, "conn") else db
 
 
 def insert_shipment(c: sqlite3.Connection, row: dict[str, Any]) -> bool:
@@ -42,7 +37,7 @@ def update_shipment(c: sqlite3.Connection, shipment_id: str, **fields: Any) -> N
 
 
 def get_shipment(db: Database | sqlite3.Connection, shipment_id: str) -> dict[str, Any]:
-    row = _conn(db).execute("SELECT * FROM shipments WHERE id = ?", (shipment_id,)).fetchone()
+    row = conn_of(db).execute("SELECT * FROM shipments WHERE id = ?", (shipment_id,)).fetchone()
     if row is None:
         raise NotFound(f"no shipment {shipment_id}")
     return dict(row)
@@ -61,19 +56,19 @@ def list_shipments(db: Database, *, state: str | None = None, product: str | Non
         where.append("EXISTS (SELECT 1 FROM shipment_loggers l WHERE l.shipment_id = s.id AND l.device_id = ?)")
         params.append(device_id)
     params.append(max(1, min(int(limit), MAX_PAGE)))
-    rows = _conn(db).execute(f"SELECT s.* FROM shipments s WHERE {' AND '.join(where)} ORDER BY s.id LIMIT ?",
+    rows = conn_of(db).execute(f"SELECT s.* FROM shipments s WHERE {' AND '.join(where)} ORDER BY s.id LIMIT ?",
                              tuple(params))
     return [dict(r) for r in rows]
 
 
 def lot_shipments(db: Database | sqlite3.Connection, product: str, lot: str) -> list[dict[str, Any]]:
-    return [dict(r) for r in _conn(db).execute(
+    return [dict(r) for r in conn_of(db).execute(
         "SELECT * FROM shipments WHERE product = ? AND lot = ? ORDER BY COALESCE(start_ts, created_at), id",
         (product, lot))]
 
 
 def loggers(db: Database | sqlite3.Connection, shipment_id: str) -> list[dict[str, Any]]:
-    return [dict(r) for r in _conn(db).execute(
+    return [dict(r) for r in conn_of(db).execute(
         "SELECT * FROM shipment_loggers WHERE shipment_id = ? ORDER BY device_id", (shipment_id,))]
 
 
@@ -95,7 +90,7 @@ def active_shipments_of_devices(db: Database, device_ids: list[str]) -> list[str
     if not device_ids:
         return []
     marks = ",".join("?" * len(device_ids))
-    return [r[0] for r in _conn(db).execute(
+    return [r[0] for r in conn_of(db).execute(
         f"SELECT DISTINCT s.id FROM shipments s JOIN shipment_loggers l ON l.shipment_id = s.id"
         f" WHERE s.state IN ('in_transit', 'delivered') AND l.device_id IN ({marks}) ORDER BY s.id",
         tuple(device_ids))]
@@ -103,7 +98,7 @@ def active_shipments_of_devices(db: Database, device_ids: list[str]) -> list[str
 
 def shipments_to_tick(db: Any) -> list[ShipmentTick]:
     """The shipments the clock re-evaluates: in transit or delivered, by id."""
-    return [ShipmentTick(id=r[0], product=r[1], lot=r[2]) for r in _conn(db).execute(
+    return [ShipmentTick(id=r[0], product=r[1], lot=r[2]) for r in conn_of(db).execute(
         "SELECT id, product, lot FROM shipments WHERE state IN ('in_transit', 'delivered') ORDER BY id")]
 
 
@@ -121,7 +116,7 @@ def decisions(db: Database | sqlite3.Connection, shipment_id: str) -> list[dict[
 
     Oldest first is by signing time and, within one millisecond, along the chain of supersessions (a decision
     supersedes the one in force when it was signed), so the order needs no row id (PostgreSQL has none)."""
-    rows = [dict(r) for r in _conn(db).execute(
+    rows = [dict(r) for r in conn_of(db).execute(
         "SELECT * FROM shipment_decisions WHERE shipment_id = ? ORDER BY signed_at, id", (shipment_id,))]
     by_id = {r["id"]: r for r in rows}
 
@@ -136,35 +131,3 @@ def decisions(db: Database | sqlite3.Connection, shipment_id: str) -> list[dict[
     return sorted(rows, key=lambda r: (r["signed_at"], depth(r)))
 
 
-# ---------------------------------------------------------------- rows of other families a shipment reads
-# The statements below read tables of other families (profiles, quarantine: the devices family; excursions) whose
-# store modules are not on main yet (devices) or belong to another helper's branch (excursions); the lead moves
-# them there (issue 15 step 1). What the report and the checklist read about alerts is in store/alerts.py.
-
-def profile_body(db: Any, profile_id: str) -> str | None:
-    """The stored JSON of a custom profile (None: not stored; built-in profiles are not stored)."""
-    row = _conn(db).execute("SELECT body FROM profiles WHERE id = ?", (profile_id,)).fetchone()
-    return None if row is None else row[0]
-
-
-def supersede_shipment_excursions(c: sqlite3.Connection, shipment_id: str, keep: set[str],
-                                  now_ms: int) -> list[str]:
-    """Mark the shipment's stored excursions not in ``keep`` superseded (late data removed them: kept, never
-    deleted); returns their ids."""
-    gone = [r[0] for r in c.execute("SELECT id FROM excursions WHERE shipment_id = ? AND superseded = 0"
-                                    " ORDER BY id", (shipment_id,)).fetchall() if r[0] not in keep]
-    c.executemany("UPDATE excursions SET superseded = 1, updated_at = ? WHERE id = ?",
-                  [(now_ms, i) for i in gone])
-    return gone
-
-
-def open_conflicts(db: Any, device_id: str, start: int, end: int | None) -> int:
-    """Quarantined conflicting duplicates of a device with start <= reading_ts < end (None: open) that nobody
-    has resolved."""
-    sql = ("SELECT COUNT(*) FROM quarantine WHERE reason = 'conflicting_duplicate' AND resolved_at IS NULL"
-           " AND device_id = ? AND reading_ts >= ?")
-    params: list[Any] = [device_id, start]
-    if end is not None:
-        sql += " AND reading_ts < ?"
-        params.append(end)
-    return int(_conn(db).execute(sql, tuple(params)).fetchone()[0])

@@ -14,6 +14,7 @@ import pytest
 from coldtrace.core.model import MINUTE, Alert, Excursion
 from coldtrace.ports import AlertQuery, AlertStore
 from coldtrace.store import alerts as store
+from coldtrace.store import devices as device_store
 from coldtrace.store.db import Database
 from coldtrace.store.excursions import upsert_excursion
 from coldtrace.store.postgres import PostgresDatabase
@@ -383,9 +384,9 @@ def test_profiles_of_devices_are_read_in_chunks(db):
             c.execute("INSERT INTO devices (id, registered_at, profile_id) VALUES (?, 0, ?)",
                       (f"D{i:04d}", "p1" if i % 2 == 0 else None))
     ids = [f"D{i:04d}" for i in range(1203)] + ["NOPE"]
-    rows = store.device_profile_bodies(db, ids + ids[:10])
+    rows = device_store.device_profile_bodies(db, ids + ids[:10])
     assert rows == [(f"D{i:04d}", "p1", '{"a":1}') for i in range(0, 1203, 2)]
-    assert store.device_profile_bodies(db, []) == []
+    assert device_store.device_profile_bodies(db, []) == []
 
 
 # ---------------------------------------------------------------- alarm-system health
@@ -429,3 +430,20 @@ def test_standing_alarms_are_active_unresolved_and_old_enough(db):
     assert [(r["id"], r["detail"]) for r in rows] == [("al_2", None), ("al_1", "high")]  # oldest first
     assert _ids(store.standing_alarms(db, T0 + 50, alarms, ())) == ["al_2", "al_7", "al_1"]
     assert store.standing_alarms(db, T0 + 50, (), ()) == []
+
+
+# ---- statements of the ingest pipeline, the data-loss guard and the health endpoint ------------------------
+
+def test_alert_and_outbox_rows_are_idempotent(db):
+    a = Alert(id="al-1", type="broker.messages_dropped", severity="alarm", device_id=None, ts=5,
+              data={"broker": "b1"})
+    with db.write() as c:
+        assert store.insert_alert(c, a, 10, '{"broker": "b1"}') is True
+        assert store.insert_alert(c, a, 11, '{"broker": "b1"}') is False
+        store.insert_outbox(c, ("ev-1", a.type, a.id, "{}", 10))
+        store.insert_outbox(c, ("ev-1", a.type, a.id, "{}", 11))
+    assert store.open_alerts_of_type(db.conn(), "broker.messages_dropped") == [("al-1", '{"broker": "b1"}')]
+    assert store.open_alerts_of_type(db.conn(), "other") == []
+    assert store.alerts_by_type(db.conn()) == {"broker.messages_dropped": 1}
+    assert store.outbox_pending(db.conn()) == 1
+    assert store.alert_kinds(db.conn()) == [(None, "broker.messages_dropped", "alarm")]

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from coldtrace.core.model import Alert
 from coldtrace.ports import DeviceState, RoleState
-from coldtrace.store import devices
+from coldtrace.store import calibration, devices
 from tests.support.device_family import DIALECTS, open_db
 
 
@@ -116,7 +115,7 @@ def test_list_devices_filters_orders_and_pages(db):
     assert [d["id"] for d in devices.list_devices(db.conn(), role="device_under_calibration")] == ["D2"]
     assert [d["id"] for d in devices.list_devices(db.conn(), kind="logger", role="shipment_logger")] == ["D4"]
     assert devices.list_devices(db.conn(), kind="nothing") == []
-    assert devices.session_roles(db.conn()) == {"D1": "calibration_reference", "D2": "device_under_calibration"}
+    assert calibration.session_roles(db.conn()) == {"D1": "calibration_reference", "D2": "device_under_calibration"}
     assert devices.effective_role_of(db.conn(), "D2") == "device_under_calibration"
     assert devices.effective_role_of(db.conn(), "NOPE") is None
 
@@ -232,20 +231,3 @@ def test_conflicts_open_until_resolved(db):
     assert devices.open_conflicts(db.conn()) == {"B": 1}
     assert [r["device_id"] for r in devices.list_quarantine(db.conn(), open_only=True)] == ["B"]
     assert devices.get_quarantine(db.conn(), 10_000) is None
-
-
-# ---- the alerts family's statements this family runs ---------------------------------------------------------
-
-def test_alert_and_outbox_rows_are_idempotent(db):
-    a = Alert(id="al-1", type="broker.messages_dropped", severity="alarm", device_id=None, ts=5,
-              data={"broker": "b1"})
-    with db.write() as c:
-        assert devices.insert_alert(c, a, 10, '{"broker": "b1"}') is True
-        assert devices.insert_alert(c, a, 11, '{"broker": "b1"}') is False
-        devices.insert_outbox(c, ("ev-1", a.type, a.id, "{}", 10))
-        devices.insert_outbox(c, ("ev-1", a.type, a.id, "{}", 11))
-    assert devices.open_alerts_of_type(db.conn(), "broker.messages_dropped") == [("al-1", '{"broker": "b1"}')]
-    assert devices.open_alerts_of_type(db.conn(), "other") == []
-    assert devices.alerts_by_type(db.conn()) == {"broker.messages_dropped": 1}
-    assert devices.outbox_pending(db.conn()) == 1
-    assert devices.alert_kinds(db.conn()) == [(None, "broker.messages_dropped", "alarm")]

@@ -10,6 +10,8 @@ import pytest
 from coldtrace.core.errors import NotFound
 from coldtrace.core.model import Excursion
 from coldtrace.ports import ShipmentStore
+from coldtrace.store import devices as device_store
+from coldtrace.store import excursions as excursion_store
 from coldtrace.store import shipments as store
 from coldtrace.store.db import Database
 from coldtrace.store.excursions import upsert_excursion
@@ -49,7 +51,7 @@ def logger(sid, dev, start=None, end=None):
 
 def test_the_module_implements_every_function_of_the_port_with_its_parameters():
     members = [n for n, f in vars(ShipmentStore).items() if callable(f) and not n.startswith("_")]
-    assert len(members) >= 15
+    assert len(members) >= 12
     for name in members:
         want = list(inspect.signature(getattr(ShipmentStore, name)).parameters)[1:]  # without self
         assert list(inspect.signature(getattr(store, name)).parameters) == want, name
@@ -188,18 +190,18 @@ def test_open_conflicts_count_unresolved_conflicting_duplicates_inside_a_window(
                                           ("LOG-B", T0 + 5, "conflicting_duplicate", None)):
             c.execute("INSERT INTO quarantine (received_at, source, device_id, reason, detail, reading_ts,"
                       " resolved_at) VALUES (?, 'mqtt', ?, ?, 'x', ?, ?)", (T0, dev, reason, ts, resolved))
-    assert store.open_conflicts(db, "LOG-A", T0, T0 + 100) == 2
-    assert store.open_conflicts(db, "LOG-A", T0, None) == 3
-    assert store.open_conflicts(db, "LOG-A", T0 + 1, T0 + 100) == 1
-    assert store.open_conflicts(db, "LOG-C", T0, None) == 0
+    assert device_store.open_conflicts_in(db, "LOG-A", T0, T0 + 100) == 2
+    assert device_store.open_conflicts_in(db, "LOG-A", T0, None) == 3
+    assert device_store.open_conflicts_in(db, "LOG-A", T0 + 1, T0 + 100) == 1
+    assert device_store.open_conflicts_in(db, "LOG-C", T0, None) == 0
 
 
 def test_profile_bodies_of_stored_profiles(db):
     with db.write() as c:
         c.execute("INSERT INTO profiles (id, name, body, updated_at) VALUES (?, ?, ?, ?)",
                   ("custom-1", "Custom", '{"id": "custom-1"}', T0))
-    assert store.profile_body(db, "custom-1") == '{"id": "custom-1"}'
-    assert store.profile_body(db, "nope") is None
+    assert device_store.profile_body(db.conn(), "custom-1") == '{"id": "custom-1"}'
+    assert device_store.profile_body(db.conn(), "nope") is None
 
 
 def test_shipment_excursions_late_data_removed_are_superseded_not_deleted(db):
@@ -211,8 +213,8 @@ def test_shipment_excursions_late_data_removed_are_superseded_not_deleted(db):
         upsert_excursion(c, keep, "LOG-A", "shp_1", T0)
         upsert_excursion(c, gone, "LOG-A", "shp_1", T0)
         upsert_excursion(c, other, "LOG-A", None, T0)  # the device's own series: not the shipment's
-        assert store.supersede_shipment_excursions(c, "shp_1", {keep.id}, T0 + 9) == [gone.id]
-        assert store.supersede_shipment_excursions(c, "shp_1", {keep.id}, T0 + 10) == []  # done already
+        assert excursion_store.supersede_shipment_excursions(c, "shp_1", {keep.id}, T0 + 9) == [gone.id]
+        assert excursion_store.supersede_shipment_excursions(c, "shp_1", {keep.id}, T0 + 10) == []  # done already
     rows = {r["id"]: (r["superseded"], r["updated_at"]) for r in db.query("SELECT id, superseded, updated_at"
                                                                           " FROM excursions")}
     assert rows == {keep.id: (0, T0), gone.id: (1, T0 + 9), other.id: (0, T0)}

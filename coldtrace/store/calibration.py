@@ -188,12 +188,12 @@ def list_sessions(db: Any, *, reference_id: str | None = None, device_id: str | 
 
 def session_duts(db: Any, session_id: str) -> list[Dut]:
     return _dicts(conn_of(db).execute("SELECT device_id, resolution_c FROM calibration_session_duts"
-                                    " WHERE session_id = ? ORDER BY device_id", (session_id,)))
+                                      " WHERE session_id = ? ORDER BY device_id", (session_id,)))
 
 
 def session_dut(db: Any, session_id: str, device_id: str) -> Dut | None:
     return _one(conn_of(db).execute("SELECT device_id, resolution_c FROM calibration_session_duts"
-                                  " WHERE session_id = ? AND device_id = ?", (session_id, device_id)))
+                                    " WHERE session_id = ? AND device_id = ?", (session_id, device_id)))
 
 
 def delete_session(c: sqlite3.Connection, session_id: str) -> None:
@@ -267,7 +267,7 @@ def add_ewma(c: sqlite3.Connection, session_id: str, device_id: str, point_index
 
 def ewma(db: Any, session_id: str, device_id: str, point_index: int) -> EwmaRow | None:
     return _one(conn_of(db).execute("SELECT * FROM calibration_ewma WHERE session_id = ? AND device_id = ?"
-                                  " AND point_index = ?", (session_id, device_id, point_index)))
+                                    " AND point_index = ?", (session_id, device_id, point_index)))
 
 
 def update_ewma(c: sqlite3.Connection, session_id: str, device_id: str, point_index: int, *, z: float, i: int,
@@ -308,7 +308,7 @@ def save_history(c: sqlite3.Connection, device_id: str, set_point_c: float, ts: 
 def history(db: Any, device_id: str) -> list[HistoryRow]:
     """A device's as-found history by set point, then time."""
     return _dicts(conn_of(db).execute("SELECT set_point_c, ts, error_c, expanded_u_c, mpe_c FROM calibration_history"
-                                    " WHERE device_id = ? ORDER BY set_point_c, ts", (device_id,)))
+                                      " WHERE device_id = ? ORDER BY set_point_c, ts", (device_id,)))
 
 
 # ---------------------------------------------------------------- signatures and certificates
@@ -353,7 +353,7 @@ def insert_certificate(c: sqlite3.Connection, row: dict[str, Any]) -> bool:
 def certificate_session(db: Any, number: str, device_id: str) -> str | None:
     """The session of an issued certificate number of this device (None: not one of ours)."""
     row = conn_of(db).execute("SELECT session_id FROM calibration_certificates WHERE number = ? AND device_id = ?"
-                            " ORDER BY revision DESC LIMIT 1", (number, device_id)).fetchone()
+                              " ORDER BY revision DESC LIMIT 1", (number, device_id)).fetchone()
     return None if row is None else row[0]
 
 

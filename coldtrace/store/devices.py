@@ -341,5 +341,5 @@ def device_profile_bodies(db: Any, device_ids: Sequence[str]) -> list[tuple[str,
         part = ids[i:i + _IN_CHUNK]
         out.extend((r[0], r[1], r[2]) for r in conn_of(db).execute(
             "SELECT d.id, d.profile_id, p.body FROM devices d JOIN profiles p ON p.id = d.profile_id"
-                f" WHERE d.id IN ({_marks(len(part))}) ORDER BY d.id", part))
+            f" WHERE d.id IN ({_marks(len(part))}) ORDER BY d.id", part))
     return out

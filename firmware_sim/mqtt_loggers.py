@@ -170,9 +170,15 @@ class LoggerFleet:
         self._stop.set()
         if self._thread:
             self._thread.join(10)
-        for lg in self.fleet:
-            self.client.publish(self._status_topic(lg.device_id), json.dumps({"online": False}), qos=1,
-                                retain=True).wait_for_publish(5)
+        # "offline" for each logger, if the connection is still there: a stop that comes while the
+        # simulator connects (Ctrl-C during start-up) must stop cleanly, not fail on a publish
+        for lg in self.fleet if self.client.is_connected() else ():
+            try:
+                self.client.publish(self._status_topic(lg.device_id), json.dumps({"online": False}), qos=1,
+                                    retain=True).wait_for_publish(5)
+            except (RuntimeError, ValueError) as exc:  # the connection went while stopping
+                log.warning("simulator stopped without marking the loggers offline: %s", exc)
+                break
         self.client.disconnect()
         self.client.loop_stop()
 

@@ -32,6 +32,9 @@ from coldtrace.ports import (
     SelfResolvableRow,
     TxConnection,
 )
+from coldtrace.store.db import marks as _marks
+from coldtrace.store.db import read_one as _one
+from coldtrace.store.db import read_rows as _rows
 
 __all__ = [
     "ALERT_SEVERITIES", "AlertQuery", "acknowledged_and_cleared", "alarm_detail", "alarms_raised",
@@ -46,23 +49,6 @@ __all__ = [
 ALERT_SEVERITIES = ("critical", "alarm", "warning", "info")  # most severe first
 # the keys of an alert's data that say what in the device an alarm is about (its ISA-18.2 "tag"), in order
 DETAIL_KEYS = ("limit_id", "kind", "set_point_c", "stage")
-
-
-def _rows(db: Any, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-    """Rows of a read on a Database (``query``: errors become StoreError) or on a transaction's connection."""
-    query = getattr(db, "query", None)
-    if query is not None:
-        return list(query(sql, tuple(params)))
-    return list(db.execute(sql, tuple(params)).fetchall())
-
-
-def _one(db: Any, sql: str, params: Sequence[Any] = ()) -> Any:
-    rows = _rows(db, sql, params)
-    return rows[0] if rows else None
-
-
-def _marks(n: int) -> str:
-    return ",".join("?" * n)
 
 
 # ---------------------------------------------------------------- alerts and their handling

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from coldtrace.ports import AuditRow
-from coldtrace.store.db import add_equal_filters
+from coldtrace.store.db import add_equal_filters, conn_of
+from coldtrace.store.db import read_rows as _rows
 
 COLUMNS = "id, ts, actor, action, entity, entity_id, old_value, new_value, reason, prev_hash, hash, key_id"
 # pg_advisory_xact_lock key of the chain ("CtAudit" in ASCII): apart from the cluster-wide write lock's key
@@ -32,12 +33,6 @@ MAX_PAGE = 1000
 
 def _dialect(src: Any) -> str:
     return getattr(src, "dialect", "sqlite")
-
-
-def _rows(src: Any, sql: str, params: tuple = ()) -> list[Any]:
-    if hasattr(src, "query"):
-        return src.query(sql, params)
-    return src.execute(sql, params).fetchall()
 
 
 def _row(r: Any) -> AuditRow:
@@ -113,7 +108,7 @@ def last_unkeyed_id(src: Any) -> int | None:
 def database_file(src: Any) -> str:
     """Where the audit keys' files live: next to this file ('' for an in-memory database: no files).
     PostgreSQL: a name in the data directory the process gave its database ('' when it gave none)."""
-    conn = src.conn() if hasattr(src, "conn") else src
+    conn = conn_of(src)
     if _dialect(conn) == "postgresql":
         local = getattr(conn, "local_dir", None)
         return str(Path(local) / "postgresql") if local else ""

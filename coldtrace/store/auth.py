@@ -29,22 +29,12 @@ from coldtrace.ports import (
     UnknownFailures,
     UserRow,
 )
+from coldtrace.store.db import read_one as _one
+from coldtrace.store.db import read_rows as _rows
 
 USER_COLUMNS = "id, username, full_name, role, active, created_at"
 TOKEN_COLUMNS = "id, name, user_id, role, created_at, expires_at, revoked_at, last_used_at"  # noqa: S105
 _TOKEN_TABLES = {"api": "api_tokens", "device": "device_tokens"}  # the only table names ever formatted in
-
-
-def _rows(src: Any, sql: str, params: tuple | dict = ()) -> list[Any]:
-    """A read on a Database (errors become StoreError there) or inside the caller's transaction."""
-    if hasattr(src, "query"):
-        return src.query(sql, params)
-    return src.execute(sql, params).fetchall()
-
-
-def _one(src: Any, sql: str, params: tuple | dict = ()) -> Any:
-    rows = _rows(src, sql, params)
-    return rows[0] if rows else None
 
 
 def _user(row: Any) -> UserRow | None:

@@ -275,3 +275,24 @@ def conn_of(db: Any) -> Any:
     """A ``Database`` (either dialect) gives this thread's reading connection; a connection (a transaction) is
     itself. Store functions take either."""
     return db.conn() if hasattr(db, "conn") else db
+
+
+def read_rows(src: Any, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
+    """Rows of a read on a ``Database`` (``query``: errors become StoreError there) or inside the caller's
+    transaction (a connection)."""
+    if not isinstance(params, dict):
+        params = tuple(params)
+    if hasattr(src, "query"):
+        return list(src.query(sql, params))
+    return list(src.execute(sql, params).fetchall())
+
+
+def read_one(src: Any, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+    """The first row of ``read_rows`` (None when there is none)."""
+    rows = read_rows(src, sql, params)
+    return rows[0] if rows else None
+
+
+def marks(n: int) -> str:
+    """``?,?,...``: the placeholders of an IN (...) list of ``n`` values."""
+    return ",".join("?" * n)

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from coldtrace.ports import DeviceState, DeviceUpdate, RoleState
 from coldtrace.store.db import conn_of
+from coldtrace.store.db import marks as _marks
 
 CHUNK = 500  # ids per IN (...) list
 
@@ -25,10 +26,6 @@ def _dicts(cur: Any) -> list[dict[str, Any]]:
 
 def _dict(row: Any) -> dict[str, Any] | None:
     return None if row is None else dict(zip(row.keys(), row, strict=True))
-
-
-def _marks(n: int) -> str:
-    return ",".join("?" * n)
 
 
 # ---- devices -----------------------------------------------------------------------------------------------

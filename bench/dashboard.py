@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from coldtrace import auth  # noqa: E402
+from coldtrace.services import auth  # noqa: E402
 from coldtrace.store import rollup  # noqa: E402
 from tests.e2e.live_app import (  # noqa: E402
     CHROMIUM,

@@ -28,7 +28,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from coldtrace import auth  # noqa: E402
+from coldtrace.services import auth  # noqa: E402
 from coldtrace.store.db import Database  # noqa: E402
 from tests.support.services import free_port, wait_port  # noqa: E402
 

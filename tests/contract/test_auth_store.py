@@ -5,6 +5,7 @@ conflicts, ordering, not-found."""
 from __future__ import annotations
 
 import inspect
+import threading
 
 import pytest
 
@@ -123,6 +124,62 @@ def test_failures_count_lock_at_the_maximum_and_do_not_extend_the_lock(db):
         assert store.clear_login_failures(c, "usr_1", T0 + 2 + lock + 1)
         assert store.record_login_failure(c, "usr_x", T0, max_failures=3, lock_ms=lock) is None
         assert not store.clear_login_failures(c, "usr_x", T0)
+
+
+@pytest.fixture(params=DIALECTS)
+def open_db(request, tmp_path):
+    """A factory of Database objects on one fresh database, each with its own connections (as separate API
+    processes would have)."""
+    opened = []
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        make = lambda: PostgresDatabase(url, max_size=5)  # noqa: E731
+    else:
+        make = lambda: Database(tmp_path / "contract.db")  # noqa: E731
+
+    def factory():
+        opened.append(make())
+        return opened[-1]
+
+    yield factory
+    for d in opened:
+        d.close()
+
+
+def test_forty_simultaneous_failures_from_separate_connections_all_count(open_db):
+    """Issue 14's lockout bypass at its root: 40 failures at the same instant, from 8 "processes" with 5 threads
+    each, every one in its own transaction. Each sees its own count (1..40: no update lost, which a read in
+    Python, +1, write back loses), the lock is set once, at the 5th, and is not moved by the others. On
+    PostgreSQL the writers skip the cluster-wide write lock (``write(lock=False)``): the single
+    UPDATE ... RETURNING and the row lock it takes are what make the count atomic."""
+    dbs = [open_db() for _ in range(8)]
+    add_user(dbs[0], "usr_1", "qa.anna")
+    lock, n = 15 * MINUTE, 40
+    barrier = threading.Barrier(n)
+    got: list[FailureCount | None] = [None] * n
+    errors: list[BaseException] = []
+
+    def fail(i: int) -> None:
+        d = dbs[i % len(dbs)]
+        try:
+            barrier.wait(30)
+            with d.write(lock=False) as c:
+                got[i] = store.record_login_failure(c, "usr_1", T0, max_failures=5, lock_ms=lock)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fail, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert sorted(g.failed_logins for g in got) == list(range(1, n + 1))
+    assert all(g.locked_until == (T0 + lock if g.failed_logins >= 5 else None) for g in got)
+    row = dbs[0].query_one("SELECT failed_logins, locked_until FROM users WHERE id = 'usr_1'")
+    assert (row[0], row[1]) == (n, T0 + lock)
+    with dbs[1].write() as c:  # the right password does not open the locked account
+        assert not store.clear_login_failures(c, "usr_1", T0 + MINUTE)
 
 
 def test_a_disabled_account_is_never_cleared(db):

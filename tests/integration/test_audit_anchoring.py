@@ -91,7 +91,15 @@ def test_keys_are_created_0600_outside_the_database_and_records_are_keyed(stack,
     assert r["hash"] == expected
 
 
-def test_a_tail_rewritten_and_rehashed_with_plain_sha256_is_detected(stack):
+def _cli_verify(tmp_path) -> subprocess.CompletedProcess:
+    """`coldtrace audit verify` in its own process, as an auditor runs it on the server."""
+    env = {**os.environ, "COLDTRACE_LOG_LEVEL": "WARNING",
+           "COLDTRACE_AUDIT__HEAD_FILE": str(tmp_path / "elsewhere" / "heads.jsonl")}
+    return subprocess.run([sys.executable, "-m", "coldtrace.cli", "audit", "verify", "--data-dir",
+                           str(tmp_path / "data")], capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_a_tail_rewritten_and_rehashed_with_plain_sha256_is_detected(stack, tmp_path):
     _history(stack)
     assert stack.get("/api/v1/audit/verify")["ok"] is True
     victim = stack.get("/api/v1/audit", entity="shipment")["items"][1]["id"]
@@ -99,16 +107,23 @@ def test_a_tail_rewritten_and_rehashed_with_plain_sha256_is_detected(stack):
     res = stack.get("/api/v1/audit/verify")
     assert res["ok"] is False and res["first_bad_id"] == victim
     assert "rewritten without the audit key" in res["problem"]
+    cli = _cli_verify(tmp_path)  # no head exported yet: the HMAC alone catches it
+    assert cli.returncode == 1 and f"BROKEN at record {victim}" in cli.stdout, cli.stdout + cli.stderr
+    assert "rewritten without the audit key" in cli.stdout
 
 
-def test_a_tail_rewritten_with_a_key_the_attacker_made_up_is_detected(stack):
+def test_a_tail_rewritten_with_a_key_the_attacker_made_up_is_detected(stack, tmp_path):
     _history(stack)
+    assert _cli_verify(tmp_path).returncode == 0
     victim = stack.get("/api/v1/audit", entity="shipment")["items"][2]["id"]
     real_key_id = stack.services.db.query_one("SELECT key_id FROM audit_log WHERE id = ?", (victim,))[0]
     guess = os.urandom(32)
     _rewrite_tail(stack, victim, lambda d, prev: (audit.keyed_hash(guess, real_key_id, *_content(d)), real_key_id))
     res = stack.get("/api/v1/audit/verify")
     assert res["ok"] is False and res["first_bad_id"] == victim and "keyed hash mismatch" in res["problem"]
+    cli = _cli_verify(tmp_path)
+    assert cli.returncode == 1 and f"BROKEN at record {victim}" in cli.stdout, cli.stdout + cli.stderr
+    assert "keyed hash mismatch" in cli.stdout
 
 
 def test_exported_heads_catch_a_truncated_tail_and_a_rewrite_with_the_hmac_key(stack, tmp_path):

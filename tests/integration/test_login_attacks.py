@@ -106,6 +106,9 @@ def test_forty_simultaneous_wrong_passwords_lock_the_account(live):
     assert set(codes) <= {(401, "login_failed"), (429, "login_throttled"), (429, "login_busy")}, codes
     assert all(r.headers["retry-after"].isdigit() for r in answers if r.status_code == 429)
     assert _locked_until(live, "qa.anna") == live.clock.now_ms() + auth.LOCKOUT_MS
+    # every password check that answered 401 was counted (none lost to a simultaneous one)
+    failed = live.services.db.query_one("SELECT failed_logins FROM users WHERE username = 'qa.anna'")[0]
+    assert failed == sum(r.status_code == 401 for r in answers) >= auth.MAX_FAILED_LOGINS
 
     live.clock.advance(5 * MINUTE)  # past the throttle's delay, well inside the lockout
     with live.client() as c:
@@ -235,3 +238,50 @@ def test_forwarded_headers_from_an_untrusted_peer_are_ignored(live_untrusting, c
     assert blocked.status_code == 429  # all counted against 127.0.0.1
     row = live.services.db.query_one("SELECT new_value FROM audit_log WHERE action = 'auth.login'")
     assert '"client":"127.0.0.1"' in row[0]
+
+
+@pytest.fixture
+def live_behind_proxy(tmp_path):
+    """The TLS proxy is another host: 127.0.0.2 (the only trusted proxy); 127.0.0.1 plays a direct client."""
+    yield from serve(tmp_path, api={"trusted_proxies": ["127.0.0.2/32"], "cookie_secure": False})
+
+
+def _from(live: Live, source: str) -> httpx.Client:
+    return live.client(transport=httpx.HTTPTransport(local_address=source))
+
+
+def _secure(r: httpx.Response) -> bool:
+    return "secure" in [p.strip().lower() for p in r.headers["set-cookie"].split(";")]
+
+
+def test_forwarded_proto_and_for_are_believed_only_from_the_trusted_proxy(live_behind_proxy, cheap_argon2):
+    """Over real TCP: the same X-Forwarded-Proto/-For headers make the cookie Secure and name the client when
+    they come from the trusted proxy's address, and are ignored from any other peer."""
+    live = live_behind_proxy
+    auth.create_user(live.services.db, "vic", "Vic V", RIGHT, "viewer", now_ms=live.clock.now_ms())
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.7"}
+    with _from(live, "127.0.0.2") as proxy:
+        via_proxy = proxy.post(LOGIN, json={"username": "vic", "password": RIGHT}, headers=forwarded)
+    with _from(live, "127.0.0.1") as direct:
+        spoofed = direct.post(LOGIN, json={"username": "vic", "password": RIGHT}, headers=forwarded)
+    assert via_proxy.status_code == 200 and _secure(via_proxy)
+    assert spoofed.status_code == 200 and not _secure(spoofed)
+    clients = [r[0] for r in live.services.db.query(
+        "SELECT new_value FROM audit_log WHERE action = 'auth.login' ORDER BY id")]
+    assert ['"client":"198.51.100.7"' in v for v in clients] == [True, False]
+    assert '"client":"127.0.0.1"' in clients[1]
+
+
+@pytest.fixture
+def live_cookie_secure(tmp_path):
+    yield from serve(tmp_path, api={"trusted_proxies": [], "cookie_secure": True})
+
+
+def test_cookie_secure_marks_the_cookie_secure_even_over_plain_http(live_cookie_secure, cheap_argon2):
+    """What compose sets (COLDTRACE_API__COOKIE_SECURE=true): the TLS proxy's scheme need not reach the API."""
+    live = live_cookie_secure
+    auth.create_user(live.services.db, "vic", "Vic V", RIGHT, "viewer", now_ms=live.clock.now_ms())
+    with live.client() as c:
+        r = c.post(LOGIN, json={"username": "vic", "password": RIGHT})
+    assert r.status_code == 200 and _secure(r)
+    assert "httponly" in r.headers["set-cookie"].lower() and "samesite=strict" in r.headers["set-cookie"].lower()

@@ -239,3 +239,94 @@ def test_the_subscription_api_judges_the_url_with_the_allow_list(tmp_path, dns):
             r = create(url)
             assert r.status_code == 400 and r.json()["error"]["code"] == "unsafe_target", (url, r.text)
     services.close()
+
+
+@pytest.fixture
+def connects(monkeypatch):
+    """Every TCP connection the webhook sender opens (host as connected to: the pinned address)."""
+    import httpcore
+
+    seen: list[str] = []
+    real = httpcore.SyncBackend.connect_tcp
+
+    def recording(self, host, port, *args, **kwargs):
+        seen.append(host)
+        return real(self, host, port, *args, **kwargs)
+
+    monkeypatch.setattr(httpcore.SyncBackend, "connect_tcp", recording)
+    return seen
+
+
+def test_metadata_addresses_are_never_connected_even_through_an_allow_listed_name(env, dns, connects):
+    """The allow-list names the host and every private range, yet once the name rebinds to the cloud metadata
+    address (or a transition form of it) the attempt is refused before any connection is opened."""
+    clock, db, pipeline = env
+    secret = wh.generate_secret()
+    receiver = WebhookReceiver([secret], now_s=lambda: clock.now_ms() // 1000, host=ALLOWED_IP).start()
+    notifier = Notifier(db, clock, allowed_private_targets=["hooks.cloud.test", "0.0.0.0/0", "::/0"], timeout_s=2)
+    try:
+        store.create_subscription(db, url=f"http://hooks.cloud.test:{receiver.port}/hook", secret=secret,
+                                  now=clock.now_ms())
+        dns.answers["hooks.cloud.test"] = [[ALLOWED_IP]]
+        pipeline.emit_now([_alert(0, clock)])
+        notifier.run_once()
+        assert connects == [ALLOWED_IP] and len(receiver.delivered()) == 1  # the listed name works
+        for i, addr in enumerate(["169.254.169.254", "2002:a9fe:a9fe::1", "::ffff:169.254.169.254",
+                                  "64:ff9b::a9fe:a9fe", "fd00:ec2::254"], start=1):
+            dns.answers["hooks.cloud.test"] = [[addr]]
+            pipeline.emit_now([_alert(i, clock)])
+            notifier.run_once()
+            d = store.list_deliveries(db, event_id=wh.event_id_for(f"alert_ssrf_{i}"))[0]
+            assert d["state"] == "pending" and d["last_error"].startswith("unsafe_target"), d
+            assert "never allowed" in d["last_error"], d["last_error"]
+        assert connects == [ALLOWED_IP]  # not one connection towards any of them
+    finally:
+        notifier.close()
+        receiver.stop()
+
+
+def test_the_attempts_api_shows_the_status_line_never_the_body(tmp_path, dns):
+    """What an admin reads through the API (deliveries/{id}/attempts and the delivery's detail): the receiver's
+    status line; the body it answered with (here, what a metadata service would hand out) is nowhere."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from coldtrace.services import auth
+    from coldtrace.settings import load_settings
+    from coldtrace.wiring import build_services
+
+    clock = ManualClock()
+    settings = load_settings(data_dir=tmp_path / "data", webhooks={"allowed_private_targets": [f"{ALLOWED_IP}/32"]})
+    services = build_services(settings, clock=clock)
+    secret = wh.generate_secret()
+    receiver = WebhookReceiver([secret], now_s=lambda: clock.now_ms() // 1000, host=ALLOWED_IP).start()
+    receiver.response_body = b'{"AccessKeyId":"ASIA-TEST-KEY","SecretAccessKey":"do-not-leak-0123456789"}'
+    notifier = Notifier(services.db, clock, allowed_private_targets=settings.webhooks.allowed_private_targets,
+                        timeout_s=2)
+    token = auth.create_token(services.db, role="admin", name="admin-t", now_ms=clock.now_ms())
+    h = {"Authorization": f"Bearer {token}"}
+    try:
+        with TestClient(create_app(settings, services=services)) as client:
+            r = client.post("/api/v1/webhooks/subscriptions", headers=h, json={"url": receiver.url})
+            assert r.status_code == 201, r.text
+            receiver.secrets = [r.json()["secret"]]
+            receiver.mode = "error"
+            services.pipeline.emit_now([_alert(1, clock)])
+            notifier.run_once()
+            receiver.mode = "ok"
+            d = client.get("/api/v1/webhooks/deliveries", headers=h).json()[0]
+            clock.set(d["next_attempt_at"])
+            notifier.run_once()
+            attempts = client.get(f"/api/v1/webhooks/deliveries/{d['id']}/attempts", headers=h)
+            detail = client.get(f"/api/v1/webhooks/deliveries/{d['id']}", headers=h)
+            listing = client.get("/api/v1/webhooks/deliveries", headers=h)
+    finally:
+        notifier.close()
+        receiver.stop()
+        services.close()
+    assert [a["response"] for a in attempts.json()] == ["HTTP/1.1 500 Internal Server Error",
+                                                       "HTTP/1.1 204 No Content"]
+    assert [a["status"] for a in detail.json()["attempts_list"]] == [500, 204]
+    for answer in (attempts, detail, listing):
+        assert answer.status_code == 200
+        assert b"do-not-leak" not in answer.content and b"ASIA-TEST-KEY" not in answer.content

@@ -330,3 +330,45 @@ def test_the_attempts_api_shows_the_status_line_never_the_body(tmp_path, dns):
     for answer in (attempts, detail, listing):
         assert answer.status_code == 200
         assert b"do-not-leak" not in answer.content and b"ASIA-TEST-KEY" not in answer.content
+
+
+def test_a_redirect_to_an_internal_address_is_not_followed(env, dns):
+    """An allowed receiver answers 302 towards an internal service: the attempt fails with that status line;
+    the internal service never sees a request (redirects are not followed, and any connection is pinned)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    clock, db, pipeline = env
+    secret = wh.generate_secret()
+    internal = WebhookReceiver([secret], now_s=lambda: clock.now_ms() // 1000, host=FORBIDDEN_IP).start()
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(302)
+            self.send_header("Location", f"http://{FORBIDDEN_IP}:{internal.port}/latest/meta-data/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer((ALLOWED_IP, 0), Redirect)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    notifier = Notifier(db, clock, allowed_private_targets=[f"{ALLOWED_IP}/32"], timeout_s=2)
+    try:
+        store.create_subscription(db, url=f"http://{ALLOWED_IP}:{server.server_address[1]}/hook", secret=secret,
+                                  now=clock.now_ms())
+        pipeline.emit_now([_alert(1, clock)])
+        notifier.run_once()
+        d = store.list_deliveries(db)[0]
+        assert d["state"] == "pending" and d["last_status"] == 302 and d["last_error"] == "HTTP 302"
+        assert [a["response"] for a in store.list_attempts(db, d["id"])] == ["HTTP/1.0 302 Found"]
+    finally:
+        notifier.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+        internal.stop()
+    assert internal.arrivals == 0

@@ -6,8 +6,8 @@ inbox. Screenshots under test-artifacts/."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
 import re
+from datetime import datetime
 
 import pytest
 from playwright.sync_api import expect

@@ -93,6 +93,14 @@ def test_phone_inbox_cards_acknowledge_next_to_the_alert_and_the_lifecycle(live_
     assert (a["state"], a["condition"], a["isa_state"]) == ("acknowledged", "active", "ack_active")
     assert a["acknowledged_by"] == "qa.anna" and a["ack_comment"] == "Cold room door closed, product moved"
     shot(phone, "alerts-phone-acknowledged-still-active")
+    # the ISA-18.2 order with all three states listed: the 8 °C episode (nobody has it yet) above the
+    # acknowledged critical alarm, cleared-but-unacknowledged alarms last
+    states = cards.locator(".alert-card-head .badge:nth-child(2)").all_inner_texts()
+    assert {rank[s] for s in states} == {0, 1, 2}, states
+    assert [rank[s] for s in states] == sorted(rank[s] for s in states), states
+    titles = cards.locator(".alert-card-head").all_inner_texts()
+    heads = [t for t in cards.all_inner_texts() if PHONE in t]
+    assert "above 8 °C" in heads[0] and "critical" in heads[1], (heads, titles)
 
     # the logger is back in range: the condition clears and the alarm leaves the inbox (live refresh)
     _ingest(live_app, [(now + 1, 5.0)])

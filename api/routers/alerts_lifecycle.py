@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from coldtrace.core.clock import to_iso
 from coldtrace.services import alerts as lifecycle
+from coldtrace.services.auth import Principal
 
 from ..deps import QA, ServicesDep, Viewer
 from ..errors import ApiError
@@ -101,8 +102,17 @@ def get_history(alert_id: str, services: ServicesDep, _: Viewer) -> list[AlertEv
                           data=e["data"]) for e in lifecycle.history(services.db, alert_id)]
 
 
-@router.post("/{alert_id}/acknowledge", response_model=AlertHandlingOut)
+def _person(who: Principal, what: str) -> None:
+    """ISA-18.2: acknowledging (and closing) an alarm is what a person does; a service token is a program."""
+    if who.user_id is None:
+        raise ApiError(403, "person_required", f"{what} an alert needs a person (a user, or a user's own token),"
+                                               " not a service token")
+
+
+@router.post("/{alert_id}/acknowledge", response_model=AlertHandlingOut,
+             responses={403: {"description": "`person_required`: a service token cannot acknowledge"}})
 def acknowledge(alert_id: str, services: ServicesDep, who: QA, body: AckIn | None = None) -> AlertHandlingOut:
+    _person(who, "acknowledging")
     a = lifecycle.acknowledge(services.db, alert_id, actor=who.name, now=services.clock.now_ms(),
                               comment=body.comment if body else None)
     services.pipeline.alerts_emitted.set()  # alert.acknowledged goes out now
@@ -133,9 +143,7 @@ def comment(alert_id: str, body: CommentIn, services: ServicesDep, who: QA) -> A
 @router.post("/{alert_id}/shelve", response_model=AlertHandlingOut,
              summary="Suppress an alert for a while, with a reason (audited; the expiry brings it back)")
 def shelve(alert_id: str, body: ShelveIn, services: ServicesDep, who: QA) -> AlertHandlingOut:
-    if who.user_id is None:
-        raise ApiError(403, "person_required", "shelving an alert needs a person (a user, or a user's own token),"
-                                               " not a service token")
+    _person(who, "shelving")
     now = services.clock.now_ms()
     try:
         return _out(lifecycle.shelve(services.db, alert_id, actor=who.name, role=who.role, reason=body.reason,
@@ -151,8 +159,10 @@ def unshelve(alert_id: str, services: ServicesDep, who: QA, body: UnshelveIn | N
 
 
 @router.post("/{alert_id}/resolve", response_model=AlertHandlingOut,
-             responses={409: {"description": "`condition_active`: its excursion is still going on"}})
+             responses={403: {"description": "`person_required`: a service token cannot resolve"},
+                        409: {"description": "`condition_active`: its excursion is still going on"}})
 def resolve(alert_id: str, body: ResolveIn, services: ServicesDep, who: QA) -> AlertHandlingOut:
+    _person(who, "resolving")
     try:
         a = lifecycle.resolve(services.db, alert_id, actor=who.name, now=services.clock.now_ms(),
                               comment=body.comment)

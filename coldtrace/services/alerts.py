@@ -417,6 +417,7 @@ class TickResult:
     escalated: list[str] = field(default_factory=list)
     resolved: list[str] = field(default_factory=list)  # returned to normal or resolved themselves
     unshelved: list[str] = field(default_factory=list)
+    quiet: int = 0  # of ``resolved``: information events that cleared themselves (no audit record, no webhook)
 
 
 def tick(db: Database, now_ms: int, policy: AlertPolicy | None = None) -> TickResult:
@@ -442,11 +443,17 @@ def tick(db: Database, now_ms: int, policy: AlertPolicy | None = None) -> TickRe
                 result.resolved.append(alert_id)
     if policy.auto_resolve_after_ms is not None:
         for alert_id, exc_end in _self_resolvable(db, now_ms, policy):
-            if _auto_resolve(db, alert_id, exc_end, now_ms, policy.auto_resolve_after_ms):
+            done = _auto_resolve(db, alert_id, exc_end, now_ms, policy.auto_resolve_after_ms)
+            if done is not None:
                 result.resolved.append(alert_id)
-    if result.escalated or result.resolved or result.unshelved:
+                result.quiet += done == "quiet"
+    # INFO for what people must know of (escalations, shelvings lifted, audited resolutions); information
+    # events clearing themselves (every door opening) only at DEBUG, so they never bury the rest (issue 13)
+    if result.escalated or result.unshelved or len(result.resolved) > result.quiet:
         log.info("alert tick: %d escalated, %d returned to normal or resolved themselves, %d unshelved",
-                 len(result.escalated), len(result.resolved), len(result.unshelved))
+                 len(result.escalated), len(result.resolved) - result.quiet, len(result.unshelved))
+    if result.quiet:
+        log.debug("alert tick: %d information alerts resolved themselves", result.quiet)
     return result
 
 
@@ -516,16 +523,18 @@ def _self_resolvable(db: Database, now: int, policy: AlertPolicy) -> list[tuple[
     return [(r["alert_id"], r["excursion_end_ts"]) for r in rows if r["severity"] in sc.get(r["device_id"], sc[None])]
 
 
-def _auto_resolve(db: Database, alert_id: str, exc_end: int | None, now: int, quiet_ms: int) -> bool:
+def _auto_resolve(db: Database, alert_id: str, exc_end: int | None, now: int, quiet_ms: int) -> str | None:
+    """Resolve a self-clearing alert; "quiet" (an information event: history only), "audited", or None."""
     with db.write() as c:
         a = _load(c, alert_id)
         if a["state"] == "resolved":
-            return False
+            return None
         if exc_end is not None:
             text = (f"Resolved automatically: the excursion ended at {to_iso(exc_end)} and has not recurred for"
                     f" {quiet_ms // MINUTE} min.")
         else:
             text = (f"Resolved automatically: the condition cleared at {to_iso(a['cleared_at'])} and a"
                     f" {a['severity']} alert clears itself.")
-        _resolve(c, a, SYSTEM, now, text, action="auto_resolved", quiet=a["severity"] == "info")
-    return True
+        quiet = a["severity"] == "info"
+        _resolve(c, a, SYSTEM, now, text, action="auto_resolved", quiet=quiet)
+    return "quiet" if quiet else "audited"

@@ -50,7 +50,8 @@ def fmt_pct(x: float | None) -> str:
 
 
 ALARM_SEVERITIES = ("warning", "alarm", "critical")
-HANDLING_ACTIONS = ("acknowledged", "commented", "assigned", "resolved", "auto_resolved", "escalated")
+HANDLING_ACTIONS = ("acknowledged", "commented", "assigned", "shelved", "unshelved", "escalated", "resolved",
+                    "returned_to_normal", "auto_resolved")
 
 
 def handling(db: Database, alert_id: str) -> list[dict[str, Any]]:
@@ -58,9 +59,20 @@ def handling(db: Database, alert_id: str) -> list[dict[str, Any]]:
     return alert_store.events_with_actions(db, alert_id, HANDLING_ACTIONS)
 
 
+def _handling_event(e: dict[str, Any]) -> str:
+    if e["action"] == "returned_to_normal":  # its comment repeats the acknowledgement listed before it
+        return f"returned to normal at {to_iso(e['at'])}"
+    return (f"{e['action'].replace('_', ' ')} by {e['actor']} at {to_iso(e['at'])}"
+            + (f": {e['comment']}" if e["comment"] else ""))
+
+
 def _handling_text(events: list[dict[str, Any]]) -> str:
-    return "; ".join(f"{e['action'].replace('_', ' ')} by {e['actor']} at {to_iso(e['at'])}"
-                     + (f": {e['comment']}" if e["comment"] else "") for e in events)
+    """Who acknowledged the alarm, when and why, then the rest of its handling; an alarm nobody acknowledged
+    says so first, whatever else happened to it (escalations, a resolution by a person)."""
+    parts = [_handling_event(e) for e in events]
+    if not any(e["action"] == "acknowledged" for e in events):
+        parts.insert(0, "NOT ACKNOWLEDGED")
+    return "; ".join(parts)
 
 
 def info_lines(alerts: list[dict[str, Any]]) -> list[str]:
@@ -231,7 +243,7 @@ def alert_rows(data: dict[str, Any]) -> list[list[str]]:
         limit = (f"{d['limit_id']} ({d.get('direction', '')} {d.get('threshold_c', 0):g} °C)" if d.get("limit_id")
                  else "-")
         rows.append([to_iso(a["ts"]) or "", a["type"], a["severity"], a["device_id"] or "-", limit, a["state"],
-                     _handling_text(a["handling"]) or "NOT ACKNOWLEDGED"])
+                     _handling_text(a["handling"])])
     return rows
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 
 import pytest
 from playwright.sync_api import expect
@@ -92,6 +93,14 @@ def test_phone_inbox_cards_acknowledge_next_to_the_alert_and_the_lifecycle(live_
     assert (a["state"], a["condition"], a["isa_state"]) == ("acknowledged", "active", "ack_active")
     assert a["acknowledged_by"] == "qa.anna" and a["ack_comment"] == "Cold room door closed, product moved"
     shot(phone, "alerts-phone-acknowledged-still-active")
+    # the ISA-18.2 order with all three states listed: the 8 °C episode (nobody has it yet) above the
+    # acknowledged critical alarm, cleared-but-unacknowledged alarms last
+    states = cards.locator(".alert-card-head .badge:nth-child(2)").all_inner_texts()
+    assert {rank[s] for s in states} == {0, 1, 2}, states
+    assert [rank[s] for s in states] == sorted(rank[s] for s in states), states
+    titles = cards.locator(".alert-card-head").all_inner_texts()
+    heads = [t for t in cards.all_inner_texts() if PHONE in t]
+    assert "above 8 °C" in heads[0] and "critical" in heads[1], (heads, titles)
 
     # the logger is back in range: the condition clears and the alarm leaves the inbox (live refresh)
     _ingest(live_app, [(now + 1, 5.0)])
@@ -126,3 +135,73 @@ def test_device_page_shows_one_excursion_row_per_episode_with_its_stages(live_ap
     assert "high-warn, high" in text and re.search(r"warning\s*→\s*alarm", text)
     assert re.search(r"warning \d.*, alarm not reached", text), text
     shot(page, "device-staged-excursion")
+
+
+def test_shelving_with_a_reason_and_an_expiry_in_the_browser(live_app, page, shot):
+    """ISA-18.2 shelving on the laptop page: a reason is required, the alarm leaves the inbox for the chosen
+    time (listed under "Shelved" with who, why and until when), and at the expiry the clock tick brings it
+    back as an unacknowledged, active alarm - and pages at once, since it is overdue."""
+    dev = "LOG-SHELVE-1"
+    now = live_app.services.clock.now_ms()
+    body = {"v": 1, "device_id": dev, "readings": [{"ts": now - 20 * MINUTE, "temp_c": 5.0}]
+            + [{"ts": now - (15 - 5 * i) * MINUTE, "temp_c": 27.0} for i in range(4)]}
+    assert not live_app.services.pipeline.ingest_raw(json.dumps(body).encode(), topic_device_id=dev).rejected
+    with live_app.api() as api:
+        (crit,) = api.get("/api/v1/alerts", params={"device_id": dev, "type": "excursion.alarm",
+                                                     "severity": "critical"}).json()
+    assert crit["isa_state"] == "unack_active"
+
+    login(page, live_app.base_url, "/ui/alerts")
+    row = page.get_by_role("row").filter(has_text=dev).filter(has_text="critical")
+    expect(row).to_have_count(1)
+    row.get_by_role("button", name="Excursion alarm").click()
+    expect(page.locator("#detail-state")).to_contain_text("Unacknowledged, active")
+    page.locator("#shelve-box summary").click()
+    page.get_by_role("button", name="Shelve", exact=True).click()  # no reason: refused in the page
+    expect(page.get_by_label("Reason")).to_be_focused()
+    with live_app.api() as api:
+        assert api.get(f"/api/v1/alerts/{crit['id']}/handling").json()["shelved_until"] is None
+    page.get_by_label("Reason").fill("Planned defrost of cold room 2")
+    page.get_by_label("For").select_option("30")
+    before = live_app.services.clock.now_ms()
+    page.get_by_role("button", name="Shelve", exact=True).click()
+    page.get_by_text("Shelved.").wait_for()
+    after = live_app.services.clock.now_ms()
+
+    # out of the inbox; the detail says who shelved it, why, and until when
+    expect(page.get_by_role("row").filter(has_text=dev).filter(has_text="critical")).to_have_count(0)
+    expect(page.locator("#detail-state")).to_contain_text("Shelved")
+    shelved_dd = page.locator("#alert-detail dd").filter(has_text="Planned defrost of cold room 2")
+    expect(shelved_dd).to_contain_text("by qa.anna")
+    with live_app.api() as api:
+        h = api.get(f"/api/v1/alerts/{crit['id']}/handling").json()
+        inbox = api.get("/api/v1/alerts", params={"view": "inbox", "device_id": dev}).json()
+    until = datetime.fromisoformat(h["shelved_until"].replace("Z", "+00:00"))
+    until_ms = int(until.timestamp() * 1000)
+    assert before + 30 * MINUTE <= until_ms <= after + 30 * MINUTE
+    assert (h["isa_state"], h["shelved_by"], h["shelve_reason"]) == ("shelved", "qa.anna",
+                                                                       "Planned defrost of cold room 2")
+    assert crit["id"] not in {a["id"] for a in inbox}
+    assert datetime.fromisoformat(shelved_dd.locator("time").get_attribute("datetime").replace("Z", "+00:00")) \
+        == until
+    page.get_by_label("State").select_option("shelved")
+    listed = page.get_by_role("row").filter(has_text=dev).filter(has_text="critical")
+    expect(listed).to_have_count(1)
+    expect(listed).to_contain_text("Shelved")
+    shot(page, "alert-shelved")
+
+    # the expiry: the clock tick lifts the shelving, and the alarm - unacknowledged for 30 min, past the
+    # 15 min of a critical one - is escalated at once
+    result = lifecycle.tick(live_app.services.db, until_ms)
+    assert crit["id"] in result.unshelved and crit["id"] in result.escalated
+    page.get_by_label("State").select_option("inbox")
+    back = page.get_by_role("row").filter(has_text=dev).filter(has_text="critical")
+    expect(back).to_have_count(1)
+    expect(back).to_contain_text("Unacknowledged, active")
+    back.get_by_role("button", name="Excursion alarm").click()
+    history = page.locator("#alert-detail ol.history")
+    expect(history).to_contain_text("system unshelved")
+    expect(history).to_contain_text("shelving expired")
+    expect(history).to_contain_text("qa.anna shelved")
+    expect(history).to_contain_text("system escalated")
+    shot(page, "alert-unshelved-at-expiry")

@@ -76,6 +76,13 @@ def test_the_inbox_view_lists_by_isa_state_and_shelving_and_resolving_follow_the
     qa = _h(tokens["qa"])
     r = client.post(f"/api/v1/alerts/{crit}/resolve", headers=qa, json={"comment": "fine"})
     assert r.status_code == 409 and r.json()["error"]["code"] == "condition_active"
+    # acknowledging and closing an alarm is what a person does (ISA-18.2): a program's service token may not,
+    # even with the QA role (a script acknowledging every alarm would defeat the alarm system)
+    svc = _h(tokens["service"])
+    for action, body in (("acknowledge", {"comment": "auto"}), ("resolve", {"comment": "auto"})):
+        r = client.post(f"/api/v1/alerts/{crit}/{action}", headers=svc, json=body)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "person_required", (action, r.text)
+    assert client.get(f"/api/v1/alerts/{crit}/handling", headers=qa).json()["state"] == "open"
     assert client.post(f"/api/v1/alerts/{crit}/acknowledge", headers=qa, json={"comment": "on it"}).status_code == 200
     inbox = client.get("/api/v1/alerts", headers=qa, params={"view": "inbox", "min_severity": "alarm"}).json()
     assert [(a["device_id"], a["severity"], a["isa_state"]) for a in inbox] == [

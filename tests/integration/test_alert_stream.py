@@ -228,27 +228,36 @@ def test_a_late_reading_that_moves_the_end_of_an_excursion_that_never_alarmed_is
 
 
 def test_a_superseded_excursion_that_comes_back_is_announced_as_revived(tmp_path):
-    """A late warm reading before an episode moves its start (the old excursion is superseded); the
-    excursion at the old start cannot come back with that reading stored, so revival is shown on the pure
-    transition function, and the replay of the real stream is checked for the superseding part."""
-    clock = ManualClock(T0 + 24 * 60 * MINUTE)
-    db = Database(tmp_path / "ct.db", synchronous="NORMAL")
-    pipe = Pipeline(db, SqliteReadingStore(db), clock)
-    pipe.ingest_raw(_payload([(T0 + i * 10 * MINUTE, 9.0) for i in range(1, 6)]), topic_device_id=DEV)
-    pipe.ingest_raw(_payload([(T0, 9.5)]), topic_device_id=DEV)  # the episode started 10 min earlier
+    """Two warm spells (5-15 min, and 20-70 min: an alarm at 50 min) with a cool reading between them. A late
+    warm reading at 17.5 min starts the second episode earlier: the excursion that began at 20 min is
+    superseded. A later cool reading at 18.75 min splits them again: the excursion at 20 min is back, with its
+    alarm - announced as a revived alarm (it pages again), and the short one at 17.5 min is revised."""
+    db, pipe = _tight_pipeline(tmp_path / "ct.db")
+    with db.write() as c:  # the 2-8 °C profile's limits (high alarms after 30 min above 8 °C)
+        c.execute("UPDATE devices SET profile_id = '2-8C' WHERE id = ?", (DEV,))
+    m = lambda x: T0 + int(x * MINUTE)  # noqa: E731
+    pipe.ingest_raw(_payload([(m(0), 5.0), (m(5), 9.5), (m(10), 9.5), (m(15), 5.0)]
+                             + [(m(20 + 5 * i), 9.5) for i in range(10)] + [(m(70), 5.0)]), topic_device_id=DEV)
+    pipe.ingest_raw(_payload([(m(17.5), 9.5)]), topic_device_id=DEV)
     _check_stream(db)
-    gone = db.query("SELECT * FROM excursions WHERE superseded = 1 AND limit_id = 'high'")
-    assert len(gone) == 1
-    last = alert_stream.replay(_states(db, "high"))[gone[0]["id"]]
-    assert last["superseded"] is True
+    pipe.ingest_raw(_payload([(m(18.75), 5.0)]), topic_device_id=DEV)
+    _check_stream(db)
+    b = [(t, d) for t, d in _states(db, "high") if d["start_ts"] == m(20)]
+    assert [(t, d["revision"], d["excursion"]["superseded"], d["excursion"]["alarm_ts"]) for t, d in b] == [
+        (OPENED, 1, False, None), (ALARM, 2, False, m(50)), (CLOSED, 3, False, m(50)),
+        (REVISED, 4, True, m(50)),  # superseded: the episode seemed to start at 17.5 min
+        (ALARM, 5, False, m(50))]  # revived with its alarm: announced, and it pages again
+    assert b[-1][1]["revived"] is True and b[-1][1]["restored"] is True
+    short = [(t, d) for t, d in _states(db, "high") if d["start_ts"] == m(17.5)]
+    assert short[-1][0] == REVISED and short[-1][1]["excursion"]["end_ts"] == m(18.75)
+    assert short[-1][1]["excursion"]["alarm_ts"] is None  # its alarm withdrawn
+    stored = db.query_one("SELECT * FROM excursions WHERE limit_id = 'high' AND start_ts = ?", (m(20),))
+    assert (stored["superseded"], stored["alarm_ts"]) == (0, m(50))
     db.close()
-    e = row_to_excursion(gone[0])
-    withdrawn = alert_stream.state_of(e, superseded=True)
-    steps = alert_stream.transitions(withdrawn, alert_stream.state_of(e))
-    assert [t for t, _ in steps] == [ALARM] and steps[0][1]["superseded"] is False  # revived with its alarm
-    no_alarm = alert_stream.state_of(replace(e, alarm_ts=None, alarm_kind=None))
-    steps = alert_stream.transitions(withdrawn, no_alarm)
-    assert [t for t, _ in steps] == [REVISED] and steps[0][1]["superseded"] is False  # revived, no alarm
+    # the pure transitions: a withdrawn excursion that comes back without an alarm is a revision
+    e = replace(row_to_excursion(stored), alarm_ts=None, alarm_kind=None)
+    steps = alert_stream.transitions(alert_stream.state_of(e, superseded=True), alert_stream.state_of(e))
+    assert [t for t, _ in steps] == [REVISED] and steps[0][1]["superseded"] is False
 
 
 def test_repeated_states_are_never_collapsed():

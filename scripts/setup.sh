@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up ColdTrace on a fresh Debian/Ubuntu machine: a virtual environment with ColdTrace installed.
 # With --test, also the test dependencies and the services the tests run for real (Mosquitto, InfluxDB,
-# PostgreSQL, Chromium, socat, docker-compose, poppler-utils): installed with apt-get when running as root, otherwise
+# PostgreSQL, Chromium, socat, docker-compose, poppler-utils, curl): installed with apt-get when running as root, otherwise
 # listed with the command to install them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +17,7 @@ fi
 
 APT_PACKAGES=(python3-venv)
 if [[ $WITH_TEST == 1 ]]; then
-  APT_PACKAGES+=(mosquitto mosquitto-clients influxdb postgresql chromium socat docker-compose poppler-utils)
+  APT_PACKAGES+=(mosquitto mosquitto-clients influxdb postgresql chromium socat docker-compose poppler-utils curl)
 fi
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -38,3 +38,8 @@ def test_gateway_service_runs_with_the_shipped_gateway_toml(monkeypatch):
     assert any(src == "gateway-spool" and str(cfg.spool_path).startswith(t + "/") for src, t in mounts(svc))
     devices = [d.split(":")[1] if isinstance(d, str) else d["target"] for d in svc["devices"]]
     assert [i.port for i in cfg.instruments] == devices == ["/dev/ttyUSB0"]
+    # the image's user is not root: it may open the device through its group (dialout unless .env names one)
+    assert svc["group_add"] == ["dialout"]
+    assert "--groups dialout" in (ROOT / "Dockerfile").read_text()
+    res = compose("--profile", "gateway", "config", env={**secrets(), "GATEWAY_SERIAL_GROUP": "18"})
+    assert yaml.safe_load(res.stdout)["services"]["gateway"]["group_add"] in (["18"], [18])

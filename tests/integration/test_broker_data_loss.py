@@ -73,6 +73,11 @@ def test_dropped_messages_raise_one_alarm_and_the_gap_is_named(tmp_path, tiny_qu
         assert alarm["data"]["broker"] == f"{broker.host}:{broker.port}"
         assert alarm["data"]["new_drops"] >= 50 - QUEUE and alarm["data"]["dropped_total"] >= 50 - QUEUE
         assert "max_queued_messages" in alarm["data"]["message"]
+        # the counters as the collector saw them, for whoever watches GET /api/v1/metrics (any process)
+        wait_for(lambda: stack.get("/api/v1/metrics")["brokers"].get(f"{broker.host}:{broker.port}", {})
+                 .get("stored_messages") is not None, 10, "the broker's stored-messages count")
+        seen = stack.get("/api/v1/metrics")["brokers"][f"{broker.host}:{broker.port}"]
+        assert seen["dropped_total"] == alarm["data"]["dropped_total"] and seen["stored_messages"] >= 0
 
         # the next message of the device shows the gap: seq 3+QUEUE .. 52 never arrived
         _publish(broker, "LOG-Q", range(53, 54), t0)

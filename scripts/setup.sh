@@ -66,4 +66,6 @@ if [[ $WITH_TEST == 1 && -f package.json ]]; then
     exit 1
   fi
 fi
+source scripts/install-stamp.sh
+install_hash > "$STAMP"  # scripts/run.sh starts without installing while this matches
 echo "==> Ready"

@@ -51,10 +51,13 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 echo "==> Installing ColdTrace and its dependencies"
 .venv/bin/python -m pip install -q --upgrade pip
+# setuptools prints a long "Editable installation" banner for `-e .`: it is about this checkout layout, not for
+# the person starting ColdTrace
+quiet="ignore:Editable installation${PYTHONWARNINGS:+,$PYTHONWARNINGS}"
 if [[ $WITH_TEST == 1 ]]; then
-  .venv/bin/python -m pip install -q -e ".[test]"
+  PYTHONWARNINGS=$quiet .venv/bin/python -m pip install -q -e ".[test]"
 else
-  .venv/bin/python -m pip install -q -e .
+  PYTHONWARNINGS=$quiet .venv/bin/python -m pip install -q -e .
 fi
 if [[ $WITH_TEST == 1 && -f package.json ]]; then
   if command -v npm >/dev/null; then

@@ -90,3 +90,10 @@ def test_the_lorawan_variables_as_the_docs_write_them(monkeypatch, tmp_path):
         assert lw.temperature_fields == ["TempC_SHT", "temp_f:F"]
     with pytest.raises(ConfigError, match="temperature_fields"):
         settings(["run"], monkeypatch, COLDTRACE_LORAWAN__TEMPERATURE_FIELDS="temp:X")
+
+
+def test_a_list_or_object_variable_that_is_not_json_names_the_variable(monkeypatch):
+    with pytest.raises(ConfigError) as err:
+        settings(["run"], monkeypatch, COLDTRACE_LORAWAN__TTS="true", COLDTRACE_LORAWAN__DEVICES="A840=FRIDGE-1")
+    assert "lorawan: the environment variable COLDTRACE_LORAWAN__DEVICES is not valid JSON" in str(err.value)
+    assert "Traceback" not in str(err.value)

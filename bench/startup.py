@@ -1,10 +1,12 @@
 """Time from `coldtrace run --simulate` to the API answering, first start (empty store) and restarts.
 
-    .venv/bin/python bench/startup.py [--starts 3] [--loggers 12]
+    .venv/bin/python bench/startup.py [--starts 3] [--loggers 12] [--run-sh]
 
 Runs the installed `coldtrace` (what scripts/run.sh execs once its install stamp matches: no pip, no
 network) on free loopback ports and a temporary data directory, and prints per start the seconds until
 /api/v1/health answers and until the collector is connected (health "ok"). Noisy on a shared machine.
+With --run-sh each start goes through scripts/run.sh of this checkout instead (its install-stamp check
+included: a start that has to install again says so and takes as long as pip).
 """
 
 from __future__ import annotations
@@ -32,12 +34,16 @@ def _status(port: int) -> str | None:
         return None
 
 
-def one_start(data: Path, loggers: int) -> tuple[float, float]:
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def one_start(data: Path, loggers: int, run_sh: bool = False) -> tuple[float, float]:
     api, mqtt = free_port(), free_port()
+    cmd = ["bash", str(ROOT / "scripts" / "run.sh")] if run_sh else [sys.executable, "-m", "coldtrace.cli", "run",
+                                                                       "--simulate"]
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "coldtrace.cli", "run", "--simulate", "--loggers", str(loggers),
-                             "--data-dir", str(data), "--api-port", str(api), "--mqtt-port", str(mqtt)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([*cmd, "--loggers", str(loggers), "--data-dir", str(data), "--api-port", str(api),
+                             "--mqtt-port", str(mqtt)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     serving = ok = None
     try:
         while time.monotonic() - t0 < 60 and ok is None:
@@ -57,12 +63,13 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--starts", type=int, default=3)
     p.add_argument("--loggers", type=int, default=12)
+    p.add_argument("--run-sh", action="store_true", help="start through scripts/run.sh (install stamp check)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         print(f"{'start':>6} {'API answers':>12} {'collector connected':>20}")
         for i in range(args.starts):
-            serving, ok = one_start(data, args.loggers)
+            serving, ok = one_start(data, args.loggers, args.run_sh)
             label = "first" if i == 0 else f"#{i + 1}"
             print(f"{label:>6} {serving:>11.2f}s {ok:>19.2f}s")
     return 0

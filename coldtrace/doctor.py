@@ -267,7 +267,9 @@ def check_broker(url: str, settings: Settings, *, wait_s: float = 3.0, stored_dr
             out.append(Finding("fail", "broker", f"the broker kept only {kept} of {probe} QoS 1 messages for an"
                                f" offline session: max_queued_messages (or its equivalent) is {kept}; readings are"
                                f" dropped while the collector is down. Set it to {MIN_QUEUE} or more"
-                               " (docs/deployment.md)"))
+                               f" (docs/deployment.md). The probe's own {probe - kept} dropped messages count in"
+                               " $SYS/broker/publish/messages/dropped: a collector watching this broker raises"
+                               " broker.messages_dropped for them"))
         else:
             out.append(Finding("ok", "broker", f"the broker kept all {probe} QoS 1 messages for an offline session"
                                f" (max_queued_messages >= {probe})"))

@@ -8,12 +8,14 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from coldtrace.core.errors import ConfigError
 from coldtrace.core.lorawan import LorawanSettings
@@ -300,10 +302,34 @@ class Settings(BaseSettings):
         return redact_url(self.store_url)
 
 
+def env_decoding_error(exc: SettingsError, prefix: str = "COLDTRACE_") -> str:
+    """pydantic-settings could not JSON-decode a variable of a list/object setting: which variable, and what
+    such a setting takes (its own message names only the top-level field)."""
+    m = re.search(r'field "([^"]+)"', str(exc))
+    field = m.group(1) if m else ""
+    head = (prefix + field).upper()
+
+    def not_json(v: str) -> bool:
+        try:
+            json.loads(v)
+        except ValueError:
+            return True
+        return False
+
+    suspects = sorted(k for k, v in os.environ.items()
+                      if (k.upper() == head or k.upper().startswith(head + "__")) and not_json(v))
+    where = (f"the environment variable {suspects[0]}" if len(suspects) == 1 else
+             f"one of the environment variables {', '.join(suspects)}" if suspects else f"a {head}* variable")
+    return (f"{field or 'a setting'}: {where} is not valid JSON; a list or object setting takes JSON, e.g."
+            ' \'["a", "b"]\' or \'{"key": "value"}\'')
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build Settings from the environment plus explicit overrides; errors become one readable ConfigError."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except SettingsError as exc:
+        raise ConfigError(f"invalid settings: {env_decoding_error(exc)}") from None
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()

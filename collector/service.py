@@ -81,6 +81,8 @@ class CollectorService:
             except ColdTraceError as exc:
                 log.error("clock-tick lease not renewed (%s): skipping this tick", exc)
                 now_leading = False
+            if self.broker_guard is not None:  # every collector: is the broker's dropped counter seen?
+                self.broker_guard.check_available(self.mqtt.wait_connected(0) is True)
             if now_leading != leading:
                 leading = now_leading
                 if leading:

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from coldtrace.adapters.serial_readers import InstrumentConfig
 from coldtrace.core.errors import ConfigError
-from coldtrace.settings import parse_mqtt_url
+from coldtrace.settings import env_decoding_error, parse_mqtt_url
 
 from .spool import POLICIES
 
@@ -180,6 +180,8 @@ def parse_config(doc: dict[str, Any], base_dir: Path = Path(".")) -> GatewayConf
         s = GatewaySettings(**doc)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, os.environ)) from None
+    except SettingsError as exc:
+        raise ConfigError(env_decoding_error(exc, ENV_PREFIX)) from None
     instruments = []
     for i, raw in enumerate(s.instruments):
         try:

@@ -3,28 +3,18 @@
 #
 # The first start creates .venv and installs ColdTrace (scripts/setup.sh, needs the package index). Later
 # starts install nothing: a stamp in .venv records a hash of what the install depended on (pyproject.toml,
-# any requirements*.txt, the Python version); only when that changes is scripts/setup.sh run again.
+# any requirements*.txt, the Python version; scripts/setup.sh and scripts/test.sh write it too); only when that
+# changes is scripts/setup.sh run again.
 # COLDTRACE_REINSTALL=1 forces it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-STAMP=.venv/.coldtrace-install-stamp
-
-install_hash() {
-  local py=${PYTHON:-python3}
-  {
-    "$py" -c 'import sys; print(sys.version)' 2>/dev/null || echo "no python"
-    for f in pyproject.toml requirements*.txt; do
-      if [[ -f "$f" ]]; then echo "== $f"; cat "$f"; fi
-    done
-  } | sha256sum | cut -d' ' -f1
-}
+source scripts/install-stamp.sh  # STAMP, install_hash
 
 want=$(install_hash)
 have=$(cat "$STAMP" 2>/dev/null || true)
 if [[ "${COLDTRACE_REINSTALL:-0}" == 1 || ! -x .venv/bin/coldtrace || "$have" != "$want" ]]; then
-  if [[ -n "$have" ]]; then echo "==> pyproject.toml or requirements changed since the last install: installing again"; fi
-  bash scripts/setup.sh
-  echo "$want" > "$STAMP"
+  if [[ -n "$have" && "$have" != "$want" ]]; then echo "==> pyproject.toml or requirements changed since the last install: installing again"; fi
+  bash scripts/setup.sh  # writes the stamp when it succeeds
 fi
 exec .venv/bin/coldtrace run --simulate "$@"

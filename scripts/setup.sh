@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up ColdTrace on a fresh Debian/Ubuntu machine: a virtual environment with ColdTrace installed.
 # With --test, also the test dependencies and the services the tests run for real (Mosquitto, InfluxDB,
-# PostgreSQL, Chromium, socat, docker-compose, poppler-utils): installed with apt-get when running as root, otherwise
+# PostgreSQL, Chromium, socat, docker-compose, poppler-utils, curl): installed with apt-get when running as root, otherwise
 # listed with the command to install them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +17,7 @@ fi
 
 APT_PACKAGES=(python3-venv)
 if [[ $WITH_TEST == 1 ]]; then
-  APT_PACKAGES+=(mosquitto mosquitto-clients influxdb postgresql chromium socat docker-compose poppler-utils)
+  APT_PACKAGES+=(mosquitto mosquitto-clients influxdb postgresql chromium socat docker-compose poppler-utils curl)
 fi
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -51,10 +51,13 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 echo "==> Installing ColdTrace and its dependencies"
 .venv/bin/python -m pip install -q --upgrade pip
+# setuptools prints a long "Editable installation" banner for `-e .`: it is about this checkout layout, not for
+# the person starting ColdTrace
+quiet="ignore:Editable installation${PYTHONWARNINGS:+,$PYTHONWARNINGS}"
 if [[ $WITH_TEST == 1 ]]; then
-  .venv/bin/python -m pip install -q -e ".[test]"
+  PYTHONWARNINGS=$quiet .venv/bin/python -m pip install -q -e ".[test]"
 else
-  .venv/bin/python -m pip install -q -e .
+  PYTHONWARNINGS=$quiet .venv/bin/python -m pip install -q -e .
 fi
 if [[ $WITH_TEST == 1 && -f package.json ]]; then
   if command -v npm >/dev/null; then
@@ -66,4 +69,6 @@ if [[ $WITH_TEST == 1 && -f package.json ]]; then
     exit 1
   fi
 fi
+source scripts/install-stamp.sh
+install_hash > "$STAMP"  # scripts/run.sh starts without installing while this matches
 echo "==> Ready"

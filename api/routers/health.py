@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from coldtrace import __version__
 from coldtrace.core.clock import to_iso
+from coldtrace.services.data_loss import broker_counters
 from coldtrace.store import alerts as alert_store
 from coldtrace.store import devices as device_store
 from coldtrace.store import meta as meta_store
@@ -32,10 +33,12 @@ def health(services: ServicesDep) -> dict:
 @router.get("/metrics", summary="Counters of ingest, quarantine and alerts")
 def metrics(services: ServicesDep, _: Viewer) -> dict:
     """Totals from the store (whatever process wrote them), plus ``api_process_counters``: what this API
-    process ingested itself (HTTP ingest); the MQTT collector counts in its own process and logs."""
+    process ingested itself (HTTP ingest); the MQTT collector counts in its own process and logs. ``brokers``:
+    each MQTT broker's ``$SYS`` counters as a collector last saw them (Mosquitto: messages dropped since the
+    broker started, messages it holds), null where the broker publishes none."""
     c = services.db.conn()
     return {"api_process_counters": dict(services.pipeline.counters),
             "quarantine_by_reason": device_store.quarantine_by_reason(c),
             "alerts_by_type": alert_store.alerts_by_type(c),
             "readings": services.readings.count(), "outbox_pending": alert_store.outbox_pending(c),
-            "devices": device_store.count_devices(c)}
+            "devices": device_store.count_devices(c), "brokers": broker_counters(c)}

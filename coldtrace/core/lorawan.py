@@ -28,9 +28,10 @@ import math
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import NoDecode  # a marker only: the *_fields variables may be "a,b" as well as JSON
 
 from coldtrace.core.clock import parse_time
 from coldtrace.core.model import Batch, ParseResult, Reading, Rejection
@@ -57,9 +58,12 @@ class LorawanSettings(BaseModel):
     devices: dict[str, str] = Field(default_factory=dict)  # explicit: DevEUI or device id -> ColdTrace id
     # decoded fields, first present wins; dotted paths reach into objects ("sensor.temperature"); a field may
     # carry its own unit after a colon ("temp_f:F", "BatV:volt"), else the *_unit below applies
-    temperature_fields: list[str] = Field(default_factory=lambda: ["temperature", "temperature_c", "TempC_SHT"])
+    # Env: COLDTRACE_LORAWAN__TEMPERATURE_FIELDS=TempC_SHT,temp_f:F or a JSON list
+    temperature_fields: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["temperature", "temperature_c", "TempC_SHT"])
     temperature_unit: Literal["C", "F", "K"] = "C"
-    battery_fields: list[str] = Field(default_factory=lambda: ["battery", "battery_pct", "BatV:volt"])
+    battery_fields: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["battery", "battery_pct", "BatV:volt"])
     battery_unit: Literal["percent", "volt"] = "percent"
     battery_empty_v: float = 2.5  # volt -> percent, linearly between these
     battery_full_v: float = 3.6
@@ -67,7 +71,14 @@ class LorawanSettings(BaseModel):
     @field_validator("temperature_fields", "battery_fields", mode="before")
     @classmethod
     def _csv(cls, v: Any) -> Any:
-        return [p.strip() for p in v.split(",") if p.strip()] if isinstance(v, str) else v
+        if isinstance(v, str):
+            if v.strip().startswith("["):
+                try:
+                    return json.loads(v)
+                except ValueError as exc:
+                    raise ValueError(f"not a JSON list: {exc}") from None
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
 
     @field_validator("temperature_fields")
     @classmethod

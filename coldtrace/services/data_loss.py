@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,23 @@ SYS_STORED = "$SYS/broker/store/messages/count"
 SYS_VERSION = "$SYS/broker/version"
 SYS_UPTIME = "$SYS/broker/uptime"
 BROKER_SYS_TOPICS: tuple[str, ...] = (SYS_DROPPED, SYS_STORED, SYS_VERSION, SYS_UPTIME)
+# Mosquitto publishes $SYS every sys_interval (default 10 s): after this long connected without the dropped
+# counter, the broker does not offer it (EMQX, HiveMQ, $SYS off, or an ACL hiding it) and the collector says so.
+SYS_GRACE_S = 30.0
+
+# the last values seen, in ``meta`` under these prefixes + "host:port" (kept across restarts, read by /metrics)
+DROPPED_KEY = "broker.dropped."
+STORED_KEY = "broker.stored."
+
+
+def broker_counters(c: Any) -> dict[str, dict[str, int | None]]:
+    """{broker: {"dropped_total": .., "stored_messages": ..}} as the collectors last saw them (GET /metrics)."""
+    out: dict[str, dict[str, int | None]] = {}
+    for prefix, name in ((DROPPED_KEY, "dropped_total"), (STORED_KEY, "stored_messages")):
+        for key, value in meta_store.with_prefix(c, prefix):
+            entry = out.setdefault(key[len(prefix):], {"dropped_total": None, "stored_messages": None})
+            entry[name] = int(value)
+    return out
 
 
 # ---------------------------------------------------------------- seq gaps
@@ -134,25 +152,55 @@ class BrokerGuard:
         self.emit = emit
         self.clock = clock
         self._lock = threading.Lock()
-        self.values: dict[str, str] = {}  # the latest of each $SYS topic, for /health and `doctor`
+        self.values: dict[str, str] = {}  # the latest of each $SYS topic seen by this process
         self.alarms = 0
+        self._stored_written: int | None = None
+        self.grace_s = SYS_GRACE_S
+        self.sys_state = "waiting"  # then "watching" (the dropped counter arrives) or "absent" (said once)
+        self._connected_since: float | None = None
 
     @property
     def _key(self) -> str:
-        return f"broker.dropped.{self.broker}"
+        return f"{DROPPED_KEY}{self.broker}"
 
     def on_message(self, topic: str, payload: bytes) -> None:
         """paho's network thread: one $SYS message. Never raises (a failure is logged, retried next time)."""
         self.values[topic] = payload.decode("utf-8", "replace")[:200]
-        if topic != SYS_DROPPED:
+        if topic not in (SYS_DROPPED, SYS_STORED):
             return
         value = _int(payload)
         if value is None:
             return
         try:
-            self._dropped(value)
+            if topic == SYS_DROPPED:
+                self._dropped(value)
+            elif value != self._stored_written:  # the broker's backlog, for GET /api/v1/metrics (any process)
+                with self.db.write() as c:
+                    meta_store.put(c, f"{STORED_KEY}{self.broker}", str(value))
+                self._stored_written = value
         except Exception:  # the network thread must go on; the next $SYS update tries again
-            log.exception("could not record the broker's dropped-messages counter")
+            log.exception("could not record the broker's %s counter", topic)
+
+    def check_available(self, connected: bool) -> None:
+        """The collector's tick: say once whether this broker's dropped counter is watched (INFO) or, after
+        ``grace_s`` connected without it, that drops there cannot be seen (WARNING: an operator must watch the
+        broker's own metrics instead)."""
+        if self.sys_state != "waiting" or not connected:
+            return
+        if SYS_DROPPED in self.values:
+            self.sys_state = "watching"
+            log.info("MQTT broker %s: watching its dropped-messages counter (%s = %s; %s)", self.broker,
+                     SYS_DROPPED, self.values[SYS_DROPPED], self.values.get(SYS_VERSION, "version not published"))
+            return
+        now = time.monotonic()
+        if self._connected_since is None:
+            self._connected_since = now
+        elif now - self._connected_since >= self.grace_s:
+            self.sys_state = "absent"
+            log.warning("MQTT broker %s published no %s in %.0f s (not Mosquitto, $SYS disabled, or the ACL hides"
+                        " it from this user): messages it drops cannot be seen here and raise no %s; watch the"
+                        " broker's own drop metrics (docs/deployment.md, 'Brokers ColdTrace does not control')",
+                        self.broker, SYS_DROPPED, self.grace_s, MESSAGES_DROPPED)
 
     def _dropped(self, value: int) -> None:
         with self._lock:

@@ -34,6 +34,12 @@ def first_with_prefix(c: Any, prefix: str) -> str | None:
     return None if row is None else row[0]
 
 
+def with_prefix(c: Any, prefix: str) -> list[tuple[str, str]]:
+    """Every (key, value) whose key starts with ``prefix`` (literal, case-sensitive), in key order."""
+    return [(r[0], r[1]) for r in c.execute("SELECT key, value FROM meta WHERE SUBSTR(key, 1, ?) = ? ORDER BY key",
+                                            (len(prefix), prefix)).fetchall()]
+
+
 def ping(c: Any) -> None:
     """A round trip to the database (raises when it does not answer)."""
     c.execute("SELECT 1").fetchone()

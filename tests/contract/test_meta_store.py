@@ -47,6 +47,17 @@ def test_first_with_prefix_is_literal_and_in_key_order(db):
     assert meta.first_with_prefix(db.conn(), "100%") is None
 
 
+def test_with_prefix_lists_every_key_literally_in_key_order(db):
+    with db.write() as c:
+        meta.put(c, "broker.stored.b:1883", "20")
+        meta.put(c, "broker.stored.a:1883", "10")
+        meta.put(c, "brokerXstored.c", "wrong")
+        meta.put(c, "BROKER.STORED.d", "case")
+    assert meta.with_prefix(db.conn(), "broker.stored.") == [("broker.stored.a:1883", "10"),
+                                                             ("broker.stored.b:1883", "20")]
+    assert meta.with_prefix(db.conn(), "broker_stored") == []
+
+
 def test_config_version_is_bumped_by_profile_changes(db):
     from coldtrace.store import devices
 

@@ -5,6 +5,7 @@ collector is away; the collector reads `$SYS/broker/publish/messages/dropped` wh
 from __future__ import annotations
 
 import json
+import logging
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -50,14 +51,18 @@ def _alerts(stack, type_: str) -> list[dict]:
         "SELECT id, type, severity, device_id, state, data FROM alerts WHERE type = ? ORDER BY created_at", (type_,))]
 
 
-def test_dropped_messages_raise_one_alarm_and_the_gap_is_named(tmp_path, tiny_queue_broker):
+def test_dropped_messages_raise_one_alarm_and_the_gap_is_named(tmp_path, tiny_queue_broker, caplog):
     broker = tiny_queue_broker
+    caplog.set_level(logging.INFO, logger="coldtrace.services.data_loss")
     stack = start_stack(tmp_path, broker.url)
     try:
         t0 = stack.services.clock.now_ms() - 3_600_000
         _publish(broker, "LOG-Q", range(1, 3), t0)  # seq 1, 2 arrive while the collector is up
         wait_for(lambda: stack.services.readings.count() == 2, 10, "the first readings")
         assert stack.collector.broker_guard.values.get("$SYS/broker/version", "").startswith("mosquitto")
+        wait_for(lambda: stack.collector.broker_guard.sys_state == "watching", 10, "the counter watched")
+        assert any(r.levelname == "INFO" and f"{broker.host}:{broker.port}: watching its dropped-messages counter"
+                   in r.getMessage() and "mosquitto version" in r.getMessage() for r in caplog.records)
         assert _alerts(stack, "broker.messages_dropped") == []
 
         stack.collector.stop()  # the collector is down; its persistent session queues at most QUEUE messages
@@ -73,6 +78,11 @@ def test_dropped_messages_raise_one_alarm_and_the_gap_is_named(tmp_path, tiny_qu
         assert alarm["data"]["broker"] == f"{broker.host}:{broker.port}"
         assert alarm["data"]["new_drops"] >= 50 - QUEUE and alarm["data"]["dropped_total"] >= 50 - QUEUE
         assert "max_queued_messages" in alarm["data"]["message"]
+        # the counters as the collector saw them, for whoever watches GET /api/v1/metrics (any process)
+        wait_for(lambda: stack.get("/api/v1/metrics")["brokers"].get(f"{broker.host}:{broker.port}", {})
+                 .get("stored_messages") is not None, 10, "the broker's stored-messages count")
+        seen = stack.get("/api/v1/metrics")["brokers"][f"{broker.host}:{broker.port}"]
+        assert seen["dropped_total"] == alarm["data"]["dropped_total"] and seen["stored_messages"] >= 0
 
         # the next message of the device shows the gap: seq 3+QUEUE .. 52 never arrived
         _publish(broker, "LOG-Q", range(53, 54), t0)
@@ -109,3 +119,30 @@ def test_dropped_messages_raise_one_alarm_and_the_gap_is_named(tmp_path, tiny_qu
         wait_for(lambda: len(_alerts(stack, "broker.messages_dropped")) == 2, 10, "a second alarm after the ack")
     finally:
         stack.close()
+
+
+def test_a_broker_without_the_counter_is_said_once(tmp_path, caplog):
+    """A broker that publishes no $SYS dropped counter (here Mosquitto with $SYS off; EMQX and HiveMQ never
+    publish it): after the grace period connected, one WARNING says drops there cannot be seen."""
+    d = tmp_path / "mosquitto"
+    d.mkdir()
+    broker = Mosquitto(d, extra_conf="sys_interval 0\n")
+    broker.start()
+    caplog.set_level(logging.INFO, logger="coldtrace.services.data_loss")
+    stack = start_stack(tmp_path, broker.url)
+    try:
+        guard = stack.collector.broker_guard
+        guard.grace_s = 1.0  # instead of 30 s
+        wait_for(lambda: guard.sys_state == "absent", 10, "the collector to give up waiting for $SYS")
+        _publish(broker, "LOG-N", range(1, 2), stack.services.clock.now_ms())
+        wait_for(lambda: stack.services.readings.count() == 1, 10, "a reading: ingest goes on")
+        ticks = stack.collector.ticks_led
+        wait_for(lambda: stack.collector.ticks_led >= ticks + 3, 10, "three more clock ticks")  # said once only
+        said = [r for r in caplog.records if "published no $SYS/broker/publish/messages/dropped" in r.getMessage()]
+        assert len(said) == 1 and said[0].levelname == "WARNING"
+        assert f"{broker.host}:{broker.port}" in said[0].getMessage() and "broker.messages_dropped" in \
+            said[0].getMessage()
+        assert _alerts(stack, "broker.messages_dropped") == []
+    finally:
+        stack.close()
+        broker.stop()

@@ -39,6 +39,7 @@ def test_doctor_measures_a_too_small_queue(small_broker, tmp_path):
     assert "$SYS available" in out and "version: mosquitto version 2." in out
     assert "Receive Maximum, Mosquitto max_inflight_messages): 20" in out
     assert "FAIL  the broker kept only 10 of 30 QoS 1 messages for an offline session" in out
+    assert "The probe's own 20 dropped messages count in $SYS/broker/publish/messages/dropped" in out
     assert "persistence (autosave_on_changes / autosave_interval) cannot be seen" in out
     assert "no store yet" in out and "clock:" in out and "system time" in out
 

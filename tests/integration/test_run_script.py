@@ -29,7 +29,7 @@ def _checkout(tmp_path: Path) -> tuple[Path, Path]:
     only records what the installer asked of it (no package index is reached)."""
     repo = tmp_path / "checkout"
     (repo / "scripts").mkdir(parents=True)
-    for f in ("scripts/run.sh", "scripts/setup.sh", "pyproject.toml"):
+    for f in ("scripts/run.sh", "scripts/setup.sh", "scripts/install-stamp.sh", "pyproject.toml"):
         shutil.copy(REPO / f, repo / f)
     bin_ = repo / ".venv" / "bin"
     bin_.mkdir(parents=True)
@@ -110,6 +110,23 @@ def test_second_start_installs_nothing_and_serves_at_once(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "installing again" in r.stdout
     assert _installs(calls) == 2
+
+
+def test_an_install_by_setup_sh_is_trusted_by_run_sh(tmp_path):
+    """scripts/setup.sh (or scripts/test.sh) stamps its install too: run.sh after it installs nothing."""
+    repo, calls = _checkout(tmp_path)
+    env = {**os.environ, "PYTHON": sys.executable}
+    r = subprocess.run(["bash", str(repo / "scripts" / "setup.sh")], capture_output=True, text=True, timeout=60,
+                       env=env)
+    assert r.returncode == 0, r.stderr
+    assert _installs(calls) == 1 and (repo / ".venv" / ".coldtrace-install-stamp").exists()
+    r = subprocess.run(["bash", str(repo / "scripts" / "run.sh"), "--help"], capture_output=True, text=True,
+                       timeout=60, env=env)
+    assert r.returncode == 0 and "usage: coldtrace run" in r.stdout, r.stderr
+    assert _installs(calls) == 1, "run.sh installed again after setup.sh"
+    r = subprocess.run(["bash", str(repo / "scripts" / "run.sh"), "--help"], capture_output=True, text=True,
+                       timeout=60, env={**env, "COLDTRACE_REINSTALL": "1"})
+    assert r.returncode == 0 and _installs(calls) == 2 and "changed" not in r.stdout
 
 
 def test_publish_reaches_the_running_instance_without_naming_its_ports(tmp_path):

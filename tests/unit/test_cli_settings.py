@@ -67,3 +67,33 @@ def test_a_bad_store_url_is_one_clear_error_without_the_password(monkeypatch, ur
         with pytest.raises(ConfigError, match=says) as err:
             settings(argv, monkeypatch, **env)
         assert "hunter2" not in str(err.value)
+
+
+def test_the_lorawan_variables_as_the_docs_write_them(monkeypatch, tmp_path):
+    """The COLDTRACE_LORAWAN__* assignments of README.md and docs/deployment.md, copied as written (a plain
+    decoded-field name, a field with its unit, a JSON map of DevEUIs), configure `coldtrace run`."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    docs = (root / "README.md").read_text() + (root / "docs" / "deployment.md").read_text()
+    written = dict(re.findall(r"(COLDTRACE_LORAWAN__[A-Z_]+)=('[^']*'|[^\s`)]+)", docs))
+    assert {"COLDTRACE_LORAWAN__TEMPERATURE_FIELDS", "COLDTRACE_LORAWAN__BATTERY_FIELDS",
+            "COLDTRACE_LORAWAN__DEVICES", "COLDTRACE_LORAWAN__TTS"} <= set(written), written
+    lw = settings(["run", "--data-dir", str(tmp_path)], monkeypatch,
+                  **{k: v.strip("'") for k, v in written.items()}).lorawan
+    assert lw.tts is True and lw.temperature_fields == ["TempC_SHT"] and lw.battery_fields == ["BatV:volt"]
+    assert lw.devices == {"A84041000181C2D3": "FRIDGE-1"}
+    # several fields: comma-separated or a JSON list
+    for value in ("TempC_SHT, temp_f:F", '["TempC_SHT", "temp_f:F"]'):
+        lw = settings(["run"], monkeypatch, COLDTRACE_LORAWAN__TEMPERATURE_FIELDS=value).lorawan
+        assert lw.temperature_fields == ["TempC_SHT", "temp_f:F"]
+    with pytest.raises(ConfigError, match="temperature_fields"):
+        settings(["run"], monkeypatch, COLDTRACE_LORAWAN__TEMPERATURE_FIELDS="temp:X")
+
+
+def test_a_list_or_object_variable_that_is_not_json_names_the_variable(monkeypatch):
+    with pytest.raises(ConfigError) as err:
+        settings(["run"], monkeypatch, COLDTRACE_LORAWAN__TTS="true", COLDTRACE_LORAWAN__DEVICES="A840=FRIDGE-1")
+    assert "lorawan: the environment variable COLDTRACE_LORAWAN__DEVICES is not valid JSON" in str(err.value)
+    assert "Traceback" not in str(err.value)

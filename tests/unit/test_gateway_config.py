@@ -83,6 +83,8 @@ def test_the_broker_may_come_from_the_environment_only(tmp_path, monkeypatch):
     ("extra = 1\n" + BASE, {}, "unknown setting(s) ['extra']"),
     (BASE.replace('kind = "ctl1"', 'kind = "modbus"'), {}, "instruments[0] (/dev/ttyUSB0): instrument kind must be"),
     ('gateway_id = "GW-1"\n[mqtt\n', {}, "is not valid TOML"),
+    (BASE, {"COLDTRACE_INSTRUMENTS": "ctl1 on /dev/ttyUSB1"},
+     "instruments: the environment variable COLDTRACE_INSTRUMENTS is not valid JSON"),
 ])
 def test_errors_name_the_key(tmp_path, monkeypatch, text, env, needle):
     for k, v in env.items():

@@ -342,6 +342,11 @@ def _simulate_bench(services, mqtt_url: str) -> None:
     print(f"Simulating a calibration bench (session {session.session_id}{', reused' if session.reused else ''}:"
           f" {spec.reference_id} and {len(spec.loggers)} loggers, one drifting, at"
           f" {', '.join(f'{x:g}' for x in spec.set_points)} °C).", flush=True)
+    if not services.settings.lab.address:
+        log.warning("COLDTRACE_LAB__ADDRESS is not set: the bench's certificates stay drafts (ISO/IEC 17025 7.8.2.1"
+                    " b asks for the laboratory's address) until it is")
+        print("Set COLDTRACE_LAB__ADDRESS (and COLDTRACE_LAB__NAME) to issue the bench's calibration certificates.",
+              flush=True)
 
 
 def cmd_sim(args: argparse.Namespace) -> int:

@@ -11,8 +11,7 @@ import httpx
 import pytest
 
 from coldtrace.services import auth
-from tests.e2e.conftest import DRAWN_PIXELS_JS, login
-from tests.e2e.test_qa_forms import login_as
+from tests.e2e.conftest import DRAWN_PIXELS_JS, login, login_as
 from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.e2e

@@ -11,6 +11,9 @@ import pytest
 from coldtrace.core.clock import ManualClock
 from coldtrace.core.errors import StoreError
 from coldtrace.core.model import MINUTE, Reading
+from coldtrace.services import auth, certificate_issue
+from coldtrace.services.auth import Principal
+from coldtrace.services.certificate_issue import CertificateIncomplete
 from coldtrace.services.release_checklist import certificate_link
 from coldtrace.store.db import is_integrity_error
 from firmware_sim.bench import BenchSpec, bench_series
@@ -81,6 +84,14 @@ def test_certificate_signed_issued_and_reissued(tmp_path):
 
         clock.advance(2 * MINUTE)
         qa_a = _login(c, APPROVER)
+        # every element ISO/IEC 17025 7.8 asks for is on record; without the laboratory's address none is issued
+        assert stack.get(f"{CAL}/sessions/{sid}/certificates/{dev}/revisions")["missing"] == []
+        approver = auth.find_user(svc.db, APPROVER[0])
+        with pytest.raises(CertificateIncomplete, match=r"cannot be issued: record the laboratory's address"):
+            certificate_issue.issue(svc.db, sid, dev, principal=Principal("user", APPROVER[0], "qa", approver["id"]),
+                                    password=APPROVER[2], now_ms=clock.now_ms(),
+                                    lab={"name": "ColdTrace Metrology Lab", "location": "Lausanne, bench 2"})
+        assert certificate_issue.revisions(svc.db, sid, dev) == []
         rev1 = _ok(c.post(f"{CAL}/sessions/{sid}/certificates/{dev}/issue", headers=qa_a,
                           json={"password": APPROVER[2]}), 201)
         assert (rev1["number"], rev1["revision"], rev1["approver_name"]) == (f"CT-{sid}-{dev}", 1, "Dr Ana Silva")

@@ -136,9 +136,12 @@ export async function mount(main, ctx) {
     replace(certBox, table([
       { label: "Device", cell: (c) => c.device_id },
       { label: "Certificate", cell: (c) => c.number },
-      { label: "Issued revisions", cell: (c) => (c.revisions.length ? c.revisions.map((r) => h("div", {},
+      { label: "Issued revisions", cell: (c) => [c.revisions.length ? c.revisions.map((r) => h("div", {},
         link(`/api/v1/calibration/sessions/${sid}/certificates/${encodeURIComponent(c.device_id)}.pdf?revision=${r.revision}`, `revision ${r.revision}`),
-        " issued ", time(r.issued_at), ` by ${r.approver_name}`, r.changes ? ` — ${r.changes}` : "")) : h("span", { class: "muted" }, "not issued")) },
+        " issued ", time(r.issued_at), ` by ${r.approver_name}`, r.changes ? ` — ${r.changes}` : "")) : h("span", { class: "muted" }, "not issued"),
+        // what ISO/IEC 17025 7.8 needs and the records lack: the API refuses the issue until it is recorded
+        c.missing && c.missing.length ? h("p", { class: "cert-missing", dataset: { missing: c.device_id } },
+          `Before ${c.revisions.length ? "a re-issue" : "issue"}, record: ${c.missing.join("; ")}.`) : null] },
       { label: "", cell: (c) => h("div", { class: "row-actions" },
         link(`/api/v1/calibration/sessions/${sid}/certificates/${encodeURIComponent(c.device_id)}.pdf`, c.revisions.length ? "PDF (latest)" : "draft PDF"),
         s.state === "completed" && performed && h("button", { type: "button", class: "btn btn-small", dataset: { issue: c.device_id },

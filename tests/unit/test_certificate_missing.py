@@ -1,0 +1,47 @@
+"""What a calibration certificate still lacks before it may be issued (ISO/IEC 17025:2017 7.8.2.1, 7.8.4.1):
+``CertificateData.missing`` names each absent element and where to record it; issuing refuses while any is."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from coldtrace.adapters.certificate import CertificateData, render_certificate
+
+COMPLETE = CertificateData(
+    "CT-cal_1-LOG-1", "cal_1", "LOG-1", "as_found", "guarded", 0.5, None, 1_764_000_000_000, 1_764_007_200_000,
+    "REF-1", 0.03, "UKAS 0001/2026/17", "ITS-90 via NPL", 0.01, 0.0, "pass", (),
+    lab_name="Lab", lab_address="Rue du Froid 4, Lausanne", customer="Depot Basel", location="bench 2",
+    ambient_c=22.4, ambient_rh_pct=41, dut_make="Coldchain", dut_model="CI-T20", dut_serial="SN-1",
+    reference_lab="UKAS lab 0001", reference_due_ms=1_790_000_000_000)
+
+
+def test_a_complete_certificate_misses_nothing():
+    assert COMPLETE.missing() == []
+
+
+@pytest.mark.parametrize(("field", "said"), [
+    ("lab_address", "the laboratory's address (setting lab.address"),
+    ("customer", "the customer"),
+    ("location", "the location of calibration"),
+    ("ambient_c", "the ambient temperature"),
+    ("dut_serial", "the serial number of LOG-1 (its calibration record)"),
+    ("reference_certificate", "the certificate number of the reference REF-1"),
+    ("reference_lab", "the issuing laboratory of the reference REF-1"),
+    ("reference_due_ms", "the calibration due date of the reference REF-1"),
+    ("reference_traceability", "the traceability of the reference REF-1"),
+])
+def test_each_missing_element_is_named(field, said):
+    (missing,) = replace(COMPLETE, **{field: None}).missing()
+    assert missing.startswith(said), missing
+
+
+def test_the_draft_pdf_lists_what_is_missing():
+    import io
+
+    from pypdf import PdfReader
+
+    pdf = render_certificate(replace(COMPLETE, dut_make=None, dut_model=None, dut_serial=None))
+    text = " ".join("".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages).split())
+    assert "To record before it can be issued: the make, model, serial number of LOG-1" in text

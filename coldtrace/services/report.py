@@ -233,9 +233,11 @@ def excursion_rows(data: dict[str, Any]) -> list[list[str]]:
     for lg in data["loggers"]:
         for e in lg["excursions"]:
             rows.append([lg["device_id"], f"{e['limit_id']} ({e['direction']} {e['threshold_c']:g} °C)",
-                         to_iso(e["start_ts"]) or "", to_iso(e["end_ts"]) or "open", fmt_min(e["duration_ms"]),
+                         to_iso(e["start_ts"]) or "", to_iso(e["end_ts"]) or (
+                             f"beyond at the window's end {to_iso(lg['end'])}" if lg["end"] is not None
+                             else "ongoing"), fmt_min(e["duration_ms"]),
                          fmt_c(e["peak_c"]), f"{e['degree_minutes']:.1f}",
-                         f"{e['alarm_kind']} at {to_iso(e['alarm_ts'])}" if e["alarm_ts"] else "no"])
+                         f"{e['alarm_kind']} at {to_iso(e['alarm_ts'])}" if e["alarm_ts"] else "no alarm"])
     return rows
 
 

@@ -387,6 +387,9 @@ def test_checklist_and_mkt_card_fail_for_a_logger_over_the_mkt_limit(live_app, p
     warm = page.locator("section", has=page.locator("[data-device='SHP-MKT-1-WARM']"))
     row = warm.get_by_role("row").filter(has_text="(mkt)")
     assert "ongoing" not in row.inner_text() and "6.0 h" in row.inner_text()
+    # its high excursion was still going on at arrival: it says so (not "ongoing" on a delivered shipment)
+    high = warm.get_by_role("row").filter(has_text="(high)")
+    assert "beyond at arrival" in high.inner_text() and "ongoing" not in high.inner_text()
     shot(page, "release-checklist-mkt-fail")
 
 
@@ -407,6 +410,7 @@ def test_html_trip_report_prints_with_running_header_and_page_numbers(live_app, 
     flat = " ".join(text.split())
     # the failing checks, the exhausted lot alarm that nobody acknowledged, the MKT over the limit
     for item in ("Acceptance criteria", "Overall: FAIL", "SHP-PRINT-1-WARM", "(over the MKT limit)",
-                 "lot.stability_exhausted critical lot L-SHP-PRINT-1", "NOT ACKNOWLEDGED"):
+                 "lot.stability_exhausted critical lot L-SHP-PRINT-1", "NOT ACKNOWLEDGED",
+                 "beyond at the window's end"):
         assert item in flat, item
     assert_no_placeholder(text, "the printed HTML trip report")

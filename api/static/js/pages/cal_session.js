@@ -6,7 +6,8 @@ import { badge, dl, errorBox, fixed, h, link, loading, notFound, replace, sectio
 import { sessionStateBadge } from "./calibration.js";
 import { field, formError, input, onSubmit, signDialog } from "../forms.js";
 
-const num = (v, d = 3) => (v === null || v === undefined ? "—" : Number(v).toFixed(d));
+const num = (v, d = 3) => (v === null || v === undefined ? "n/a" : Number(v).toFixed(d));
+const notRecorded = () => h("span", { class: "muted" }, "not recorded (required before a certificate is issued)");
 
 export function decisionBadge(d) {
   return badge(d.replace("_", " "), { pass: "ok", fail: "bad", indeterminate: "warn" }[d] || "neutral");
@@ -47,9 +48,9 @@ export async function mount(main, ctx) {
     replace(head, h("div", { class: "page-head" }, h("h1", {}, `Calibration session ${id} `, sessionStateBadge(s.state)), actions), h("div", { class: "card" }, dl([
       ["Kind", (s.kind || "").replace("_", "-")], ["Reference", link(`/ui/calibration/devices/${encodeURIComponent(s.reference_id)}`, s.reference_id)],
       ["Reference uncertainty", `U = ${fixed(s.u_ref_c, 4)} °C (k = 2)`], ["MPE", `±${fixed(s.mpe_c, 3)} °C (${s.rule} decision rule)`],
-      ["Started", time(s.started_at)], ["Completed", time(s.completed_at, { empty: s.state === "running" ? "running" : "—" })],
+      ["Started", time(s.started_at)], ["Completed", time(s.completed_at, { empty: s.state === "running" ? "running" : `not completed (${s.state})` })],
       ["Devices under test", s.duts.map((d) => d.device_id).join(", ")], s.notes && ["Notes", s.notes],
-      ["Customer", s.customer || "—"], ["Location", s.location || "—"],
+      ["Customer", s.customer || notRecorded()], ["Location", s.location || notRecorded()],
       ["Ambient", s.ambient_c === null || s.ambient_c === undefined ? "not recorded" : `${num(s.ambient_c, 1)} °C, ${s.ambient_rh_pct === null ? "RH not recorded" : `${num(s.ambient_rh_pct, 0)} % RH`}`],
     ])));
     if (ctx.canWrite) {

@@ -354,7 +354,10 @@ function statsFacts(lg, profile) {
 function excursionsOf(lg) {
   return table([
     { label: "Start", cell: (e) => time(e.start_ts) },
-    { label: "End", cell: (e) => (e.end_ts === null ? badge("ongoing", "bad") : time(e.end_ts)) },
+    // open at the window's end (delivered still beyond the limit): not "ongoing", which reads as still happening
+    { label: "End", cell: (e) => (e.end_ts !== null ? time(e.end_ts)
+      : lg.end !== null && lg.end !== undefined ? [badge("beyond at arrival", "bad"), " ", time(lg.end)]
+        : badge("ongoing", "bad")) },
     { label: "Limit", cell: (e) => `${e.direction} ${short(e.threshold_c)} °C (${e.limit_id})` },
     { label: "Severity", cell: (e) => severityBadge(e.severity) },
     { label: "Duration", num: true, cell: (e) => duration(e.duration_ms) },

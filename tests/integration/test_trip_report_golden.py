@@ -46,7 +46,13 @@ def normalise(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.splitlines()).strip() + "\n"
 
 
+# a cell that is only a dash, or a word standing in for a value: never in a document an auditor signs off
+PLACEHOLDER = re.compile(r"(?m)^\s*[-–—]\s*$|\bunknown\b|\bnot recorded\b|\bnot configured\b|\bNone\b")
+
+
 def compare_golden(name: str, text: str) -> None:
+    found = PLACEHOLDER.search(text)
+    assert found is None, f"{name} prints {found.group(0)!r} where a value belongs"
     path = GOLDEN / name
     if os.environ.get("UPDATE_GOLDEN") == "1":
         path.parent.mkdir(exist_ok=True)

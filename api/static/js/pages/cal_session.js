@@ -75,9 +75,9 @@ export async function mount(main, ctx) {
         { label: "Set point", num: true, cell: (r) => temp(r.set_point_c, 2) },
         { label: "n", num: true, cell: (r) => String(r.n) },
         { label: "Error e", num: true, cell: (r) => `${num(r.error_c)} °C` },
-        { label: "s", num: true, cell: (r) => num(r.s_c, 4) },
-        { label: "u", num: true, cell: (r) => num(r.u_c, 4) },
-        { label: "U (k=2)", num: true, cell: (r) => num(r.expanded_u_c) },
+        { label: "s (°C)", num: true, cell: (r) => num(r.s_c, 4) },
+        { label: "u (°C)", num: true, cell: (r) => num(r.u_c, 4) },
+        { label: "U, k=2 (°C)", num: true, cell: (r) => num(r.expanded_u_c) },
         { label: "Decision", cell: (r) => decisionBadge(r.decision) },
         { label: "Zone", cell: (r) => r.zone },
       ], rows))) : section("Results", h("p", { class: "muted" }, "No results yet: they appear as each set point is captured.")));

@@ -52,7 +52,7 @@ def _worst(statuses: list[str]) -> str:
 
 
 def _min(ms: int | None) -> str:
-    return "-" if ms is None else f"{ms / 60_000:.1f} min"
+    return "no data" if ms is None else f"{ms / 60_000:.1f} min"
 
 
 def alarm_rows(db: Database, shipment_id: str, windows: list[tuple[str, int | None, int | None]],

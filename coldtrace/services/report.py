@@ -38,15 +38,15 @@ CSV_PAGE = 50_000
 
 
 def fmt_c(x: float | None) -> str:
-    return "-" if x is None else f"{x:.2f} °C"
+    return "no data" if x is None else f"{x:.2f} °C"
 
 
 def fmt_min(ms: int | None) -> str:
-    return "-" if ms is None else f"{ms / 60_000:.1f} min"
+    return "no data" if ms is None else f"{ms / 60_000:.1f} min"
 
 
 def fmt_pct(x: float | None) -> str:
-    return "-" if x is None else f"{x:.1f} %"
+    return "no data" if x is None else f"{x:.1f} %"
 
 
 ALARM_SEVERITIES = ("warning", "alarm", "critical")
@@ -145,7 +145,8 @@ def summary_rows(data: dict[str, Any]) -> list[list[str]]:
     sh = data["shipment"]
     return [["Reference", sh["reference"]], ["Product / lot", f"{sh['product']} / {sh['lot']}"],
             ["Route", f"{sh['origin']} -> {sh['destination']}"], ["Profile", data["profile"]["name"]],
-            ["Departure", to_iso(sh["start_ts"]) or "-"], ["Delivery", to_iso(sh["end_ts"]) or "-"],
+            ["Departure", to_iso(sh["start_ts"]) or "not departed"],
+            ["Delivery", to_iso(sh["end_ts"]) or "not delivered"],
             ["State", sh["state"]],
             ["Shipment MKT", fmt_c(data["mkt_c"]) + (" (exceeds profile MKT limit)" if data["mkt_exceeded"]
                                                      else "")]]
@@ -155,10 +156,6 @@ def running_header(data: dict[str, Any]) -> str:
     sh = data["shipment"]
     return (f"Trip report {sh['reference']} | lot {sh['product']} / {sh['lot']} | report {data['report_id']}"
             f" | generated {to_iso(data['generated_at'])}")
-
-
-def _num(x: float | None) -> str:
-    return "-" if x is None else f"{x:g}"
 
 
 def criteria_rows(data: dict[str, Any]) -> list[list[str]]:

@@ -148,7 +148,16 @@ def test_shipment_created_monitored_reviewed_and_released_from_the_pages(live_ap
     manage.locator("#edit-shipment").get_by_label("Reason for the change").fill("receiving pharmacy named")
     manage.locator("#edit-shipment").get_by_role("button", name="Save changes").click()
     page.get_by_text("Basel depot → Site 7, Leeds (pharmacy)").wait_for()
+    # before departure the lot's budget already applies (nothing used) and no value is a bare dash
+    expect(page.locator("#release-checklist [data-item=stability_budget]")).to_contain_text(
+        "high: used 0.0 min of 240.0 min, remaining 240.0 min (ok)")
+    expect(page.locator("#lot-budget")).to_contain_text("high (above 8 °C)")
+    assert "—" not in page.locator("main").inner_text()
     shot(page, "form-shipment-planned")
+    r = page.request.get(f"{base}/api/v1/shipments/{sid}/report.pdf")  # a trip report before departure, too
+    planned = pdf_text(r.body(), tmp_path, "planned.pdf")
+    assert "Departure not departed" in " ".join(planned.split())
+    assert_no_placeholder(planned, "the trip report of a planned shipment")
 
     # departure, the logger's readings (steady 4-6 °C, every 5 min), arrival
     manage.get_by_label("Departed at (your time zone)").fill(local_input(t0))

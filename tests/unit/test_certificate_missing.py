@@ -1,5 +1,5 @@
 """What a calibration certificate still lacks before it may be issued (ISO/IEC 17025:2017 7.8.2.1, 7.8.4.1):
-``CertificateData.missing`` names each absent element and where to record it; issuing refuses while any is."""
+``CertificateData.missing`` names each absent element and where to record it; issuing refuses while any is. The PDF states the decision rule the session applied, per point."""
 
 from __future__ import annotations
 
@@ -38,10 +38,27 @@ def test_each_missing_element_is_named(field, said):
 
 
 def test_the_draft_pdf_lists_what_is_missing():
+    text = _text(replace(COMPLETE, dut_make=None, dut_model=None, dut_serial=None))
+    assert "To record before it can be issued: the make, model, serial number of LOG-1" in text
+
+
+def _text(data: CertificateData) -> str:
     import io
 
     from pypdf import PdfReader
 
-    pdf = render_certificate(replace(COMPLETE, dut_make=None, dut_model=None, dut_serial=None))
-    text = " ".join("".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages).split())
-    assert "To record before it can be issued: the make, model, serial number of LOG-1" in text
+    return " ".join("".join(p.extract_text() for p in PdfReader(io.BytesIO(render_certificate(data))).pages).split())
+
+
+def test_the_decision_rule_and_each_points_statement_follow_the_sessions_rule():
+    from coldtrace.adapters.certificate import CertificatePoint
+
+    pts = (CertificatePoint(5.0, 20, 5.0, 5.3, 0.3, 0.01, 0.25, "pass"),
+           CertificatePoint(25.0, 20, 25.0, 25.7, 0.7, 0.01, 0.25, "fail"))
+    simple = _text(replace(COMPLETE, rule="simple", points=pts, overall="fail"))
+    assert "Simple acceptance (ILAC-G8 w = 0): PASS if |e| <= MPE, otherwise FAIL" in simple
+    assert "Conforms: |e| within the MPE" in simple and "Does not conform: |e| beyond the MPE" in simple
+    assert "guarded acceptance" not in simple
+    guarded = _text(replace(COMPLETE, rule="guarded", points=pts[:1], overall="pass"))
+    assert "ILAC-G8:09/2019 guarded acceptance" in guarded
+    assert "Conforms: |e| within the MPE reduced by U (guarded acceptance)" in guarded

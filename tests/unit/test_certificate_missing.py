@@ -1,5 +1,6 @@
 """What a calibration certificate still lacks before it may be issued (ISO/IEC 17025:2017 7.8.2.1, 7.8.4.1):
-``CertificateData.missing`` names each absent element and where to record it; issuing refuses while any is. The PDF states the decision rule the session applied, per point."""
+``CertificateData.missing`` names each absent element and where to record it; issuing refuses while any is.
+The PDF states the decision rule the session applied, and each point's conformity under it."""
 
 from __future__ import annotations
 

@@ -239,7 +239,11 @@ def certificate_state(session_id: str, device_id: str, services: ServicesDep, _:
 
 
 @router.post("/sessions/{session_id}/certificates/{device_id}/issue", status_code=201,
-             summary="Approve and issue the certificate's next revision (re-enter your password)")
+             summary="Approve and issue the certificate's next revision (re-enter your password)",
+             responses={409: {"description": "`certificate_incomplete`: an element ISO/IEC 17025 7.8 requires is not"
+                                             " on record (listed in the message and in `.../revisions` `missing`);"
+                                             " `conflict`: not completed or not signed as performed"},
+                        403: {"description": "`signature_failed`: wrong password; or the approver performed it"}})
 def issue_certificate(session_id: str, device_id: str, body: IssueIn, services: ServicesDep, p: QA
                       ) -> dict[str, Any]:
     try:

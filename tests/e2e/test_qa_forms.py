@@ -362,7 +362,7 @@ def test_no_page_shows_raw_epoch_milliseconds_or_long_floats(live_app, page, sho
     paths += [f"/ui/shipments/{s['id']}" for s in sh] + [f"/ui/calibration/sessions/{s['id']}" for s in sessions]
     login(page, live_app.base_url, "/ui/fleet")
     page.locator(".user").wait_for()  # signed in
-    for path in paths:
+    for n, path in enumerate(paths):
         page.goto(f"{live_app.base_url}{path}")
         page.wait_for_load_state("networkidle")
         assert "/ui/login" not in page.url
@@ -373,10 +373,13 @@ def test_no_page_shows_raw_epoch_milliseconds_or_long_floats(live_app, page, sho
           const t = m.innerText; m.remove(); return t; }""")
         assert not re.search(EPOCH_MS, text), (path, re.search(EPOCH_MS, text).group(0))
         assert not re.search(LONG_FLOAT, text), (path, re.search(LONG_FLOAT, text).group(0))
+        assert not re.search(r"\b\d{14,}\b", text), (path, re.search(r"\b\d{14,}\b", text).group(0))
         # every time on the page is a <time> with its UTC instant on hover
         for t in page.locator("main time").all()[:20]:
             assert t.get_attribute("title").endswith("UTC")
-        shot(page, "page-" + re.sub(r"[^A-Za-z0-9]+", "-", path.split("?")[0].strip("/"))[:60])
+        # named by position and kind (not by random ids), so that a rerun replaces the same files
+        name = re.sub(r"(shp|cal)_[0-9a-f]+", r"\1", path.split("?")[0].strip("/"))
+        shot(page, f"page-{n:02d}-" + re.sub(r"[^A-Za-z0-9]+", "-", name)[:60])
 
 
 def test_checklist_and_mkt_card_fail_for_a_logger_over_the_mkt_limit(live_app, page, shot):

@@ -17,6 +17,8 @@ from coldtrace.logs import setup_logging
 from coldtrace.settings import Settings, is_loopback_host, load_settings
 
 log = logging.getLogger("coldtrace")
+# the laboratory's address on the demo's certificates (coldtrace run --simulate without COLDTRACE_LAB__ADDRESS)
+DEMO_LAB_ADDRESS = "simulated demo laboratory (coldtrace run --simulate), no real address"
 
 # Modules that add subcommands: each has add_commands(subparsers), whose parsers set_defaults(handler=f),
 # f(args) -> exit code. Imported only when the parser is built.
@@ -222,6 +224,10 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
             raise
         settings = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(
             update={"url": broker.url, "protocol": "3.1.1"})})
+    if args.command == "run" and settings.sim.enabled and not settings.lab.address:
+        # the demo's simulated bench issues complete certificates; they say the laboratory is a simulation
+        settings = settings.model_copy(update={"lab": settings.lab.model_copy(update={
+            "address": DEMO_LAB_ADDRESS})})
     print(f"Opening the store in {settings.data_dir.resolve()} ...", flush=True)
     services = build_services(settings)
     if not collector_only:
@@ -342,6 +348,9 @@ def _simulate_bench(services, mqtt_url: str) -> None:
     print(f"Simulating a calibration bench (session {session.session_id}{', reused' if session.reused else ''}:"
           f" {spec.reference_id} and {len(spec.loggers)} loggers, one drifting, at"
           f" {', '.join(f'{x:g}' for x in spec.set_points)} °C).", flush=True)
+    if services.settings.lab.address == DEMO_LAB_ADDRESS:
+        print("Calibration certificates name a simulated laboratory: set COLDTRACE_LAB__NAME and"
+              " COLDTRACE_LAB__ADDRESS to your own.", flush=True)
 
 
 def cmd_sim(args: argparse.Namespace) -> int:

@@ -245,7 +245,7 @@ class LabSettings(BaseModel):
     """The calibration laboratory named on certificates (ISO/IEC 17025:2017 7.8.2.1 b)."""
 
     name: str = "ColdTrace calibration laboratory"
-    address: str = "address not configured (COLDTRACE_LAB__ADDRESS)"
+    address: str | None = None  # None: certificates stay drafts until it is configured (not issued)
     location: str = "calibration bench"  # where calibrations are performed, when not at the customer's site
     customer: str = "internal (own equipment)"  # default customer of a session
 

@@ -228,15 +228,22 @@ def _signature_out(d: dict[str, Any] | None) -> dict[str, Any] | None:
 @router.get("/sessions/{session_id}/certificates/{device_id}/revisions",
             summary="A device's certificate: number, issued revisions, signatures")
 def certificate_state(session_id: str, device_id: str, services: ServicesDep, _: Viewer) -> dict[str, Any]:
-    records.certificate_data(services.db, session_id, device_id)  # 404 for a device not under test
+    draft = records.certificate_data(services.db, session_id, device_id,  # 404 for a device not under test
+                                     lab=services.settings.lab.model_dump())
     return {"number": records.certificate_ref(session_id, device_id), "session_id": session_id,
             "device_id": device_id,
             "performed": _signature_out(certificate_issue.performed_signature(services.db, session_id)),
-            "revisions": certificate_issue.revisions(services.db, session_id, device_id)}
+            "revisions": certificate_issue.revisions(services.db, session_id, device_id),
+            # what the next issue still needs (ISO/IEC 17025 7.8): issuing is refused (409) until it is empty
+            "missing": draft.missing()}
 
 
 @router.post("/sessions/{session_id}/certificates/{device_id}/issue", status_code=201,
-             summary="Approve and issue the certificate's next revision (re-enter your password)")
+             summary="Approve and issue the certificate's next revision (re-enter your password)",
+             responses={409: {"description": "`certificate_incomplete`: an element ISO/IEC 17025 7.8 requires is not"
+                                             " on record (listed in the message and in `.../revisions` `missing`);"
+                                             " `conflict`: not completed or not signed as performed"},
+                        403: {"description": "`signature_failed`: wrong password; or the approver performed it"}})
 def issue_certificate(session_id: str, device_id: str, body: IssueIn, services: ServicesDep, p: QA
                       ) -> dict[str, Any]:
     try:

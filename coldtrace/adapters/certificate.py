@@ -99,6 +99,30 @@ class CertificateData:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def missing(self) -> list[str]:
+        """What ISO/IEC 17025:2017 7.8.2.1/7.8.4.1 asks the certificate to state and the records do not hold yet,
+        each with where to record it. An issued certificate has none (``certificate_issue.issue`` refuses)."""
+        out = []
+        if not self.lab_address:
+            out.append("the laboratory's address (setting lab.address, COLDTRACE_LAB__ADDRESS)")
+        if not self.customer:
+            out.append("the customer (the session's conditions)")
+        if not self.location:
+            out.append("the location of calibration (the session's conditions, or setting lab.location)")
+        if self.ambient_c is None:
+            out.append("the ambient temperature (the session's conditions)")
+        absent = [n for n, v in (("make", self.dut_make), ("model", self.dut_model),
+                                 ("serial number", self.dut_serial)) if not v]
+        if absent:
+            out.append(f"the {', '.join(absent)} of {self.device_id} (its calibration record)")
+        ref = [n for n, v in (("certificate number", self.reference_certificate),
+                              ("issuing laboratory", self.reference_lab),
+                              ("calibration due date", self.reference_due_ms),
+                              ("traceability", self.reference_traceability)) if not v]
+        if ref:
+            out.append(f"the {', '.join(ref)} of the reference {self.reference_id} (its calibration record)")
+        return out
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CertificateData:
         d = dict(d)
@@ -125,16 +149,19 @@ def conformity(decision: str, rule: str) -> str:
     return CONFORMITY.get(decision, decision).format(guard=guard)
 
 
+NOT_RECORDED = "not recorded (required before issue)"
+
+
 def _signature_text(sig: dict[str, Any] | None) -> list[str]:
     if not sig:
-        return ["not signed", "-", "-"]
-    return [f"{sig['printed_name']} ({sig['username']})", to_iso(sig["signed_at"]) or "-", sig["meaning"]]
+        return ["not signed yet", "not signed yet", "not signed yet"]
+    return [f"{sig['printed_name']} ({sig['username']})", to_iso(sig["signed_at"]), sig["meaning"]]
 
 
 def fmt(v: float | None, digits: int = 3, sign: bool = False) -> str:
     """Numbers as printed on the certificate (tests read them back from the PDF text)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
+        return "n/a"
     return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
 
 
@@ -203,7 +230,7 @@ def render_certificate(data: CertificateData) -> bytes:
 
     story: list = [
         Paragraph("Calibration certificate", ss["Title"]),
-        Paragraph(f"<b>{escape(lab)}</b><br/>{escape(data.lab_address or '-')}", small),
+        Paragraph(f"<b>{escape(lab)}</b><br/>{escape(data.lab_address or 'address ' + NOT_RECORDED)}", small),
         Spacer(1, 2 * mm),
         Paragraph(f"Certificate <b>{escape(data.certificate_id)}</b>, {escape(rev)}. Result: "
                   f"<b>{escape(data.overall.upper())}</b>", ss["Heading3"]),
@@ -211,6 +238,9 @@ def render_certificate(data: CertificateData) -> bytes:
     if not data.issued:
         story.append(Paragraph("<b>DRAFT: not issued, not valid as a certificate.</b> It is issued when the "
                                "session is signed as performed and an authorised signatory approves it.", small))
+        if data.missing():
+            story.append(Paragraph(escape("To record before it can be issued: " + "; ".join(data.missing()) + "."),
+                                   small))
     dut_id = ", ".join(x for x in (f"make {data.dut_make}" if data.dut_make else "",
                                    f"model {data.dut_model}" if data.dut_model else "",
                                    f"serial number {data.dut_serial}" if data.dut_serial else "") if x)
@@ -219,12 +249,13 @@ def render_certificate(data: CertificateData) -> bytes:
                                 if data.ambient_rh_pct is not None else "") if x) or "not recorded"
     info = [
         ["Certificate number", f"{data.certificate_id} ({rev})"],
-        ["Customer", data.customer or "-"],
-        ["Item calibrated", f"temperature data logger {data.device_id}" + (f"; {dut_id}" if dut_id else
-                                                                          "; make, model, serial not recorded")],
-        ["Date(s) of calibration", f"{to_iso(data.started_at_ms) or '-'} to {to_iso(data.completed_at_ms) or '-'}"],
+        ["Customer", data.customer or NOT_RECORDED],
+        ["Item calibrated", f"temperature data logger {data.device_id}; "
+                            + (dut_id or f"make, model, serial number {NOT_RECORDED}")],
+        ["Date(s) of calibration",
+         f"{to_iso(data.started_at_ms)} to {to_iso(data.completed_at_ms) or 'not completed'}"],
         ["Date of issue", to_iso(data.issued_at_ms) if data.issued else "not issued"],
-        ["Location of calibration", data.location or "-"],
+        ["Location of calibration", data.location or NOT_RECORDED],
         ["Environmental conditions", env],
         ["Calibration", f"{data.kind.replace('_', '-')}; session {data.session_id}; MPE ±{fmt(data.mpe_c, 3)} °C;"
                         f" DUT resolution {fmt(data.resolution_c, 3)} °C; u(medium) {fmt(data.u_medium_c, 3)} °C"],
@@ -237,11 +268,11 @@ def render_certificate(data: CertificateData) -> bytes:
                                    f"serial {data.reference_serial}" if data.reference_serial else None) if x)
     ref = [
         ["Reference", data.reference_id + (f" ({ref_id})" if ref_id else "")],
-        ["Its certificate number", data.reference_certificate or "-"],
-        ["Issuing laboratory", data.reference_lab or "-"],
-        ["Its calibration due", to_iso(data.reference_due_ms) or "-"],
+        ["Its certificate number", data.reference_certificate or NOT_RECORDED],
+        ["Issuing laboratory", data.reference_lab or NOT_RECORDED],
+        ["Its calibration due", to_iso(data.reference_due_ms) or NOT_RECORDED],
         ["Expanded uncertainty U_ref", f"{fmt(data.reference_U_c, 3)} °C (k = 2)"],
-        ["Traceability", data.reference_traceability or "-"],
+        ["Traceability", data.reference_traceability or NOT_RECORDED],
     ]
     story += [_grid([[P(a), P(b)] for a, b in ref], [45 * mm, 129 * mm]), Spacer(1, 3 * mm),
               Paragraph("Results", ss["Heading4"])]
@@ -273,7 +304,7 @@ def render_certificate(data: CertificateData) -> bytes:
         prev = "; ".join(f"revision {p['revision']} issued {to_iso(p['issued_at'])}" for p in data.previous)
         story += [Paragraph("Revision", ss["Heading4"]),
                   Paragraph(escape(f"Revision {data.revision} replaces {prev or 'the previous revision'}. "
-                                   f"What changed: {data.changes or '-'}"), small)]
+                                   f"What changed: {data.changes}"), small)]
     sigs = [[P(x) for x in ("Signature", "Printed name", "Date and time (UTC)", "Meaning")],
             [P("Performed by"), *[P(x) for x in _signature_text(data.performed_by)]],
             [P("Approved by (authorised signatory)"), *[P(x) for x in _signature_text(data.approved_by)]]]

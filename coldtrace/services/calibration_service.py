@@ -438,7 +438,8 @@ def status_of(st: dict[str, Any] | None, device_id: str, now_ms: int) -> dict[st
                 "summary": "no calibration on record"}
     due = st["due_at"]
     base = {"device_id": device_id, "last_calibrated_at": st["last_calibrated_at"], "due_at": due,
-            "certificate_ref": st["certificate_ref"], "decision": st["status"]}
+            "certificate_ref": st["certificate_ref"], "calibrated_by": st.get("calibrated_by"),
+            "decision": st["status"]}
     if st["status"] != "valid":
         return {**base, "status": "failed", "usable": False, "uncalibrated_from": st["last_calibrated_at"],
                 "reason": f"last calibration {st['status']} ({st['certificate_ref']})",

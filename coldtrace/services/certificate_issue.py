@@ -43,6 +43,12 @@ class CalibrationSignatureError(Forbidden):
     code = "signature_failed"
 
 
+class CertificateIncomplete(Conflict):
+    """The certificate would lack an element ISO/IEC 17025:2017 7.8 requires: it is not issued."""
+
+    code = "certificate_incomplete"
+
+
 def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
@@ -122,11 +128,15 @@ def issue(db: Database, session_id: str, device_id: str, *, principal: Principal
         raise Conflict("the session is not signed as performed yet: the person who performed it signs first")
     if performed["record_hash"] != results_hash(db, session_id):
         raise Conflict("the session's results changed after the performed-by signature")
+    draft = certificate_data(db, session_id, device_id, lab=lab)
+    missing = draft.missing()
+    if missing:
+        raise CertificateIncomplete(f"certificate {draft.certificate_id} cannot be issued: record "
+                                    + "; ".join(missing) + " first")
     user = _signer(db, principal, password, now_ms, entity_id=session_id, what="approved")
     if user["id"] == performed["signer_user_id"]:
         raise Forbidden("the certificate is approved by another person than the one who performed the calibration")
     number = certificate_ref(session_id, device_id)
-    draft = certificate_data(db, session_id, device_id, lab=lab)
     prior = revisions(db, session_id, device_id)
     text = (changes or "").strip()
     if prior:

@@ -52,7 +52,7 @@ def _worst(statuses: list[str]) -> str:
 
 
 def _min(ms: int | None) -> str:
-    return "-" if ms is None else f"{ms / 60_000:.1f} min"
+    return "no data" if ms is None else f"{ms / 60_000:.1f} min"
 
 
 def alarm_rows(db: Database, shipment_id: str, windows: list[tuple[str, int | None, int | None]],
@@ -82,15 +82,22 @@ def open_conflicts(db: Database, device_id: str, start: int | None, end: int | N
     return device_store.open_conflicts_in(db, device_id, start, end)
 
 
+def own_certificate_session(db: Database, device_id: str, certificate_ref: str | None) -> str | None:
+    """The ColdTrace calibration session whose certificate this is (None: an external certificate)."""
+    if not certificate_ref:
+        return None
+    sid = calibration_store.certificate_session(db, certificate_ref, device_id)
+    if sid is None and certificate_ref.startswith("CT-") and certificate_ref.endswith(f"-{device_id}"):
+        sid = certificate_ref[3:-len(device_id) - 1]
+    return sid if sid and calibration_store.session_exists(db, sid) else None
+
+
 def certificate_link(db: Database, device_id: str, certificate_ref: str | None) -> str | None:
     """Where a logger's certificate is: our own PDF when the certificate is ColdTrace's, else the
     device's calibration page (an external certificate is recorded there)."""
-    if certificate_ref:
-        sid = calibration_store.certificate_session(db, certificate_ref, device_id)
-        if sid is None and certificate_ref.startswith("CT-") and certificate_ref.endswith(f"-{device_id}"):
-            sid = certificate_ref[3:-len(device_id) - 1]
-        if sid and calibration_store.session_exists(db, sid):
-            return f"/api/v1/calibration/sessions/{_q(sid)}/certificates/{_q(device_id)}.pdf"
+    sid = own_certificate_session(db, device_id, certificate_ref)
+    if sid:
+        return f"/api/v1/calibration/sessions/{_q(sid)}/certificates/{_q(device_id)}.pdf"
     return f"/ui/calibration/devices/{_q(device_id)}"
 
 
@@ -173,6 +180,10 @@ def build(db: Database, readings: ReadingStore, shipment_id: str, now_ms: int, *
             s, why = FAIL, f"calibration due {to_iso(due)} before the window's end {to_iso(end)}"
         else:
             s, why = PASS, "valid" if status == "valid" else "valid, due within 30 days"
+            own = own_certificate_session(db, dev, cal.get("certificate_ref"))
+            if own and not calibration_store.certificate_revisions(db, own, dev):
+                # measured by a ColdTrace session, but nobody approved its certificate yet (ISO/IEC 17025 7.8)
+                s, why = WARN, f"{why} by session {own}, but its certificate is not issued yet (draft)"
         sts.append(s)
         crows.append({"device_id": dev, "status": status, "result": s, "reason": why,
                       "certificate_ref": cal.get("certificate_ref") or rec.get("certificate_ref"),

@@ -38,15 +38,15 @@ CSV_PAGE = 50_000
 
 
 def fmt_c(x: float | None) -> str:
-    return "-" if x is None else f"{x:.2f} °C"
+    return "no data" if x is None else f"{x:.2f} °C"
 
 
 def fmt_min(ms: int | None) -> str:
-    return "-" if ms is None else f"{ms / 60_000:.1f} min"
+    return "no data" if ms is None else f"{ms / 60_000:.1f} min"
 
 
 def fmt_pct(x: float | None) -> str:
-    return "-" if x is None else f"{x:.1f} %"
+    return "no data" if x is None else f"{x:.1f} %"
 
 
 ALARM_SEVERITIES = ("warning", "alarm", "critical")
@@ -96,7 +96,7 @@ def info_lines(alerts: list[dict[str, Any]]) -> list[str]:
         closed = next((a["data"] for a in evs if a["type"] == "excursion.closed"), None)
         tail = (f" ({fmt_min(closed.get('duration_ms'))}, peak {fmt_c(closed.get('peak_c'))}"
                 f"{', alarmed' if closed.get('alarmed') else ', no alarm'})" if closed else "")
-        out.append(f"{evs[0]['device_id'] or '-'} {d.get('limit_id', '?')} ({d.get('direction', '')} "
+        out.append(f"{evs[0]['device_id'] or 'shipment'} {d.get('limit_id', 'limit')} ({d.get('direction', '')} "
                    f"{d.get('threshold_c', 0):g} °C): " + ", ".join(parts) + tail)
     for a in others:
         d = a["data"] or {}
@@ -157,7 +157,8 @@ def summary_rows(data: dict[str, Any]) -> list[list[str]]:
     sh = data["shipment"]
     return [["Reference", sh["reference"]], ["Product / lot", f"{sh['product']} / {sh['lot']}"],
             ["Route", f"{sh['origin']} -> {sh['destination']}"], ["Profile", data["profile"]["name"]],
-            ["Departure", to_iso(sh["start_ts"]) or "-"], ["Delivery", to_iso(sh["end_ts"]) or "-"],
+            ["Departure", to_iso(sh["start_ts"]) or "not departed"],
+            ["Delivery", to_iso(sh["end_ts"]) or "not delivered"],
             ["State", sh["state"]],
             ["Shipment MKT", fmt_c(data["mkt_c"]) + (" (exceeds profile MKT limit)" if data["mkt_exceeded"]
                                                      else "")]]
@@ -169,10 +170,6 @@ def running_header(data: dict[str, Any]) -> str:
             f" | generated {to_iso(data['generated_at'])}")
 
 
-def _num(x: float | None) -> str:
-    return "-" if x is None else f"{x:g}"
-
-
 def criteria_rows(data: dict[str, Any]) -> list[list[str]]:
     """The acceptance criteria: the profile's limits and its MKT limit, as the evaluation applied them."""
     p = data["profile"]
@@ -181,12 +178,16 @@ def criteria_rows(data: dict[str, Any]) -> list[list[str]]:
     for lim in p["limits"]:
         rows.append([lim["id"], lim["direction"], f"{lim['threshold_c']:g} °C", lim["severity"],
                      "none (immediate)" if not lim["delay_ms"] else fmt_min(lim["delay_ms"]),
-                     "-" if lim["cumulative_ms"] is None else fmt_min(lim["cumulative_ms"]) + " (lot, all legs)",
+                     "none" if lim["cumulative_ms"] is None else fmt_min(lim["cumulative_ms"]) + " (lot, all legs)",
                      f"{lim['hysteresis_c']:g} °C"])
-    rows.append(["MKT", "above", "-" if p["mkt_max_c"] is None else f"{p['mkt_max_c']:g} °C", "alarm",
-                 "judged from 24 h covered, and at delivery", "-",
-                 f"activation energy {p['activation_energy_kj']:g} kJ/mol"])
-    rows.append(["Data gap", "-", f"reading older than {fmt_min(p['max_gap_ms'])}", "-", "-", "-", "-"])
+    if p["mkt_max_c"] is not None:
+        rows.append(["MKT", "above", f"{p['mkt_max_c']:g} °C", "alarm", "judged from 24 h covered, and at delivery",
+                     "not applicable", f"none (activation energy {p['activation_energy_kj']:g} kJ/mol)"])
+    else:
+        rows.append(["MKT", "not judged", "no MKT limit in the profile", "not applicable", "not applicable",
+                     "not applicable", f"activation energy {p['activation_energy_kj']:g} kJ/mol"])
+    rows.append(["Data gap", "no reading", f"for longer than {fmt_min(p['max_gap_ms'])}",
+                 "coverage check of the release checklist", "not applicable", "not applicable", "not applicable"])
     return rows
 
 
@@ -194,7 +195,13 @@ def checklist_rows(data: dict[str, Any]) -> list[list[str]]:
     rows = [["Check", "Result", "Detail"]]
     for i in data["checklist"]["items"]:
         rows.append([i["title"], i["status"].upper(), i["detail"]])
+    rows.append(["Overall:", data["checklist"]["overall"].upper(), _overall_text(data["checklist"])])
     return rows
+
+
+def _overall_text(checklist: dict[str, Any]) -> str:
+    bad = [i["title"] for i in checklist["items"] if i["status"] != "pass"]
+    return "every check passes" if not bad else "not passing: " + "; ".join(bad)
 
 
 def stats_rows(data: dict[str, Any]) -> list[list[str]]:
@@ -205,20 +212,28 @@ def stats_rows(data: dict[str, Any]) -> list[list[str]]:
         over = limit is not None and s["mkt_c"] is not None and s["mkt_c"] > limit
         rows.append([lg["device_id"], str(s["count"]), fmt_c(s["min_c"]), fmt_c(s["max_c"]), fmt_c(s["mean_c"]),
                      fmt_c(s["mkt_c"]) + (" (over the MKT limit)" if over else ""), fmt_pct(s["time_in_range_pct"]),
-                     f"{len(s['gaps'])} ({fmt_min(s['gap_ms'])})", lg["calibration"]["status"]])
+                     f"{len(s['gaps'])} ({fmt_min(s['gap_ms'])})", _cal_status(lg["calibration"])])
     return rows
 
 
+def _cal_status(cal: dict[str, Any]) -> str:
+    """A logger's calibration status as printed: 'unknown' means no record (policy "warn" lets it attach)."""
+    if cal["status"] == "unknown":
+        return "no calibration on record"
+    return cal.get("summary") or cal["status"].replace("_", " ")
+
+
 def calibration_rows(data: dict[str, Any]) -> list[list[str]]:
-    rows = [["Logger", "Status", "Certificate", "Last calibrated", "Due", "Checklist"]]
+    rows = [["Logger", "Status", "Certificate", "Issued by", "Last calibrated", "Due", "Checklist"]]
     item = next((i for i in data["checklist"]["items"] if i["id"] == "calibration"), {"rows": []})
     by_dev = {r["device_id"]: r for r in item["rows"]}
     for lg in data["loggers"]:
         cal = lg["calibration"]
         chk = by_dev.get(lg["device_id"], {})
-        rows.append([lg["device_id"], cal["status"], cal.get("certificate_ref") or "none on record",
-                     to_iso(cal.get("last_calibrated_at")) or "-", to_iso(cal.get("due_at")) or "-",
-                     f"{chk.get('result', '-').upper()}: {chk.get('reason', '-')}"])
+        rows.append([lg["device_id"], _cal_status(cal), cal.get("certificate_ref") or "none on record",
+                     cal.get("calibrated_by") or "not stated", to_iso(cal.get("last_calibrated_at")) or "never",
+                     to_iso(cal.get("due_at")) or "no due date",
+                     f"{chk['result'].upper()}: {chk['reason']}" if chk else "not judged"])
     return rows
 
 
@@ -227,9 +242,11 @@ def excursion_rows(data: dict[str, Any]) -> list[list[str]]:
     for lg in data["loggers"]:
         for e in lg["excursions"]:
             rows.append([lg["device_id"], f"{e['limit_id']} ({e['direction']} {e['threshold_c']:g} °C)",
-                         to_iso(e["start_ts"]) or "", to_iso(e["end_ts"]) or "open", fmt_min(e["duration_ms"]),
+                         to_iso(e["start_ts"]) or "", to_iso(e["end_ts"]) or (
+                             f"beyond at the window's end {to_iso(lg['end'])}" if lg["end"] is not None
+                             else "ongoing"), fmt_min(e["duration_ms"]),
                          fmt_c(e["peak_c"]), f"{e['degree_minutes']:.1f}",
-                         f"{e['alarm_kind']} at {to_iso(e['alarm_ts'])}" if e["alarm_ts"] else "no"])
+                         f"{e['alarm_kind']} at {to_iso(e['alarm_ts'])}" if e["alarm_ts"] else "no alarm"])
     return rows
 
 
@@ -240,9 +257,15 @@ def alert_rows(data: dict[str, Any]) -> list[list[str]]:
         if a["severity"] not in ALARM_SEVERITIES:
             continue
         d = a["data"] or {}
-        limit = (f"{d['limit_id']} ({d.get('direction', '')} {d.get('threshold_c', 0):g} °C)" if d.get("limit_id")
-                 else "-")
-        rows.append([to_iso(a["ts"]) or "", a["type"], a["severity"], a["device_id"] or "-", limit, a["state"],
+        if d.get("limit_id"):
+            limit = f"{d['limit_id']} ({d.get('direction', '')} {d.get('threshold_c', 0):g} °C)"
+        elif d.get("band"):  # a lot's stability budget: the band and what is left of it
+            limit = (f"{d['band']} budget ({d.get('direction', '')} {d.get('threshold_c', 0):g} °C): used "
+                     f"{fmt_min(d.get('used_ms'))} of {fmt_min(d.get('budget_ms'))}")
+        else:
+            limit = "not limit-based"
+        who = a["device_id"] or (f"lot {d['lot']} (all loggers)" if d.get("lot") else "the shipment")
+        rows.append([to_iso(a["ts"]) or "", a["type"], a["severity"], who, limit, a["state"],
                      _handling_text(a["handling"])])
     return rows
 
@@ -258,7 +281,7 @@ def decision_rows(data: dict[str, Any]) -> list[list[str]]:
     for d in data["decisions"]:
         rows.append([f"{d['printed_name']} ({d['signer_username']})", to_iso(d["signed_at"]) or "",
                      d["meaning"].upper(), d["reason"],
-                     f"{d['supersedes_id']}: {d['supersede_reason']}" if d["supersedes_id"] else "-",
+                     f"{d['supersedes_id']}: {d['supersede_reason']}" if d["supersedes_id"] else "none (first)",
                      ("valid " if d["signature_valid"] else "INVALID ") + d["signature_hash"][:16]])
     return rows
 
@@ -277,6 +300,12 @@ SECTIONS = (("Release checklist", checklist_rows), ("Statistics per logger", sta
             ("Information events", info_rows), ("Logger calibration", calibration_rows),
             ("Lot stability budget", budget_rows),
             ("Signature manifest (21 CFR 11.50): decisions and electronic signatures", decision_rows))
+# what a section's table says when it has no row (an empty table would leave the reader guessing)
+EMPTY = {excursion_rows: "No excursion in the loggers' windows.",
+         alert_rows: "No alarm in the loggers' windows.", info_rows: "No information event.",
+         stats_rows: "No logger attached.", calibration_rows: "No logger attached.",
+         budget_rows: "No cumulative budget in the profile: the lot's stability budget is not tracked.",
+         decision_rows: "No decision signed yet."}
 
 
 # ---------------------------------------------------------------- HTML
@@ -286,10 +315,11 @@ def _css_string(text: str) -> str:
     return "".join(f"\\{ord(ch):x} " if ch in "\\'\"<>&" or ord(ch) < 32 else ch for ch in text)
 
 
-def _table(rows: list[list[str]]) -> str:
+def _table(rows: list[list[str]], empty: str = "none") -> str:
     head = "".join(f"<th>{escape(c)}</th>" for c in rows[0])
     body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body or '<tr><td>none</td></tr>'}</tbody></table>"
+    body = body or f"<tr><td colspan='{len(rows[0])}'>{escape(empty)}</td></tr>"
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def render_html(data: dict[str, Any]) -> str:
@@ -310,7 +340,7 @@ def render_html(data: dict[str, Any]) -> str:
     for lg in data["loggers"]:
         parts.append(f"<h2>Logger {escape(lg['device_id'])}</h2>{to_svg(lg['chart'])}")
     for title, fn in SECTIONS:
-        parts.append(f"<h2>{escape(title)}</h2>{_table(fn(data))}")
+        parts.append(f"<h2>{escape(title)}</h2>{_table(fn(data), EMPTY.get(fn, 'none'))}")
     parts.append(f"<p>Report {data['report_id']}. Evaluation record hash {data['record_hash']}; generated"
                  f" {to_iso(data['generated_at'])}."
                  f" Audit trail head {data['audit_head']} (check with <code>coldtrace audit verify --known-head"
@@ -335,11 +365,14 @@ def render_pdf(data: dict[str, Any]) -> bytes:
                             topMargin=12 * mm, bottomMargin=12 * mm, title=f"Trip report {sh['reference']}",
                             author="ColdTrace")
 
-    def table(rows: list[list[str]]) -> Table:
+    def table(rows: list[list[str]], empty: str = "none") -> Table:
+        style = [("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
+                 ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")), ("VALIGN", (0, 0), (-1, -1), "TOP")]
+        if len(rows) == 1:  # no row: say so across the table
+            rows = [rows[0], [empty] + [""] * (len(rows[0]) - 1)]
+            style.append(("SPAN", (0, 1), (-1, 1)))
         t = Table([[Paragraph(escape(c), cell) for c in r] for r in rows], repeatRows=1, hAlign="LEFT")
-        t.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
-                               ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")),
-                               ("VALIGN", (0, 0), (-1, -1), "TOP")]))
+        t.setStyle(TableStyle(style))
         return t
 
     story: list[Any] = [Paragraph(escape(f"Trip report {sh['reference']}"), styles["Title"]),
@@ -348,7 +381,8 @@ def render_pdf(data: dict[str, Any]) -> bytes:
     for lg in data["loggers"]:
         story += [Paragraph(escape(f"Logger {lg['device_id']}"), styles["Heading3"]), to_drawing(lg["chart"])]
     for title, fn in SECTIONS:
-        story += [Spacer(1, 4 * mm), Paragraph(escape(title), styles["Heading2"]), table(fn(data))]
+        story += [Spacer(1, 4 * mm), Paragraph(escape(title), styles["Heading2"]),
+                  table(fn(data), EMPTY.get(fn, "none"))]
     story += [Spacer(1, 4 * mm), Paragraph("Audit trail head", styles["Heading2"]),
               Paragraph(escape(f"Report {data['report_id']}. Evaluation record hash {data['record_hash']}; generated "
                                f"{to_iso(data['generated_at'])}. Audit trail head {data['audit_head']}"

@@ -292,16 +292,21 @@ def lot_budget(db: Database | Conn, readings: ReadingStore, product: str, lot: s
     bands: dict[tuple[str, float], dict[str, Any]] = {}
     for sh in store.lot_shipments(db, product, lot):
         if sh["start_ts"] is None:
-            continue
-        ev = evaluate(db, readings, sh["id"])
-        for lim in ev.profile.limits:
+            if sh["state"] != "planned":
+                continue
+            # not departed yet: its profile's budgets already apply to the lot, nothing is used by this leg
+            profile, loggers_ = load_profile(db, sh["profile_id"]), []
+        else:
+            ev = evaluate(db, readings, sh["id"])
+            profile, loggers_ = ev.profile, ev.loggers
+        for lim in profile.limits:
             if lim.cumulative_ms is None:
                 continue
             key = (lim.direction, lim.threshold_c)
             b = bands.setdefault(key, {"band": lim.id, "direction": lim.direction, "threshold_c": lim.threshold_c,
                                        "budget_ms": lim.cumulative_ms, "used_ms": 0, "by_shipment": {}})
             b["budget_ms"] = min(b["budget_ms"], lim.cumulative_ms)
-            used = max((lg.stats["beyond_ms"].get(lim.id, 0) for lg in ev.loggers), default=0)
+            used = max((lg.stats["beyond_ms"].get(lim.id, 0) for lg in loggers_), default=0)
             b["by_shipment"][sh["id"]] = used
             b["used_ms"] += used
     out = []

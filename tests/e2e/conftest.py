@@ -84,3 +84,13 @@ def login(page, base_url: str, next_path: str = "/ui/fleet") -> None:
     page.get_by_role("button", name="Sign in").click()
     # not a glob: "**/ui/fleet" would also match the login page's own URL (…/ui/login?next=/ui/fleet)
     page.wait_for_url(lambda url: "/ui/login" not in url and url.endswith(next_path))
+
+
+def login_as(page, base_url: str, user: str, password: str, next_path: str) -> None:
+    """Sign in as someone else than the QA user (a second signatory, an admin)."""
+    page.goto(f"{base_url}{next_path}")
+    page.wait_for_url("**/ui/login**")
+    page.get_by_label("Username").fill(user)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "/ui/login" not in url and url.endswith(next_path))

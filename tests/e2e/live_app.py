@@ -24,6 +24,7 @@ MINUTE = 60_000
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
 QA_USER, QA_NAME, QA_PASSWORD = "qa.anna", "Anna Berg", "cold-chain-2026!"
+LAB_NAME, LAB_ADDRESS = "Depot Basel metrology laboratory", "Hochbergstrasse 60, 4057 Basel, CH"
 SHIPMENT_REF = "SHP-E2E-001"
 EXCURSION_LOGGER, FLEET_LOGGER, DRIFT_DEVICE = "LOG-E2E-A", "LOG-E2E-B", "LOG-E2E-B"
 CHROMIUM = "/usr/bin/chromium"
@@ -53,7 +54,9 @@ def start_app(data_dir: Path) -> LiveApp:
     from api.app import create_app
 
     # webhook receivers of the tests listen on loopback, which the SSRF guard refuses unless allowed
-    settings = load_settings(data_dir=data_dir, mqtt={"url": None}, webhooks={"allow_private_targets": True})
+    # the laboratory named on calibration certificates (ISO/IEC 17025 7.8.2.1 b): without an address none is issued
+    settings = load_settings(data_dir=data_dir, mqtt={"url": None}, webhooks={"allow_private_targets": True},
+                             lab={"name": LAB_NAME, "address": LAB_ADDRESS})
     services = build_services(settings)
     token = auth.create_token(services.db, role="admin", name="e2e", actor="e2e")
     port = free_port()

@@ -11,6 +11,9 @@ import pytest
 from coldtrace.core.clock import ManualClock
 from coldtrace.core.errors import StoreError
 from coldtrace.core.model import MINUTE, Reading
+from coldtrace.services import auth, certificate_issue
+from coldtrace.services.auth import Principal
+from coldtrace.services.certificate_issue import CertificateIncomplete
 from coldtrace.services.release_checklist import certificate_link
 from coldtrace.store.db import is_integrity_error
 from firmware_sim.bench import BenchSpec, bench_series
@@ -59,6 +62,19 @@ def test_certificate_signed_issued_and_reissued(tmp_path):
         s = _ok(c.post(f"{CAL}/sessions/{sid}/evaluate", headers=h))
         assert s["state"] == "completed"
         dev = "BENCH-LOG-1"
+        # a shipment that takes the logger now: valid by the session, but on a certificate nobody approved yet
+        shp = _ok(c.post(f"{API}/shipments", headers=h, json={
+            "reference": "SHP-CAL-1", "origin": "Basel", "destination": "Lyon", "product": "IMP-1", "lot": "L1",
+            "profile_id": "2-8C"}), 201)["id"]
+        _ok(c.post(f"{API}/shipments/{shp}/loggers", headers=h, json={"device_id": dev}), 201)
+
+        def calibration_item() -> dict:
+            items = stack.get(f"{API}/shipments/{shp}/checklist")["items"]
+            return next(i for i in items if i["id"] == "calibration")
+
+        draft_item = calibration_item()
+        assert draft_item["status"] == "warn", draft_item
+        assert f"by session {sid}, but its certificate is not issued yet (draft)" in draft_item["detail"]
 
         # a draft before anyone signed: the numbers, but "DRAFT" and no issue date
         draft = pdftotext(c.get(f"{CAL}/sessions/{sid}/certificates/{dev}.pdf", headers=h).content, tmp_path)
@@ -81,10 +97,20 @@ def test_certificate_signed_issued_and_reissued(tmp_path):
 
         clock.advance(2 * MINUTE)
         qa_a = _login(c, APPROVER)
+        # every element ISO/IEC 17025 7.8 asks for is on record; without the laboratory's address none is issued
+        assert stack.get(f"{CAL}/sessions/{sid}/certificates/{dev}/revisions")["missing"] == []
+        approver = auth.find_user(svc.db, APPROVER[0])
+        with pytest.raises(CertificateIncomplete, match=r"cannot be issued: record the laboratory's address"):
+            certificate_issue.issue(svc.db, sid, dev, principal=Principal("user", APPROVER[0], "qa", approver["id"]),
+                                    password=APPROVER[2], now_ms=clock.now_ms(),
+                                    lab={"name": "ColdTrace Metrology Lab", "location": "Lausanne, bench 2"})
+        assert certificate_issue.revisions(svc.db, sid, dev) == []
         rev1 = _ok(c.post(f"{CAL}/sessions/{sid}/certificates/{dev}/issue", headers=qa_a,
                           json={"password": APPROVER[2]}), 201)
         assert (rev1["number"], rev1["revision"], rev1["approver_name"]) == (f"CT-{sid}-{dev}", 1, "Dr Ana Silva")
         issued_at = rev1["issued_at"]
+        issued_item = calibration_item()  # once approved and issued, the logger's calibration passes
+        assert (issued_item["status"], issued_item["rows"][0]["certificate_ref"]) == ("pass", rev1["number"])
         # the logger's calibration record names this certificate; a shipment's checklist links to its PDF
         assert stack.get(f"{CAL}/devices/{dev}")["status"]["certificate_ref"] == rev1["number"]
         assert certificate_link(svc.db, dev, rev1["number"]) == f"{CAL}/sessions/{sid}/certificates/{dev}.pdf"

@@ -13,7 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from coldtrace.cli import DEMO_LAB_ADDRESS
+from coldtrace.services.calibration_records import certificate_data
+from coldtrace.settings import LabSettings
 from coldtrace.store.db import Database
+from firmware_sim.bench import BenchSpec
 from tests.support.services import free_port
 from tests.support.stack import wait_for
 
@@ -76,6 +80,16 @@ def test_second_start_resumes_instead_of_duplicating(tmp_path):
     loggers1 = _loggers(data)
     bench_devices = {d for (d, _ts) in first if not d.startswith("LOG-")}
     assert len(sessions1) == 1 and bench_devices
+    # the demo's bench certificates lack nothing ISO/IEC 17025 7.8 asks for: the reference's certificate and
+    # traceability, the loggers' make/model/serial, the conditions, and a (simulated) laboratory's address
+    assert "Calibration certificates name a simulated laboratory" in log1.read_text()
+    db = Database(data / "coldtrace.db")
+    try:
+        lab = LabSettings(address=DEMO_LAB_ADDRESS).model_dump()
+        for dev in sorted(d for d in bench_devices if d != BenchSpec().reference_id):
+            assert certificate_data(db, sessions1[0][0], dev, lab=lab).missing() == [], dev
+    finally:
+        db.close()
 
     proc = _run(data, log2)
     try:

@@ -156,13 +156,14 @@ export function makeChart(container, kind, data, opts = {}) {
   const dmax = Math.max(...data.slice(3, 4).flat().filter((v) => v !== null), -Infinity);
   const shown = () => (kind === "temp" ? visibleLimits(state.limits, Number.isFinite(dmin) ? dmin : null, Number.isFinite(dmax) ? dmax : null) : []);
   const plugOpts = () => ({ limits: shown(), excursions: state.excursions || [], markers: state.markers || [] });
-  const fmtT = (u, v) => (v === null ? "—" : temp(v, 2));
+  // the legend's values follow the cursor; away from the plot it invites a hover instead of printing "—"
+  const fmtT = (u, v) => (v === null ? "" : temp(v, 2));
   const series = kind === "temp"
-    ? [{ label: "Time", value: (u, v) => (v === null ? "—" : new Date(v * 1000).toLocaleString()) },
+    ? [{ label: "Time", value: (u, v) => (v === null ? "hover the chart" : new Date(v * 1000).toLocaleString()) },
       { label: "Mean", stroke: C.mean, width: 1.5, value: fmtT },
       { label: "Min", stroke: "rgba(31,78,156,0.35)", width: 0.5, value: fmtT },
       { label: "Max", stroke: "rgba(31,78,156,0.35)", width: 0.5, value: fmtT }]
-    : [{ label: "Date", value: (u, v) => (v === null ? "—" : new Date(v * 1000).toLocaleDateString()) },
+    : [{ label: "Date", value: (u, v) => (v === null ? "hover the chart" : new Date(v * 1000).toLocaleDateString()) },
       { label: "As-found error", stroke: C.mean, paths: () => null, points: { show: true, size: 10, fill: C.mean }, value: fmtT },
       { label: "Drift fit", stroke: C.alarmLine, width: 2, dash: [8, 4], points: { show: false }, value: fmtT }];
   const hl = state.hlines || [];

@@ -66,7 +66,7 @@ export async function mount(main, ctx) {
     plot = new uPlot({
       width, height: 260,
       series: [
-        { label: "Time", value: (u, v) => (v === null ? "—" : new Date(v * 1000).toLocaleString()) },
+        { label: "Time", value: (u, v) => (v === null ? "hover the chart" : new Date(v * 1000).toLocaleString()) },
         { label: "Alarms", stroke: COLORS.bar, fill: "rgba(31, 78, 156, 0.45)", width: 1,
           paths: uPlot.paths.bars({ size: [0.9, 40], align: 1 }), points: { show: false } },
       ],

@@ -6,7 +6,8 @@ import { badge, dl, errorBox, fixed, h, link, loading, notFound, replace, sectio
 import { sessionStateBadge } from "./calibration.js";
 import { field, formError, input, onSubmit, signDialog } from "../forms.js";
 
-const num = (v, d = 3) => (v === null || v === undefined ? "—" : Number(v).toFixed(d));
+const num = (v, d = 3) => (v === null || v === undefined ? "n/a" : Number(v).toFixed(d));
+const notRecorded = () => h("span", { class: "muted" }, "not recorded (required before a certificate is issued)");
 
 export function decisionBadge(d) {
   return badge(d.replace("_", " "), { pass: "ok", fail: "bad", indeterminate: "warn" }[d] || "neutral");
@@ -47,9 +48,9 @@ export async function mount(main, ctx) {
     replace(head, h("div", { class: "page-head" }, h("h1", {}, `Calibration session ${id} `, sessionStateBadge(s.state)), actions), h("div", { class: "card" }, dl([
       ["Kind", (s.kind || "").replace("_", "-")], ["Reference", link(`/ui/calibration/devices/${encodeURIComponent(s.reference_id)}`, s.reference_id)],
       ["Reference uncertainty", `U = ${fixed(s.u_ref_c, 4)} °C (k = 2)`], ["MPE", `±${fixed(s.mpe_c, 3)} °C (${s.rule} decision rule)`],
-      ["Started", time(s.started_at)], ["Completed", time(s.completed_at, { empty: s.state === "running" ? "running" : "—" })],
+      ["Started", time(s.started_at)], ["Completed", time(s.completed_at, { empty: s.state === "running" ? "running" : `not completed (${s.state})` })],
       ["Devices under test", s.duts.map((d) => d.device_id).join(", ")], s.notes && ["Notes", s.notes],
-      ["Customer", s.customer || "—"], ["Location", s.location || "—"],
+      ["Customer", s.customer || notRecorded()], ["Location", s.location || notRecorded()],
       ["Ambient", s.ambient_c === null || s.ambient_c === undefined ? "not recorded" : `${num(s.ambient_c, 1)} °C, ${s.ambient_rh_pct === null ? "RH not recorded" : `${num(s.ambient_rh_pct, 0)} % RH`}`],
     ])));
     if (ctx.canWrite) {
@@ -74,9 +75,9 @@ export async function mount(main, ctx) {
         { label: "Set point", num: true, cell: (r) => temp(r.set_point_c, 2) },
         { label: "n", num: true, cell: (r) => String(r.n) },
         { label: "Error e", num: true, cell: (r) => `${num(r.error_c)} °C` },
-        { label: "s", num: true, cell: (r) => num(r.s_c, 4) },
-        { label: "u", num: true, cell: (r) => num(r.u_c, 4) },
-        { label: "U (k=2)", num: true, cell: (r) => num(r.expanded_u_c) },
+        { label: "s (°C)", num: true, cell: (r) => num(r.s_c, 4) },
+        { label: "u (°C)", num: true, cell: (r) => num(r.u_c, 4) },
+        { label: "U, k=2 (°C)", num: true, cell: (r) => num(r.expanded_u_c) },
         { label: "Decision", cell: (r) => decisionBadge(r.decision) },
         { label: "Zone", cell: (r) => r.zone },
       ], rows))) : section("Results", h("p", { class: "muted" }, "No results yet: they appear as each set point is captured.")));
@@ -136,9 +137,12 @@ export async function mount(main, ctx) {
     replace(certBox, table([
       { label: "Device", cell: (c) => c.device_id },
       { label: "Certificate", cell: (c) => c.number },
-      { label: "Issued revisions", cell: (c) => (c.revisions.length ? c.revisions.map((r) => h("div", {},
+      { label: "Issued revisions", cell: (c) => [c.revisions.length ? c.revisions.map((r) => h("div", {},
         link(`/api/v1/calibration/sessions/${sid}/certificates/${encodeURIComponent(c.device_id)}.pdf?revision=${r.revision}`, `revision ${r.revision}`),
-        " issued ", time(r.issued_at), ` by ${r.approver_name}`, r.changes ? ` — ${r.changes}` : "")) : h("span", { class: "muted" }, "not issued")) },
+        " issued ", time(r.issued_at), ` by ${r.approver_name}`, r.changes ? ` — ${r.changes}` : "")) : h("span", { class: "muted" }, "not issued"),
+        // what ISO/IEC 17025 7.8 needs and the records lack: the API refuses the issue until it is recorded
+        c.missing && c.missing.length ? h("p", { class: "cert-missing", dataset: { missing: c.device_id } },
+          `Before ${c.revisions.length ? "a re-issue" : "issue"}, record: ${c.missing.join("; ")}.`) : null] },
       { label: "", cell: (c) => h("div", { class: "row-actions" },
         link(`/api/v1/calibration/sessions/${sid}/certificates/${encodeURIComponent(c.device_id)}.pdf`, c.revisions.length ? "PDF (latest)" : "draft PDF"),
         s.state === "completed" && performed && h("button", { type: "button", class: "btn btn-small", dataset: { issue: c.device_id },

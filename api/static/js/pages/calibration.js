@@ -55,7 +55,7 @@ export async function mount(main, ctx) {
         { label: "Kind", cell: (d) => d.kind },
         { label: "State", cell: (d) => calibrationBadge(states.get(d.id)) },
         { label: "Last calibrated", cell: (d) => time(((states.get(d.id) || {}).status || {}).last_calibrated_at, { dateOnly: true }) },
-        { label: "Certificate", cell: (d) => ((states.get(d.id) || {}).status || {}).certificate_ref || "—" },
+        { label: "Certificate", cell: (d) => ((states.get(d.id) || {}).status || {}).certificate_ref || h("span", { class: "muted" }, "none on record") },
       ], rows, { emptyText: "No devices yet." }));
     }
     if (!sessions || !devices) throw new Error("part of the calibration data could not be loaded");

@@ -46,7 +46,7 @@ export async function mount(main, ctx) {
       ["Status", calibrationBadge(st)],
       ["Last calibrated", time(s.last_calibrated_at)],
       ["Next due", time(s.due_at, { dateOnly: true })],
-      ["Certificate", s.certificate_ref || "—"],
+      ["Certificate", s.certificate_ref || "none on record"],
       s.reason && ["Why", s.reason],
       ["Usable for shipments", s.usable === false ? badge("no", "bad") : s.usable === true ? badge("yes", "ok") : "—"],
     ]));

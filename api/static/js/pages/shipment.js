@@ -97,12 +97,13 @@ export async function mount(main, ctx) {
     ];
     const calFail = cl.items.find((i) => i.id === "calibration");
     replace(tiles,
-      h("div", { class: `tile ${mktBad ? "bad" : ""}`, id: "mkt" }, h("div", { class: "v" }, ev.mkt_c === null ? "—" : temp(ev.mkt_c, 2)),
+      h("div", { class: `tile ${mktBad ? "bad" : ""}`, id: "mkt" }, h("div", { class: "v" }, ev.mkt_c === null ? "no data yet" : temp(ev.mkt_c, 2)),
         h("div", { class: "k" }, "MKT"), h("div", { class: "k" }, mktNote)),
-      tileEl("Calibration", calFail ? statusText(calFail.status) : "—", tileKind(calFail && calFail.status),
+      tileEl("Calibration", calFail ? statusText(calFail.status) : "not judged", tileKind(calFail && calFail.status),
         calFail ? calFail.rows.map((r) => `${r.device_id}: ${r.status.replace("_", " ")}`).join(", ") || "no logger" : null),
       tileEl("Excursions", String(excs.length), excs.length ? "warn" : null, `${alarms} alarmed`),
-      tileEl("Time in range", covered ? `${(100 * inRange / covered).toFixed(1)} %` : "—", null, `of ${duration(covered)} covered`),
+      tileEl("Time in range", covered ? `${(100 * inRange / covered).toFixed(1)} %` : "no data yet", null,
+        covered ? `of ${duration(covered)} covered` : "no covered time in the loggers' windows"),
       tileEl("Loggers", String(ev.loggers.length), null, ev.loggers.length ? "evaluated over their window" : "attach a logger"));
   }
 
@@ -338,14 +339,21 @@ function tileEl(label, value, kind, note) {
 
 function statsFacts(lg, profile) {
   const s = lg.stats;
+  if (lg.start === null || lg.start === undefined) {  // not departed: nothing to state yet (no "—" rows)
+    return h("div", { class: "card-sub" }, dl([["Window", "from departure (not departed yet)"], ["Readings", "none counted yet"]]));
+  }
+  if (!s.count) {
+    return h("div", { class: "card-sub" }, dl([["Window", [time(lg.start), " → ", time(lg.end, { empty: "now" })]],
+      ["Readings", "none in the window yet"]]));
+  }
   const beyond = Object.entries(s.beyond_ms || {}).filter(([, ms]) => ms > 0);
   return h("div", { class: "card-sub" }, dl([
     ["Window", [time(lg.start), " → ", time(lg.end, { empty: "now" })]],
     ["Readings", (s.count ?? 0).toLocaleString()],
     ["Min / mean / max", `${temp(s.min_c, 2)} / ${temp(s.mean_c, 2)} / ${temp(s.max_c, 2)}`],
-    ["MKT of this logger", s.mkt_c === null ? "—" : [temp(s.mkt_c, 2),
+    ["MKT of this logger", s.mkt_c === null ? "not enough covered time" : [temp(s.mkt_c, 2),
       profile.mkt_max_c !== null && s.mkt_c > profile.mkt_max_c ? [" ", badge(`over the ${short(profile.mkt_max_c)} °C limit`, "bad")] : ""]],
-    ["Time in range", s.time_in_range_pct === null || s.time_in_range_pct === undefined ? "—" : `${Number(s.time_in_range_pct).toFixed(1)} %`],
+    ["Time in range", s.time_in_range_pct === null || s.time_in_range_pct === undefined ? "no covered time" : `${Number(s.time_in_range_pct).toFixed(1)} %`],
     ["Gaps (no data)", s.gap_ms ? `${duration(s.gap_ms)} in ${s.gaps.length} gap${s.gaps.length === 1 ? "" : "s"}` : "none"],
     beyond.length && ["Time beyond limits", beyond.map(([k, ms]) => `${k}: ${duration(ms)}`).join(", ")],
   ]));
@@ -354,7 +362,10 @@ function statsFacts(lg, profile) {
 function excursionsOf(lg) {
   return table([
     { label: "Start", cell: (e) => time(e.start_ts) },
-    { label: "End", cell: (e) => (e.end_ts === null ? badge("ongoing", "bad") : time(e.end_ts)) },
+    // open at the window's end (delivered still beyond the limit): not "ongoing", which reads as still happening
+    { label: "End", cell: (e) => (e.end_ts !== null ? time(e.end_ts)
+      : lg.end !== null && lg.end !== undefined ? [badge("beyond at arrival", "bad"), " ", time(lg.end)]
+        : badge("ongoing", "bad")) },
     { label: "Limit", cell: (e) => `${e.direction} ${short(e.threshold_c)} °C (${e.limit_id})` },
     { label: "Severity", cell: (e) => severityBadge(e.severity) },
     { label: "Duration", num: true, cell: (e) => duration(e.duration_ms) },

@@ -94,11 +94,13 @@ def cmd_mqtt_config(args: argparse.Namespace) -> int:
     # the collector's client ids are reserved (and `<id>-*`, a shared-subscription fleet's instances)
     client_ids = [settings.mqtt.client_id, *(args.collector_client_id or [])]
     try:
+        owner = mqtt_access.broker_owner(args.broker_user)
         cfg = mqtt_access.write_config(Path(args.out), sorted(devices), collector_user=collector_user,
                                        collector_password=collector_pw, rotate=args.rotate,
                                        collector_client_ids=client_ids, gateways=args.gateway or [],
                                        device_port=args.device_port, collector_port=args.collector_port,
-                                       device_bind=args.device_bind, collector_bind=args.collector_bind)
+                                       device_bind=args.device_bind, collector_bind=args.collector_bind,
+                                       owner=owner)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     print(f"wrote {cfg.password_file}, {cfg.collector_password_file}, {cfg.acl_file} and {cfg.conf_file}"
@@ -328,6 +330,9 @@ def add_commands(sub) -> None:
     mq.add_argument("--collector-port", type=int, default=1884, help="listener of the collector only (1884)")
     mq.add_argument("--device-bind", help="address the device listener binds (default: all)")
     mq.add_argument("--collector-bind", help="address the collector listener binds (default: all; prefer internal)")
+    mq.add_argument("--broker-user", default=None,
+                    help="as root: give the password files and the ACL (0600) to this system user, the one"
+                         " Mosquitto drops to (default: mosquitto, if it exists; '' keeps them root's)")
     mq.add_argument("--data-dir")
     mq.set_defaults(handler=cmd_mqtt_config)
 

@@ -138,12 +138,33 @@ class MqttConfig:
     users: list[str] = field(default_factory=list)
 
 
-def _write_private(path: Path, text: str) -> None:
+def _write_private(path: Path, text: str, owner: tuple[int, int] | None = None) -> None:
+    """Mode 0600; given to ``owner`` (uid, gid) when set: Mosquitto started as root drops to its own user
+    (``mosquitto``) before it reads its password files and ACL, and could not read a root-owned 0600 file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
+        if owner is not None:
+            os.fchown(f.fileno(), *owner)
         f.write(text)
     os.replace(tmp, path)
+
+
+def broker_owner(user: str | None) -> tuple[int, int] | None:
+    """(uid, gid) of the system user the broker runs as, when this process may give files away (root):
+    ``user`` None means Mosquitto's own ``mosquitto`` if it exists; "" or a non-root process: None (the
+    files stay the writer's). An explicit user that does not exist is a ValueError."""
+    if os.geteuid() != 0 or user == "":
+        return None
+    import pwd
+
+    try:
+        pw = pwd.getpwnam(user or "mosquitto")
+    except KeyError:
+        if user is None:
+            return None
+        raise ValueError(f"no system user {user!r} (--broker-user: the user Mosquitto runs as)") from None
+    return pw.pw_uid, pw.pw_gid
 
 
 def write_config(out_dir: Path, device_ids: list[str], *, collector_user: str = DEFAULT_COLLECTOR_USER,
@@ -151,13 +172,14 @@ def write_config(out_dir: Path, device_ids: list[str], *, collector_user: str = 
                  collector_client_ids: list[str] | tuple[str, ...] = (DEFAULT_COLLECTOR_CLIENT_ID,),
                  device_port: int = DEVICE_PORT, collector_port: int = COLLECTOR_PORT,
                  device_bind: str | None = None, collector_bind: str | None = None,
-                 gateways: list[str] | tuple[str, ...] = ()) -> MqttConfig:
+                 gateways: list[str] | tuple[str, ...] = (), owner: tuple[int, int] | None = None) -> MqttConfig:
     """Write ``passwd`` (devices), ``collector-passwd`` (the collector), ``acl`` and ``coldtrace.conf`` (the
     two listeners to include in mosquitto.conf) in ``out_dir``. Users already in a password file keep their
     password unless listed in ``rotate``; new users get a random one, returned in ``new_credentials``.
     Devices no longer listed lose access. ``gateways``: users that publish for any device (one per gateway:
     on the device listener a user is one session). A device or gateway named like the collector's user or one
-    of its client ids (or ``{id}-*``) is refused: those identities are the collector's."""
+    of its client ids (or ``{id}-*``) is refused: those identities are the collector's. ``owner``: (uid, gid)
+    the password files and the ACL are given to (the broker's user, see ``broker_owner``)."""
     bad = [d for d in [*device_ids, *gateways] if not DEVICE_ID_RE.match(d)]
     if bad:
         raise ValueError(f"invalid device/gateway id(s): {', '.join(bad)}")
@@ -194,9 +216,9 @@ def write_config(out_dir: Path, device_ids: list[str], *, collector_user: str = 
             cfg.new_credentials[user] = pw
             entries[user] = hash_password(pw)
     devices = {u: h for u, h in entries.items() if u != collector_user}
-    _write_private(cfg.password_file, "".join(f"{u}:{h}\n" for u, h in devices.items()))
-    _write_private(cfg.collector_password_file, f"{collector_user}:{entries[collector_user]}\n")
-    _write_private(cfg.acl_file, acl_text(device_ids, collector_user, gateways))
+    _write_private(cfg.password_file, "".join(f"{u}:{h}\n" for u, h in devices.items()), owner)
+    _write_private(cfg.collector_password_file, f"{collector_user}:{entries[collector_user]}\n", owner)
+    _write_private(cfg.acl_file, acl_text(device_ids, collector_user, gateways), owner)
     cfg.conf_file.write_text(conf_text(cfg, device_port=device_port, collector_port=collector_port,
                                        device_bind=device_bind, collector_bind=collector_bind), encoding="utf-8")
     cfg.users = list(entries)

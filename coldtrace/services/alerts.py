@@ -529,7 +529,10 @@ def _auto_resolve(db: Database, alert_id: str, exc_end: int | None, now: int, qu
         a = _load(c, alert_id)
         if a["state"] == "resolved":
             return None
-        if exc_end is not None:
+        if exc_end is not None and a["severity"] == "info":  # an information event: its own excursion is quiet
+            text = (f"Resolved automatically: the excursion ended at {to_iso(exc_end)}, at least"
+                    f" {quiet_ms // MINUTE} min ago (an information event).")
+        elif exc_end is not None:
             text = (f"Resolved automatically: the excursion ended at {to_iso(exc_end)} and has not recurred for"
                     f" {quiet_ms // MINUTE} min.")
         else:

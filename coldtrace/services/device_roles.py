@@ -55,12 +55,15 @@ def set_role(c: Any, device_id: str, role: str | None, *, actor: str, now: int,
              reason: str | None = None) -> dict[str, Any]:
     """Set (or, with None, clear) a device's role in the caller's transaction, with an audit record.
 
-    A device that leaves the bench is judged by its profile from its next reading on."""
+    A device that leaves the bench is judged by its profile from its next reading on. A role set to what it
+    already is changes nothing and records nothing (a restarted simulator registers its bench again)."""
     if role is not None and role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     device_store.ensure_device(c, device_id, now)
     row = device_store.role_state(c, device_id)
     assert row is not None  # registered just above, in this transaction
+    if row.role == role:
+        return {"device_id": device_id, "role": role, "previous": row.role}
     sroles = session_roles(c)
     was = on_bench(row.role, row.kind, sroles.get(device_id))
     will = on_bench(role, row.kind, sroles.get(device_id))

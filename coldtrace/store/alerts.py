@@ -357,7 +357,9 @@ def self_resolvable(db: Any, quiet_since: int) -> list[SelfResolvableRow]:
     """Unresolved info and warning alerts whose condition has cleared at or before ``quiet_since``: an
     excursion's alerts once it ended then and its limit has not been exceeded again on that series since (an
     episode that began after it, still open or ended after ``quiet_since``); other alerts once cleared then.
-    A superseded excursion's alerts are never listed. By alert id."""
+    An *information* event of an excursion needs only its own excursion quiet and no later episode still
+    open: a fridge opened every 20 min never has 60 quiet minutes, and its door openings' events would
+    otherwise stay open for ever (issue 13). A superseded excursion's alerts are never listed. By alert id."""
     rows = _rows(
         db,
         "SELECT a.id, a.severity, a.device_id, e.end_ts FROM alerts a JOIN excursions e ON e.id = a.excursion_id"
@@ -365,7 +367,7 @@ def self_resolvable(db: Any, quiet_since: int) -> list[SelfResolvableRow]:
         " AND e.superseded = 0 AND e.end_ts IS NOT NULL AND e.end_ts <= ?"
         " AND NOT EXISTS (SELECT 1 FROM excursions x WHERE x.series_id = e.series_id"
         "   AND x.limit_id = e.limit_id AND x.superseded = 0 AND x.start_ts > e.start_ts"
-        "   AND (x.end_ts IS NULL OR x.end_ts > ?))"
+        "   AND (x.end_ts IS NULL OR (x.end_ts > ? AND a.severity <> 'info')))"
         " UNION ALL SELECT a.id, a.severity, a.device_id, NULL FROM alerts a"
         " WHERE a.excursion_id IS NULL AND a.state != 'resolved' AND a.condition = 'cleared'"
         " AND a.severity IN ('info', 'warning') AND a.cleared_at <= ?"

@@ -377,6 +377,31 @@ def test_self_resolvable_alerts_are_quiet_cleared_info_and_warnings(db):
         {"alert_id": "al_6", "severity": "info", "device_id": "LOG-6", "excursion_end_ts": None}]
 
 
+def test_information_events_of_a_recurring_limit_resolve_once_their_own_excursion_is_quiet(db):
+    """Seen from outside (issue 13 judge): a fridge opened every 20 min never stays below 8 °C for 60 min, so
+    under the warning rule (no later episode ended less than 60 min ago) its door openings' information
+    events never resolved: 60 of 99 info alerts of `run --simulate` were still open after 2 h, growing ~12 an
+    hour per fridge. An information event resolves once its own excursion ended `quiet` ago and the limit is
+    not exceeded right now (no later episode still open); a warning keeps the stricter rule."""
+    quiet_since = T0 + 120 * MINUTE  # now: T0 + 180 min, quiet: 60 min
+    old = _store_exc(db, _exc(limit="high", start=T0, end=T0 + 3 * MINUTE))  # a door opening 3 h ago
+    _store_exc(db, _exc(limit="high", start=T0 + 160 * MINUTE, end=T0 + 163 * MINUTE))  # the last, 17 min ago
+    warn = _store_exc(db, _exc(series="LOG-2", limit="high-warn", severity="warning", start=T0,
+                               end=T0 + 3 * MINUTE))
+    _store_exc(db, _exc(series="LOG-2", limit="high-warn", severity="warning", start=T0 + 160 * MINUTE,
+                        end=T0 + 163 * MINUTE))
+    now_open = _store_exc(db, _exc(series="LOG-3", limit="high", start=T0, end=T0 + 3 * MINUTE))
+    _store_exc(db, _exc(series="LOG-3", limit="high", start=T0 + 178 * MINUTE))  # the door is open right now
+    _alert(db, "al_1", type_="excursion.opened", severity="info", excursion_id=old, created_at=T0)
+    _alert(db, "al_2", type_="excursion.closed", severity="info", excursion_id=old, created_at=T0 + 3 * MINUTE)
+    _alert(db, "al_3", type_="excursion.alarm", severity="warning", device="LOG-2", excursion_id=warn)
+    _alert(db, "al_4", type_="excursion.opened", severity="info", device="LOG-3", excursion_id=now_open)
+    rows = store.self_resolvable(db, quiet_since)
+    assert [r["alert_id"] for r in rows] == ["al_1", "al_2"]
+    assert rows[0] == {"alert_id": "al_1", "severity": "info", "device_id": "LOG-1",
+                       "excursion_end_ts": T0 + 3 * MINUTE}
+
+
 def test_profiles_of_devices_are_read_in_chunks(db):
     with db.write() as c:
         c.execute("INSERT INTO profiles (id, name, body, updated_at) VALUES (?,?,?,0)", ("p1", "P1", '{"a":1}'))

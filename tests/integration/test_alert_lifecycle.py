@@ -290,9 +290,16 @@ def test_only_self_clearing_alerts_resolve_themselves_after_they_stayed_away(env
     # it comes back 40 minutes after it ended: not over yet
     _ingest(pipeline, "LOG-2", ep1_end + 40 * MINUTE, [9.0, 9.2, 5.0])
     ep2_end = ep1_end + 50 * MINUTE
-    assert lifecycle.tick(db, ep1_end + 60 * MINUTE, policy).resolved == []
+    # episode 1's information events (opened, closed) need only their own excursion quiet for 60 min and the
+    # limit not exceeded right now (issue 13: door openings every 20 min never give 60 quiet minutes); its
+    # warning waits until the limit has stayed away 60 min
+    early = lifecycle.tick(db, ep1_end + 60 * MINUTE, policy).resolved
+    ep1_info = {r[0] for r in db.query("SELECT a.id FROM alerts a JOIN excursions e ON e.id = a.excursion_id"
+                                       " WHERE a.device_id = 'LOG-2' AND a.severity = 'info' AND e.end_ts <= ?",
+                                       (ep1_end,))}
+    assert ep1_info and set(early) == ep1_info
     assert lifecycle.tick(db, ep2_end + 60 * MINUTE - 1, policy).resolved == []
-    resolved = lifecycle.tick(db, ep2_end + 60 * MINUTE, policy).resolved
+    resolved = early + lifecycle.tick(db, ep2_end + 60 * MINUTE, policy).resolved
     rows = db.query("SELECT id, severity FROM alerts WHERE device_id = 'LOG-2'")
     # info and warning (the 2-8 °C profile's self-clearing severities) resolve themselves; the alarm waits
     # for a person: nobody acknowledged it

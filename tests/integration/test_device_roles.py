@@ -10,6 +10,7 @@ import pytest
 
 from coldtrace.core.model import MINUTE
 from coldtrace.services.calibration_service import CalibrationService, SessionSpec
+from coldtrace.services.device_roles import set_role
 from coldtrace.services.pipeline import Pipeline, RawMessage
 from coldtrace.store.devices import EFFECTIVE_ROLE_SQL
 from firmware_sim.bench import BenchSpec, bench_series, native_payloads, register_bench_devices
@@ -157,3 +158,21 @@ def test_a_session_keeps_devices_without_a_role_on_the_bench_through_the_baths_t
         assert db.query_one("SELECT judged_from FROM devices WHERE id = ?", (dev,))[0] >= completed_at + 3600_000
         assert [t for t in alert_types(db, dev) if t.startswith(("excursion.", "device.sensor"))] == [], dev
     assert db.query_one("SELECT COUNT(*) FROM excursions")[0] == 0
+
+
+def test_a_simulation_restart_registers_the_bench_again_without_audit_records_for_unchanged_roles(pipeline_env):
+    """Seen from outside (judge of issues 13/17): every restart of `run --simulate` added four audit records
+    "device.role calibration_reference -> calibration_reference". A role set to what it already is is no
+    change: nothing to record; a real change still is."""
+    clock, db, _ = pipeline_env
+    register_bench_devices(db, SPEC, clock.now_ms())
+    clock.advance(MINUTE)
+    register_bench_devices(db, SPEC, clock.now_ms())  # the restart
+    rows = db.query("SELECT entity_id, old_value, new_value FROM audit_log WHERE action = 'device.role' ORDER BY id")
+    assert sorted(r[0] for r in rows) == sorted([SPEC.reference_id, *(lg.device_id for lg in SPEC.loggers)])
+    assert all(json.loads(r[1])["role"] is None for r in rows)
+    with db.write() as c:
+        out = set_role(c, SPEC.reference_id, "shipment_logger", actor="bob", now=clock.now_ms(), reason="back in use")
+    assert out["previous"] == "calibration_reference"
+    last = db.query_one("SELECT actor, new_value FROM audit_log WHERE action = 'device.role' ORDER BY id DESC")
+    assert (last[0], json.loads(last[1])["role"]) == ("bob", "shipment_logger")

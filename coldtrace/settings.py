@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from coldtrace.core.errors import ConfigError
+from coldtrace.core.listvalue import comma_or_json_list
 from coldtrace.core.lorawan import LorawanSettings
 
 
@@ -109,11 +110,7 @@ class ApiSettings(BaseModel):
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, v: object) -> object:
-        if isinstance(v, str):
-            if v.strip().startswith("["):
-                return json.loads(v)
-            return [p.strip() for p in v.split(",") if p.strip()]
-        return v
+        return comma_or_json_list(v)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -192,14 +189,7 @@ class WebhookSettings(BaseModel):
     @field_validator("allowed_private_targets", mode="before")
     @classmethod
     def _split_targets(cls, v: object) -> object:
-        if isinstance(v, str):  # from an env var: a JSON list, or "10.0.0.0/8, hooks.site.lan"
-            if v.lstrip().startswith("["):
-                try:
-                    return json.loads(v)
-                except ValueError as exc:
-                    raise ValueError(f"not a JSON list: {exc}") from None
-            return [p.strip() for p in v.split(",") if p.strip()]
-        return v
+        return comma_or_json_list(v)  # from an env var: a JSON list, or "10.0.0.0/8, hooks.site.lan"
 
     @field_validator("allowed_private_targets")
     @classmethod

@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import NoDecode  # a marker only: the *_fields variables may be "a,b" as well as JSON
 
 from coldtrace.core.clock import parse_time
+from coldtrace.core.listvalue import comma_or_json_list
 from coldtrace.core.model import Batch, ParseResult, Reading, Rejection
 from coldtrace.core.payload import FUTURE_TOLERANCE_MS, MAX_BYTES, _check_value, valid_device_id
 
@@ -71,14 +72,7 @@ class LorawanSettings(BaseModel):
     @field_validator("temperature_fields", "battery_fields", mode="before")
     @classmethod
     def _csv(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            if v.strip().startswith("["):
-                try:
-                    return json.loads(v)
-                except ValueError as exc:
-                    raise ValueError(f"not a JSON list: {exc}") from None
-            return [p.strip() for p in v.split(",") if p.strip()]
-        return v
+        return comma_or_json_list(v)
 
     @field_validator("temperature_fields")
     @classmethod

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 
 from coldtrace.core.clock import Clock, to_iso
-from coldtrace.core.errors import ColdTraceError
+from coldtrace.core.errors import ColdTraceError, PayloadError
 from coldtrace.core.model import (
     BUILTIN_PROFILES,
     Alert,
@@ -48,19 +48,27 @@ RAW_CAP = 64 * 1024
 
 
 def is_transient(exc: BaseException) -> bool:
-    """A failure of the store itself (locked, disk full, InfluxDB unreachable): the message is kept
-    unacknowledged and retried. Anything else that one message makes the pipeline raise is that message's
-    doing: it is quarantined (``poison_reason``) and acknowledged, and the other messages go on."""
+    """A failure of the store itself (locked, disk full, InfluxDB or PostgreSQL unreachable): the message is
+    kept unacknowledged and retried. Anything else that one message makes the pipeline raise is that
+    message's doing: it is quarantined (``poison_reason``) and acknowledged, and the other messages go on.
+    A ``PayloadError`` is a value the store refused (PostgreSQL's text holds no NUL): the message's doing,
+    never retried (retrying it would stop every message behind it)."""
+    if isinstance(exc, PayloadError):
+        return False
     return isinstance(exc, ColdTraceError | sqlite3.OperationalError)
 
 
 def poison_reason(exc: BaseException) -> str:
-    return "out_of_range" if isinstance(exc, OverflowError) else "internal_error"
+    if isinstance(exc, OverflowError):
+        return "out_of_range"
+    if isinstance(exc, PayloadError):
+        return "schema"  # a value no store column can hold (PostgreSQL's text: a NUL character)
+    return "internal_error"
 
 
 def _clean(text: str, limit: int = 500) -> str:
-    """Text SQLite can store whatever a payload put in it (lone surrogates included)."""
-    return text[:limit].encode("utf-8", "backslashreplace").decode("utf-8")
+    """Text any store can hold whatever a payload put in it (lone surrogates, NUL characters included)."""
+    return text[:limit].replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass(slots=True)

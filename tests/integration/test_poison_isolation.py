@@ -10,15 +10,17 @@ a stable code and are quarantined.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 
 import paho.mqtt.client as mqtt
 import pytest
 
 from coldtrace.core.clock import ManualClock
+from coldtrace.core.errors import PayloadError, StoreError
 from coldtrace.core.model import Reading
 from coldtrace.services import auth
-from coldtrace.services.pipeline import Pipeline, RawMessage
+from coldtrace.services.pipeline import Pipeline, RawMessage, is_transient
 from coldtrace.settings import load_settings
 from coldtrace.store.db import Database
 from coldtrace.store.sqlite import SqliteReadingStore
@@ -168,6 +170,39 @@ def test_a_batch_that_fails_is_split_and_only_the_guilty_message_is_quarantined(
         rows = db.query("SELECT device_id, reason, detail, raw FROM quarantine")
         assert [(r[0], r[1]) for r in rows] == [("BUG", "internal_error")]
         assert "ValueError" in rows[0][2] and json.loads(rows[0][3])["device_id"] == "BUG"
+    finally:
+        db.close()
+
+
+class _NulRefusingStore(SqliteReadingStore):
+    """The real SQLite store, refusing one device's data as PostgreSQL refuses a NUL in text (PayloadError)."""
+
+    def write(self, readings):
+        if any(r.device_id == "NUL" for r in readings):
+            raise PayloadError("nul_character", "a text value holds a NUL (0x00) character, which cannot be stored")
+        return super().write(readings)
+
+
+def test_a_value_the_store_refuses_is_the_messages_fault_quarantined_never_retried(tmp_path):
+    """A PayloadError from the store (PostgreSQL refusing a NUL) is no store outage: were it retried like one,
+    the collector would meet it again forever and nothing behind it would be stored."""
+    assert is_transient(StoreError("disk full")) and is_transient(sqlite3.OperationalError("database is locked"))
+    assert not is_transient(PayloadError("nul_character", "NUL"))
+    db = Database(tmp_path / "ct.db")
+    clock = ManualClock()
+    pipeline = Pipeline(db, _NulRefusingStore(db), clock)
+    now = clock.now_ms()
+
+    def msg(dev: str) -> RawMessage:
+        body = {"v": 1, "device_id": dev, "readings": [{"ts": now - 1000, "temp_c": 5.0}]}
+        return RawMessage(json.dumps(body).encode(), "mqtt", dev, None, f"coldtrace/v1/devices/{dev}/readings")
+
+    try:
+        result = pipeline.ingest_raw_many([msg("A"), msg("NUL"), msg("B")])  # raises nothing
+        assert result.accepted == 2 and result.poisoned and [r.reason for r in result.rejected] == ["schema"]
+        rows = db.query("SELECT device_id, reason, detail FROM quarantine")
+        assert [(r[0], r[1]) for r in rows] == [("NUL", "schema")] and "PayloadError" in rows[0][2]
+        assert [pipeline.readings.count(d) for d in ("A", "NUL", "B")] == [1, 0, 1]
     finally:
         db.close()
 

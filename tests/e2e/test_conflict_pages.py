@@ -1,6 +1,6 @@
 """A conflicting reading on the QA pages (issue 12 item 4), end to end: a logger on a shipment stores a value
 over MQTT (the pipeline), the same (device, ts) then arrives over HTTP with another value. The quarantine page
-shows both values (the received one with its source), the device page and the shipment's release checklist say
+shows both values and where each came from, the device page and the shipment's release checklist say
 "conflicting data", and so does the trip report, until QA resolves it on the quarantine page; then every flag
 is gone and the stored series is unchanged."""
 
@@ -52,7 +52,7 @@ def test_a_conflict_is_flagged_on_every_page_until_qa_resolves_it(live_app, page
     row = page.locator("tr", has=page.locator("dl.conflict"))
     row.wait_for()
     values = " ".join(row.locator("dl.conflict").inner_text().split())
-    assert "Stored (kept) 5 °C" in values and "Received from http 9.4 °C (seq 99)" in values, values
+    assert "Stored (kept) from mqtt 5 °C (seq 0)" in values and "Received from http 9.4 °C (seq 99)" in values, values
     assert "Resolving" not in row.inner_text()  # QA may resolve: the form is there
     shot(page, "quarantine-conflict-open")
 

@@ -112,6 +112,51 @@ def test_poison_messages_are_quarantined_and_the_worker_child_never_restarts(tmp
     assert poisoned == 0
 
 
+def test_the_embedded_broker_path_of_coldtrace_run_isolates_the_same_poison(tmp_path):
+    """`coldtrace run`'s default: the embedded broker commits each PUBLISH to its inbox and the drainer feeds
+    the pipeline. The same poison, each followed by valid messages of other devices: every valid message is
+    stored, every poison quarantined with its reason, and the drainer empties the inbox (never stuck on a row)."""
+    from coldtrace.adapters.embedded_broker import DurableInbox, EmbeddedBroker, InboxDrainer
+    from collector.ingest import ingest_messages
+    from tests.support.embedded_kill import free_port
+
+    settings = load_settings(data_dir=tmp_path / "data", log_level="ERROR", mqtt={"url": None})
+    services = build_services(settings)
+    inbox = DurableInbox(tmp_path / "data" / "embedded-inbox.db")
+    broker = EmbeddedBroker("127.0.0.1", free_port(), inbox=inbox)
+    broker.start()
+    drainer = InboxDrainer(inbox.path, lambda items: ingest_messages(services.pipeline, items), inbox.arrived)
+    drainer.start()
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, "poison-embedded")
+    pub.connect("127.0.0.1", broker.port)
+    pub.loop_start()
+    db_path = tmp_path / "data" / "coldtrace.db"
+    try:
+        infos = []
+        for i, (_, dev, payload, _) in enumerate(POISON):
+            infos.append(pub.publish(f"coldtrace/v1/devices/{dev}/readings", payload, qos=1))
+            body = {"v": 1, "device_id": "GOOD-E", "seq": i,
+                    "readings": [{"ts": (NOW_S - 3600 + i) * 1000, "temp_c": 4.5}]}
+            infos.append(pub.publish("coldtrace/v1/devices/GOOD-E/readings", json.dumps(body), qos=1))
+        for info in infos:
+            info.wait_for_publish(10)
+        wait_for(lambda: services.readings.count("GOOD-E") == len(POISON)
+                 and sum(map(len, _reasons(db_path).values())) >= len(POISON), 30,
+                 "every valid message stored and every poison quarantined")
+        wait_for(lambda: drainer.processed == len(infos), 10, "the inbox drained")
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        drainer.stop()
+        broker.stop()
+        services.close()
+    reasons = _reasons(db_path)
+    for name, dev, _, reason in POISON:
+        assert reasons.get(dev) == [reason], (name, reasons.get(dev))
+    with sqlite3.connect(tmp_path / "data" / "embedded-inbox.db") as c:
+        assert c.execute("SELECT COUNT(*) FROM inbox").fetchone()[0] == 0  # nothing left behind, nothing stuck
+
+
 def test_a_collector_restart_does_not_meet_the_poison_again(tmp_path, mosquitto):
     """The poison was acknowledged with its quarantine: a new collector on the same session gets nothing again."""
     settings = load_settings(data_dir=tmp_path / "data", log_level="ERROR",

@@ -1,4 +1,4 @@
--- PostgreSQL twin of ../1800_conflict_stored_source.sql (times are epoch ms: BIGINT).
+-- PostgreSQL twin of ../1800_quarantine_stored_source.sql (times are epoch ms: BIGINT).
 -- Issue 12: a conflicting duplicate shows where each value came from. The received value's source is the
 -- quarantine row's own `source`; the stored value's is `stored_source`. Readings keep no source per row, so
 -- the store records which sources have delivered a device's readings, one row per (device, source) written

@@ -268,14 +268,17 @@ class EmbeddedBroker:
             "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
         }
         try:
-            self._broker = Broker(config, loop=self._loop)
-            self._loop.run_until_complete(self._broker.start())
-        except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
-            self._error = exc
+            try:
+                self._broker = Broker(config, loop=self._loop)
+                self._loop.run_until_complete(self._broker.start())
+            except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+                self._error = exc
+                self._ready.set()
+                return
             self._ready.set()
-            return
-        self._ready.set()
-        self._loop.run_forever()
+            self._loop.run_forever()
+        finally:
+            self._loop.close()  # its self-pipe sockets closed now, not whenever the loop is garbage collected
 
     def stop(self) -> None:
         if self._loop is None or self._broker is None:
@@ -288,5 +291,6 @@ class EmbeddedBroker:
         self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread:
             self._thread.join(10)
+        self._broker = None  # stopped: a second stop() does nothing
         if self.inbox is not None:
             self.inbox.close()

@@ -148,6 +148,8 @@ class QuarantineOut(BaseModel):
     reading_ts: str | None = None
     stored_temp_c: float | None = None
     stored_seq: int | None = None
+    # where the stored value came from: "mqtt", or "http or mqtt" when the device's readings came from several
+    stored_source: str | None = None
     received_temp_c: float | None = None
     received_seq: int | None = None
     resolved_at: str | None = None
@@ -161,6 +163,6 @@ class QuarantineOut(BaseModel):
         return cls(id=r["id"], received_at=to_iso(r["received_at"]) or "", source=r["source"], topic=r["topic"],
                    device_id=r["device_id"], reason=r["reason"], detail=r["detail"],
                    reading_index=r["reading_index"], raw_preview=preview, reading_ts=to_iso(r["reading_ts"]),
-                   stored_temp_c=r["stored_temp_c"], stored_seq=r["stored_seq"],
+                   stored_temp_c=r["stored_temp_c"], stored_seq=r["stored_seq"], stored_source=r["stored_source"],
                    received_temp_c=r["received_temp_c"], received_seq=r["received_seq"],
                    resolved_at=to_iso(r["resolved_at"]), resolved_by=r["resolved_by"], resolution=r["resolution"])

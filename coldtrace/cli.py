@@ -262,7 +262,10 @@ def cmd_run(args: argparse.Namespace, *, collector_only: bool = False, api_only:
 
                 p = services.pipeline
                 source = InboxDrainer(broker.inbox.path, lambda items: ingest_messages(p, items),
-                                      broker.inbox.arrived, settings.store.sqlite_synchronous)
+                                      broker.inbox.arrived, settings.store.sqlite_synchronous,
+                                      on_poison=lambda topic, payload, detail: p.quarantine(
+                                          source="mqtt", reason="internal_error", detail=detail, raw=payload,
+                                          topic=topic))
             collector = CollectorService(services, source=source)
             services.extras["collector"] = collector.mqtt
             print(f"Connecting the collector to {settings.mqtt.url} ...", flush=True)

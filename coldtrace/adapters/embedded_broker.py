@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from coldtrace.core.errors import ColdTraceError, StoreError, TransportError
+from coldtrace.core.errors import ColdTraceError, PayloadError, StoreError, TransportError
 from coldtrace.store import inbox as inbox_store
 
 log = logging.getLogger(__name__)
@@ -107,15 +107,27 @@ def _settle(fut: asyncio.Future, err: BaseException | None) -> None:
         fut.set_exception(err)
 
 
+def _store_failure(exc: BaseException) -> bool:
+    """The store failed (kept and retried), as opposed to a defect one message triggers (services.pipeline's
+    ``is_transient``, restated here: adapters do not import services)."""
+    return isinstance(exc, ColdTraceError | sqlite3.OperationalError) and not isinstance(exc, PayloadError)
+
+
 class InboxDrainer:
     """Feeds the pipeline from the embedded broker's inbox, oldest first, in batches: rows are deleted only
     after the pipeline has committed them (a crash in between means they are ingested again: idempotent).
-    Takes the place of the MQTT collector in `coldtrace run` with the embedded broker (same interface)."""
+    Takes the place of the MQTT collector in `coldtrace run` with the embedded broker (same interface).
+
+    A batch whose ingest raises anything but a store failure (a defect: ``ingest_messages`` already isolates
+    every message it can) is taken again row by row; a row that fails alone is handed to ``on_poison``
+    (topic, payload, detail: the quarantine) and deleted, so no row can hold up the ones behind it."""
 
     def __init__(self, inbox_path: str | Path, ingest: Callable[[list[tuple[str, bytes]]], int],
-                 arrived: threading.Event | None = None, synchronous: str = "FULL") -> None:
+                 arrived: threading.Event | None = None, synchronous: str = "FULL",
+                 on_poison: Callable[[str, bytes, str], None] | None = None) -> None:
         self.path = Path(inbox_path)
         self.ingest = ingest
+        self.on_poison = on_poison
         self.arrived = arrived or threading.Event()
         self.synchronous = synchronous
         self.processed = 0
@@ -135,10 +147,32 @@ class InboxDrainer:
         rows = inbox_store.oldest(conn, DRAIN_BATCH)
         if not rows:
             return 0
-        self.ingest([(t, p) for _, t, p in rows])
+        try:
+            self.ingest([(t, p) for _, t, p in rows])
+        except Exception as exc:
+            if _store_failure(exc) or self.on_poison is None:
+                raise
+            log.error("ingesting %d messages from the embedded broker's inbox raised %s: %s; taking them one by"
+                      " one", len(rows), type(exc).__name__, exc)
+            self._one_by_one(conn, rows)
+            return len(rows)
         inbox_store.delete_through(conn, rows[-1][0])
         self.processed += len(rows)
         return len(rows)
+
+    def _one_by_one(self, conn: sqlite3.Connection, rows: list[tuple[int, str, bytes]]) -> None:
+        assert self.on_poison is not None
+        for row_id, topic, payload in rows:
+            try:
+                self.ingest([(topic, payload)])
+            except Exception as exc:
+                if _store_failure(exc):
+                    raise  # the rows before it are done and deleted; this one and the rest are retried
+                log.exception("a message on %r from the embedded broker's inbox made ingest raise; quarantined",
+                              topic[:200])
+                self.on_poison(topic, payload, f"{type(exc).__name__} while ingesting: {str(exc)[:300]}")
+            inbox_store.delete_through(conn, row_id)
+            self.processed += 1
 
     def _loop(self) -> None:
         conn = inbox_store.connect(self.path, self.synchronous, wal=False)
@@ -234,14 +268,17 @@ class EmbeddedBroker:
             "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
         }
         try:
-            self._broker = Broker(config, loop=self._loop)
-            self._loop.run_until_complete(self._broker.start())
-        except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
-            self._error = exc
+            try:
+                self._broker = Broker(config, loop=self._loop)
+                self._loop.run_until_complete(self._broker.start())
+            except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+                self._error = exc
+                self._ready.set()
+                return
             self._ready.set()
-            return
-        self._ready.set()
-        self._loop.run_forever()
+            self._loop.run_forever()
+        finally:
+            self._loop.close()  # its self-pipe sockets closed now, not whenever the loop is garbage collected
 
     def stop(self) -> None:
         if self._loop is None or self._broker is None:
@@ -254,5 +291,6 @@ class EmbeddedBroker:
         self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread:
             self._thread.join(10)
+        self._broker = None  # stopped: a second stop() does nothing
         if self.inbox is not None:
             self.inbox.close()

@@ -180,7 +180,8 @@ def write_config(out_dir: Path, device_ids: list[str], *, collector_user: str = 
     on the device listener a user is one session). A device or gateway named like the collector's user or one
     of its client ids (or ``{id}-*``) is refused: those identities are the collector's. ``owner``: (uid, gid)
     the password files and the ACL are given to (the broker's user, see ``broker_owner``)."""
-    bad = [d for d in [*device_ids, *gateways] if not DEVICE_ID_RE.match(d)]
+    # fullmatch: with match, '$' would also accept an id ending in a newline (a line break in passwd/acl)
+    bad = [d for d in [*device_ids, *gateways] if not DEVICE_ID_RE.fullmatch(d)]
     if bad:
         raise ValueError(f"invalid device/gateway id(s): {', '.join(bad)}")
     both = set(device_ids) & set(gateways)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 
 from coldtrace.core.clock import Clock, to_iso
-from coldtrace.core.errors import ColdTraceError
+from coldtrace.core.errors import ColdTraceError, PayloadError
 from coldtrace.core.model import (
     BUILTIN_PROFILES,
     Alert,
@@ -48,19 +48,27 @@ RAW_CAP = 64 * 1024
 
 
 def is_transient(exc: BaseException) -> bool:
-    """A failure of the store itself (locked, disk full, InfluxDB unreachable): the message is kept
-    unacknowledged and retried. Anything else that one message makes the pipeline raise is that message's
-    doing: it is quarantined (``poison_reason``) and acknowledged, and the other messages go on."""
+    """A failure of the store itself (locked, disk full, InfluxDB or PostgreSQL unreachable): the message is
+    kept unacknowledged and retried. Anything else that one message makes the pipeline raise is that
+    message's doing: it is quarantined (``poison_reason``) and acknowledged, and the other messages go on.
+    A ``PayloadError`` is a value the store refused (PostgreSQL's text holds no NUL): the message's doing,
+    never retried (retrying it would stop every message behind it)."""
+    if isinstance(exc, PayloadError):
+        return False
     return isinstance(exc, ColdTraceError | sqlite3.OperationalError)
 
 
 def poison_reason(exc: BaseException) -> str:
-    return "out_of_range" if isinstance(exc, OverflowError) else "internal_error"
+    if isinstance(exc, OverflowError):
+        return "out_of_range"
+    if isinstance(exc, PayloadError):
+        return "schema"  # a value no store column can hold (PostgreSQL's text: a NUL character)
+    return "internal_error"
 
 
 def _clean(text: str, limit: int = 500) -> str:
-    """Text SQLite can store whatever a payload put in it (lone surrogates included)."""
-    return text[:limit].encode("utf-8", "backslashreplace").decode("utf-8")
+    """Text any store can hold whatever a payload put in it (lone surrogates, NUL characters included)."""
+    return text[:limit].replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass(slots=True)
@@ -111,6 +119,8 @@ class Pipeline:
         self._profiles: dict[str, Profile] = {}
         self._config_version: str | None = None  # meta.config_version seen by the last flush
         self.health = HealthTracker()  # device health (offline, battery, sensor faults), issue 3
+        # (device, source) pairs known to be in device_sources: written once per process, not per flush
+        self._sources_seen: set[tuple[str, str]] = set()
         # MQTT sources besides coldtrace/v1 (LoRaWAN network servers: coldtrace/core/lorawan.py), set by wiring
         self.topic_sources: list = []
         self._ensure_builtin_profiles()
@@ -260,10 +270,11 @@ class Pipeline:
     def _commit(self, batches: list[Batch], quarantine: list[tuple], result: IngestResult, now: int,
                 origins: dict[int, tuple[str | None, bytes]] | None = None) -> None:
         try:
-            self._commit_locked(batches, quarantine, result, now, origins or {})
+            new_sources = self._commit_locked(batches, quarantine, result, now, origins or {})
         except BaseException:
             self.live.forget()  # engines may have moved past what the rolled-back transaction stored
             raise
+        self._sources_seen |= new_sources  # only once committed: a rolled-back pair is written again
         # counted after the commit, so a counter never runs ahead of what a reader can see
         self.counters["readings.accepted"] += result.accepted
         self.counters["readings.duplicates"] += result.duplicates
@@ -272,7 +283,7 @@ class Pipeline:
             self.alerts_emitted.set()
 
     def _commit_locked(self, batches: list[Batch], quarantine: list[tuple], result: IngestResult, now: int,
-                       origins: dict[int, tuple[str | None, bytes]]) -> None:
+                       origins: dict[int, tuple[str | None, bytes]]) -> set[tuple[str, str]]:
         with self._lock, self.db.write() as c:
             self._follow_config(c)
             if batches:  # every source (MQTT, HTTP, serial, gateways) meets the one anchored id pattern here
@@ -316,10 +327,15 @@ class Pipeline:
                     conflict_alerts = self._record_conflicts(c, wr.conflicts, batches, origins, result, now)
             alerts, health_items, bench = self._update_devices(c, batches, now)
             alerts += conflict_alerts
+            # which sources deliver each device's readings (a conflict names the stored value's source)
+            new_sources = {(b.device_id, b.source) for b in batches if b.readings} - self._sources_seen
+            if new_sources:
+                device_store.record_sources(c, new_sources, now)
             oor = Counter(q[3] for q in quarantine if q[4] == "out_of_range" and q[3])
             alerts += self.health.on_flush(c, health_items, oor, now, bench=bench)
             if alerts:
                 result.alerts += self.emit(c, alerts, now)
+        return new_sources
 
     def _record_conflicts(self, c: sqlite3.Connection, conflicts: Sequence[Conflict], batches: list[Batch],
                           origins: dict[int, tuple[str | None, bytes]], result: IngestResult, now: int
@@ -333,6 +349,9 @@ class Pipeline:
             for r in b.readings:
                 where.setdefault((r.device_id, r.ts, r.temp_c), b)
         rows, alerts = [], []
+        # the stored value came from a source that delivered this device's readings before (device_sources),
+        # or from another message of this very flush
+        known = device_store.sources_of(c, sorted({cf.reading.device_id for cf in conflicts}))
         for cf in conflicts:
             r = cf.reading
             if device_store.open_conflict_exists(c, r.device_id, r.ts, r.temp_c):
@@ -341,16 +360,21 @@ class Pipeline:
             b = where.get((r.device_id, r.ts, r.temp_c))
             topic, raw = origins.get(id(b), (None, None)) if b is not None else (None, None)
             source = b.source if b is not None else "unknown"
+            stored_from = known.get(r.device_id, set()) | {
+                o.source for o in batches if o is not b and o.device_id == r.device_id and o.readings}
+            stored_source = " or ".join(sorted(stored_from)) or None
             detail = (f"a second reading for {r.device_id} at {to_iso(r.ts)} with another value: stored"
-                      f" {cf.stored_temp_c:g} °C (seq {cf.stored_seq}), received {r.temp_c:g} °C (seq {r.seq})"
-                      f" from {source}; the stored value is kept until QA resolves the conflict")
+                      f" {cf.stored_temp_c:g} °C (seq {cf.stored_seq}, from {stored_source or 'unknown'}), received"
+                      f" {r.temp_c:g} °C (seq {r.seq}) from {source}; the stored value is kept until QA resolves"
+                      " the conflict")
             rows.append((now, source, topic, r.device_id, detail, raw, r.ts, cf.stored_temp_c, cf.stored_seq,
-                         r.temp_c, r.seq))
+                         r.temp_c, r.seq, stored_source))
             result.rejected.append(Rejection("conflicting_duplicate", detail))
             alerts.append(Alert(id=stable_id("alert", r.device_id, "device.data_conflict", r.ts, r.temp_c),
                                 type="device.data_conflict", severity="warning", device_id=r.device_id, ts=r.ts,
                                 data={"reading_ts": to_iso(r.ts), "stored_temp_c": cf.stored_temp_c,
-                                      "stored_seq": cf.stored_seq, "received_temp_c": r.temp_c,
+                                      "stored_seq": cf.stored_seq, "stored_source": stored_source,
+                                      "received_temp_c": r.temp_c,
                                       "received_seq": r.seq, "source": source, "topic": topic}))
             log.warning("conflicting duplicate from %s (%s): %s", source, r.device_id, detail)
         if not rows:

@@ -77,6 +77,26 @@ def known_devices(c: Any, ids: Iterable[str]) -> set[str]:
     return out
 
 
+def record_sources(c: Any, pairs: Iterable[tuple[str, str]], now: int) -> None:
+    """(device_id, source) pairs that delivered readings; the first sighting of each is kept (migration 1800)."""
+    rows = [(d, s, now) for d, s in pairs]
+    if rows:
+        c.executemany("INSERT INTO device_sources (device_id, source, first_seen) VALUES (?,?,?)"
+                      " ON CONFLICT (device_id, source) DO NOTHING", rows)
+
+
+def sources_of(c: Any, ids: Sequence[str]) -> dict[str, set[str]]:
+    """The sources that have delivered readings of these devices (devices without any are left out)."""
+    ids = list(ids)
+    out: dict[str, set[str]] = {}
+    for i in range(0, len(ids), CHUNK):
+        chunk = ids[i:i + CHUNK]
+        for dev, src in c.execute(f"SELECT device_id, source FROM device_sources WHERE device_id IN"
+                                  f" ({_marks(len(chunk))})", chunk):
+            out.setdefault(dev, set()).add(src)
+    return out
+
+
 def set_status(c: Any, device_id: str, status_json: str, online: bool | None) -> bool:
     """A device's last status message (birth or last will); ``online`` None keeps the stored value. False when
     the device is not registered."""
@@ -255,10 +275,10 @@ def open_conflict_exists(c: Any, device_id: str, reading_ts: int, received_temp_
 
 def add_conflicts(c: Any, rows: Sequence[tuple]) -> None:
     """Conflicting duplicates: (received_at, source, topic, device_id, detail, raw, reading_ts, stored_temp_c,
-    stored_seq, received_temp_c, received_seq) rows, one statement."""
+    stored_seq, received_temp_c, received_seq, stored_source) rows, one statement."""
     c.executemany("INSERT INTO quarantine (received_at, source, topic, device_id, reason, detail, reading_index,"
-                  " raw, reading_ts, stored_temp_c, stored_seq, received_temp_c, received_seq)"
-                  " VALUES (?,?,?,?,'conflicting_duplicate',?,NULL,?,?,?,?,?,?)", rows)
+                  " raw, reading_ts, stored_temp_c, stored_seq, received_temp_c, received_seq, stored_source)"
+                  " VALUES (?,?,?,?,'conflicting_duplicate',?,NULL,?,?,?,?,?,?,?)", rows)
 
 
 def open_conflicts(c: Any, device_ids: Sequence[str] | None = None) -> dict[str, int]:

@@ -210,10 +210,22 @@ def test_quarantine_rows_read_back_newest_first_with_filters(db):
     assert devices.quarantined_for(db.conn(), "nothing") == (0, None)
 
 
-def test_conflicts_open_until_resolved(db):
-    conflict = (300, "mqtt", "t", "A", "second value", b"{}", 1000, 4.0, 7, 9.5, 8)
+def test_device_sources_keep_each_pair_once(db):
     with db.write() as c:
-        devices.add_conflicts(c, [conflict, (301, "http", None, "B", "other", None, 2000, 1.0, None, 2.0, None)])
+        devices.record_sources(c, [("A", "mqtt"), ("B", "serial")], 100)
+        devices.record_sources(c, [("A", "mqtt"), ("A", "http")], 200)  # A/mqtt exists: untouched
+        devices.record_sources(c, [], 300)
+    assert devices.sources_of(db.conn(), ["A", "B", "C"]) == {"A": {"mqtt", "http"}, "B": {"serial"}}
+    assert devices.sources_of(db.conn(), []) == {}
+    rows = db.query("SELECT device_id, source, first_seen FROM device_sources ORDER BY device_id, source")
+    assert [tuple(r) for r in rows] == [("A", "http", 200), ("A", "mqtt", 100), ("B", "serial", 100)]
+
+
+def test_conflicts_open_until_resolved(db):
+    conflict = (300, "mqtt", "t", "A", "second value", b"{}", 1000, 4.0, 7, 9.5, 8, "http or mqtt")
+    with db.write() as c:
+        devices.add_conflicts(c, [conflict, (301, "http", None, "B", "other", None, 2000, 1.0, None, 2.0, None,
+                                             None)])
         devices.add_quarantine_many(c, [_q(0)])
     assert devices.open_conflict_exists(db.conn(), "A", 1000, 9.5)
     assert not devices.open_conflict_exists(db.conn(), "A", 1000, 4.0)
@@ -221,8 +233,9 @@ def test_conflicts_open_until_resolved(db):
     assert devices.open_conflicts(db.conn(), ["A", "C"]) == {"A": 1}
     assert devices.open_conflicts(db.conn(), []) == {}
     (row,) = devices.list_quarantine(db.conn(), open_only=True, device_id="A")
-    assert (row["reason"], row["reading_ts"], row["stored_temp_c"], row["stored_seq"], row["received_temp_c"],
-            row["received_seq"], row["resolved_at"]) == ("conflicting_duplicate", 1000, 4.0, 7, 9.5, 8, None)
+    assert (row["reason"], row["reading_ts"], row["stored_temp_c"], row["stored_seq"], row["stored_source"],
+            row["received_temp_c"], row["received_seq"], row["resolved_at"]) == (
+        "conflicting_duplicate", 1000, 4.0, 7, "http or mqtt", 9.5, 8, None)
     with db.write() as c:
         devices.resolve_quarantine(c, row["id"], 400, "qa", "stored_value_correct: checked")
     got = devices.get_quarantine(db.conn(), row["id"])

@@ -49,6 +49,7 @@ def test_a_conflicting_reading_is_quarantined_alerted_flagged_and_resolved_by_qa
     c = q[0]
     assert (c["reason"], c["device_id"], c["source"], c["topic"]) == ("conflicting_duplicate", "LOG-C", "mqtt", topic)
     assert (c["stored_temp_c"], c["stored_seq"], c["received_temp_c"], c["received_seq"]) == (5.0, 1, 11.5, 2)
+    assert c["stored_source"] == "mqtt"  # both values, and where each came from (the received one: c["source"])
     assert c["reading_ts"] and c["resolved_at"] is None and "11.5" in c["raw_preview"]
     assert "stored 5" in c["detail"] and "received 11.5" in c["detail"]
     assert s.services.pipeline.counters["readings.conflicts"] == 1
@@ -56,6 +57,7 @@ def test_a_conflicting_reading_is_quarantined_alerted_flagged_and_resolved_by_qa
     alerts = s.get("/api/v1/alerts", type="device.data_conflict")
     assert len(alerts) == 1 and alerts[0]["severity"] == "warning" and alerts[0]["device_id"] == "LOG-C"
     assert alerts[0]["data"]["stored_temp_c"] == 5.0 and alerts[0]["data"]["received_temp_c"] == 11.5
+    assert (alerts[0]["data"]["stored_source"], alerts[0]["data"]["source"]) == ("mqtt", "mqtt")
     dev = s.get("/api/v1/devices/LOG-C")
     assert dev["conflicting_data"] is True and dev["open_conflicts"] == 1
     assert [x["id"] for x in s.get("/api/v1/quarantine", open="true")] == [c["id"]]
@@ -115,3 +117,29 @@ def test_over_http_a_conflict_answers_409_and_an_identical_resend_202(stack):
     assert r.status_code == 409 and r.json()["error"]["code"] == "conflicting_duplicate", r.text
     q = s.get("/api/v1/quarantine", reason="conflicting_duplicate")
     assert [(x["source"], x["stored_temp_c"], x["received_temp_c"]) for x in q] == [("http", 4.0, 9.0)]
+    assert q[0]["stored_source"] == "http"
+
+
+def test_a_conflict_names_the_source_of_each_value(stack):
+    """Stored over MQTT, contradicted over HTTP: the quarantine row says mqtt for the stored value and http for
+    the received one; once the device has delivered over both, the stored value's source is 'http or mqtt'."""
+    s, pub = stack
+    token = auth.create_device_token(s.services.db, ["LOG-S"])
+    h = {"Authorization": f"Bearer {token}"}
+    ts = (int(time.time()) - 900) * 1000
+    pub.publish("coldtrace/v1/devices/LOG-S/readings", _msg("LOG-S", ts, 5.0, 1), qos=1).wait_for_publish(10)
+    wait_for(lambda: s.services.readings.count("LOG-S") == 1, what="the MQTT reading stored")
+    r = s.client.post("/api/v1/ingest", headers=h, json={"v": 1, "device_id": "LOG-S", "seq": 2,
+                                                          "readings": [{"ts": ts, "temp_c": 7.5}]})
+    assert r.status_code == 409, r.text
+    (q,) = s.get("/api/v1/quarantine", device_id="LOG-S")
+    assert (q["stored_source"], q["stored_temp_c"], q["source"], q["received_temp_c"]) == ("mqtt", 5.0, "http", 7.5)
+    assert "from mqtt" in q["detail"] and "from http" in q["detail"]
+    # the device now sends over HTTP too: a later conflict cannot tell which of the two stored its value
+    r = s.client.post("/api/v1/ingest", headers=h, json={"v": 1, "device_id": "LOG-S", "seq": 3,
+                                                          "readings": [{"ts": ts + 60_000, "temp_c": 5.1}]})
+    assert r.status_code == 202 and r.json()["accepted"] == 1
+    pub.publish("coldtrace/v1/devices/LOG-S/readings", _msg("LOG-S", ts, 6.0, 4), qos=1).wait_for_publish(10)
+    wait_for(lambda: len(s.get("/api/v1/quarantine", device_id="LOG-S")) == 2, what="the second conflict")
+    newest = s.get("/api/v1/quarantine", device_id="LOG-S")[0]
+    assert (newest["stored_source"], newest["source"], newest["received_temp_c"]) == ("http or mqtt", "mqtt", 6.0)

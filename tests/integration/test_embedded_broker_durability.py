@@ -15,7 +15,7 @@ import threading
 import paho.mqtt.client as mqtt
 import pytest
 
-from coldtrace.adapters.embedded_broker import DurableInbox, EmbeddedBroker, _port_free
+from coldtrace.adapters.embedded_broker import DurableInbox, EmbeddedBroker, InboxDrainer, _port_free
 from tests.support.embedded_kill import free_port, kill_run
 from tests.support.stack import wait_for
 
@@ -97,3 +97,39 @@ def test_a_failing_inbox_means_no_puback(tmp_path):
     assert done.wait(10)
     assert errors and "inbox" in str(errors[0])
     inbox.close()
+
+
+def test_the_drainer_takes_a_failing_batch_row_by_row_and_hands_a_poison_row_to_the_quarantine(tmp_path):
+    """A defect only one message triggers (ingest_messages isolates every message it can: this is the last
+    line) must not hold up the rows behind it: the batch is taken row by row, the row that fails alone goes to
+    the quarantine callback and is deleted. A store failure keeps the rows for a retry."""
+    from coldtrace.core.errors import StoreError
+    from coldtrace.store import inbox as inbox_store
+
+    path = tmp_path / "inbox.db"
+    conn = inbox_store.connect(path, "FULL", create=True)
+    inbox_store.append(conn, 0, [(f"coldtrace/v1/devices/{d}/readings", d.encode()) for d in ("A", "BUG", "B")])
+    ingested: list[str] = []
+    poisoned: list[tuple[str, bytes, str]] = []
+    store_down = [True]
+
+    def ingest(items: list[tuple[str, bytes]]) -> int:
+        if store_down[0]:
+            raise StoreError("database is locked")
+        if any(p == b"BUG" for _, p in items):
+            raise KeyError("a defect only this message triggers")
+        ingested.extend(p.decode() for _, p in items)
+        return 0
+
+    drainer = InboxDrainer(path, ingest, on_poison=lambda t, p, d: poisoned.append((t, p, d)))
+    try:
+        with pytest.raises(StoreError):
+            drainer.drain_once(conn)  # the store failed: nothing is deleted, the loop retries later
+        assert inbox_store.count(conn) == 3 and not poisoned
+        store_down[0] = False
+        assert drainer.drain_once(conn) == 3
+        assert ingested == ["A", "B"] and drainer.processed == 3 and inbox_store.count(conn) == 0
+        assert [(t, p) for t, p, _ in poisoned] == [("coldtrace/v1/devices/BUG/readings", b"BUG")]
+        assert poisoned[0][2].startswith("KeyError while ingesting")
+    finally:
+        conn.close()

@@ -1,12 +1,14 @@
 """Fuzz (issue 12 item 6): random and adversarial payloads through the real collector (real Mosquitto, the
 ingest worker child ON) and through HTTP ingest. For every message: it is stored or quarantined, the collector
 is alive (its child never restarted), and a valid message of another device sent after it is stored within
-seconds."""
+seconds. Status messages and hostile device ids in the topic are fuzzed too: a status is kept or quarantined,
+and no device is ever created under an id outside the anchored pattern."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import sqlite3
 import time
 
@@ -126,6 +128,61 @@ def test_any_mqtt_payload_is_stored_or_quarantined_and_ingestion_goes_on(world, 
     with sqlite3.connect(state["db"], timeout=30) as c:
         own = c.execute("SELECT COUNT(*) FROM readings WHERE device_id = ?", (dev,)).fetchone()[0]
     assert quarantined > 0 or own > 0, payload[:300]  # stored or quarantined: never vanished
+    worker = collector.mqtt.worker
+    assert worker.restarts == 0 and worker._proc.is_alive()
+
+
+# a topic level a broker passes on (no wildcard, no level separator; Mosquitto disconnects a client whose topic
+# holds a control character or a non-character, so those never reach ColdTrace): valid ids and hostile ones
+topic_level = st.one_of(
+    st.text(alphabet=st.characters(blacklist_characters="+#/", blacklist_categories=("Cc", "Cs", "Cn")), min_size=1,
+            max_size=70),
+    st.sampled_from(["evil <script>", "LOG-1 ", " LOG-1", "x" * 65, "ünï", "..", "$SYS", "a" * 64]))
+
+
+def _status_kept(db_path, dev: str) -> bool:
+    with sqlite3.connect(db_path, timeout=30) as c:
+        return c.execute("SELECT 1 FROM devices WHERE id = ? AND status_json IS NOT NULL", (dev,)).fetchone() \
+            is not None
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_any_status_message_and_any_topic_level_is_recorded_or_quarantined(world, data):
+    """Status messages (random payloads) and hostile device ids in the topic: a status is kept on its device
+    or quarantined (``bad_status``, ``schema`` for an id outside the anchored pattern); a reading under a bad
+    id is quarantined; the collector goes on."""
+    services, collector, pub, _, _, state = world
+    state["n"] += 1
+    n = state["n"]
+    kind = data.draw(st.sampled_from(["status", "readings"]))
+    level = data.draw(st.one_of(st.just(f"FZS-{n}"), topic_level))
+    payload = data.draw(st.one_of(values.map(_dumps), st.binary(max_size=80), native(level), st.sampled_from(
+        [b"online", b'{"online": true}', b'{"online": "yes"}', b"[true]"])))
+    topic = f"coldtrace/v1/devices/{level}/{kind}"
+    pub.publish(topic, payload, qos=1).wait_for_publish(10)
+    canary_ts = NOW_MS - 10_800_000 + n * 1000
+    canary = {"v": 1, "device_id": "FZS-CANARY", "readings": [{"ts": canary_ts, "temp_c": 5.0}]}
+    pub.publish("coldtrace/v1/devices/FZS-CANARY/readings", json.dumps(canary), qos=1).wait_for_publish(10)
+    wait_for(lambda: _stored(state["db"], "FZS-CANARY", canary_ts), 15, "the canary after the fuzz message")
+    quarantined, _ = _counts(state["db"], "topic = ?", (topic,))
+    if quarantined == 0:  # not quarantined: then kept, on a device whose id matches the anchored pattern
+        assert re.fullmatch(r"[A-Za-z0-9._-]{1,64}", level), (topic, payload[:200])
+        if kind == "status":
+            assert _status_kept(state["db"], level), (topic, payload[:200])
+        else:
+            with sqlite3.connect(state["db"], timeout=30) as c:
+                own = c.execute("SELECT COUNT(*) FROM readings WHERE device_id = ?", (level,)).fetchone()[0]
+            assert own > 0, (topic, payload[:200])
+    else:
+        with sqlite3.connect(state["db"], timeout=30) as c:
+            reasons = {r for (r,) in c.execute("SELECT reason FROM quarantine WHERE topic = ?", (topic,))}
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", level):
+            assert reasons == {"schema"}, (topic, reasons)
+    with sqlite3.connect(state["db"], timeout=30) as c:  # no device was ever created under a bad id
+        ids = [d for (d,) in c.execute("SELECT id FROM devices")]
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]{1,64}", d) for d in ids), [d for d in ids if not d.isascii()][:5]
     worker = collector.mqtt.worker
     assert worker.restarts == 0 and worker._proc.is_alive()
 

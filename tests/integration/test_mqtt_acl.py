@@ -208,6 +208,16 @@ def test_rerun_keeps_existing_passwords_and_drops_removed_devices(tmp_path):
     assert oct(second.password_file.stat().st_mode & 0o777) == "0o600"
 
 
+@pytest.mark.parametrize("bad", ["LOG-1\n", "LOG-1\ntopic readwrite #", "bad id <x>", "", "x" * 65, "a/b", "#"])
+def test_device_and_gateway_ids_must_match_the_anchored_pattern_whole(tmp_path, bad):
+    """An id ending in a newline once passed (re.match with '$'): it would write a line break into passwd/acl."""
+    with pytest.raises(ValueError, match="invalid device/gateway id"):
+        mqtt_access.write_config(tmp_path, ["LOG-A", bad])
+    with pytest.raises(ValueError, match="invalid device/gateway id"):
+        mqtt_access.write_config(tmp_path, ["LOG-A"], gateways=[bad])
+    assert not (tmp_path / "acl").exists()
+
+
 def test_mqtt_config_reserves_the_collectors_client_ids_and_a_fleet_of_collectors_works(tmp_path, monkeypatch,
                                                                                          capsys, pipeline_env):
     """`coldtrace mqtt-config` refuses device/gateway names the collector's ids reserve (`<id>` and `<id>-*`);

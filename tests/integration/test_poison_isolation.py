@@ -10,15 +10,17 @@ a stable code and are quarantined.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 
 import paho.mqtt.client as mqtt
 import pytest
 
 from coldtrace.core.clock import ManualClock
+from coldtrace.core.errors import PayloadError, StoreError
 from coldtrace.core.model import Reading
 from coldtrace.services import auth
-from coldtrace.services.pipeline import Pipeline, RawMessage
+from coldtrace.services.pipeline import Pipeline, RawMessage, is_transient
 from coldtrace.settings import load_settings
 from coldtrace.store.db import Database
 from coldtrace.store.sqlite import SqliteReadingStore
@@ -110,6 +112,51 @@ def test_poison_messages_are_quarantined_and_the_worker_child_never_restarts(tmp
     assert poisoned == 0
 
 
+def test_the_embedded_broker_path_of_coldtrace_run_isolates_the_same_poison(tmp_path):
+    """`coldtrace run`'s default: the embedded broker commits each PUBLISH to its inbox and the drainer feeds
+    the pipeline. The same poison, each followed by valid messages of other devices: every valid message is
+    stored, every poison quarantined with its reason, and the drainer empties the inbox (never stuck on a row)."""
+    from coldtrace.adapters.embedded_broker import DurableInbox, EmbeddedBroker, InboxDrainer
+    from collector.ingest import ingest_messages
+    from tests.support.embedded_kill import free_port
+
+    settings = load_settings(data_dir=tmp_path / "data", log_level="ERROR", mqtt={"url": None})
+    services = build_services(settings)
+    inbox = DurableInbox(tmp_path / "data" / "embedded-inbox.db")
+    broker = EmbeddedBroker("127.0.0.1", free_port(), inbox=inbox)
+    broker.start()
+    drainer = InboxDrainer(inbox.path, lambda items: ingest_messages(services.pipeline, items), inbox.arrived)
+    drainer.start()
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, "poison-embedded")
+    pub.connect("127.0.0.1", broker.port)
+    pub.loop_start()
+    db_path = tmp_path / "data" / "coldtrace.db"
+    try:
+        infos = []
+        for i, (_, dev, payload, _) in enumerate(POISON):
+            infos.append(pub.publish(f"coldtrace/v1/devices/{dev}/readings", payload, qos=1))
+            body = {"v": 1, "device_id": "GOOD-E", "seq": i,
+                    "readings": [{"ts": (NOW_S - 3600 + i) * 1000, "temp_c": 4.5}]}
+            infos.append(pub.publish("coldtrace/v1/devices/GOOD-E/readings", json.dumps(body), qos=1))
+        for info in infos:
+            info.wait_for_publish(10)
+        wait_for(lambda: services.readings.count("GOOD-E") == len(POISON)
+                 and sum(map(len, _reasons(db_path).values())) >= len(POISON), 30,
+                 "every valid message stored and every poison quarantined")
+        wait_for(lambda: drainer.processed == len(infos), 10, "the inbox drained")
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        drainer.stop()
+        broker.stop()
+        services.close()
+    reasons = _reasons(db_path)
+    for name, dev, _, reason in POISON:
+        assert reasons.get(dev) == [reason], (name, reasons.get(dev))
+    with sqlite3.connect(tmp_path / "data" / "embedded-inbox.db") as c:
+        assert c.execute("SELECT COUNT(*) FROM inbox").fetchone()[0] == 0  # nothing left behind, nothing stuck
+
+
 def test_a_collector_restart_does_not_meet_the_poison_again(tmp_path, mosquitto):
     """The poison was acknowledged with its quarantine: a new collector on the same session gets nothing again."""
     settings = load_settings(data_dir=tmp_path / "data", log_level="ERROR",
@@ -168,6 +215,39 @@ def test_a_batch_that_fails_is_split_and_only_the_guilty_message_is_quarantined(
         rows = db.query("SELECT device_id, reason, detail, raw FROM quarantine")
         assert [(r[0], r[1]) for r in rows] == [("BUG", "internal_error")]
         assert "ValueError" in rows[0][2] and json.loads(rows[0][3])["device_id"] == "BUG"
+    finally:
+        db.close()
+
+
+class _NulRefusingStore(SqliteReadingStore):
+    """The real SQLite store, refusing one device's data as PostgreSQL refuses a NUL in text (PayloadError)."""
+
+    def write(self, readings):
+        if any(r.device_id == "NUL" for r in readings):
+            raise PayloadError("nul_character", "a text value holds a NUL (0x00) character, which cannot be stored")
+        return super().write(readings)
+
+
+def test_a_value_the_store_refuses_is_the_messages_fault_quarantined_never_retried(tmp_path):
+    """A PayloadError from the store (PostgreSQL refusing a NUL) is no store outage: were it retried like one,
+    the collector would meet it again forever and nothing behind it would be stored."""
+    assert is_transient(StoreError("disk full")) and is_transient(sqlite3.OperationalError("database is locked"))
+    assert not is_transient(PayloadError("nul_character", "NUL"))
+    db = Database(tmp_path / "ct.db")
+    clock = ManualClock()
+    pipeline = Pipeline(db, _NulRefusingStore(db), clock)
+    now = clock.now_ms()
+
+    def msg(dev: str) -> RawMessage:
+        body = {"v": 1, "device_id": dev, "readings": [{"ts": now - 1000, "temp_c": 5.0}]}
+        return RawMessage(json.dumps(body).encode(), "mqtt", dev, None, f"coldtrace/v1/devices/{dev}/readings")
+
+    try:
+        result = pipeline.ingest_raw_many([msg("A"), msg("NUL"), msg("B")])  # raises nothing
+        assert result.accepted == 2 and result.poisoned and [r.reason for r in result.rejected] == ["schema"]
+        rows = db.query("SELECT device_id, reason, detail FROM quarantine")
+        assert [(r[0], r[1]) for r in rows] == [("NUL", "schema")] and "PayloadError" in rows[0][2]
+        assert [pipeline.readings.count(d) for d in ("A", "NUL", "B")] == [1, 0, 1]
     finally:
         db.close()
 

@@ -48,7 +48,8 @@ export async function mount(main, ctx) {
   function conflictCell(q) {
     const values = h("dl", { class: "conflict" },
       h("dt", {}, "Reading at"), h("dd", {}, time(q.reading_ts)),
-      h("dt", {}, "Stored (kept)"), h("dd", {}, `${q.stored_temp_c} °C`, q.stored_seq === null ? "" : ` (seq ${q.stored_seq})`),
+      h("dt", {}, q.stored_source ? `Stored (kept) from ${q.stored_source}` : "Stored (kept)"),
+      h("dd", {}, `${q.stored_temp_c} °C`, q.stored_seq === null ? "" : ` (seq ${q.stored_seq})`),
       h("dt", {}, `Received from ${q.source}`), h("dd", {}, `${q.received_temp_c} °C`, q.received_seq === null ? "" : ` (seq ${q.received_seq})`));
     if (q.resolved_at) {
       return [values, h("p", {}, badge("resolved", "ok"), ` by ${q.resolved_by} at `, time(q.resolved_at), `: ${q.resolution}`)];

@@ -315,7 +315,7 @@ def render_certificate(data: CertificateData) -> bytes:
                         "This certificate shall not be reproduced except in full without the laboratory's "
                         "written approval.", small)]
     header = f"Calibration certificate {data.certificate_id} | {rev} | {lab}"
-    doc.build(story, canvasmaker=numbered_canvas(header))
+    doc.build(story, canvasmaker=numbered_canvas(header, created_ms=data.issued_at_ms if data.issued else None))
     return buf.getvalue()
 
 

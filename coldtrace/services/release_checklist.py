@@ -37,6 +37,8 @@ from coldtrace.store.db import Database
 
 PASS, FAIL, WARN, NA = "pass", "fail", "warn", "n/a"
 ALARM_SEVERITIES = ("warning", "alarm", "critical")
+# only these can resolve themselves (an alarm nobody needs to act on is a defect: docs/RULES.md)
+SELF_CLEARING_SEVERITIES = ("warning",)
 SHIPMENT_ALARM_TYPES = ("lot.stability_low", "lot.stability_exhausted")
 
 
@@ -71,6 +73,13 @@ def alarm_rows(db: Database, shipment_id: str, windows: list[tuple[str, int | No
             if evs:
                 ev = evs[0]
                 d["acknowledged_at"], d["acknowledged_by"], d["ack_comment"] = ev["at"], ev["actor"], ev["comment"]
+        d["auto_resolved_at"] = None
+        if d["acknowledged_at"] is None and d["severity"] in SELF_CLEARING_SEVERITIES and d["state"] == "resolved":
+            # a warning the profile marks self-clearing, resolved by the clock tick: nobody can acknowledge it
+            # any more (409), and it needed no person (docs/RULES.md): handled, not "not acknowledged"
+            evs = alert_store.events_with_actions(db, d["id"], ("auto_resolved",), limit=1)
+            if evs:
+                d["auto_resolved_at"] = evs[0]["at"]
         out.append(d)
     return out
 
@@ -114,21 +123,27 @@ def build(db: Database, readings: ReadingStore, shipment_id: str, now_ms: int, *
     # -- alarms and acknowledgements
     alarms = alarm_rows(db, shipment_id, wins, now_ms)
     alarmed_excs = [e for lg in ev.loggers for e in lg.excursions if e.alarm_ts is not None]
-    unacked = [a for a in alarms if a["acknowledged_at"] is None]
+    unacked = [a for a in alarms if a["acknowledged_at"] is None and a["auto_resolved_at"] is None]
+    self_resolved = sum(1 for a in alarms if a["acknowledged_at"] is None and a["auto_resolved_at"] is not None)
+    resolved_note = (f" ({self_resolved} warning{'s' if self_resolved > 1 else ''} resolved"
+                     f" {'themselves' if self_resolved > 1 else 'itself'})" if self_resolved else "")
     rows = [{"alert_id": a["id"], "type": a["type"], "severity": a["severity"], "device_id": a["device_id"],
              "ts": a["ts"], "limit_id": a["data"].get("limit_id"), "acknowledged_at": a["acknowledged_at"],
              "acknowledged_by": a["acknowledged_by"], "comment": a["ack_comment"],
+             "auto_resolved_at": a["auto_resolved_at"],
              "link": (f"/ui/alerts?state=&type={_q(a['type'])}&device_id={_q(a['device_id'])}" if a["device_id"]
                       else f"/ui/alerts?state=&type={_q(a['type'])}")} for a in alarms]
     if not alarms and not alarmed_excs:
         st, detail = PASS, "no alarm in the loggers' windows"
     elif unacked:
-        st, detail = FAIL, f"{len(unacked)} of {len(alarms)} alarms not acknowledged"
+        st, detail = FAIL, f"{len(unacked)} of {len(alarms)} alarms not acknowledged{resolved_note}"
     elif alarmed_excs and not alarms:
         st, detail = WARN, (f"{len(alarmed_excs)} alarmed excursions in the shipment window, but no alarm was"
                             " raised for them (data arrived after the fact?): review them")
     else:
-        st, detail = PASS, f"{len(alarms)} alarms, all acknowledged ({len(alarmed_excs)} alarmed excursions)"
+        handled = (f"{len(alarms) - self_resolved} acknowledged{resolved_note.replace(' (', ', ')[:-1]}"
+                   if self_resolved else "all acknowledged")
+        st, detail = PASS, f"{len(alarms)} alarms, {handled} ({len(alarmed_excs)} alarmed excursions)"
     items.append({"id": "alarms", "title": "Excursions alarmed and acknowledged", "status": st,
                   "detail": detail, "link": f"{page}#loggers", "rows": rows})
 

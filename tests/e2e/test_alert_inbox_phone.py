@@ -12,6 +12,7 @@ from datetime import datetime
 import pytest
 from playwright.sync_api import expect
 
+from coldtrace.core.model import Alert
 from coldtrace.services import alerts as lifecycle
 from tests.e2e.conftest import login
 from tests.e2e.live_app import MINUTE
@@ -34,7 +35,7 @@ def phone(browser):
     pg = ctx.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
-    expected = re.compile(r"Failed to load resource: .* (401|404)")
+    expected = re.compile(r"Failed to load resource: .* (401|404|422)")
     pg.on("console", lambda m: errors.append(m.text) if m.type == "error" and not expected.search(m.text) else None)
     yield pg
     ctx.close()
@@ -205,3 +206,34 @@ def test_shelving_with_a_reason_and_an_expiry_in_the_browser(live_app, page, sho
     expect(history).to_contain_text("qa.anna shelved")
     expect(history).to_contain_text("system escalated")
     shot(page, "alert-unshelved-at-expiry")
+
+
+def test_phone_inbox_names_calibration_alerts_and_refuses_an_unknown_assignee(live_app, phone, shot):
+    """The judge's walk of issue 16 on the demo: calibration cards read "calibration.failed",
+    "calibration.drift" and "over_mpe" (codes, not words), and assigning an alert to a user who does not exist
+    said "Assigned failed: …". The card names the alert; the refusal (422) says which action failed."""
+    dev = "BENCH-PHONE-3"
+    now = live_app.services.clock.now_ms()
+    live_app.services.pipeline.emit_now([
+        Alert("e2e-cal-failed", "calibration.failed", "alarm", dev, now - 2 * MINUTE,
+              {"session_id": "cal_e2e", "decision": "fail", "kind": "as_found"}),
+        Alert("e2e-cal-drift", "calibration.drift", "warning", dev, now - 3 * MINUTE,
+              {"session_id": "cal_e2e", "set_point_c": 25.0, "reason": "over_mpe"})])
+    login(phone, live_app.base_url, "/ui/alerts")
+    cards = phone.locator("li.alert-card").filter(has_text=dev)
+    expect(cards).to_have_count(2)
+    text = " ".join(cards.all_inner_texts())
+    assert f"Calibration failed · {dev}" in text and f"Calibration drift · {dev}" in text, text
+    assert "error beyond the MPE, set point 25 °C" in text, text
+    assert "calibration." not in text and "over_mpe" not in text, text
+
+    card = cards.filter(has_text="Calibration failed").first
+    card.locator("button.alert-card-open").tap()
+    card.get_by_label("Assign to").fill("nobody.here")
+    card.get_by_role("button", name="Assign", exact=True).tap()
+    expect(card.locator(".form-error")).to_have_text(
+        "Assign failed: no active user 'nobody.here': an alert can only be assigned to a user of ColdTrace")
+    with live_app.api() as api:
+        assert api.get("/api/v1/alerts/e2e-cal-failed/handling").json()["assignee"] is None
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(phone, "alerts-phone-calibration-cards")

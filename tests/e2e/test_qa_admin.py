@@ -6,6 +6,9 @@ Screenshots go to test-artifacts/."""
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -41,6 +44,13 @@ def test_profile_created_with_a_preview_of_its_limits(live_app, admin_user, page
     # the high limit's own row follows the edit (the low limit alarms after 10 min already: not proof enough)
     expect(alarms.get_by_role("row").filter(has_text="high (above 8 °C)")).to_contain_text("after 10 min (at 08:10")
     expect(alarms.get_by_role("row").filter(has_text="high-warn (above 8 °C)")).to_contain_text("after 15 min")
+    # the chart's time axis is the same sample day as the table: it starts at local midnight, so the warm-up the
+    # table puts "from 08:00 h into the sample day" is drawn at 08:00 on the axis (it was drawn at "now - 24 h")
+    label = page.locator("#profile-preview .chart-canvas").get_attribute("aria-label")
+    m = re.search(r"points from (\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ) UTC", label)
+    assert m, label
+    start = datetime.fromisoformat(m.group(1).replace("Z", "+00:00")).astimezone(ZoneInfo("Europe/Zurich"))
+    assert (start.hour, start.minute) == (0, 0), f"the sample day starts at {start:%H:%M} local time: {label}"
     shot(page, "form-profile")
     form.get_by_role("button", name="Save profile").click()
     form.get_by_text("Profile 2-8C-site-104 saved.").wait_for()

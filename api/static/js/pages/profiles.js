@@ -112,7 +112,7 @@ function renderEditor(box, p, isAdmin, refresh, initial = false) {
     chart = makeChart(preview, "temp", data, {
       limits, height: 260, excursions: spans.map((s) => ({ start_ms: s.start, end_ms: s.end, severity: s.severity })),
       markers: spans.filter((s) => s.alarm !== null).map((s, i) => ({ ts_ms: s.alarm, label: `${s.id} alarms`, color: "#7a0052", row: i % 3 })),
-      label: "Sample curve (24 h) with the profile's limits",
+      label: "Sample curve (a day from local midnight) with the profile's limits",
     });
     replace(alarmsBox, table([
       { label: "Limit", cell: (s) => `${s.id} (${s.direction} ${short(s.threshold)} °C)` },
@@ -160,7 +160,11 @@ function sampleCurve(limits) {
   const hi = above.length ? Math.min(...above) : null;
   const lo = below.length ? Math.max(...below) : null;
   const mid = hi !== null && lo !== null ? (hi + lo) / 2 : hi !== null ? hi - 3 : lo !== null ? lo + 3 : 5;
-  const t0 = Math.floor(Date.now() / (60 * MIN)) * 60 * MIN - 24 * 60 * MIN;
+  // yesterday from local midnight: the axis then reads the same hours as the table ("08:00 h into the day")
+  const day = new Date();
+  day.setHours(0, 0, 0, 0);
+  day.setDate(day.getDate() - 1);
+  const t0 = day.getTime();
   const x = [], v = [];
   for (let i = 0; i <= 288; i++) {
     const t = t0 + i * 5 * MIN;

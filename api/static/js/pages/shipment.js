@@ -121,7 +121,8 @@ export async function mount(main, ctx) {
         i.id === "alarms" && i.rows.length > 0 && h("ul", { class: "check-rows" }, i.rows.map((a) => h("li", {},
           `${a.device_id || "shipment"} ${a.type} (${a.limit_id || a.severity}) at `, time(a.ts), ": ",
           a.acknowledged_at ? [`acknowledged by ${a.acknowledged_by} `, time(a.acknowledged_at), a.comment ? ` — “${a.comment}”` : ""]
-            : h("a", { href: a.link }, "not acknowledged")))))));
+            : a.auto_resolved_at ? ["resolved itself ", time(a.auto_resolved_at), " (self-clearing warning: nothing to acknowledge)"]
+              : h("a", { href: a.link }, "not acknowledged")))))));
     replace(checklistBox,
       h("p", {}, "Overall: ", checkBadge(cl.overall),
         cl.overall === "fail" ? " — a release over failing items must be stated as an override with its justification." : ""),

@@ -394,7 +394,11 @@ def test_checklist_and_mkt_card_fail_for_a_logger_over_the_mkt_limit(live_app, p
     assert "FAIL" in checklist.locator("[data-item=mkt]").inner_text()
     assert "high: used 360.0 min of 240.0 min, remaining 0.0 min (exhausted)" in \
         checklist.locator("[data-item=stability_budget]").inner_text()
-    assert "exhausted" in page.locator("#lot-budget").inner_text()
+    budget_row = page.locator("#lot-budget").get_by_role("row").filter(has_text="high (above 8 °C)")
+    expect(budget_row).to_contain_text("exhausted")
+    # one unit down the budget's columns: budget, used, this shipment, remaining all in minutes
+    cells = budget_row.locator("td").all_inner_texts()
+    assert cells[1:5] == ["240.0 min", "360.0 min", "360.0 min", "0.0 min (0.0 %)"], cells
     # the logger's mkt excursion is the window's, closed at arrival (not "ongoing" from arrival)
     warm = page.locator("section", has=page.locator("[data-device='SHP-MKT-1-WARM']"))
     row = warm.get_by_role("row").filter(has_text="(mkt)")

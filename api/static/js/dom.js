@@ -43,7 +43,8 @@ export function toMs(t) {
 }
 
 export function utcText(ms) {
-  return new Date(ms).toISOString().replace(".000Z", "Z").replace("T", " ") + " UTC";
+  // "2026-11-30 12:00:00 UTC" (milliseconds only when there are some); never "…Z UTC"
+  return new Date(ms).toISOString().replace("T", " ").replace(/(\.000)?Z$/, "") + " UTC";
 }
 
 /** A <time> in the user's zone; hovering shows the UTC instant (title), machines read datetime. */

@@ -129,16 +129,19 @@ export async function mount(main, ctx) {
       h("ul", { class: "checklist" }, rows));
   }
 
+  // one unit down a budget's columns (a stability budget is stated in minutes), so they compare at a glance
+  const minutes = (ms) => (ms === null || ms === undefined ? "—" : `${num(ms / 60000, 1)} min`);
+
   function renderBudget(sh, cl) {
     const item = cl.items.find((i) => i.id === "stability_budget");
     if (!item || !item.rows.length) { replace(budgetBox, empty("No limit of the profile has a cumulative budget.")); return; }
     replace(budgetBox, h("p", { class: "muted" }, `Product ${sh.product}, lot ${sh.lot}: time beyond each band summed over all legs (the worst logger of each leg).`),
       table([
         { label: "Band", cell: (b) => `${b.band} (${b.direction} ${short(b.threshold_c)} °C)` },
-        { label: "Budget", num: true, cell: (b) => duration(b.budget_ms) },
-        { label: "Used (all legs)", num: true, cell: (b) => duration(b.used_ms) },
-        { label: "This shipment", num: true, cell: (b) => duration(b.by_shipment[sh.id] ?? 0) },
-        { label: "Remaining", num: true, cell: (b) => `${duration(b.remaining_ms)} (${num(b.remaining_pct, 1)} %)` },
+        { label: "Budget", num: true, cell: (b) => minutes(b.budget_ms) },
+        { label: "Used (all legs)", num: true, cell: (b) => minutes(b.used_ms) },
+        { label: "This shipment", num: true, cell: (b) => minutes(b.by_shipment[sh.id] ?? 0) },
+        { label: "Remaining", num: true, cell: (b) => `${minutes(b.remaining_ms)} (${num(b.remaining_pct, 1)} %)` },
         { label: "Status", cell: (b) => badge(b.status, b.status === "exhausted" ? "bad" : b.status === "low" ? "warn" : "ok") },
       ], item.rows));
   }

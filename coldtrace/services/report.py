@@ -68,10 +68,15 @@ def _handling_event(e: dict[str, Any]) -> str:
 
 def _handling_text(events: list[dict[str, Any]]) -> str:
     """Who acknowledged the alarm, when and why, then the rest of its handling; an alarm nobody acknowledged
-    says so first, whatever else happened to it (escalations, a resolution by a person)."""
+    says so first, whatever else happened to it (escalations, a resolution by a person). A self-clearing
+    warning that resolved itself needed no acknowledgement (RULES.md; the release checklist counts it handled),
+    and the report says that instead of NOT ACKNOWLEDGED."""
     parts = [_handling_event(e) for e in events]
     if not any(e["action"] == "acknowledged" for e in events):
-        parts.insert(0, "NOT ACKNOWLEDGED")
+        if any(e["action"] == "auto_resolved" for e in events):
+            parts.insert(0, "resolved itself (self-clearing; no acknowledgement needed)")
+        else:
+            parts.insert(0, "NOT ACKNOWLEDGED")
     return "; ".join(parts)
 
 

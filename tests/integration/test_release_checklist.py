@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
@@ -230,3 +231,10 @@ def test_a_warning_that_resolved_itself_does_not_hold_the_checklist_on_fail(stac
     assert items["alarms"]["detail"] == "2 alarms, 1 acknowledged, 1 warning resolved itself (2 alarmed excursions)"
     cl = stack.get(f"{API}/shipments/{sid}/checklist")
     assert cl["overall"] == "pass", [(i["id"], i["status"], i["detail"]) for i in cl["items"]]
+    # the trip report agrees with the checklist: the warning resolved itself, the alarm has its person
+    html = c.get(f"{API}/shipments/{sid}/report.html", headers=h)
+    assert html.status_code == 200
+    text = re.sub(r"<[^>]+>", " ", html.text)
+    assert "resolved itself (self-clearing; no acknowledgement needed); auto resolved by system at" in text
+    assert "acknowledged by qp at" in text and "reefer failure" in text
+    assert "NOT ACKNOWLEDGED" not in text

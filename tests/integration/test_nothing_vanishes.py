@@ -78,7 +78,8 @@ def test_a_status_message_never_registers_a_device(registered_stack):
     assert [d["id"] for d in s.get("/api/v1/devices")] == ["INTRUDER"]
 
 
-@pytest.mark.parametrize("bad", ["bad id <x>", "LOG-1\n", "LOG-1 ", " LOG-1", "x" * 65, "", "a/b", "ünï"])
+@pytest.mark.parametrize("bad", ["bad id <x>", "LOG-1\n", "LOG-1 ", " LOG-1", "x" * 65, "", "a/b", "ünï",
+                                 ".", ".."])
 def test_device_registration_refuses_ids_outside_the_anchored_pattern(registered_stack, bad):
     s, _ = registered_stack
     r = s.client.post("/api/v1/devices", json={"id": bad}, headers=s.headers)
@@ -94,3 +95,28 @@ def test_the_pipeline_refuses_a_bad_device_id_from_any_source(registered_stack):
     assert res.accepted == 0 and [r.reason for r in res.rejected] == ["schema"]
     assert s.get("/api/v1/quarantine", reason="schema")[0]["source"] == "serial"
     assert s.get("/api/v1/devices") == []
+
+
+@pytest.mark.parametrize("dot_id", [".", ".."])
+def test_a_dot_segment_id_on_a_topic_is_quarantined_not_made_a_device(tmp_path, mosquitto, dot_id):
+    """Without require_registration a topic's id makes a device; "." and ".." would make one that no URL reaches
+    (/api/v1/devices/.. is /api/v1/ in a browser): quarantined `schema` instead, and the next device is stored."""
+    s = start_stack(tmp_path, mosquitto.url)
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, "dot-pub")
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    try:
+        now_ms = int(time.time()) * 1000
+        for dev in (dot_id, "LOG-2"):
+            body = {"v": 1, "device_id": dev, "readings": [{"ts": now_ms - 30_000, "temp_c": 5.0}]}
+            pub.publish(f"coldtrace/v1/devices/{dev}/readings", json.dumps(body), qos=1).wait_for_publish(10)
+        wait_for(lambda: s.services.readings.count("LOG-2") == 1, what="the next device's reading stored")
+        wait_for(lambda: len(s.get("/api/v1/quarantine")) == 1, what="the dot-segment message quarantined")
+        q = s.get("/api/v1/quarantine")[0]
+        assert q["reason"] == "schema" and q["topic"] == f"coldtrace/v1/devices/{dot_id}/readings"
+        assert [d["id"] for d in s.get("/api/v1/devices")] == ["LOG-2"]
+        assert s.services.readings.count(dot_id) == 0
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        s.close()

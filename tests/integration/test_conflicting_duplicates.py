@@ -174,3 +174,23 @@ def test_a_message_contradicting_many_readings_raises_one_alarm_not_a_flood(stac
     pub.publish(topic, day(6.5, 2), qos=1).wait_for_publish(10)
     wait_for(lambda: s.services.pipeline.counters["readings.duplicates"] >= n, what="the redelivery counted")
     assert len(s.get("/api/v1/alerts", type="device.data_conflict")) == 1
+
+
+def test_a_message_of_many_conflicts_keeps_its_raw_bytes_once(stack):
+    """Each conflicting reading is its own row, but the message's raw bytes are kept once (with its first
+    conflict): a copy per row was 64 KiB x 10,000 rows for one re-sent message."""
+    s, pub = stack
+    n = 300
+    t0 = (int(time.time()) - 7200) * 1000
+    msgs = [json.dumps({"v": 1, "device_id": "LOG-R", "seq": seq,
+                        "readings": [{"ts": t0 + i * 1000, "temp_c": temp} for i in range(n)]}) for seq, temp in
+            ((1, 5.0), (2, 7.0))]
+    pub.publish("coldtrace/v1/devices/LOG-R/readings", msgs[0], qos=1).wait_for_publish(10)
+    wait_for(lambda: s.services.readings.count("LOG-R") == n, what="the first message stored")
+    pub.publish("coldtrace/v1/devices/LOG-R/readings", msgs[1], qos=1).wait_for_publish(10)
+    wait_for(lambda: s.services.pipeline.counters["readings.conflicts"] == n, what="every reading a conflict")
+    total, with_raw, rows = s.services.db.query_one(
+        "SELECT SUM(LENGTH(raw)), COUNT(raw), COUNT(*) FROM quarantine WHERE reason = 'conflicting_duplicate'")
+    assert (total, with_raw, rows) == (len(msgs[1]), 1, n)
+    q = s.get("/api/v1/quarantine", reason="conflicting_duplicate", limit=1000)
+    assert all(x["stored_temp_c"] == 5.0 and x["received_temp_c"] == 7.0 and x["reading_ts"] for x in q)

@@ -10,6 +10,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from coldtrace.core.model import Batch, Reading
+from coldtrace.services.pipeline import RAW_CAP
 from tests.support.stack import start_stack, wait_for
 
 pytestmark = pytest.mark.integration
@@ -116,6 +117,33 @@ def test_a_dot_segment_id_on_a_topic_is_quarantined_not_made_a_device(tmp_path, 
         assert q["reason"] == "schema" and q["topic"] == f"coldtrace/v1/devices/{dot_id}/readings"
         assert [d["id"] for d in s.get("/api/v1/devices")] == ["LOG-2"]
         assert s.services.readings.count(dot_id) == 0
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        s.close()
+
+
+def test_a_message_of_many_rejected_readings_keeps_its_raw_bytes_once(tmp_path, mosquitto):
+    """A logger whose clock was never set dumps 5,000 readings at epoch 0: 5,000 `too_old` rows, each naming its
+    reading, but the message's raw bytes are kept once (with its first row). Each row held a copy (capped at
+    64 KiB): one 200 KB message of 10,000 such readings wrote 800 MB, a full disk from a handful of messages."""
+    s = start_stack(tmp_path, mosquitto.url)
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, "raw-once-pub")
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    try:
+        n = 5000
+        body = json.dumps({"v": 1, "device_id": "LOG-Z", "readings": [{"ts": 0, "temp_c": 4.0}] * n},
+                          separators=(",", ":")).encode()
+        pub.publish("coldtrace/v1/devices/LOG-Z/readings", body, qos=1).wait_for_publish(10)
+        wait_for(lambda: s.get("/api/v1/quarantine/summary").get("too_old") == n, what="every reading quarantined")
+        total, with_raw, indexes = s.services.db.query_one(
+            "SELECT SUM(LENGTH(raw)), COUNT(raw), COUNT(DISTINCT reading_index) FROM quarantine"
+            " WHERE reason = 'too_old'")
+        assert (total, with_raw, indexes) == (min(len(body), RAW_CAP), 1, n)
+        first = s.get("/api/v1/quarantine", reason="too_old", limit=1000, offset=n - 1000)
+        assert any(x["reading_index"] == 0 and x["raw_preview"].startswith('{"v":1,"device_id":"LOG-Z"')
+                   for x in first)
     finally:
         pub.loop_stop()
         pub.disconnect()

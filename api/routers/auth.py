@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from coldtrace.core.clock import parse_time, to_iso
 from coldtrace.core.errors import NotFound, RateLimited
+from coldtrace.core.payload import DEVICE_ID_RE
 from coldtrace.services import auth
 from coldtrace.services.login_guard import LoginThrottle
 
@@ -69,7 +70,7 @@ class TokenOut(BaseModel):
 
 
 class DeviceTokenIn(BaseModel):
-    device_ids: Annotated[list[Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]],
+    device_ids: Annotated[list[Annotated[str, Field(pattern=DEVICE_ID_RE.pattern)]],
                           Field(min_length=1, max_length=1000)]
     name: Annotated[str | None, Field(max_length=100)] = None
 

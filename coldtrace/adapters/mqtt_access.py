@@ -33,16 +33,16 @@ import base64
 import hashlib
 import logging
 import os
-import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from coldtrace.core.payload import DEVICE_ID_RE
 
 log = logging.getLogger(__name__)
 
 PBKDF2_ITERATIONS = 101  # mosquitto_passwd's default for $7$ (Mosquitto 2.0)
 SALT_LEN = 12
-DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 TOPIC_ROOT = "coldtrace/v1/devices"
 DEFAULT_COLLECTOR_USER = "coldtrace-collector"
 DEFAULT_COLLECTOR_CLIENT_ID = "coldtrace-collector"  # MqttSettings.client_id's default

@@ -22,8 +22,12 @@ from coldtrace.core.model import TEMP_MAX_C, TEMP_MIN_C, Batch, ParseResult, Rea
 MAX_BYTES = 256 * 1024
 MAX_READINGS = 10_000
 FUTURE_TOLERANCE_MS = 5 * 60_000
-# anchored, so that it means the same in Python (fullmatch/match) and as a pydantic Field(pattern=...)
-DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# anchored, so that it means the same in Python (fullmatch/match) and as a pydantic Field(pattern=...):
+# 1 to 64 of [A-Za-z0-9._-], except "." and "..", which are URL dot segments: a browser (and curl, httpx) removes
+# them from /api/v1/devices/{id}/..., so such a device could never be opened on the API or the QA pages. Written
+# without a look-ahead, which pydantic's Rust regex does not support.
+DEVICE_ID_RE = re.compile(r"^(?:[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}|\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,62}"
+                          r"|\.\.[A-Za-z0-9._-]{1,62})$")
 MAX_NESTING = 1024  # orjson's depth limit: deeper JSON is refused with reason `schema`
 INT64_MAX = 2**63 - 1
 TS_FLOOR_MS = 946_684_800_000  # 2000-01-01T00:00:00Z: a reading before it is a logger without a set clock

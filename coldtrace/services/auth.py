@@ -29,6 +29,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from coldtrace.core.clock import SystemClock
 from coldtrace.core.errors import ConfigError, Conflict, NotFound, RateLimited
 from coldtrace.core.model import DAY, HOUR, MINUTE, stable_id
+from coldtrace.core.payload import valid_device_id
 from coldtrace.ports import TokenListing, TokenOwner, TokenRow, UserRow
 from coldtrace.settings import is_loopback_host
 from coldtrace.store import auth as store
@@ -493,7 +494,7 @@ def create_device_token(db: Database, device_ids: Any, *, name: str | None = Non
     ids = sorted({str(d) for d in device_ids})
     if not ids:
         raise ValueError("a device token needs at least one device id")
-    bad = [d for d in ids if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", d)]
+    bad = [d for d in ids if not valid_device_id(d)]
     if bad:
         raise ValueError(f"invalid device id(s): {', '.join(bad)}")
     now = _now(now_ms)

@@ -10,6 +10,7 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
+from coldtrace.core.clock import to_iso
 from coldtrace.services import auth
 from tests.support.stack import start_stack, wait_for
 
@@ -143,3 +144,53 @@ def test_a_conflict_names_the_source_of_each_value(stack):
     wait_for(lambda: len(s.get("/api/v1/quarantine", device_id="LOG-S")) == 2, what="the second conflict")
     newest = s.get("/api/v1/quarantine", device_id="LOG-S")[0]
     assert (newest["stored_source"], newest["source"], newest["received_temp_c"]) == ("http or mqtt", "mqtt", 6.0)
+
+
+def test_a_message_contradicting_many_readings_raises_one_alarm_not_a_flood(stack):
+    """A logger that re-sends a day with other values contradicts every stored reading: each one is its own
+    quarantine row (QA resolves them), but the alarm an operator must acknowledge is one per device and message
+    (ISA-18.2: an alarm flood hides the alarms that matter), naming how many and the time range."""
+    s, pub = stack
+    n = 200
+    t0 = (int(time.time()) - 86_400) * 1000
+    topic = "coldtrace/v1/devices/LOG-F/readings"
+
+    def day(temp: float, seq: int) -> str:
+        return json.dumps({"v": 1, "device_id": "LOG-F", "seq": seq,
+                           "readings": [{"ts": t0 + i * 60_000, "temp_c": temp} for i in range(n)]})
+
+    pub.publish(topic, day(5.0, 1), qos=1).wait_for_publish(10)
+    wait_for(lambda: s.services.readings.count("LOG-F") == n, what="the day stored")
+    pub.publish(topic, day(6.5, 2), qos=1).wait_for_publish(10)
+    wait_for(lambda: s.services.pipeline.counters["readings.conflicts"] == n, what="every reading a conflict")
+    assert len(s.get("/api/v1/quarantine", reason="conflicting_duplicate", limit=1000)) == n
+    assert s.get("/api/v1/devices/LOG-F")["open_conflicts"] == n
+    alerts = s.get("/api/v1/alerts", type="device.data_conflict")
+    assert len(alerts) == 1, [a["data"].get("reading_ts") for a in alerts]
+    d = alerts[0]["data"]
+    assert d["conflicts"] == n and (d["stored_temp_c"], d["received_temp_c"]) == (5.0, 6.5)
+    assert (d["first_reading_ts"], d["last_reading_ts"]) == (to_iso(t0), to_iso(t0 + (n - 1) * 60_000))
+    # the same message redelivered opens nothing new
+    pub.publish(topic, day(6.5, 2), qos=1).wait_for_publish(10)
+    wait_for(lambda: s.services.pipeline.counters["readings.duplicates"] >= n, what="the redelivery counted")
+    assert len(s.get("/api/v1/alerts", type="device.data_conflict")) == 1
+
+
+def test_a_message_of_many_conflicts_keeps_its_raw_bytes_once(stack):
+    """Each conflicting reading is its own row, but the message's raw bytes are kept once (with its first
+    conflict): a copy per row was 64 KiB x 10,000 rows for one re-sent message."""
+    s, pub = stack
+    n = 300
+    t0 = (int(time.time()) - 7200) * 1000
+    msgs = [json.dumps({"v": 1, "device_id": "LOG-R", "seq": seq,
+                        "readings": [{"ts": t0 + i * 1000, "temp_c": temp} for i in range(n)]}) for seq, temp in
+            ((1, 5.0), (2, 7.0))]
+    pub.publish("coldtrace/v1/devices/LOG-R/readings", msgs[0], qos=1).wait_for_publish(10)
+    wait_for(lambda: s.services.readings.count("LOG-R") == n, what="the first message stored")
+    pub.publish("coldtrace/v1/devices/LOG-R/readings", msgs[1], qos=1).wait_for_publish(10)
+    wait_for(lambda: s.services.pipeline.counters["readings.conflicts"] == n, what="every reading a conflict")
+    total, with_raw, rows = s.services.db.query_one(
+        "SELECT SUM(LENGTH(raw)), COUNT(raw), COUNT(*) FROM quarantine WHERE reason = 'conflicting_duplicate'")
+    assert (total, with_raw, rows) == (len(msgs[1]), 1, n)
+    q = s.get("/api/v1/quarantine", reason="conflicting_duplicate", limit=1000)
+    assert all(x["stored_temp_c"] == 5.0 and x["received_temp_c"] == 7.0 and x["reading_ts"] for x in q)

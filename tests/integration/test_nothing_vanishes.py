@@ -10,6 +10,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from coldtrace.core.model import Batch, Reading
+from coldtrace.services.pipeline import RAW_CAP
 from tests.support.stack import start_stack, wait_for
 
 pytestmark = pytest.mark.integration
@@ -78,7 +79,8 @@ def test_a_status_message_never_registers_a_device(registered_stack):
     assert [d["id"] for d in s.get("/api/v1/devices")] == ["INTRUDER"]
 
 
-@pytest.mark.parametrize("bad", ["bad id <x>", "LOG-1\n", "LOG-1 ", " LOG-1", "x" * 65, "", "a/b", "ünï"])
+@pytest.mark.parametrize("bad", ["bad id <x>", "LOG-1\n", "LOG-1 ", " LOG-1", "x" * 65, "", "a/b", "ünï",
+                                 ".", ".."])
 def test_device_registration_refuses_ids_outside_the_anchored_pattern(registered_stack, bad):
     s, _ = registered_stack
     r = s.client.post("/api/v1/devices", json={"id": bad}, headers=s.headers)
@@ -94,3 +96,55 @@ def test_the_pipeline_refuses_a_bad_device_id_from_any_source(registered_stack):
     assert res.accepted == 0 and [r.reason for r in res.rejected] == ["schema"]
     assert s.get("/api/v1/quarantine", reason="schema")[0]["source"] == "serial"
     assert s.get("/api/v1/devices") == []
+
+
+@pytest.mark.parametrize("dot_id", [".", ".."])
+def test_a_dot_segment_id_on_a_topic_is_quarantined_not_made_a_device(tmp_path, mosquitto, dot_id):
+    """Without require_registration a topic's id makes a device; "." and ".." would make one that no URL reaches
+    (/api/v1/devices/.. is /api/v1/ in a browser): quarantined `schema` instead, and the next device is stored."""
+    s = start_stack(tmp_path, mosquitto.url)
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, "dot-pub")
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    try:
+        now_ms = int(time.time()) * 1000
+        for dev in (dot_id, "LOG-2"):
+            body = {"v": 1, "device_id": dev, "readings": [{"ts": now_ms - 30_000, "temp_c": 5.0}]}
+            pub.publish(f"coldtrace/v1/devices/{dev}/readings", json.dumps(body), qos=1).wait_for_publish(10)
+        wait_for(lambda: s.services.readings.count("LOG-2") == 1, what="the next device's reading stored")
+        wait_for(lambda: len(s.get("/api/v1/quarantine")) == 1, what="the dot-segment message quarantined")
+        q = s.get("/api/v1/quarantine")[0]
+        assert q["reason"] == "schema" and q["topic"] == f"coldtrace/v1/devices/{dot_id}/readings"
+        assert [d["id"] for d in s.get("/api/v1/devices")] == ["LOG-2"]
+        assert s.services.readings.count(dot_id) == 0
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        s.close()
+
+
+def test_a_message_of_many_rejected_readings_keeps_its_raw_bytes_once(tmp_path, mosquitto):
+    """A logger whose clock was never set dumps 5,000 readings at epoch 0: 5,000 `too_old` rows, each naming its
+    reading, but the message's raw bytes are kept once (with its first row). Each row held a copy (capped at
+    64 KiB): one 200 KB message of 10,000 such readings wrote 800 MB, a full disk from a handful of messages."""
+    s = start_stack(tmp_path, mosquitto.url)
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, "raw-once-pub")
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    try:
+        n = 5000
+        body = json.dumps({"v": 1, "device_id": "LOG-Z", "readings": [{"ts": 0, "temp_c": 4.0}] * n},
+                          separators=(",", ":")).encode()
+        pub.publish("coldtrace/v1/devices/LOG-Z/readings", body, qos=1).wait_for_publish(10)
+        wait_for(lambda: s.get("/api/v1/quarantine/summary").get("too_old") == n, what="every reading quarantined")
+        total, with_raw, indexes = s.services.db.query_one(
+            "SELECT SUM(LENGTH(raw)), COUNT(raw), COUNT(DISTINCT reading_index) FROM quarantine"
+            " WHERE reason = 'too_old'")
+        assert (total, with_raw, indexes) == (min(len(body), RAW_CAP), 1, n)
+        first = s.get("/api/v1/quarantine", reason="too_old", limit=1000, offset=n - 1000)
+        assert any(x["reading_index"] == 0 and x["raw_preview"].startswith('{"v":1,"device_id":"LOG-Z"')
+                   for x in first)
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        s.close()

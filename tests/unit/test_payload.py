@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from coldtrace.core.payload import MAX_BYTES, parse_payload
+from coldtrace.core.payload import DEVICE_ID_RE, MAX_BYTES, parse_payload, valid_device_id
 
 NOW = 1_795_687_500_000  # 2026-11-26T10:05:00Z
 
@@ -156,3 +156,23 @@ def test_the_decoder_never_raises_on_a_reading_at_the_edge_of_a_double():
     data = b'[{"bn":"LOG-0001/","bt":1.7e308,"n":"temp","t":1.7e308,"v":4}]'
     r = parse_payload(data, topic_device_id="LOG-0001", now_ms=NOW)
     assert r.rejections and r.rejections[0].reason in ("out_of_range", "future_timestamp")
+
+
+@pytest.mark.parametrize("device_id", [".", ".."])
+def test_a_url_dot_segment_is_not_a_device_id(device_id):
+    """/api/v1/devices/.. is /api/v1/ once a browser (or curl, httpx) removes the dot segment: such a device could
+    never be opened, so neither id is accepted, in a topic nor in a payload."""
+    assert not valid_device_id(device_id)
+    r = parse_payload(native(device_id=device_id), topic_device_id=device_id, now_ms=NOW)
+    assert r.batch is None and [x.reason for x in r.rejections] == ["schema"]
+
+
+@pytest.mark.parametrize("device_id", ["...", ".x", "..x", "x.", "x..", "-", "_", "a" * 64, "." + "a" * 63])
+def test_ids_with_dots_that_are_not_dot_segments_stay_valid(device_id):
+    assert valid_device_id(device_id)
+    assert DEVICE_ID_RE.fullmatch(device_id)
+
+
+@pytest.mark.parametrize("device_id", ["a" * 65, "." + "a" * 64, ".." + "a" * 63, "", "a b", "a/b"])
+def test_device_ids_stay_within_64_characters_of_the_set(device_id):
+    assert not valid_device_id(device_id)

@@ -98,7 +98,8 @@ def seed(app: LiveApp) -> dict:
     # what the quarantine page shows: a message that is not JSON, and a reading out of the sensor's range
     s.pipeline.ingest_raw(b"T=4.2C;ok", source="mqtt", topic_device_id=FLEET_LOGGER)
     s.pipeline.ingest_raw(json.dumps({"v": 1, "device_id": FLEET_LOGGER, "readings": [
-        {"ts": now - 2 * MINUTE, "temp_c": -300}]}).encode(), source="mqtt", topic_device_id=FLEET_LOGGER)
+        {"ts": now - 2 * MINUTE, "temp_c": -300}, {"ts": now - MINUTE, "temp_c": 900}]}).encode(), source="mqtt",
+        topic_device_id=FLEET_LOGGER)
     sh = shipments.create_shipment(s.db, reference=SHIPMENT_REF, origin="Basel depot", destination="Site 104, Lyon",
                                    product="IMP-4471 vials", lot="L2026-118", profile_id="2-8C", actor=QA_USER,
                                    now_ms=now)

@@ -37,7 +37,9 @@ export async function mount(main, ctx) {
         { label: "Device", cell: (q) => (q.device_id ? link(`/ui/devices/${encodeURIComponent(q.device_id)}`, q.device_id) : "—") },
         { label: "Source", cell: (q) => [q.source, q.topic ? h("div", { class: "muted mono" }, q.topic) : null] },
         { label: "What",  cell: (q) => (q.reading_index === null ? "whole message" : `reading ${q.reading_index + 1}`) },
-        { label: "Raw (start)", cell: (q) => (q.raw_preview ? h("code", { class: "mono raw", title: q.raw_preview }, q.raw_preview.slice(0, 80)) : "—") },
+        { label: "Raw (start)", cell: (q) => (q.raw_preview ? h("code", { class: "mono raw", title: q.raw_preview }, q.raw_preview.slice(0, 80))
+          // a message with many rejected readings keeps its raw bytes once, on its first quarantined row
+          : q.reading_index !== null || q.reason === "conflicting_duplicate" ? h("span", { class: "muted" }, "on the message's first row") : "—") },
       ], items, { emptyText: "Nothing in quarantine: every message received so far was stored." }));
     } catch (e) {
       replace(body, errorBox(e, "The quarantine"));

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from coldtrace.store.db import open_database  # noqa: E402
 from tests.support.postgres import PostgresServer  # noqa: E402
-from tests.support.services import Mosquitto  # noqa: E402
+from tests.support.services import Mosquitto, stop_processes  # noqa: E402
 
 DEVICES = 100
 PER_MSG = 500
@@ -127,13 +126,7 @@ def run(broker: Mosquitto, store_url: str, n: int, messages: int, tmp: Path, tag
         return {"rate": total / dt, "seconds": dt, "cpu_per_reading_us": (cpu + pg_cpu) / total * 1e6,
                 "collector_cpu": cpu, "db_cpu": pg_cpu}
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs, 30)
         for log in logs:
             log.close()
         db.close()

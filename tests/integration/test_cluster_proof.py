@@ -34,7 +34,7 @@ from coldtrace.services.pipeline import Pipeline, RawMessage
 from coldtrace.store.db import Database, open_database
 from coldtrace.store.sqlite import SqliteReadingStore
 from tests.integration.cluster_support import wait_for
-from tests.support.services import free_port
+from tests.support.services import free_port, stop_processes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -174,15 +174,7 @@ class _Cluster:
         return self.log(f"collector-{i}").read_bytes().count(b"connected to MQTT broker") >= times
 
     def stop(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs.values():
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes(self.procs.values())
 
     def logs(self) -> str:
         return "\n".join(f"--- {n}\n{self.log(n).read_text(errors='replace')[-3000:]}" for n in self.procs)

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from coldtrace.core.clock import to_iso
 from coldtrace.store.db import open_database
-from tests.support.services import free_port
+from tests.support.services import free_port, stop_processes
 from tests.support.stack import wait_for
 
 pytestmark = [pytest.mark.integration]
@@ -111,13 +110,7 @@ def test_collector_and_api_processes_share_one_postgresql_database(tmp_path, mos
             db.close()
         assert not (data_c / "coldtrace.db").exists() and not (data_a / "coldtrace.db").exists()
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs)
         for f in files:
             f.close()
     for name, path in logs.items():

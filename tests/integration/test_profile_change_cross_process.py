@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import urllib.request
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.support.services import free_port
+from tests.support.services import free_port, stop_processes
 from tests.support.stack import wait_for
 from tests.support.store_reads import store_rows
 
@@ -86,13 +85,7 @@ def processes(tmp_path, mosquitto):
             raise AssertionError("the API found no free port in three attempts")
         yield data / "coldtrace.db", f"http://127.0.0.1:{port}/api/v1", token
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs)
         for f in logs:
             f.close()
 

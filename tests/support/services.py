@@ -23,6 +23,21 @@ def missing_service(what: str) -> None:
     pytest.skip(msg)
 
 
+def stop_processes(procs, timeout: float = 20) -> None:
+    """SIGTERM every process still running, then wait for each (up to ``timeout`` s) and SIGKILL a stuck one:
+    a process tree of collectors and APIs stopped as an operator stops it, never left behind by a test."""
+    procs = list(procs)
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

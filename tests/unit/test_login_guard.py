@@ -198,38 +198,8 @@ def test_throttle_delay_grows_exponentially_and_is_capped():
     assert delay_ms(60, 5) == 5 * MINUTE
 
 
-def test_throttle_per_account_whether_or_not_it_exists_and_refusals_do_not_count():
-    t = LoginThrottle(account_free=3, client_free=100)
-    for i in range(3):
-        t.admit(f"10.0.0.{i}", "Someone", NOW)  # three addresses, one username (case-folded)
-    with pytest.raises(RateLimited) as exc:
-        t.admit("10.0.0.9", "someone", NOW + 500)
-    assert exc.value.code == "login_throttled" and exc.value.retry_after_s == 1
-    for _ in range(5):  # refused attempts are not counted: the wait does not grow
-        with pytest.raises(RateLimited):
-            t.admit("10.0.0.9", "someone", NOW + 900)
-    t.admit("10.0.0.9", "someone", NOW + 1000)
-    with pytest.raises(RateLimited) as exc:
-        t.admit("10.0.0.9", "someone", NOW + 2000)
-    assert exc.value.retry_after_s == 1  # 4 attempts: 2 s after the previous one
-    t.admit("10.0.0.9", "someone", NOW + 3000)
-    t.admit("10.0.0.9", "someone", NOW + 3000 + 4000 + 30 * MINUTE)  # forgotten after a quiet half hour
-
-
-def test_throttle_per_client_and_a_success_gives_the_clients_place_back():
-    t = LoginThrottle(account_free=100, client_free=3)
-    for i in range(3):
-        a = t.admit("192.0.2.1", f"user{i}", NOW)
-        t.settle(a, succeeded=True)  # good sign-ins from one NAT address do not add up
-    fails = [t.admit("192.0.2.1", f"guess{i}", NOW) for i in range(3)]
-    for a in fails:
-        t.settle(a)
-    with pytest.raises(RateLimited):
-        t.admit("192.0.2.1", "another", NOW)
-    t.admit("192.0.2.2", "another", NOW)  # another client is not slowed
-    busy = t.admit("192.0.2.3", "x", NOW)
-    t.settle(busy, tried=False)  # never checked (hashing full): not counted
-    assert len(t) == 6
+# the per-account and per-client rules are tested in memory and on each database by
+# tests/integration/test_login_throttle_shared.py (its ``make`` fixture builds both kinds of throttle)
 
 
 def test_throttle_memory_is_bounded():

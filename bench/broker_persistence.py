@@ -18,24 +18,12 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import paho.mqtt.client as mqtt  # noqa: E402
-from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
-
-from tests.integration.test_broker_persistence import shipped_settings  # noqa: E402
+from tests.support.broker_backlog import backlog_across_restart, shipped_settings, sigkill  # noqa: E402
 from tests.support.services import Mosquitto  # noqa: E402
-
-
-def _client(broker: Mosquitto, cid: str, clean: bool) -> mqtt.Client:
-    c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=cid, clean_session=clean)
-    c.max_inflight_messages_set(100)
-    c.connect(broker.host, broker.port, 30)
-    c.loop_start()
-    return c
 
 
 def run(workdir: Path, extra: str, kill: bool, n: int) -> tuple[int, float]:
@@ -43,40 +31,8 @@ def run(workdir: Path, extra: str, kill: bool, n: int) -> tuple[int, float]:
     broker = Mosquitto(workdir, extra_conf=extra)
     broker.start()
     try:
-        sub = _client(broker, "collector", clean=False)
-        sub.subscribe("coldtrace/v1/devices/+/readings", qos=1)
-        time.sleep(0.3)
-        sub.disconnect()
-        sub.loop_stop()
-        pub = _client(broker, "gateway", clean=True)
-        t0 = time.monotonic()
-        infos = [pub.publish("coldtrace/v1/devices/LOG-P/readings", b'{"v":1}', qos=1) for _ in range(n)]
-        for i in infos:
-            i.wait_for_publish(600)
-        rate = n / (time.monotonic() - t0)
-        assert all(i.is_published() for i in infos)
-        pub.disconnect()
-        pub.loop_stop()
-        if kill:
-            broker.proc.kill()
-            broker.proc.wait()
-            broker.proc = None
-        else:
-            broker.stop()
-        broker.start()
-        got: list[int] = []
-        sub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="collector", clean_session=False)
-        sub.on_message = lambda c, u, m: got.append(m.mid)
-        sub.connect(broker.host, broker.port, 30)
-        sub.loop_start()
-        last, quiet_since = -1, time.monotonic()
-        while time.monotonic() - quiet_since < 2.0:
-            if len(got) != last:
-                last, quiet_since = len(got), time.monotonic()
-            time.sleep(0.05)
-        sub.disconnect()
-        sub.loop_stop()
-        return len(got), rate
+        return backlog_across_restart(broker, n, (lambda: sigkill(broker)) if kill else broker.stop, quiet_s=2.0,
+                                      publish_timeout_s=600)
     finally:
         broker.stop()
 

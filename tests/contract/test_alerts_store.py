@@ -17,20 +17,8 @@ from coldtrace.store import alerts as store
 from coldtrace.store import devices as device_store
 from coldtrace.store.db import Database
 from coldtrace.store.excursions import upsert_excursion
-from coldtrace.store.postgres import PostgresDatabase
 
 T0 = 1_795_687_200_000  # 2026-11-26T08:00:00Z
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def db(request, tmp_path):
-    """A fresh, migrated database of each dialect: a SQLite file, or a new database on the test PostgreSQL."""
-    if request.param == "postgresql":
-        d = PostgresDatabase(request.getfixturevalue("postgres_url"))
-    else:
-        d = Database(tmp_path / "alerts.db")
-    yield d
-    d.close()
 
 
 def _exc(series: str = "LOG-1", limit: str = "high", severity: str = "alarm", start: int = T0,

@@ -20,16 +20,6 @@ T0 = 1_795_687_200_000  # 2026-11-26T08:00:00Z
 DIALECTS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
 
 
-@pytest.fixture(params=DIALECTS)
-def db(request, tmp_path):
-    if request.param == "postgresql":
-        d = PostgresDatabase(request.getfixturevalue("postgres_url"))
-    else:
-        d = Database(tmp_path / "contract.db")
-    yield d
-    d.close()
-
-
 def add_user(db, uid: str, username: str, role: str = "qa", *, full_name: str | None = None, now: int = T0) -> bool:
     with db.write() as c:
         return store.insert_user(c, id=uid, username=username, full_name=full_name or username.title(),

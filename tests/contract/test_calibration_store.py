@@ -11,22 +11,9 @@ import pytest
 from coldtrace.core.errors import NotFound
 from coldtrace.ports import CalibrationStore
 from coldtrace.store import calibration as store
-from coldtrace.store.db import Database
-from coldtrace.store.postgres import PostgresDatabase
 
 T0 = 1_795_687_200_000  # 2026-11-26T08:00:00Z
 DAY = 86_400_000
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def db(request, tmp_path):
-    """A fresh database of each dialect: the same statements must give the same results on both."""
-    if request.param == "sqlite":
-        d = Database(tmp_path / "calibration.db")
-    else:
-        d = PostgresDatabase(request.getfixturevalue("postgres_url"))
-    yield d
-    d.close()
 
 
 def device_values(**over):

@@ -3,16 +3,8 @@ watches."""
 
 from __future__ import annotations
 
-import pytest
-
 from coldtrace.ports import MonitoredDevice
 from coldtrace.store import devices, health
-from tests.support.device_family import DIALECTS, open_db
-
-
-@pytest.fixture(params=DIALECTS)
-def db(request, tmp_path):
-    yield from open_db(request.param, tmp_path, request)
 
 
 def test_save_read_back_and_replace(db):

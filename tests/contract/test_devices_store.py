@@ -4,16 +4,8 @@ ordering, not-found."""
 
 from __future__ import annotations
 
-import pytest
-
 from coldtrace.ports import DeviceState, RoleState
 from coldtrace.store import calibration, devices
-from tests.support.device_family import DIALECTS, open_db
-
-
-@pytest.fixture(params=DIALECTS)
-def db(request, tmp_path):
-    yield from open_db(request.param, tmp_path, request)
 
 
 def _running_session(c, sid: str, reference: str, duts: list[str]) -> None:

@@ -3,16 +3,8 @@ deleted), the alert stream's announced state, and the live evaluation's series c
 
 from __future__ import annotations
 
-import pytest
-
 from coldtrace.core.model import Excursion
 from coldtrace.store import excursions as store
-from tests.support.device_family import DIALECTS, open_db
-
-
-@pytest.fixture(params=DIALECTS)
-def db(request, tmp_path):
-    yield from open_db(request.param, tmp_path, request)
 
 
 def exc(start: int, end: int | None, *, series: str = "LOG-1", limit: str = "high", alarm: int | None = None,

@@ -6,12 +6,6 @@ import pytest
 
 from coldtrace.core.errors import StoreError
 from coldtrace.store import meta
-from tests.support.device_family import DIALECTS, open_db
-
-
-@pytest.fixture(params=DIALECTS)
-def db(request, tmp_path):
-    yield from open_db(request.param, tmp_path, request)
 
 
 def test_get_put_and_replace(db):

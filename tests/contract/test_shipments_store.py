@@ -13,23 +13,10 @@ from coldtrace.ports import ShipmentStore
 from coldtrace.store import devices as device_store
 from coldtrace.store import excursions as excursion_store
 from coldtrace.store import shipments as store
-from coldtrace.store.db import Database
 from coldtrace.store.excursions import upsert_excursion
-from coldtrace.store.postgres import PostgresDatabase
 
 T0 = 1_795_687_200_000  # 2026-11-26T08:00:00Z
 HOUR = 3_600_000
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def db(request, tmp_path):
-    """A fresh database of each dialect: the same statements must give the same results on both."""
-    if request.param == "sqlite":
-        d = Database(tmp_path / "shipments.db")
-    else:
-        d = PostgresDatabase(request.getfixturevalue("postgres_url"))
-    yield d
-    d.close()
 
 
 def shipment(sid, **over):

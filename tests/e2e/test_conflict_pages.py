@@ -13,15 +13,11 @@ import pytest
 from coldtrace.services import auth
 from tests.e2e.conftest import login
 from tests.e2e.live_app import HOUR, MINUTE, ingest_series
+from tests.support.stack import ok_json as _ok
 
 pytestmark = pytest.mark.e2e
 
 DEV = "LOG-E2E-C"
-
-
-def _ok(r, status=200):
-    assert r.status_code == status, r.text
-    return r.json()
 
 
 def test_a_conflict_is_flagged_on_every_page_until_qa_resolves_it(live_app, page, shot):

@@ -21,6 +21,7 @@ from coldtrace.services.release_checklist import certificate_link
 from coldtrace.store.db import is_integrity_error
 from firmware_sim.bench import BenchSpec, bench_series
 from tests.integration.test_trip_report_golden import compare_golden, normalise, pdftotext
+from tests.support.stack import ok_json as _ok
 from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.integration
@@ -28,11 +29,6 @@ API = "/api/v1"
 CAL = f"{API}/calibration"
 PERFORMER = ("mkeller", "Maria Keller", "bench-metrology-2026")
 APPROVER = ("asilva", "Dr Ana Silva", "authorised-signatory-2026")
-
-
-def _ok(r, status=200):
-    assert r.status_code == status, r.text
-    return r.json()
 
 
 def _login(c, user) -> dict:

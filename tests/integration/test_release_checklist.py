@@ -16,6 +16,7 @@ import pytest
 from coldtrace.core.clock import ManualClock
 from coldtrace.core.model import HOUR, MINUTE
 from coldtrace.services import alerts
+from tests.support.stack import ok_json as _ok
 from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.integration
@@ -28,11 +29,6 @@ def mkt_by_hand(blocks: list[tuple[float, float]]) -> float:
     dh_r = 83144.0 / 8.3144598
     total = sum(m for m, _ in blocks)
     return dh_r / -math.log(sum(m * math.exp(-dh_r / (c + 273.15)) for m, c in blocks) / total) - 273.15
-
-
-def _ok(r, status=200):
-    assert r.status_code == status, r.text
-    return r.json()
 
 
 def _ingest(services, dev: str, ts: list[int], temps: list[float]) -> None:

@@ -21,17 +21,13 @@ from coldtrace.core.clock import ManualClock, to_iso
 from coldtrace.core.model import HOUR, MINUTE
 from coldtrace.services import alerts as lifecycle
 from coldtrace.services import report
+from tests.support.stack import ok_json as _ok
 from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.integration
 API = "/api/v1"
 PASSWORD = "trip-report-alarms-2026"
 DEV = "LOG-TR-1"
-
-
-def _ok(r, status=200):
-    assert r.status_code == status, r.text
-    return r.json()
 
 
 def test_the_trip_report_names_who_acknowledged_each_alarm_and_flags_the_ones_nobody_did(tmp_path):

@@ -20,6 +20,7 @@ import pytest
 from coldtrace.core.clock import ManualClock
 from coldtrace.core.model import HOUR, MINUTE
 from tests.support.services import missing_service
+from tests.support.stack import ok_json as _ok
 from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.integration
@@ -59,11 +60,6 @@ def compare_golden(name: str, text: str) -> None:
         path.write_text(text, encoding="utf-8")
     expected = path.read_text(encoding="utf-8")
     assert text == expected, f"{name} differs from the golden file (UPDATE_GOLDEN=1 regenerates it)"
-
-
-def _ok(r, status=200):
-    assert r.status_code == status, r.text
-    return r.json()
 
 
 def test_trip_report_pdf_golden(tmp_path):

@@ -66,6 +66,12 @@ def start_stack(tmp_path: Path, mqtt_url: str | None = None, clock: Clock | None
     return Stack(services, collector, client, token)
 
 
+def ok_json(r, status: int = 200):
+    """An API answer that must have ``status``: its JSON body (the body is the failure message otherwise)."""
+    assert r.status_code == status, r.text
+    return r.json()
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
